@@ -1,0 +1,89 @@
+# rwkv7c: RWKV-7 pre-training toolkit.  `make` builds every tool into build/bin.
+# Honours PREFIX, DESTDIR, CC, NVCC, CUDA_ARCH, CFLAGS, LDFLAGS.
+PREFIX    ?= /usr/local
+BINDIR    ?= $(PREFIX)/bin
+DATADIR   ?= $(PREFIX)/share/rwkv7c
+MANDIR    ?= $(PREFIX)/share/man
+NVCC      ?= nvcc
+CUDA_ARCH ?= sm_90
+CFLAGS    ?= -O2 -g
+ARCHFLAGS ?= -march=native
+WARN      := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla
+ALL_CFLAGS = -std=gnu11 $(WARN) $(ARCHFLAGS) -fopenmp -Ilib -MMD -MP $(CFLAGS) -DDATADIR=\"$(DATADIR)\"
+LDLIBS    += -lzstd -lxxhash -llapacke -lopenblas -lm -lpthread -fopenmp
+
+B := build
+TOOLS    := $(patsubst bin/%.c,%,$(wildcard bin/*.c))
+LIB_SRC  := $(wildcard lib/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(B)/obj/%.o)
+UNIT     := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/*.c))
+FUZZ     := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/*.c))
+CUDA_SRC := $(wildcard cuda/*.cu)
+VOCAB    := $(B)/share/rwkv7c/rwkv_vocab_v20230424.txt
+
+.PHONY: all check bench fuzz demo install uninstall clean cuda help
+all: $(TOOLS:%=$(B)/bin/%) $(UNIT) $(VOCAB)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/librwkv7c.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(B)/bin/%: $(B)/obj/bin/%.o $(B)/librwkv7c.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(B)/librwkv7c.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(VOCAB): share/rwkv7c/rwkv_vocab_v20230424.txt
+	@mkdir -p $(@D)
+	cp $< $@
+
+# libFuzzer targets: clang, sanitizers, the library sources compiled in.
+FUZZ_CC ?= clang
+$(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -std=gnu11 -g -O1 -fopenmp -Ilib -fsanitize=fuzzer,address,undefined $< $(LIB_SRC) $(LDLIBS) -o $@
+
+# CUDA objects compile and link wherever nvcc exists; nothing here runs them.
+cuda: $(CUDA_SRC:%.cu=$(B)/obj/%.o)
+$(B)/obj/%.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) -O3 -arch=$(CUDA_ARCH) -Ilib -c $< -o $@
+
+check: all
+	@sh tests/run.sh
+
+fuzz: $(FUZZ)
+	@sh tests/run-fuzz.sh $(FUZZ_SECONDS)
+
+bench: all
+	@sh bench/run.sh
+
+demo: all
+	@sh pipelines/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 755 $(TOOLS:%=$(B)/bin/%) $(DESTDIR)$(BINDIR)
+	install -m 644 share/rwkv7c/rwkv_vocab_v20230424.txt share/rwkv7c/NOTICE $(DESTDIR)$(DATADIR)
+	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1
+
+uninstall:
+	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1))
+	rm -rf $(DESTDIR)$(DATADIR)
+
+clean:
+	rm -rf $(B)
+
+help:
+	@echo "targets: all check bench fuzz demo install uninstall clean cuda"
+	@echo "tools:   $(TOOLS)"
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+.SECONDARY:

@@ -1,0 +1,172 @@
+#include "input.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#define RAW_CHUNK (1 << 20)
+
+struct Input {
+    FILE *fp;
+    int is_stdin;
+    char *name;
+    /* raw (compressed) buffer */
+    unsigned char *raw;
+    size_t raw_len, raw_pos;
+    int raw_eof;
+    ZSTD_DStream *zs;       /* NULL for plain input */
+    int zs_frame_open;
+    uint64_t bytes_in;
+    /* line buffer */
+    char *buf;
+    size_t buf_cap, buf_start, buf_end;
+    int eof;
+    uint64_t lineno;
+    size_t max_line;
+};
+
+static int fill_raw(Input *in, Error *e)
+{
+    if (in->raw_eof) return 0;
+    if (in->raw_pos < in->raw_len) {
+        memmove(in->raw, in->raw + in->raw_pos, in->raw_len - in->raw_pos);
+        in->raw_len -= in->raw_pos;
+    } else {
+        in->raw_len = 0;
+    }
+    in->raw_pos = 0;
+    size_t n = fread(in->raw + in->raw_len, 1, RAW_CHUNK - in->raw_len, in->fp);
+    if (n == 0) {
+        if (ferror(in->fp)) return fail(e, "%s: read error: %s", in->name, strerror(errno));
+        in->raw_eof = 1;
+        return 0;
+    }
+    in->raw_len += n;
+    in->bytes_in += n;
+    return 1;
+}
+
+Input *input_open(const char *path, Error *e)
+{
+    Input *in = calloc(1, sizeof *in);
+    if (!in) { fail(e, "out of memory"); return NULL; }
+    in->max_line = (size_t)1 << 30;
+    if (!path || strcmp(path, "-") == 0) {
+        in->fp = stdin;
+        in->is_stdin = 1;
+        in->name = strdup("<stdin>");
+    } else {
+        in->fp = fopen(path, "rb");
+        in->name = strdup(path);
+        if (!in->fp) {
+            fail(e, "%s: %s", path, strerror(errno));
+            input_close(in);
+            return NULL;
+        }
+    }
+    in->raw = malloc(RAW_CHUNK);
+    if (!in->name || !in->raw) { fail(e, "out of memory"); input_close(in); return NULL; }
+    if (fill_raw(in, e) < 0) { input_close(in); return NULL; }
+    static const unsigned char zmagic[4] = { 0x28, 0xB5, 0x2F, 0xFD };
+    if (in->raw_len >= 4 && memcmp(in->raw, zmagic, 4) == 0) {
+        in->zs = ZSTD_createDStream();
+        if (!in->zs) { fail(e, "out of memory"); input_close(in); return NULL; }
+        ZSTD_initDStream(in->zs);
+    }
+    return in;
+}
+
+void input_close(Input *in)
+{
+    if (!in) return;
+    if (in->fp && !in->is_stdin) fclose(in->fp);
+    if (in->zs) ZSTD_freeDStream(in->zs);
+    free(in->raw);
+    free(in->buf);
+    free(in->name);
+    free(in);
+}
+
+const char *input_name(const Input *in) { return in->name; }
+uint64_t input_lineno(const Input *in) { return in->lineno; }
+uint64_t input_bytes_in(const Input *in) { return in->bytes_in; }
+void input_set_max_line(Input *in, size_t max_line) { in->max_line = max_line; }
+
+ssize_t input_read(Input *in, void *buf, size_t n, Error *e)
+{
+    if (n == 0) return 0;
+    if (!in->zs) {
+        for (;;) {
+            if (in->raw_pos < in->raw_len) {
+                size_t k = in->raw_len - in->raw_pos;
+                if (k > n) k = n;
+                memcpy(buf, in->raw + in->raw_pos, k);
+                in->raw_pos += k;
+                return (ssize_t)k;
+            }
+            int r = fill_raw(in, e);
+            if (r <= 0) return r;
+        }
+    }
+    ZSTD_outBuffer out = { buf, n, 0 };
+    while (out.pos == 0) {
+        if (in->raw_pos == in->raw_len) {
+            int r = fill_raw(in, e);
+            if (r < 0) return -1;
+            if (r == 0) {
+                if (in->zs_frame_open)
+                    return fail(e, "%s: truncated zstd stream", in->name);
+                return 0;
+            }
+        }
+        ZSTD_inBuffer inb = { in->raw, in->raw_len, in->raw_pos };
+        size_t rc = ZSTD_decompressStream(in->zs, &out, &inb);
+        in->raw_pos = inb.pos;
+        if (ZSTD_isError(rc))
+            return fail(e, "%s: zstd: %s", in->name, ZSTD_getErrorName(rc));
+        in->zs_frame_open = rc != 0;
+    }
+    return (ssize_t)out.pos;
+}
+
+int input_getline(Input *in, char **line, size_t *len, Error *e)
+{
+    for (;;) {
+        char *start = in->buf + in->buf_start;
+        size_t avail = in->buf_end - in->buf_start;
+        char *nl = avail ? memchr(start, '\n', avail) : NULL;
+        if (nl || (in->eof && avail)) {
+            size_t n = nl ? (size_t)(nl - start) : avail;
+            in->buf_start += nl ? n + 1 : n;
+            if (n && start[n - 1] == '\r') n--;
+            start[n] = 0;   /* safe: there is a '\n' or spare byte there */
+            in->lineno++;
+            *line = start;
+            *len = n;
+            return 1;
+        }
+        if (in->eof) return 0;
+        if (avail > in->max_line)
+            return fail(e, "%s:%llu: line longer than %zu bytes", in->name,
+                        (unsigned long long)in->lineno + 1, in->max_line);
+        /* compact, grow, refill */
+        if (in->buf_start) {
+            memmove(in->buf, start, avail);
+            in->buf_start = 0;
+            in->buf_end = avail;
+        }
+        if (in->buf_cap - in->buf_end < RAW_CHUNK + 1) {
+            size_t cap = in->buf_cap ? in->buf_cap * 2 : 4 * RAW_CHUNK;
+            while (cap - in->buf_end < RAW_CHUNK + 1) cap *= 2;
+            char *nb = realloc(in->buf, cap);
+            if (!nb) return fail(e, "out of memory");
+            in->buf = nb;
+            in->buf_cap = cap;
+        }
+        ssize_t r = input_read(in, in->buf + in->buf_end, in->buf_cap - in->buf_end - 1, e);
+        if (r < 0) return -1;
+        if (r == 0) in->eof = 1;
+        in->buf_end += (size_t)r;
+    }
+}

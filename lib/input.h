@@ -1,0 +1,29 @@
+/* input.h: read a file or stdin ("-"), plain or zstd-compressed (detected by
+ * magic), as bytes or as numbered lines. */
+#ifndef RWKV7C_INPUT_H
+#define RWKV7C_INPUT_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "util.h"
+
+typedef struct Input Input;
+
+/* path "-" or NULL means stdin.  The name used in messages is "-" → "<stdin>". */
+Input *input_open(const char *path, Error *e);
+void   input_close(Input *in);
+const char *input_name(const Input *in);
+
+/* Read up to n decompressed bytes.  Returns bytes read, 0 at end, -1 on error. */
+ssize_t input_read(Input *in, void *buf, size_t n, Error *e);
+
+/* Next line without its "\n" (a "\r" before it is removed too); *line stays
+ * valid until the next call.  The last line may lack "\n".  Returns 1 for a
+ * line, 0 at end, -1 on error (e.g. a line longer than max_line bytes).
+ * input_lineno() is the 1-based number of the line just returned. */
+int input_getline(Input *in, char **line, size_t *len, Error *e);
+uint64_t input_lineno(const Input *in);
+void input_set_max_line(Input *in, size_t max_line);   /* default 1 GiB */
+/* Total compressed bytes consumed so far (for progress). */
+uint64_t input_bytes_in(const Input *in);
+#endif

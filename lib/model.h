@@ -1,0 +1,57 @@
+/* model.h: the RWKV-7 x070 model on the CPU, in fp32 — the reference every
+ * other backend is checked against (rwkv7-reference §3).
+ *
+ * All parameters live in one flat fp32 buffer in Layout order (= state-dict
+ * order), so gradients, Adam moments and checkpoints share one indexing.
+ * Matrix products use BLAS (OpenBLAS sgemm); the rest uses OpenMP threads. */
+#ifndef RWKV7C_MODEL_H
+#define RWKV7C_MODEL_H
+#include <stdint.h>
+#include "layout.h"
+#include "tensors.h"
+#include "util.h"
+
+typedef struct {
+    ModelConfig cfg;
+    Layout      layout;
+    float      *w;          /* layout.total floats */
+} Model;
+
+int    model_alloc(Model *m, const ModelConfig *c, Error *e);        /* zero weights */
+void   model_free(Model *m);
+float *model_param(const Model *m, const char *name);                /* NULL if absent */
+/* Dimensions from the tensor shapes; every tensor checked (names, shapes, finite
+ * values — errors name the tensor); converted to fp32. */
+int    model_from_tensors(Model *m, const TensorSet *ts, Error *e);
+/* Append every parameter as dtype dt (DT_BF16 / DT_F32 / DT_F16) with RWKV-LM
+ * names, plus metadata "model_type"="x070". */
+int    model_to_tensors(const Model *m, TensorSet *ts, DType dt, Error *e);
+/* Load a checkpoint file (safetensors; .pth once pth.h exists), by content. */
+int    model_load(Model *m, const char *path, Error *e);
+/* Save as safetensors, atomically. */
+int    model_save(const Model *m, const char *path, DType dt, int overwrite, Error *e);
+
+/* ---- training (parallel / sequence mode) ---- */
+typedef struct ModelWork ModelWork;   /* activations and scratch for B x T */
+/* grad_cp: keep only block inputs and recompute each block in the backward. */
+ModelWork *model_work_new(const Model *m, int B, int T, int grad_cp, Error *e);
+void       model_work_free(ModelWork *w);
+/* x, y: B*T token ids.  Returns the mean cross-entropy over B*T.  grad (layout.total
+ * floats) is overwritten with d(loss)/d(w) including the L2Wrap term (§3.6). */
+float model_forward_backward(const Model *m, ModelWork *w, const int32_t *x, const int32_t *y, float *grad);
+/* Loss only (no backward). */
+float model_forward_loss(const Model *m, ModelWork *w, const int32_t *x, const int32_t *y);
+/* logits: B*T*V floats. */
+void  model_forward_logits(const Model *m, ModelWork *w, const int32_t *x, float *logits);
+
+/* ---- inference (recurrent mode, one token at a time) ---- */
+typedef struct ModelState ModelState;
+ModelState *model_state_new(const Model *m, Error *e);
+void        model_state_reset(ModelState *s);
+void        model_state_free(ModelState *s);
+/* Feed one token; logits (V floats) for the next token, if non-NULL. */
+void model_step(const Model *m, ModelState *s, int32_t token, float *logits);
+/* Feed n tokens using the parallel mode (prefill), leaving s as if model_step
+ * had been called on each; logits of the last position, if non-NULL. */
+int  model_prefill(const Model *m, ModelState *s, const int32_t *tokens, int n, float *logits, Error *e);
+#endif

@@ -1,0 +1,65 @@
+/* util.h: errors, atomic output files, and small helpers shared by every tool.
+ *
+ * Library functions never exit: they return -1 (or NULL) and describe the
+ * problem in an Error, which bin/ prints as "tool: message". */
+#ifndef RWKV7C_UTIL_H
+#define RWKV7C_UTIL_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define RWKV7C_VERSION "0.1.0"
+
+typedef struct { char msg[1024]; } Error;
+
+/* Set e->msg (printf-style) and return -1, so callers can `return fail(e, ...)`. */
+int fail(Error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefix an existing message: "prefix: old message". Returns -1. */
+int fail_prefix(Error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- atomic output ----
+ * Writes go to "PATH.tmp.PID" in the same directory; commit flushes, fsyncs,
+ * renames over PATH and fsyncs the directory.  Until commit, PATH is untouched.
+ * Live temporaries are unlinked at exit and on SIGINT/SIGTERM/SIGHUP/SIGPIPE
+ * (see cleanup_install), so a killed tool never leaves half a file behind. */
+typedef struct {
+    FILE *fp;
+    char *path;
+    char *tmp;
+} AtomicFile;
+
+int  atomic_open(AtomicFile *f, const char *path, int overwrite, Error *e);
+int  atomic_commit(AtomicFile *f, Error *e);
+void atomic_abort(AtomicFile *f);
+/* Install exit/signal handlers that unlink live temporaries.  Call once in main(). */
+void cleanup_install(void);
+/* fsync the directory holding path (after a rename). */
+int  fsync_parent_dir(const char *path, Error *e);
+
+/* ---- tool messages (bin/ only) ---- */
+extern const char *tool_name;
+void tool_init(const char *name);   /* sets tool_name, installs cleanup */
+void warnx_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));  /* "tool: msg\n" */
+/* Print "tool: e->msg" and return exit status 1. */
+int  report(const Error *e);
+/* Close stdout and report a failed write (e.g. a full disk).  Returns 0 or 1. */
+int  close_stdout(void);
+/* Progress goes to stderr only when it is a terminal. */
+int  progress_wanted(void);
+
+/* ---- paths and data files ---- */
+/* Directory of the running executable (from /proc/self/exe), or NULL. Malloc'd. */
+char *exe_dir(void);
+/* Locate a shared data file: $RWKV7C_DATA/NAME, EXEDIR/../share/rwkv7c/NAME,
+ * then the compile-time DATADIR.  Returns a malloc'd path or NULL (with e set). */
+char *find_data_file(const char *name, Error *e);
+#define DEFAULT_VOCAB "rwkv_vocab_v20230424.txt"
+
+/* ---- checked arithmetic and parsing ---- */
+int  parse_u64(const char *s, uint64_t *out);      /* 0 ok, -1 bad; accepts 1e6-free decimal only */
+int  parse_i64(const char *s, int64_t *out);
+int  parse_double(const char *s, double *out);
+int  mul_overflow_u64(uint64_t a, uint64_t b, uint64_t *out);
+
+double now_seconds(void);          /* monotonic clock */
+#endif
