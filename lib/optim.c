@@ -1,0 +1,69 @@
+/* optim.c: DeepSpeed FusedAdam (csrc/adam/multi_tensor_adam.cu) in fp32, element by element. */
+#include "optim.h"
+
+#include <math.h>
+#include <string.h>
+
+ParamGroup param_group(const ParamInfo *p, double weight_decay)
+{
+    if (strstr(p->name, "att.w0")) return GROUP_LR_2X;
+    int dims = 0;   /* p.squeeze().dim(): count dimensions larger than 1 */
+    for (int i = 0; i < p->ndim; i++) dims += p->shape[i] != 1;
+    if (dims >= 2 && weight_decay > 0 && strstr(p->name, ".weight")) return GROUP_DECAY;
+    return GROUP_LR_1X;
+}
+
+const char *param_group_name(ParamGroup g)
+{
+    return g == GROUP_LR_2X ? "lr_2x" : g == GROUP_DECAY ? "decay" : "lr_1x";
+}
+
+double param_group_lr_scale(ParamGroup g) { return g == GROUP_LR_2X ? 2.0 : 1.0; }
+
+double grad_global_norm(const float *g, size_t n)
+{
+    double s = 0;
+    #pragma omp parallel for reduction(+:s) schedule(static)
+    for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
+    return sqrt(s);
+}
+
+float grad_clip_scale(double norm, double clip)
+{
+    if (!(clip > 0)) return 1.0f;
+    double c = (norm + 1e-6) / clip;
+    return c > 1 ? (float)(1.0 / c) : 1.0f;
+}
+
+void adam_step(const Layout *l, const AdamConfig *c, uint64_t step, double lr, float grad_scale,
+               float *w, float *m, float *v, const float *g)
+{
+    /* The host passes these to the kernel as float, as DeepSpeed does. */
+    const float beta1 = (float)c->beta1, beta2 = (float)c->beta2, eps = (float)c->eps;
+    /* std::pow(float beta, int step) promotes to double; the result is stored as float. */
+    const float bc1 = (float)(1.0 - pow((double)beta1, (double)step));
+    const float bc2 = (float)(1.0 - pow((double)beta2, (double)step));
+    for (int k = 0; k < l->n; k++) {
+        const ParamInfo *p = &l->p[k];
+        ParamGroup grp = param_group(p, c->weight_decay);
+        const float lr_g = (float)(lr * param_group_lr_scale(grp));
+        const float wd = grp == GROUP_DECAY ? (float)c->weight_decay : 0.0f;
+        const int adamw = c->weight_decay > 0;
+        float *pw = w + p->offset, *pm = m + p->offset, *pv = v + p->offset;
+        const float *pg = g + p->offset;
+        const size_t n = p->numel;
+        #pragma omp parallel for schedule(static) if (n > 65536)
+        for (size_t i = 0; i < n; i++) {
+            float gi = pg[i] * grad_scale, wi = pw[i];
+            if (!adamw) gi = gi + wd * wi;   /* L2 mode: wd is 0 here, kept for the formula */
+            float mi = beta1 * pm[i] + (1 - beta1) * gi;
+            float vi = beta2 * pv[i] + (1 - beta2) * gi * gi;
+            float denom = sqrtf(vi / bc2) + eps;
+            float update = (mi / bc1) / denom;
+            if (adamw) update = update + wd * wi;
+            pw[i] = wi - lr_g * update;
+            pm[i] = mi;
+            pv[i] = vi;
+        }
+    }
+}

@@ -1,0 +1,33 @@
+/* optim.h: the reference optimizer (rwkv7-reference §5.2, §5.4): three
+ * parameter groups, DeepSpeed FusedAdam (bias correction, eps after the sqrt,
+ * AdamW mode when weight_decay > 0) on fp32 masters, and ZeRO's global-norm
+ * clipping ((norm + 1e-6) / clip). */
+#ifndef RWKV7C_OPTIM_H
+#define RWKV7C_OPTIM_H
+#include <stddef.h>
+#include <stdint.h>
+#include "layout.h"
+
+typedef enum { GROUP_LR_1X = 0, GROUP_LR_2X = 1, GROUP_DECAY = 2 } ParamGroup;
+
+/* The §5.4 rule: "att.w0" -> 2x; 2-D+ ".weight" with wd > 0 -> decay; else 1x. */
+ParamGroup  param_group(const ParamInfo *p, double weight_decay);
+const char *param_group_name(ParamGroup g);      /* "lr_1x", "lr_2x", "decay" */
+double      param_group_lr_scale(ParamGroup g);   /* 1 or 2 */
+
+typedef struct {
+    double beta1, beta2, eps, weight_decay, grad_clip;
+} AdamConfig;
+
+/* Global L2 norm of n floats (accumulated in double). */
+double grad_global_norm(const float *g, size_t n);
+/* The clip factor applied to the gradients: 1 / ((norm + 1e-6) / clip) when
+ * that quotient exceeds 1, else 1.  clip <= 0 disables clipping. */
+float  grad_clip_scale(double norm, double clip);
+
+/* One FusedAdam step (step = 1, 2, ... since the optimizer started) over the
+ * parameters of layout l: w, m, v updated in place from gradient g, which is
+ * multiplied by grad_scale first (clipping).  lr is the base LR. */
+void adam_step(const Layout *l, const AdamConfig *c, uint64_t step, double lr, float grad_scale,
+               float *w, float *m, float *v, const float *g);
+#endif

@@ -1,0 +1,104 @@
+/* Parameter groups (rwkv7-reference §5.4), one and two Adam steps against a
+ * hand computation, AdamW decay, and global-norm clipping. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "layout.h"
+#include "optim.h"
+
+static int fails;
+#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+static int ends_with(const char *s, const char *t)
+{
+    size_t a = strlen(s), b = strlen(t);
+    return a >= b && !strcmp(s + a - b, t);
+}
+
+int main(void)
+{
+    Error e;
+    ModelConfig c;
+    Layout l;
+    if (config_default(&c, 2, 64, 100, 64, &e) || layout_build(&c, &l, &e)) { printf("FAIL layout: %s\n", e.msg); return 1; }
+    /* The decay group with wd > 0 is exactly emb, head, att.receptance/key/value/output, ffn.key/value. */
+    const char *decay_suffix[] = { "att.receptance.weight", "att.key.weight", "att.value.weight",
+                                   "att.output.weight", "ffn.key.weight", "ffn.value.weight" };
+    int n2x = 0, ndecay = 0;
+    for (int i = 0; i < l.n; i++) {
+        const char *n = l.p[i].name;
+        int want_decay = !strcmp(n, "emb.weight") || !strcmp(n, "head.weight");
+        for (size_t k = 0; k < sizeof decay_suffix / sizeof *decay_suffix; k++) want_decay |= ends_with(n, decay_suffix[k]);
+        ParamGroup g = param_group(&l.p[i], 0.001), g0 = param_group(&l.p[i], 0);
+        if (ends_with(n, "att.w0")) {
+            n2x++;
+            CHECK(g == GROUP_LR_2X && g0 == GROUP_LR_2X, "%s should be lr_2x", n);
+        } else if (want_decay) {
+            ndecay++;
+            CHECK(g == GROUP_DECAY, "%s should be decay", n);
+            CHECK(g0 == GROUP_LR_1X, "%s with wd 0 should be lr_1x", n);
+        } else
+            CHECK(g == GROUP_LR_1X && g0 == GROUP_LR_1X, "%s should be lr_1x (got %s)", n, param_group_name(g));
+    }
+    CHECK(n2x == 2 && ndecay == 2 + 6 * 2, "group sizes 2x %d decay %d", n2x, ndecay);
+    const ParamInfo *lnx = layout_find(&l, "blocks.0.ln1.weight"), *w1 = layout_find(&l, "blocks.0.att.w1");
+    CHECK(lnx && param_group(lnx, 0.1) == GROUP_LR_1X, "1-D ln weight is lr_1x");
+    CHECK(w1 && param_group(w1, 0.1) == GROUP_LR_1X, "LoRA w1 is lr_1x");
+    CHECK(param_group_lr_scale(GROUP_LR_2X) == 2.0 && param_group_lr_scale(GROUP_DECAY) == 1.0, "scales");
+
+    /* One Adam step by hand on a two-parameter layout: emb [2,1]... use a
+     * hand-made layout: "blocks.0.att.w0" (2x) and "emb.weight" [2,2]. */
+    ParamInfo ps[2] = {
+        { .name = "blocks.0.att.w0", .ndim = 3, .shape = { 1, 1, 2 }, .numel = 2, .offset = 0, .layer = 0 },
+        { .name = "emb.weight", .ndim = 2, .shape = { 2, 2 }, .numel = 4, .offset = 2, .layer = -1 },
+    };
+    Layout hl = { .p = ps, .n = 2, .total = 6 };
+    float w[6] = { 0.5f, -0.25f, 1.0f, 2.0f, -3.0f, 0.125f };
+    float g[6] = { 0.1f, -0.2f, 0.3f, 0.0f, -1e-3f, 4.0f };
+    float m[6] = { 0 }, v[6] = { 0 };
+    AdamConfig ac = { .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8, .weight_decay = 0, .grad_clip = 1.0 };
+    double lr = 1e-3;
+    float w_before[6];
+    memcpy(w_before, w, sizeof w);
+    adam_step(&hl, &ac, 1, lr, 1.0f, w, m, v, g);
+    /* Step 1: m̂ = g, v̂ = g², so the step is lr_g * g/(|g| + eps), sign(g) * lr_g when g != 0. */
+    for (int i = 0; i < 6; i++) {
+        double lr_g = i < 2 ? 2 * lr : lr;
+        double want = w_before[i] - (g[i] == 0 ? 0 : lr_g * g[i] / (fabs(g[i]) + 1e-8));
+        CHECK(fabs(w[i] - want) <= 1e-7 * fmax(1, fabs(want)), "step1 w[%d] %.9g want %.9g", i, w[i], want);
+        CHECK(fabsf(m[i] - 0.1f * g[i]) <= 1e-6f * fabsf(g[i]) && fabsf(v[i] - 0.01f * g[i] * g[i]) <= 1e-6f * g[i] * g[i], "moments %d", i);
+    }
+    /* Step 2 with a new gradient, by hand in double. */
+    float g2[6] = { -0.05f, 0.3f, 0.3f, 1.0f, 0.0f, -4.0f };
+    float w1s[6];
+    memcpy(w1s, w, sizeof w);
+    adam_step(&hl, &ac, 2, lr, 1.0f, w, m, v, g2);
+    for (int i = 0; i < 6; i++) {
+        double m1 = 0.1 * g[i], v1 = 0.01 * (double)g[i] * g[i];
+        double m2 = 0.9 * m1 + 0.1 * g2[i], v2 = 0.99 * v1 + 0.01 * (double)g2[i] * g2[i];
+        double mh = m2 / (1 - 0.81), vh = v2 / (1 - 0.9801);
+        double lr_g = i < 2 ? 2 * lr : lr;
+        double want = w1s[i] - lr_g * mh / (sqrt(vh) + 1e-8);
+        CHECK(fabs(w[i] - want) <= 2e-7 * fmax(1, fabs(want)), "step2 w[%d] %.9g want %.9g", i, w[i], want);
+    }
+    /* AdamW: decay applies to emb.weight only, p -= lr*(update + wd*p). */
+    float wd_w[6] = { 1, 1, 1, 1, 1, 1 }, zero_g[6] = { 0 }, m3[6] = { 0 }, v3[6] = { 0 };
+    ac.weight_decay = 0.1;
+    adam_step(&hl, &ac, 1, lr, 1.0f, wd_w, m3, v3, zero_g);
+    CHECK(wd_w[0] == 1.0f && wd_w[1] == 1.0f, "no decay on att.w0");
+    for (int i = 2; i < 6; i++) CHECK(fabsf(wd_w[i] - (float)(1 - lr * 0.1)) < 1e-7f, "decay on emb.weight: %.9g", wd_w[i]);
+
+    /* Clipping: (norm + 1e-6)/clip > 1 scales by its inverse. */
+    float gg[3] = { 3, 4, 0 };
+    double nrm = grad_global_norm(gg, 3);
+    CHECK(nrm == 5.0, "norm %g", nrm);
+    CHECK(grad_clip_scale(5.0, 1.0) == (float)(1.0 / 5.000001), "clip scale %.9g", grad_clip_scale(5.0, 1.0));
+    CHECK(grad_clip_scale(0.5, 1.0) == 1.0f, "no clip below 1");
+    CHECK(grad_clip_scale(0.9999995, 1.0) == (float)(1.0 / 1.0000005), "clip kicks in at norm+1e-6 > 1");
+    CHECK(grad_clip_scale(100, 0) == 1.0f, "clip 0 disables");
+    layout_free(&l);
+    if (fails) { printf("%d failure(s)\n", fails); return 1; }
+    printf("train_optim: all ok\n");
+    return 0;
+}

@@ -1,0 +1,108 @@
+/* Sampling positions (rwkv7-reference §1.5) and the LR schedule (§5.5)
+ * against the reference's worked examples. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "sampler.h"
+#include "schedule.h"
+
+static int fails;
+#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+/* The formula with Python-style exact arithmetic, done independently with
+ * a 128-bit cube (fits: ii < 2^40 here). */
+static uint64_t naive_pos(uint64_t p, uint64_t factor, uint64_t ii, uint64_t ctx)
+{
+    unsigned __int128 c = (unsigned __int128)ii * ii * ii;
+    return (uint64_t)(((unsigned __int128)factor * (c % p)) % p) * ctx;
+}
+
+int main(void)
+{
+    Error e;
+    Sampler s;
+    /* minipile, ctx 512, micro_bsz 16, one GPU */
+    CHECK(sampler_init(&s, 2926181, 512, 16, 1, &e) == 0, "init: %s", e.msg);
+    CHECK(s.factor == 1808479, "factor %" PRIu64, s.factor);
+    CHECK(s.epoch_steps == 2520 && s.epoch_count == 72, "epoch_steps %" PRIu64 " count %" PRIu64, s.epoch_steps, s.epoch_count);
+    const uint64_t want[5] = { 925941248, 1414711296, 1029138944, 830257664, 380896256 };
+    for (int i = 0; i < 5; i++) {
+        uint64_t got = sampler_step_pos(&s, 0, 0, (uint64_t)i);   /* step 0, elements 0..4 = ii 1..5 */
+        CHECK(got == want[i], "pos ii=%d: %" PRIu64 " want %" PRIu64, i + 1, got, want[i]);
+    }
+    /* Epoch/step mapping and large ii (past 2^21, where ii^3 overflows 64 bits). */
+    for (uint64_t step = 0; step < 200000; step += 977)
+        for (uint64_t m = 0; m < 16; m += 5) {
+            uint64_t e0 = step / 2520, idx = (step % 2520) * 16 + m, ii = 1 + e0 * 40320 + idx;
+            uint64_t got = sampler_step_pos(&s, step, 0, m);
+            CHECK(got == naive_pos(2926181, 1808479, ii, 512), "step %" PRIu64 " m %" PRIu64, step, m);
+        }
+    /* Multi-rank: ii = 1 + e*40320 + idx*W + r. */
+    Sampler s2;
+    CHECK(sampler_init(&s2, 2926181, 512, 4, 2, &e) == 0, "init W=2");
+    CHECK(s2.epoch_steps == 5040, "W=2 epoch_steps");
+    CHECK(sampler_step_pos(&s2, 0, 1, 0) == want[1], "rank 1 element 0 = ii 2");
+    CHECK(sampler_step_pos(&s2, 0, 0, 1) == want[2], "rank 0 element 1 = ii 3");
+    /* A permutation: over p consecutive ii every chunk is visited once. */
+    Sampler s3;
+    CHECK(sampler_init(&s3, 113, 512, 1, 1, &e) == 0, "init 113");
+    int seen[113] = { 0 };
+    for (uint64_t i = 0; i < 113; i++) seen[sampler_pos(&s3, 0, i, 0) / 512]++;
+    for (int i = 0; i < 113; i++) CHECK(seen[i] == 1, "chunk %d visited %d times", i, seen[i]);
+
+    /* real_bsz must divide 40320 */
+    CHECK(sampler_init(&s, 2926181, 512, 10, 1, &e) == 0, "10 divides 40320");
+    CHECK(sampler_init(&s, 2926181, 512, 11, 1, &e) == -1 && strstr(e.msg, "40320"), "11: %s", e.msg);
+    CHECK(sampler_init(&s, 2926181, 512, 0, 1, &e) == -1, "0 rejected");
+
+    /* magic prime: golden table */
+    CHECK(magic_prime_for(1498226207, 512) == 2926181, "minipile 512");
+    CHECK(magic_prime_for(1498226207, 4096) == 365759, "minipile 4096");
+    CHECK(magic_prime_for(332115325534ull, 4096) == 81082817, "pile");
+    CHECK(magic_prime_for(66833, 512) == 113, "demo 512");
+    CHECK(magic_prime_for(200499, 4096) == 47, "demo x3 4096");
+    CHECK(sampler_check_magic(66833, 512, 113, &e) == 0, "113 ok: %s", e.msg);
+    CHECK(sampler_check_magic(66833, 512, 2926181, &e) == -1 && strstr(e.msg, "--magic_prime 113"), "minipile prime on demo: %s", e.msg);
+    CHECK(sampler_check_magic(66833, 512, 109, &e) == -1 && strstr(e.msg, "% 3"), "109 %% 3 == 1: %s", e.msg);
+    CHECK(sampler_check_magic(66833, 512, 111, &e) == -1 && strstr(e.msg, "not prime"), "111: %s", e.msg);
+    CHECK(sampler_check_magic(66833, 512, 89, &e) == -1, "89 too small a share");
+    CHECK(sampler_check_magic(1000, 512, 2, &e) == -1 && strstr(e.msg, "too small"), "tiny data: %s", e.msg);
+
+    /* LR schedule: minipile demo, bsz 16, ctx 512, 6e-4 -> 6e-5, warmup 10 */
+    LrSchedule ls = { .lr_init = 6e-4, .lr_final = 6e-5, .warmup_steps = 10, .tokens_per_step = 8192,
+                      .exit_tokens = 1498226207 };
+    CHECK(lr_schedule_check(&ls, &e) == 0, "schedule ok");
+    int done;
+    double lr = lr_at(&ls, 2519, 2519, &done);
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.8f", lr);
+    CHECK(fabs(lr - 5.99749e-4) < 5e-10 && !strcmp(buf, "0.00059975") && !done, "lr at 2519 = %.10g (%s)", lr, buf);
+    CHECK(lr_exit_step(&ls) == 182889, "exit step %" PRIu64, lr_exit_step(&ls));
+    lr_at(&ls, 182888, 182888, &done); CHECK(!done, "182888 trains");
+    lr_at(&ls, 182889, 182889, &done); CHECK(done, "182889 exits");
+    /* Warmup: 1% at warm step 0, linear to 100%; the formula by hand. */
+    for (uint64_t k = 0; k < 12; k++) {
+        double base = lr_at(&ls, k, UINT64_MAX, &done);
+        double got = lr_at(&ls, k, k, &done);
+        double prog = ((double)k * 8192 - 81920.0) / (1498226207.0 - 81920.0);
+        if (prog < 0) prog = 0;
+        double hand = 6e-4 * ((0.5 + 0.05) + (0.5 - 0.05) * cos(M_PI * prog));
+        if (k < 10) hand *= 0.01 + 0.99 * (double)k / 10.0;
+        CHECK(got == hand, "warm step %" PRIu64 ": %.12g vs %.12g", k, got, hand);
+        CHECK(k >= 10 ? got == base : got < base, "warmup only before step 10");
+    }
+    /* warmup -1: progress uses w = -1 as the reference does */
+    LrSchedule nw = ls; nw.warmup_steps = -1;
+    double g0 = lr_at(&nw, 0, 0, &done);
+    double p0 = (0.0 + 8192.0) / (1498226207.0 + 8192.0);
+    CHECK(g0 == 6e-4 * (0.55 + 0.45 * cos(M_PI * p0)), "no warmup step 0");
+    CHECK(lr_at(&ls, 10, 10, &done) == 6e-4 * (0.55 + 0.45), "lr_init right after warmup");
+    LrSchedule bad = ls; bad.lr_init = 0;
+    CHECK(lr_schedule_check(&bad, &e) == -1, "lr_init 0 rejected");
+    bad = ls; bad.exit_tokens = 0;
+    CHECK(lr_schedule_check(&bad, &e) == -1, "exit 0 rejected");
+    if (fails) { printf("%d failure(s)\n", fails); return 1; }
+    printf("train_sampler: all ok\n");
+    return 0;
+}
