@@ -1,0 +1,115 @@
+/* model_io.c: the Model's parameter buffer and its checkpoint I/O (model.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "model.h"
+#include "safetensors.h"
+
+int model_alloc(Model *m, const ModelConfig *c, Error *e)
+{
+    memset(m, 0, sizeof *m);
+    if (layout_build(c, &m->layout, e)) return -1;
+    m->cfg = *c;
+    m->w = calloc(m->layout.total ? m->layout.total : 1, sizeof *m->w);
+    if (!m->w) {
+        layout_free(&m->layout);
+        return fail(e, "out of memory for %zu parameters", m->layout.total);
+    }
+    return 0;
+}
+
+void model_free(Model *m)
+{
+    if (!m) return;
+    free(m->w);
+    layout_free(&m->layout);
+    memset(m, 0, sizeof *m);
+}
+
+float *model_param(const Model *m, const char *name)
+{
+    const ParamInfo *p = layout_find(&m->layout, name);
+    return p ? m->w + p->offset : NULL;
+}
+
+int model_from_tensors(Model *m, const TensorSet *ts, Error *e)
+{
+    ModelConfig c;
+    memset(m, 0, sizeof *m);
+    if (config_from_tensors(ts, &c, e)) return -1;
+    if (model_alloc(m, &c, e)) return -1;
+    if (layout_check_tensors(&m->layout, ts, e)) goto bad;
+    for (int i = 0; i < m->layout.n; i++) {
+        const ParamInfo *p = &m->layout.p[i];
+        const Tensor *t = ts_find(ts, p->name);
+        float *dst = m->w + p->offset;
+        if (tensor_to_f32(t, dst, e)) goto bad;
+        for (size_t k = 0; k < p->numel; k++)
+            if (!isfinite(dst[k])) {
+                fail(e, "tensor %s has a non-finite value (%s) at element %zu", p->name,
+                     isnan(dst[k]) ? "NaN" : "Inf", k);
+                goto bad;
+            }
+    }
+    return 0;
+bad:
+    model_free(m);
+    return -1;
+}
+
+int model_to_tensors(const Model *m, TensorSet *ts, DType dt, Error *e)
+{
+    if (dt != DT_F32 && dt != DT_BF16 && dt != DT_F16)
+        return fail(e, "cannot store parameters as %s (use F32, BF16 or F16)", dtype_name(dt));
+    for (int i = 0; i < m->layout.n; i++) {
+        const ParamInfo *p = &m->layout.p[i];
+        void *buf = malloc(p->numel * dtype_size(dt) + 1);
+        if (!buf) return fail(e, "out of memory");
+        f32_convert(m->w + p->offset, buf, p->numel, dt);
+        if (!ts_add(ts, p->name, dt, p->ndim, p->shape, buf, 0, 1, e)) { free(buf); return -1; }
+    }
+    const ModelConfig *c = &m->cfg;
+    char v[32];
+    struct { const char *k; int v; } dims[] = {
+        { "n_layer", c->n_layer }, { "n_embd", c->n_embd }, { "vocab_size", c->vocab_size },
+        { "head_size", c->head_size }, { "d_decay_lora", c->d_decay }, { "d_aaa_lora", c->d_aaa },
+        { "d_mv_lora", c->d_mv }, { "d_gate_lora", c->d_gate },
+    };
+    if (ts_set_meta(ts, "format", "pt", e) || ts_set_meta(ts, "model_type", "x070", e)) return -1;
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+        snprintf(v, sizeof v, "%d", dims[i].v);
+        if (ts_set_meta(ts, dims[i].k, v, e)) return -1;
+    }
+    return 0;
+}
+
+int model_load(Model *m, const char *path, Error *e)
+{
+    TensorSet ts;
+    memset(m, 0, sizeof *m);
+    if (ckpt_read(path, &ts, e)) return -1;
+    const char *type = ts_get_meta(&ts, "model_type");
+    if (type && strcmp(type, "x070") != 0) {
+        fail(e, "%s: model_type is \"%.32s\", expected x070", path, type);
+        ts_free(&ts);
+        return -1;
+    }
+    int rc = model_from_tensors(m, &ts, e);
+    ts_free(&ts);
+    if (rc) return fail_prefix(e, "%s", path);
+    return 0;
+}
+
+int model_save(const Model *m, const char *path, DType dt, int overwrite, Error *e)
+{
+    TensorSet ts;
+    ts_init(&ts);
+    int rc = model_to_tensors(m, &ts, dt, e);
+    if (rc == 0) rc = st_write(path, &ts, overwrite, e);
+    else fail_prefix(e, "%s", path);
+    ts_free(&ts);
+    return rc;
+}
