@@ -1,0 +1,251 @@
+/* tokenizer.c: greedy longest-match encoder on a double-array trie (see tokenizer.h). */
+#include "tokenizer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* One trie node.  Child c of a node lives at slot base + c and carries label
+ * c + 1 (0 = free slot).  Every parent gets a distinct base, so a matching
+ * label proves the slot belongs to this parent: no parent index is needed,
+ * and a node fits in 8 bytes.  Leaves have base 0, which no parent uses. */
+typedef struct {
+    uint32_t base;
+    uint16_t tok;     /* token ending here, 0 if none */
+    uint16_t label;
+} Node;
+
+struct Tokenizer {
+    Node *nodes;
+    uint32_t *first2;        /* node of the 2-byte prefix (b0 << 8 | b1), 0 if none */
+    uint32_t single[256];    /* token of each single byte */
+};
+
+/* Build-time trie: children kept in ascending label order because tokens are
+ * inserted in lexicographic order, so the child to extend is always the last. */
+typedef struct {
+    uint32_t first_child, next_sibling, last_child;
+    uint16_t tok;
+    uint8_t label;
+} BNode;
+
+static const Vocab *sort_vocab;
+static int cmp_tokens(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    size_t lx = vocab_token_len(sort_vocab, x), ly = vocab_token_len(sort_vocab, y);
+    int c = memcmp(vocab_token(sort_vocab, x), vocab_token(sort_vocab, y), lx < ly ? lx : ly);
+    return c ? c : (lx > ly) - (lx < ly);
+}
+
+void tokenizer_free(Tokenizer *t)
+{
+    if (!t) return;
+    free(t->nodes);
+    free(t->first2);
+    free(t);
+}
+
+Tokenizer *tokenizer_new(const Vocab *v, Error *e)
+{
+    Tokenizer *t = calloc(1, sizeof *t);
+    uint32_t *order = malloc(((size_t)v->n + 1) * sizeof *order);
+    size_t total = 1;
+    for (uint32_t id = 1; id <= v->n; id++) total += vocab_token_len(v, id);
+    BNode *bn = calloc(total, sizeof *bn);
+    uint32_t *map = malloc(total * sizeof *map);     /* build node -> slot */
+    uint32_t *queue = malloc(total * sizeof *queue);
+    size_t cap = 2 * total + 1024;
+    Node *nodes = calloc(cap, sizeof *nodes);
+    uint8_t *base_used = calloc(cap, 1);
+    if (!t || !order || !bn || !map || !queue || !nodes || !base_used) { fail(e, "out of memory"); goto bad; }
+
+    /* 1. a plain trie from the sorted tokens */
+    for (uint32_t i = 0; i < v->n; i++) order[i] = i + 1;
+    sort_vocab = v;   /* qsort has no context argument; building is single-threaded */
+    qsort(order, v->n, sizeof *order, cmp_tokens);
+    size_t nb = 1;
+    for (uint32_t i = 0; i < v->n; i++) {
+        uint32_t id = order[i], cur = 0;
+        const uint8_t *s = vocab_token(v, id);
+        size_t len = vocab_token_len(v, id);
+        for (size_t k = 0; k < len; k++) {
+            uint32_t last = bn[cur].last_child;
+            if (last && bn[last].label == s[k]) { cur = last; continue; }
+            uint32_t nn = (uint32_t)nb++;
+            bn[nn].label = s[k];
+            if (last) bn[last].next_sibling = nn; else bn[cur].first_child = nn;
+            bn[cur].last_child = nn;
+            cur = nn;
+        }
+        bn[cur].tok = (uint16_t)id;   /* vocab_parse guarantees distinct byte strings */
+    }
+
+    /* 2. place it into the double array.  Sibling groups can go in any order
+     * (a group only needs free slots base + label); the largest go first while
+     * the array is empty, and the many small ones then fill the holes. */
+    {
+        size_t groups = 0;
+        uint32_t count_of[257] = {0}, start_of[258] = {0};
+        for (size_t b = 0; b < nb; b++) {
+            unsigned k = 0;
+            for (uint32_t c = bn[b].first_child; c; c = bn[c].next_sibling) k++;
+            bn[b].last_child = k;   /* reused: number of children */
+            if (k) { count_of[k]++; groups++; }
+        }
+        for (int k = 256; k >= 1; k--) start_of[k - 1] = start_of[k] + count_of[k];
+        /* start_of[k-1]..: groups with k children, largest first */
+        uint32_t fill[257];
+        for (int k = 1; k <= 256; k++) fill[k] = start_of[k];
+        for (size_t b = 0; b < nb; b++)
+            if (bn[b].last_child) queue[fill[bn[b].last_child]++] = (uint32_t)b;
+        (void)groups;
+        /* doubly linked list of free slots (0 = none; slot 0 is the root) */
+        uint32_t *next_free = malloc(cap * sizeof *next_free), *prev_free = malloc(cap * sizeof *prev_free);
+        uint16_t *fails = calloc(cap, sizeof *fails);
+        if (!next_free || !prev_free || !fails) {
+            free(next_free); free(prev_free); free(fails);
+            fail(e, "out of memory");
+            goto bad;
+        }
+        for (size_t i = 1; i < cap; i++) {
+            next_free[i] = i + 1 < cap ? (uint32_t)(i + 1) : 0;
+            prev_free[i] = (uint32_t)(i - 1);
+        }
+        uint32_t head = 1;
+#define UNLINK(x) do { uint32_t x_ = (x); \
+            if (prev_free[x_]) next_free[prev_free[x_]] = next_free[x_]; else head = next_free[x_]; \
+            if (next_free[x_]) prev_free[next_free[x_]] = prev_free[x_]; } while (0)
+        uint32_t *base_of = map;   /* base chosen for each build node (0 = leaf) */
+        memset(base_of, 0, nb * sizeof *base_of);
+        int placed_all = 1;
+        for (size_t g = 0; g < groups && placed_all; g++) {
+            uint32_t b = queue[g], c0 = bn[b].first_child;
+            size_t base = 0;
+            uint32_t pos = head;
+            for (;;) {
+                if (!pos) { placed_all = 0; break; }
+                uint32_t nx = next_free[pos];
+                if (pos > bn[c0].label) {
+                    base = pos - bn[c0].label;
+                    int ok = !base_used[base] && base + 256 < cap;
+                    for (uint32_t c = bn[c0].next_sibling; c && ok; c = bn[c].next_sibling)
+                        ok = !nodes[base + bn[c].label].label;
+                    if (ok) break;
+                    /* a slot that keeps failing as a start rarely helps; stop trying it
+                     * (it stays free and can still take a later sibling) */
+                    if (++fails[pos] > 16) UNLINK(pos);
+                }
+                pos = nx;
+            }
+            if (!placed_all) break;
+            base_used[base] = 1;
+            base_of[b] = (uint32_t)base;
+            for (uint32_t c = c0; c; c = bn[c].next_sibling) {
+                uint32_t s2 = (uint32_t)base + bn[c].label;
+                nodes[s2].label = (uint16_t)(bn[c].label + 1);
+                if (fails[s2] <= 16) UNLINK(s2);
+            }
+        }
+#undef UNLINK
+        free(prev_free);
+        if (!placed_all) { free(next_free); free(fails); fail(e, "tokenizer: trie does not fit its array"); goto bad; }
+        free(next_free);
+        free(fails);
+        /* slots follow from the parents' bases, top-down */
+        size_t qh = 0, qt = 0;
+        uint32_t *slot_of = malloc(nb * sizeof *slot_of);
+        if (!slot_of) { fail(e, "out of memory"); goto bad; }
+        slot_of[0] = 0;
+        queue[qt++] = 0;
+        while (qh < qt) {
+            uint32_t b = queue[qh++];
+            nodes[slot_of[b]].base = base_of[b];
+            for (uint32_t c = bn[b].first_child; c; c = bn[c].next_sibling) {
+                uint32_t s2 = base_of[b] + bn[c].label;
+                nodes[s2].tok = bn[c].tok;
+                slot_of[c] = s2;
+                queue[qt++] = c;
+            }
+        }
+        free(slot_of);
+    }
+
+    /* 3. the dense first two levels */
+    t->first2 = calloc(65536, sizeof *t->first2);
+    if (!t->first2) { fail(e, "out of memory"); goto bad; }
+    for (int b0 = 0; b0 < 256; b0++) {
+        uint32_t s1 = nodes[0].base + (uint32_t)b0;
+        if (nodes[s1].label != b0 + 1 || !nodes[s1].tok) {
+            fail(e, "vocabulary lacks the single byte 0x%02X, so some inputs cannot be encoded", b0);
+            goto bad;
+        }
+        t->single[b0] = nodes[s1].tok;
+        if (!nodes[s1].base) continue;
+        for (int b1 = 0; b1 < 256; b1++) {
+            uint32_t s2 = nodes[s1].base + (uint32_t)b1;
+            if (nodes[s2].label == b1 + 1) t->first2[b0 << 8 | b1] = s2;
+        }
+    }
+    /* lookups from any node may reach base + 255 */
+    t->nodes = nodes;
+    free(order); free(bn); free(map); free(queue); free(base_used);
+    return t;
+bad:
+    free(order); free(bn); free(map); free(queue); free(base_used); free(nodes);
+    tokenizer_free(t);
+    return NULL;
+}
+
+size_t tokenizer_encode(const Tokenizer *t, const uint8_t *s, size_t n, uint32_t *out)
+{
+    const Node *nodes = t->nodes;
+    const uint32_t *first2 = t->first2;
+    uint32_t *o = out;
+    while (n >= 2) {
+        uint32_t best = t->single[s[0]];
+        size_t best_len = 1;
+        uint32_t cur = first2[(uint32_t)s[0] << 8 | s[1]];
+        if (cur) {
+            Node nd = nodes[cur];
+            if (nd.tok) { best = nd.tok; best_len = 2; }
+            for (size_t i = 2; i < n; i++) {
+                uint32_t c = s[i];
+                Node nx = nodes[nd.base + c];
+                if (nx.label != c + 1) break;
+                nd = nx;
+                best = nx.tok ? nx.tok : best;
+                best_len = nx.tok ? i + 1 : best_len;
+            }
+        }
+        *o++ = best;
+        s += best_len;
+        n -= best_len;
+    }
+    if (n) *o++ = t->single[s[0]];
+    return (size_t)(o - out);
+}
+
+int tokenizer_decode(const Vocab *v, const uint32_t *ids, size_t n,
+                     uint8_t **buf, size_t *len, size_t *cap, size_t *bad_index, Error *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t id = ids[i];
+        if (id == 0) continue;
+        if (id > v->n) {
+            if (bad_index) *bad_index = i;
+            return fail(e, "token id %u is not in the vocabulary (1..%u, 0 = end of document)", id, v->n);
+        }
+        size_t l = vocab_token_len(v, id);
+        if (*len + l > *cap) {
+            size_t nc = *cap ? *cap * 2 : 4096;
+            while (nc < *len + l) nc *= 2;
+            uint8_t *nb = realloc(*buf, nc);
+            if (!nb) return fail(e, "out of memory");
+            *buf = nb;
+            *cap = nc;
+        }
+        memcpy(*buf + *len, vocab_token(v, id), l);
+        *len += l;
+    }
+    return 0;
+}
