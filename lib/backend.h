@@ -1,0 +1,54 @@
+/* backend.h: what the training loop needs from a compute device.  The host
+ * loop (bin/rwkv-train.c) owns data sampling, the LR schedule, logging and
+ * checkpoints; a backend owns the weights, the fp32 masters and the Adam
+ * moments, and does forward + backward + clip + update in one call, so a
+ * GPU backend can keep everything on the device and fuse the update.
+ * The CPU backend (backend_cpu.c) runs lib/model.h; a CUDA backend will
+ * implement the same struct. */
+#ifndef RWKV7C_BACKEND_H
+#define RWKV7C_BACKEND_H
+#include <stddef.h>
+#include <stdint.h>
+#include "layout.h"
+#include "optim.h"
+#include "util.h"
+
+typedef struct {
+    int B, T;            /* micro_bsz, ctx_len */
+    int grad_cp;         /* recompute each block in the backward */
+    int bf16;            /* --precision bf16: forward/backward on bf16 copies of the fp32 masters */
+    AdamConfig adam;
+} BackendConfig;
+
+typedef struct {
+    uint64_t adam_step;  /* 1, 2, ... since the optimizer started (bias correction) */
+    double   lr;         /* base LR; groups scale it (att.w0 x2) */
+    int      poison;     /* test hook: make the gradient non-finite before the norm */
+} StepArgs;
+
+typedef struct {
+    float  loss;         /* mean cross-entropy over B*T tokens */
+    double grad_norm;    /* global L2 norm before clipping */
+    int    applied;      /* 0: loss or norm not finite, weights and moments untouched */
+} StepResult;
+
+typedef struct Backend Backend;
+struct Backend {
+    const char *name;
+    void       *impl;
+    /* x, y: B*T token ids.  Returns -1 only on a device failure. */
+    int  (*step)(Backend *b, const int32_t *x, const int32_t *y, const StepArgs *a, StepResult *r, Error *e);
+    /* Copy fp32 masters and Adam moments (layout.total floats each) to or from the host. */
+    int  (*get_state)(Backend *b, float *w, float *m, float *v, Error *e);
+    int  (*set_state)(Backend *b, const float *w, const float *m, const float *v, Error *e);
+    void (*free)(Backend *b);
+};
+
+/* accelerator: "cpu"; "gpu"/"cuda" fail with "CUDA backend not built yet".
+ * w: initial fp32 weights in Layout order; moments start at zero. */
+int backend_open(const char *accelerator, const ModelConfig *c, const float *w, const BackendConfig *bc,
+                 Backend **out, Error *e);
+/* Bytes one device needs (weights, masters, moments, gradients, activations). */
+uint64_t backend_memory_estimate(const char *accelerator, const ModelConfig *c, const BackendConfig *bc);
+int backend_cpu_open(const ModelConfig *c, const float *w, const BackendConfig *bc, Backend **out, Error *e);
+#endif
