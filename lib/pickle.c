@@ -1,0 +1,652 @@
+/* pickle.c: recogniser and writer for torch's tensor-dict pickle (see pickle.h). */
+#include "pickle.h"
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_STACK   (1 << 20)
+#define MAX_MARKS   32
+#define MAX_MEMO    (1 << 20)
+#define MAX_STRING  (1 << 16)
+#define MAX_GLOBAL  256
+
+enum { V_NONE, V_BOOL, V_INT, V_STR, V_TUPLE, V_DICT, V_GLOBAL, V_STORAGE, V_TENSOR };
+enum { G_ODICT, G_REBUILD_V2, G_REBUILD_PARAM, G_STORAGE };
+
+typedef struct {
+    uint8_t     kind, sub;   /* sub: global kind */
+    int32_t     idx;         /* tuple/dict/storage/tensor index; dtype for G_STORAGE */
+    int64_t     i;           /* V_INT, V_BOOL */
+    const char *s;           /* V_STR: points into the pickle */
+    uint32_t    slen;
+} Value;
+
+typedef struct { int32_t start, n; } Tuple;
+typedef struct { int32_t n; uint8_t ordered; } Dict;
+typedef struct { int32_t dict; Value key, val; } Item;
+
+typedef struct {
+    const uint8_t *b;
+    size_t len, pos, op;     /* op: offset of the opcode being run */
+    Value *stack; int nstack, capstack;
+    int marks[MAX_MARKS]; int nmarks;
+    Value *memo; uint8_t *memo_set; int capmemo;
+    Value *titems; int ntitems, captitems;
+    Tuple *tuples; int ntuples, captuples;
+    Dict  *dicts; int ndicts, capdicts;
+    Item  *items; int nitems, capitems;
+    PickleDict *d;
+    int   captensor, capstorage;
+    Error *e;
+} P;
+
+static const struct { const char *name; DType dt; } storages[] = {
+    { "FloatStorage", DT_F32 }, { "HalfStorage", DT_F16 }, { "BFloat16Storage", DT_BF16 },
+    { "DoubleStorage", DT_F64 }, { "LongStorage", DT_I64 }, { "IntStorage", DT_I32 },
+    { "ShortStorage", DT_I16 }, { "CharStorage", DT_I8 }, { "ByteStorage", DT_U8 },
+    { "BoolStorage", DT_BOOL },
+};
+
+const char *pickle_storage_name(DType dt)
+{
+    for (size_t i = 0; i < sizeof storages / sizeof *storages; i++)
+        if (storages[i].dt == dt) return storages[i].name;
+    return NULL;
+}
+
+static int perr(P *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int perr(P *p, const char *fmt, ...)
+{
+    char msg[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return fail(p->e, "data.pkl offset %zu: %s", p->op, msg);
+}
+
+/* Grow *arr (elements of size sz) so that index need-1 fits. */
+static int grow(void **arr, int *cap, int need, size_t sz)
+{
+    if (need <= *cap) return 0;
+    int nc = *cap ? *cap : 16;
+    while (nc < need) nc *= 2;
+    void *a = realloc(*arr, (size_t)nc * sz);
+    if (!a) return -1;
+    *arr = a;
+    *cap = nc;
+    return 0;
+}
+#define GROW(p, arr, cap, need) (grow((void **)&(p)->arr, &(p)->cap, (need), sizeof *(p)->arr) ? perr(p, "out of memory") : 0)
+
+static int push(P *p, Value v)
+{
+    if (p->nstack >= MAX_STACK) return perr(p, "stack too deep");
+    if (GROW(p, stack, capstack, p->nstack + 1)) return -1;
+    p->stack[p->nstack++] = v;
+    return 0;
+}
+static int floor_(const P *p) { return p->nmarks ? p->marks[p->nmarks - 1] : 0; }
+static int pop(P *p, Value *v)
+{
+    if (p->nstack <= floor_(p)) return perr(p, "stack underflow");
+    *v = p->stack[--p->nstack];
+    return 0;
+}
+static int need(P *p, size_t n)
+{
+    if (p->len - p->pos < n) return perr(p, "truncated pickle");
+    return 0;
+}
+static uint32_t rd32(const uint8_t *q) { return (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24; }
+
+static int utf8_ok(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        unsigned c = u[i];
+        size_t k = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 9;
+        if (c == 0 || k == 9 || (k == 1 && c < 0xc2) || k > n - i - 1) return 0;
+        for (size_t j = 1; j <= k; j++) if ((u[i + j] & 0xc0) != 0x80) return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+static int str_is(const Value *v, const char *s) { return v->kind == V_STR && v->slen == strlen(s) && !memcmp(v->s, s, v->slen); }
+static char *str_dup(const Value *v)
+{
+    char *s = malloc(v->slen + 1);
+    if (s) { memcpy(s, v->s, v->slen); s[v->slen] = 0; }
+    return s;
+}
+
+static const char *opname(uint8_t op)
+{
+    switch (op) {
+    case 'i': return "INST";
+    case 'o': return "OBJ";
+    case 0x93: return "STACK_GLOBAL";
+    case 0x81: return "NEWOBJ";
+    case 0x92: return "NEWOBJ_EX";
+    case 0x82: case 0x83: case 0x84: return "EXT";
+    case 'P': return "PERSID";
+    case 0x95: return "FRAME";
+    case 0x8c: return "SHORT_BINUNICODE";
+    case 0x94: return "MEMOIZE";
+    case 'V': return "UNICODE";
+    case 'S': return "STRING";
+    case 'T': case 'U': return "BINSTRING";
+    case 'B': case 'C': case 0x8e: return "BINBYTES";
+    case 'G': return "BINFLOAT";
+    case ']': return "EMPTY_LIST";
+    case 'a': case 'e': return "APPEND";
+    case 'l': return "LIST";
+    case 'd': return "DICT";
+    case 0x8f: return "EMPTY_SET";
+    case 0x8b: return "LONG4";
+    default: return "unknown";
+    }
+}
+
+static int op_global(P *p)
+{
+    const char *mod = (const char *)p->b + p->pos, *nl = memchr(mod, '\n', p->len - p->pos);
+    if (!nl) return perr(p, "truncated GLOBAL");
+    const char *name = nl + 1, *nl2 = memchr(name, '\n', p->len - (size_t)(name - (const char *)p->b));
+    if (!nl2) return perr(p, "truncated GLOBAL");
+    size_t ml = (size_t)(nl - mod), nlen = (size_t)(nl2 - name);
+    if (ml > MAX_GLOBAL || nlen > MAX_GLOBAL) return perr(p, "GLOBAL name too long");
+    for (size_t i = 0; i < ml; i++) if (mod[i] < 0x21 || mod[i] > 0x7e) return perr(p, "GLOBAL with a non-ASCII module name refused");
+    for (size_t i = 0; i < nlen; i++) if (name[i] < 0x21 || name[i] > 0x7e) return perr(p, "GLOBAL with a non-ASCII name refused");
+    p->pos = (size_t)(nl2 + 1 - (const char *)p->b);
+    Value v = { .kind = V_GLOBAL };
+#define IS(m, n) (ml == strlen(m) && !memcmp(mod, m, ml) && nlen == strlen(n) && !memcmp(name, n, nlen))
+    if (IS("collections", "OrderedDict")) v.sub = G_ODICT;
+    else if (IS("torch._utils", "_rebuild_tensor_v2")) v.sub = G_REBUILD_V2;
+    else if (IS("torch._utils", "_rebuild_parameter")) v.sub = G_REBUILD_PARAM;
+    else {
+        int found = 0;
+        if (ml == 5 && !memcmp(mod, "torch", 5)) {
+            for (size_t i = 0; i < sizeof storages / sizeof *storages; i++)
+                if (nlen == strlen(storages[i].name) && !memcmp(name, storages[i].name, nlen)) {
+                    v.sub = G_STORAGE;
+                    v.idx = (int32_t)storages[i].dt;
+                    found = 1;
+                }
+        }
+        if (!found) {
+            if (IS("torch._utils", "_rebuild_tensor_v3"))
+                return perr(p, "GLOBAL torch._utils._rebuild_tensor_v3 (new dtypes) is not supported");
+            return perr(p, "GLOBAL %.*s.%.*s refused: a tensor file may only name collections.OrderedDict, "
+                        "torch._utils._rebuild_tensor_v2/_rebuild_parameter and torch.*Storage (nothing is executed)",
+                        (int)ml, mod, (int)nlen, name);
+        }
+    }
+#undef IS
+    return push(p, v);
+}
+
+static int make_tuple(P *p, int from)
+{
+    int n = p->nstack - from;
+    if (GROW(p, tuples, captuples, p->ntuples + 1) || GROW(p, titems, captitems, p->ntitems + n)) return -1;
+    Tuple *t = &p->tuples[p->ntuples];
+    t->start = p->ntitems;
+    t->n = n;
+    memcpy(p->titems + p->ntitems, p->stack + from, (size_t)n * sizeof(Value));
+    p->ntitems += n;
+    p->nstack = from;
+    Value v = { .kind = V_TUPLE, .idx = p->ntuples++ };
+    return push(p, v);
+}
+
+static int new_dict(P *p, int ordered)
+{
+    if (GROW(p, dicts, capdicts, p->ndicts + 1)) return -1;
+    p->dicts[p->ndicts].n = 0;
+    p->dicts[p->ndicts].ordered = (uint8_t)ordered;
+    Value v = { .kind = V_DICT, .idx = p->ndicts++ };
+    return push(p, v);
+}
+
+static int set_item(P *p, const Value *dict, const Value *k, const Value *v)
+{
+    if (dict->kind != V_DICT) return perr(p, "SETITEM on something that is not a dict");
+    if (k->kind != V_STR) return perr(p, "dict key is not a string");
+    if (v->kind != V_TENSOR && v->kind != V_DICT && v->kind != V_INT && v->kind != V_BOOL && v->kind != V_NONE &&
+        v->kind != V_STR)
+        return perr(p, "unexpected dict value for key '%.*s'", (int)(k->slen > 100 ? 100 : k->slen), k->s);
+    if (GROW(p, items, capitems, p->nitems + 1)) return -1;
+    p->items[p->nitems++] = (Item){ dict->idx, *k, *v };
+    p->dicts[dict->idx].n++;
+    return 0;
+}
+
+static int empty_dict(const P *p, const Value *v) { return v->kind == V_DICT && p->dicts[v->idx].n == 0; }
+static int nonneg_int(const Value *v) { return v->kind == V_INT && v->i >= 0; }
+
+static int op_persid(P *p)
+{
+    Value t;
+    if (pop(p, &t)) return -1;
+    if (t.kind != V_TUPLE || p->tuples[t.idx].n != 5) return perr(p, "persistent id is not a ('storage', type, key, location, numel) tuple");
+    const Value *a = p->titems + p->tuples[t.idx].start;
+    if (!str_is(&a[0], "storage")) return perr(p, "persistent id does not start with 'storage'");
+    if (a[1].kind != V_GLOBAL || a[1].sub != G_STORAGE) return perr(p, "persistent id without a storage type");
+    if (a[2].kind != V_STR || a[2].slen < 1 || a[2].slen > 9) return perr(p, "bad storage key");
+    for (uint32_t i = 0; i < a[2].slen; i++) if (a[2].s[i] < '0' || a[2].s[i] > '9') return perr(p, "bad storage key");
+    if (a[3].kind != V_STR || a[3].slen >= sizeof p->d->storage->location) return perr(p, "bad storage location");
+    for (uint32_t i = 0; i < a[3].slen; i++) if (a[3].s[i] < 0x21 || a[3].s[i] > 0x7e) return perr(p, "bad storage location");
+    if (!nonneg_int(&a[4])) return perr(p, "bad storage size");
+    DType dt = (DType)a[1].idx;
+    uint64_t numel = (uint64_t)a[4].i, bytes;
+    if (mul_overflow_u64(numel, dtype_size(dt), &bytes) || bytes > (1ull << 48)) return perr(p, "storage size %llu is implausible", (unsigned long long)numel);
+    PickleDict *d = p->d;
+    int found = -1;
+    for (int i = 0; i < d->nstorage; i++)
+        if (strlen(d->storage[i].key) == a[2].slen && !memcmp(d->storage[i].key, a[2].s, a[2].slen)) { found = i; break; }
+    if (found >= 0) {
+        if (d->storage[found].dtype != dt || d->storage[found].numel != numel)
+            return perr(p, "storage %s is referenced with two different types or sizes", d->storage[found].key);
+    } else {
+        if (grow((void **)&d->storage, &p->capstorage, d->nstorage + 1, sizeof *d->storage)) return perr(p, "out of memory");
+        PickleStorage *s = &d->storage[d->nstorage];
+        memset(s, 0, sizeof *s);
+        s->key = str_dup(&a[2]);
+        if (!s->key) return perr(p, "out of memory");
+        s->dtype = dt;
+        s->numel = numel;
+        memcpy(s->location, a[3].s, a[3].slen);
+        found = d->nstorage++;
+    }
+    Value v = { .kind = V_STORAGE, .idx = found };
+    return push(p, v);
+}
+
+static int rebuild_tensor(P *p, const Value *a, int n)
+{
+    if (n != 6 && n != 7) return perr(p, "_rebuild_tensor_v2 with %d arguments", n);
+    if (a[0].kind != V_STORAGE) return perr(p, "_rebuild_tensor_v2: first argument is not a storage");
+    if (!nonneg_int(&a[1])) return perr(p, "_rebuild_tensor_v2: bad storage offset");
+    if (a[2].kind != V_TUPLE || a[3].kind != V_TUPLE) return perr(p, "_rebuild_tensor_v2: size/stride are not tuples");
+    const Tuple *ts = &p->tuples[a[2].idx], *tt = &p->tuples[a[3].idx];
+    if (ts->n != tt->n) return perr(p, "_rebuild_tensor_v2: size and stride differ in length");
+    if (ts->n > TENSOR_MAX_DIM) return perr(p, "tensor with %d dimensions (at most %d)", ts->n, TENSOR_MAX_DIM);
+    if (a[4].kind != V_BOOL) return perr(p, "_rebuild_tensor_v2: requires_grad is not a bool");
+    if (!empty_dict(p, &a[5])) return perr(p, "_rebuild_tensor_v2: backward hooks are not an empty OrderedDict");
+    if (n == 7 && !empty_dict(p, &a[6])) return perr(p, "_rebuild_tensor_v2: tensor metadata is not supported");
+    const PickleStorage *st = &p->d->storage[a[0].idx];
+    PickleTensor t = { .storage = a[0].idx, .offset = (uint64_t)a[1].i, .ndim = ts->n };
+    /* extent = offset + sum (size_i - 1) * stride_i + 1, or 0 if any size is 0 */
+    uint64_t last = t.offset, numel = 1;
+    int empty = 0;
+    for (int i = 0; i < ts->n; i++) {
+        const Value *sv = &p->titems[ts->start + i], *rv = &p->titems[tt->start + i];
+        if (!nonneg_int(sv) || !nonneg_int(rv)) return perr(p, "tensor size/stride not non-negative integers");
+        t.size[i] = sv->i;
+        t.stride[i] = rv->i;
+        if (sv->i == 0) empty = 1;
+        uint64_t span;
+        if (sv->i > 0 && (mul_overflow_u64((uint64_t)sv->i - 1, (uint64_t)rv->i, &span) || span > UINT64_MAX - last ||
+                          (last += span) > (1ull << 62)))
+            return perr(p, "tensor extent overflows");
+        if (mul_overflow_u64(numel, (uint64_t)sv->i, &numel)) return perr(p, "tensor size overflows");
+    }
+    if (!empty && last >= st->numel)
+        return perr(p, "tensor (offset %llu, extent to element %llu) lies outside its storage %s of %llu elements",
+                    (unsigned long long)t.offset, (unsigned long long)last, st->key, (unsigned long long)st->numel);
+    PickleDict *d = p->d;
+    if (grow((void **)&d->tensor, &p->captensor, d->ntensor + 1, sizeof *d->tensor)) return perr(p, "out of memory");
+    d->tensor[d->ntensor] = t;
+    Value v = { .kind = V_TENSOR, .idx = d->ntensor++ };
+    return push(p, v);
+}
+
+static int op_reduce(P *p)
+{
+    Value args, fn;
+    if (pop(p, &args) || pop(p, &fn)) return -1;
+    if (fn.kind != V_GLOBAL) return perr(p, "REDUCE of something that is not an allowed global refused");
+    if (args.kind != V_TUPLE) return perr(p, "REDUCE arguments are not a tuple");
+    const Tuple *t = &p->tuples[args.idx];
+    const Value *a = p->titems + t->start;
+    switch (fn.sub) {
+    case G_ODICT:
+        if (t->n != 0) return perr(p, "OrderedDict called with arguments refused");
+        return new_dict(p, 1);
+    case G_REBUILD_V2:
+        return rebuild_tensor(p, a, t->n);
+    case G_REBUILD_PARAM:
+        if (t->n != 3 || a[0].kind != V_TENSOR || a[1].kind != V_BOOL || !empty_dict(p, &a[2]))
+            return perr(p, "_rebuild_parameter with unexpected arguments");
+        return push(p, a[0]);
+    default:
+        return perr(p, "REDUCE of a storage type refused");
+    }
+}
+
+static int op_build(P *p)
+{
+    Value state, target;
+    if (pop(p, &state) || pop(p, &target)) return -1;
+    if (target.kind != V_DICT || !p->dicts[target.idx].ordered || state.kind != V_DICT)
+        return perr(p, "BUILD is only accepted for an OrderedDict's _metadata");
+    for (int i = 0; i < p->nitems; i++)
+        if (p->items[i].dict == state.idx && !str_is(&p->items[i].key, "_metadata"))
+            return perr(p, "BUILD state with a key other than _metadata refused");
+    p->d->metadata = 1;
+    return push(p, target);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(((const PickleTensor *)a)->name, ((const PickleTensor *)b)->name);
+}
+
+static int finish(P *p)
+{
+    if (p->nmarks) return perr(p, "STOP with an open MARK");
+    if (p->nstack != 1 || p->stack[0].kind != V_DICT) return perr(p, "the pickle is not a single dict");
+    int top = p->stack[0].idx;
+    PickleDict *d = p->d;
+    /* Rebuild the tensor list in dict order, with names. */
+    PickleTensor *list = calloc((size_t)p->dicts[top].n + 1, sizeof *list);
+    if (!list) return perr(p, "out of memory");
+    int n = 0;
+    for (int i = 0; i < p->nitems; i++) {
+        const Item *it = &p->items[i];
+        if (it->dict != top) continue;
+        if (it->val.kind != V_TENSOR) {
+            for (int j = 0; j < n; j++) free(list[j].name);
+            free(list);
+            return perr(p, "dict entry '%.*s' is not a tensor", (int)(it->key.slen > 100 ? 100 : it->key.slen), it->key.s);
+        }
+        if (it->key.slen == 0 || it->key.slen > PICKLE_MAX_NAME || !utf8_ok(it->key.s, it->key.slen)) {
+            for (int j = 0; j < n; j++) free(list[j].name);
+            free(list);
+            return perr(p, "bad tensor name (empty, too long or not UTF-8)");
+        }
+        list[n] = d->tensor[it->val.idx];
+        list[n].name = str_dup(&it->key);
+        if (!list[n].name) {
+            for (int j = 0; j < n; j++) free(list[j].name);
+            free(list);
+            return perr(p, "out of memory");
+        }
+        n++;
+    }
+    free(d->tensor);
+    d->tensor = list;
+    d->ntensor = n;
+    d->ordered = p->dicts[top].ordered;
+    PickleTensor *sorted = malloc((size_t)(n + 1) * sizeof *sorted);
+    if (!sorted) return perr(p, "out of memory");
+    memcpy(sorted, list, (size_t)n * sizeof *sorted);
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_names);
+    for (int i = 1; i < n; i++)
+        if (!strcmp(sorted[i].name, sorted[i - 1].name)) {
+            int rc = perr(p, "duplicate tensor name '%s'", sorted[i].name);
+            free(sorted);
+            return rc;
+        }
+    free(sorted);
+    return 0;
+}
+
+void pickle_free(PickleDict *d)
+{
+    if (!d) return;
+    for (int i = 0; i < d->nstorage; i++) free(d->storage[i].key);
+    for (int i = 0; i < d->ntensor; i++) free(d->tensor[i].name);
+    free(d->storage);
+    free(d->tensor);
+    memset(d, 0, sizeof *d);
+}
+
+static int run(P *p)
+{
+    int stopped = 0;
+    if (p->len < 2 || p->b[0] != 0x80) { p->op = 0; return perr(p, "not a pickle (no PROTO opcode)"); }
+    while (!stopped) {
+        p->op = p->pos;
+        if (p->pos >= p->len) return perr(p, "truncated pickle (no STOP)");
+        uint8_t op = p->b[p->pos++];
+        Value v = { 0 }, k, x;
+        switch (op) {
+        case 0x80:   /* PROTO */
+            if (need(p, 1)) return -1;
+            if (p->op != 0) return perr(p, "PROTO in the middle of the pickle");
+            if (p->b[p->pos] != 2) return perr(p, "pickle protocol %u is not supported (torch.save writes 2)", p->b[p->pos]);
+            p->pos++;
+            break;
+        case 'c': if (op_global(p)) return -1; break;
+        case 'q': case 'r': {   /* BINPUT, LONG_BINPUT */
+            size_t w = op == 'q' ? 1 : 4;
+            if (need(p, w)) return -1;
+            uint32_t i = w == 1 ? p->b[p->pos] : rd32(p->b + p->pos);
+            p->pos += w;
+            if (i >= MAX_MEMO) return perr(p, "memo index %u too large", i);
+            if (p->nstack <= floor_(p)) return perr(p, "BINPUT with an empty stack");
+            if ((int)i >= p->capmemo) {
+                int oc = p->capmemo;
+                if (GROW(p, memo, capmemo, (int)i + 1)) return -1;
+                uint8_t *ns = realloc(p->memo_set, (size_t)p->capmemo);
+                if (!ns) return perr(p, "out of memory");
+                memset(ns + oc, 0, (size_t)(p->capmemo - oc));
+                p->memo_set = ns;
+            }
+            p->memo[i] = p->stack[p->nstack - 1];
+            p->memo_set[i] = 1;
+            break;
+        }
+        case 'h': case 'j': {   /* BINGET, LONG_BINGET */
+            size_t w = op == 'h' ? 1 : 4;
+            if (need(p, w)) return -1;
+            uint32_t i = w == 1 ? p->b[p->pos] : rd32(p->b + p->pos);
+            p->pos += w;
+            if ((int64_t)i >= p->capmemo || !p->memo_set[i]) return perr(p, "memo index %u was never stored", i);
+            if (push(p, p->memo[i])) return -1;
+            break;
+        }
+        case '(':
+            if (p->nmarks >= MAX_MARKS) return perr(p, "MARKs nested too deeply");
+            p->marks[p->nmarks++] = p->nstack;
+            break;
+        case 't':
+            if (!p->nmarks) return perr(p, "TUPLE without MARK");
+            {
+                int from = p->marks[--p->nmarks];
+                if (make_tuple(p, from)) return -1;
+            }
+            break;
+        case ')': if (make_tuple(p, p->nstack)) return -1; break;
+        case 0x85: case 0x86: case 0x87: {
+            int n = op - 0x84;
+            if (p->nstack - floor_(p) < n) return perr(p, "stack underflow");
+            if (make_tuple(p, p->nstack - n)) return -1;
+            break;
+        }
+        case 'X': {
+            if (need(p, 4)) return -1;
+            uint32_t n = rd32(p->b + p->pos);
+            p->pos += 4;
+            if (n > MAX_STRING) return perr(p, "string of %u bytes refused", n);
+            if (need(p, n)) return -1;
+            if (!utf8_ok((const char *)p->b + p->pos, n)) return perr(p, "string is not valid UTF-8");
+            v.kind = V_STR;
+            v.s = (const char *)p->b + p->pos;
+            v.slen = n;
+            p->pos += n;
+            if (push(p, v)) return -1;
+            break;
+        }
+        case 'K': if (need(p, 1)) return -1; v.kind = V_INT; v.i = p->b[p->pos++]; if (push(p, v)) return -1; break;
+        case 'M':
+            if (need(p, 2)) return -1;
+            v.kind = V_INT; v.i = p->b[p->pos] | p->b[p->pos + 1] << 8; p->pos += 2;
+            if (push(p, v)) return -1;
+            break;
+        case 'J':
+            if (need(p, 4)) return -1;
+            v.kind = V_INT; v.i = (int32_t)rd32(p->b + p->pos); p->pos += 4;
+            if (push(p, v)) return -1;
+            break;
+        case 0x8a: {   /* LONG1 */
+            if (need(p, 1)) return -1;
+            unsigned n = p->b[p->pos++];
+            if (n > 8) return perr(p, "integer of %u bytes refused", n);
+            if (need(p, n)) return -1;
+            uint64_t u = 0;
+            for (unsigned i = 0; i < n; i++) u |= (uint64_t)p->b[p->pos + i] << (8 * i);
+            if (n && n < 8 && (p->b[p->pos + n - 1] & 0x80)) u |= ~0ull << (8 * n);   /* sign-extend */
+            p->pos += n;
+            v.kind = V_INT;
+            v.i = (int64_t)u;
+            if (push(p, v)) return -1;
+            break;
+        }
+        case 'Q': if (op_persid(p)) return -1; break;
+        case 0x88: case 0x89: v.kind = V_BOOL; v.i = op == 0x88; if (push(p, v)) return -1; break;
+        case 'N': v.kind = V_NONE; if (push(p, v)) return -1; break;
+        case 'R': if (op_reduce(p)) return -1; break;
+        case '}': if (new_dict(p, 0)) return -1; break;
+        case 's':
+            if (pop(p, &x) || pop(p, &k)) return -1;
+            if (p->nstack <= floor_(p)) return perr(p, "SETITEM without a dict");
+            if (set_item(p, &p->stack[p->nstack - 1], &k, &x)) return -1;
+            break;
+        case 'u': {
+            if (!p->nmarks) return perr(p, "SETITEMS without MARK");
+            int from = p->marks[--p->nmarks];
+            if ((p->nstack - from) % 2) return perr(p, "SETITEMS with an odd number of items");
+            if (from <= floor_(p)) return perr(p, "SETITEMS without a dict");
+            for (int i = from; i < p->nstack; i += 2)
+                if (set_item(p, &p->stack[from - 1], &p->stack[i], &p->stack[i + 1])) return -1;
+            p->nstack = from;
+            break;
+        }
+        case 'b': if (op_build(p)) return -1; break;
+        case '.': stopped = 1; break;
+        default:
+            return perr(p, "opcode 0x%02x (%s) refused: not part of the tensor-dict grammar torch.save writes", op, opname(op));
+        }
+    }
+    if (p->pos != p->len) { p->op = p->pos; return perr(p, "%zu bytes after STOP", p->len - p->pos); }
+    return finish(p);
+}
+
+int pickle_parse(const void *buf, size_t len, PickleDict *d, Error *e)
+{
+    memset(d, 0, sizeof *d);
+    if (len > PICKLE_MAX_BYTES) return fail(e, "data.pkl: %zu bytes is too large", len);
+    P p = { .b = buf, .len = len, .d = d, .e = e };
+    int rc = run(&p);
+    free(p.stack); free(p.memo); free(p.memo_set); free(p.titems); free(p.tuples); free(p.dicts); free(p.items);
+    if (rc) pickle_free(d);
+    return rc;
+}
+
+/* ---- writer ---- */
+typedef struct { uint8_t *b; size_t n, cap; int oom; } Buf;
+
+static void put(Buf *o, const void *p, size_t n)
+{
+    if (o->oom) return;
+    if (o->n + n > o->cap) {
+        size_t c = o->cap ? o->cap : 4096;
+        while (c < o->n + n) c *= 2;
+        uint8_t *nb = realloc(o->b, c);
+        if (!nb) { o->oom = 1; return; }
+        o->b = nb;
+        o->cap = c;
+    }
+    memcpy(o->b + o->n, p, n);
+    o->n += n;
+}
+static void put1(Buf *o, uint8_t c) { put(o, &c, 1); }
+static void put_str(Buf *o, const char *s)
+{
+    uint32_t n = (uint32_t)strlen(s);
+    uint8_t h[5] = { 'X', (uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), (uint8_t)(n >> 24) };
+    put(o, h, 5);
+    put(o, s, n);
+}
+static void put_global(Buf *o, const char *mod, const char *name)
+{
+    put1(o, 'c');
+    put(o, mod, strlen(mod));
+    put1(o, '\n');
+    put(o, name, strlen(name));
+    put1(o, '\n');
+}
+/* CPython's choice: K for 0..255, M for ..65535, J for int32, else LONG1. */
+static void put_int(Buf *o, int64_t v)
+{
+    if (v >= 0 && v < 256) { put1(o, 'K'); put1(o, (uint8_t)v); return; }
+    if (v >= 0 && v < 65536) { uint8_t h[3] = { 'M', (uint8_t)v, (uint8_t)(v >> 8) }; put(o, h, 3); return; }
+    if (v >= INT32_MIN && v <= INT32_MAX) {
+        uint32_t u = (uint32_t)v;
+        uint8_t h[5] = { 'J', (uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24) };
+        put(o, h, 5);
+        return;
+    }
+    uint8_t h[10] = { 0x8a, 0 };
+    uint64_t u = (uint64_t)v;
+    int n = 0;
+    do {   /* minimal two's complement length */
+        h[2 + n] = (uint8_t)(u >> (8 * n));
+        n++;
+    } while (n < 8 && !((v >= 0 && (v >> (8 * n - 1)) == 0) || (v < 0 && (v >> (8 * n - 1)) == -1)));
+    h[1] = (uint8_t)n;
+    put(o, h, 2 + (size_t)n);
+}
+static void put_ints(Buf *o, const int64_t *v, int n)
+{
+    if (n == 0) { put1(o, ')'); return; }
+    if (n > 3) put1(o, '(');
+    for (int i = 0; i < n; i++) put_int(o, v[i]);
+    put1(o, n > 3 ? 't' : (uint8_t)(0x84 + n));
+}
+
+int pickle_write_dict(const TensorSet *ts, uint8_t **out, size_t *len, Error *e)
+{
+    Buf o = { 0 };
+    put(&o, "\x80\x02}", 3);
+    for (int i = 0; i < ts->n; i++) {
+        const Tensor *t = &ts->t[i];
+        const char *sname = pickle_storage_name(t->dtype);
+        if (!sname) { free(o.b); return fail(e, "%s: dtype %s has no torch storage type", t->name, dtype_name(t->dtype)); }
+        int left = ts->n - i, batch_start = i % 1000 == 0;
+        /* Items are batched 1000 at a time like CPython; a batch of one uses SETITEM. */
+        if (batch_start && !(left == 1)) put1(&o, '(');
+        put_str(&o, t->name);
+        put_global(&o, "torch._utils", "_rebuild_tensor_v2");
+        put(&o, "((", 2);
+        put_str(&o, "storage");
+        put_global(&o, "torch", sname);
+        char key[24];
+        snprintf(key, sizeof key, "%d", i);
+        put_str(&o, key);
+        put_str(&o, "cpu");
+        put_int(&o, tensor_numel(t));
+        put1(&o, 't');
+        put1(&o, 'Q');
+        put_int(&o, 0);
+        int64_t stride[TENSOR_MAX_DIM], acc = 1;
+        for (int d = t->ndim - 1; d >= 0; d--) { stride[d] = acc; acc *= t->shape[d] ? t->shape[d] : 1; }
+        put_ints(&o, t->shape, t->ndim);
+        put_ints(&o, stride, t->ndim);
+        put1(&o, 0x89);
+        put_global(&o, "collections", "OrderedDict");
+        put(&o, ")Rt", 3);
+        put1(&o, 'R');
+        int batch_end = (i + 1) % 1000 == 0 || i + 1 == ts->n;
+        int batch_size = i % 1000 + 1;
+        if (batch_end) put1(&o, batch_size == 1 ? 's' : 'u');
+    }
+    put1(&o, '.');
+    if (o.oom) { free(o.b); return fail(e, "out of memory"); }
+    *out = o.b;
+    *len = o.n;
+    return 0;
+}
