@@ -14,9 +14,21 @@ typedef struct {
     uint16_t label;
 } Node;
 
+/* The encoder reads each node as one 32-bit word: label (c + 1, 0 = free) in
+ * bits 0-8, "a token ends here" in bit 9, base in bits 10-31.  The token ids
+ * sit in a separate array that is read once per emitted token, which keeps the
+ * walked array small (about 0.5 MB for the World vocabulary, so it stays in L2).
+ * The first two levels are one dense table holding the depth-2 node words. */
+#define W_LABEL(w) ((w) & 0x1FFu)
+#define W_END(w) ((w) >> 9 & 1u)
+#define W_BASE(w) ((w) >> 10)
+#define W_MAX_BASE ((1u << 22) - 1)
+
 struct Tokenizer {
-    Node *nodes;
-    uint32_t *first2;        /* node of the 2-byte prefix (b0 << 8 | b1), 0 if none */
+    uint32_t *nodes;         /* packed node words, indexed by slot */
+    uint32_t *first2;        /* word of the node for the 2-byte prefix (b0 << 8 | b1), 0 if none */
+    uint16_t *tok;           /* token id by slot; slots n_slots + (b0 << 8 | b1) for depth 2 */
+    size_t n_slots;
     uint32_t single[256];    /* token of each single byte */
 };
 
@@ -42,6 +54,7 @@ void tokenizer_free(Tokenizer *t)
     if (!t) return;
     free(t->nodes);
     free(t->first2);
+    free(t->tok);
     free(t);
 }
 
@@ -170,24 +183,39 @@ Tokenizer *tokenizer_new(const Vocab *v, Error *e)
         free(slot_of);
     }
 
-    /* 3. the dense first two levels */
-    t->first2 = calloc(65536, sizeof *t->first2);
-    if (!t->first2) { fail(e, "out of memory"); goto bad; }
-    for (int b0 = 0; b0 < 256; b0++) {
-        uint32_t s1 = nodes[0].base + (uint32_t)b0;
-        if (nodes[s1].label != b0 + 1 || !nodes[s1].tok) {
-            fail(e, "vocabulary lacks the single byte 0x%02X, so some inputs cannot be encoded", b0);
-            goto bad;
+    /* 3. pack the words; the dense first two levels */
+    {
+        size_t top = 0;
+        for (size_t i = 0; i < cap; i++) if (nodes[i].label) top = i;
+        t->n_slots = top + 257;   /* lookups from any node may reach base + 255 */
+        if (t->n_slots > W_MAX_BASE) { fail(e, "vocabulary too large for the tokenizer's trie"); goto bad; }
+        t->nodes = calloc(t->n_slots, sizeof *t->nodes);
+        t->tok = calloc(t->n_slots + 65536, sizeof *t->tok);
+        t->first2 = calloc(65536, sizeof *t->first2);
+        if (!t->nodes || !t->tok || !t->first2) { fail(e, "out of memory"); goto bad; }
+        for (size_t i = 0; i < t->n_slots && i < cap; i++) {
+            t->nodes[i] = nodes[i].label | (uint32_t)(nodes[i].tok != 0) << 9 | nodes[i].base << 10;
+            t->tok[i] = nodes[i].tok;
         }
-        t->single[b0] = nodes[s1].tok;
-        if (!nodes[s1].base) continue;
-        for (int b1 = 0; b1 < 256; b1++) {
-            uint32_t s2 = nodes[s1].base + (uint32_t)b1;
-            if (nodes[s2].label == b1 + 1) t->first2[b0 << 8 | b1] = s2;
+        for (int b0 = 0; b0 < 256; b0++) {
+            uint32_t s1 = nodes[0].base + (uint32_t)b0;
+            if (nodes[s1].label != b0 + 1 || !nodes[s1].tok) {
+                fail(e, "vocabulary lacks the single byte 0x%02X, so some inputs cannot be encoded", b0);
+                goto bad;
+            }
+            t->single[b0] = nodes[s1].tok;
+            if (!nodes[s1].base) continue;
+            for (int b1 = 0; b1 < 256; b1++) {
+                uint32_t s2 = nodes[s1].base + (uint32_t)b1;
+                if (nodes[s2].label == b1 + 1) {
+                    t->first2[b0 << 8 | b1] = t->nodes[s2];
+                    t->tok[t->n_slots + (size_t)(b0 << 8 | b1)] = nodes[s2].tok;
+                }
+            }
         }
+        free(nodes);
+        nodes = NULL;
     }
-    /* lookups from any node may reach base + 255 */
-    t->nodes = nodes;
     free(order); free(bn); free(map); free(queue); free(base_used);
     return t;
 bad:
@@ -198,26 +226,28 @@ bad:
 
 size_t tokenizer_encode(const Tokenizer *t, const uint8_t *s, size_t n, uint32_t *out)
 {
-    const Node *nodes = t->nodes;
-    const uint32_t *first2 = t->first2;
+    const uint32_t *nodes = t->nodes;
+    const uint16_t *tok = t->tok;
     uint32_t *o = out;
     while (n >= 2) {
-        uint32_t best = t->single[s[0]];
-        size_t best_len = 1;
-        uint32_t cur = first2[(uint32_t)s[0] << 8 | s[1]];
-        if (cur) {
-            Node nd = nodes[cur];
-            if (nd.tok) { best = nd.tok; best_len = 2; }
-            for (size_t i = 2; i < n; i++) {
-                uint32_t c = s[i];
-                Node nx = nodes[nd.base + c];
-                if (nx.label != c + 1) break;
-                nd = nx;
-                best = nx.tok ? nx.tok : best;
-                best_len = nx.tok ? i + 1 : best_len;
-            }
+        uint32_t pair = (uint32_t)s[0] << 8 | s[1];
+        uint32_t w = t->first2[pair];
+        if (!W_END(w) && !W_BASE(w)) {     /* no token longer than one byte here */
+            *o++ = t->single[s[0]];
+            s++; n--;
+            continue;
         }
-        *o++ = best;
+        size_t best_ref = W_END(w) ? t->n_slots + pair : 0, best_len = W_END(w) ? 2 : 1;
+        for (size_t i = 2; i < n; i++) {
+            uint32_t c = s[i];
+            size_t slot = W_BASE(w) + c;
+            uint32_t x = nodes[slot];
+            if (W_LABEL(x) != c + 1) break;
+            w = x;
+            best_ref = W_END(x) ? slot : best_ref;
+            best_len = W_END(x) ? i + 1 : best_len;
+        }
+        *o++ = best_len == 1 ? t->single[s[0]] : tok[best_ref];
         s += best_len;
         n -= best_len;
     }
