@@ -39,6 +39,10 @@ struct LineShuf {
     int spool_fd;
     char *wbuf;
     size_t wlen, wcap;
+    /* Bucket files, kept open per level and rewritten from offset 0 each time
+     * (creating and deleting files per copy costs more than the shuffle). */
+    int *pool[MAX_DEPTH];
+    int pool_n[MAX_DEPTH];
 };
 
 /* ---- helpers ---- */
@@ -82,6 +86,19 @@ static int write_all(int fd, const char *p, size_t n, const LineShuf *s, Error *
         }
         p += w;
         n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int pwrite_all(int fd, const char *p, size_t n, uint64_t off, const LineShuf *s, Error *e)
+{
+    while (n) {
+        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return fail(e, "%s: writing temporary file: %s", s->tmpdir, strerror(errno));
+        }
+        p += w; off += (uint64_t)w; n -= (size_t)w;
     }
     return 0;
 }
@@ -141,6 +158,10 @@ void lineshuf_free(LineShuf *s)
 {
     if (!s) return;
     if (s->spool_fd >= 0) close(s->spool_fd);
+    for (int d = 0; d < MAX_DEPTH; d++) {
+        for (int i = 0; i < s->pool_n[d]; i++) close(s->pool[d][i]);
+        free(s->pool[d]);
+    }
     free(s->arena); free(s->starts); free(s->perm); free(s->wbuf); free(s->tmpdir);
     free(s);
 }
@@ -228,7 +249,7 @@ int lineshuf_add(LineShuf *s, const char *line, size_t len, Error *e)
 
 /* ---- external shuffle of one file of '\n'-terminated lines ---- */
 
-static int shuffle_file(const LineShuf *s, int fd, uint64_t bytes, uint64_t lines, int depth,
+static int shuffle_file(LineShuf *s, int fd, uint64_t bytes, uint64_t lines, int depth,
                         Mt19937 *rng, FILE *out, Error *e);
 
 /* The file fits the budget: read it, shuffle its line offsets, write. */
@@ -305,17 +326,23 @@ done:
 typedef struct {
     int fd;
     char *buf;
-    size_t len;
+    size_t len;              /* buffered, not yet written at offset bytes - len */
     uint64_t bytes, lines;
 } Bucket;
+
+static int bucket_flush(const LineShuf *s, Bucket *b, Error *e)
+{
+    if (b->len && pwrite_all(b->fd, b->buf, b->len, b->bytes - b->len, s, e)) return -1;
+    b->len = 0;
+    return 0;
+}
 
 static int bucket_put(const LineShuf *s, Bucket *b, size_t cap, const char *p, size_t n, Error *e)
 {
     if (b->len + n > cap) {
-        if (b->len && write_all(b->fd, b->buf, b->len, s, e)) return -1;
-        b->len = 0;
+        if (bucket_flush(s, b, e)) return -1;
         if (n > cap) {
-            if (write_all(b->fd, p, n, s, e)) return -1;
+            if (pwrite_all(b->fd, p, n, b->bytes, s, e)) return -1;
             b->bytes += n;
             return 0;
         }
@@ -328,7 +355,7 @@ static int bucket_put(const LineShuf *s, Bucket *b, size_t cap, const char *p, s
 
 /* Over budget: scatter the lines into K bucket files, each line to a bucket
  * drawn uniformly, then shuffle every bucket in turn (see the top comment). */
-static int scatter(const LineShuf *s, int fd, uint64_t bytes, uint64_t lines, int depth,
+static int scatter(LineShuf *s, int fd, uint64_t bytes, uint64_t lines, int depth,
                    Mt19937 *rng, FILE *out, Error *e)
 {
     uint64_t cost = bytes + PER_LINE_COST * lines;
@@ -340,9 +367,18 @@ static int scatter(const LineShuf *s, int fd, uint64_t bytes, uint64_t lines, in
     char *in = malloc(chunk);
     int rc = -1;
     if (!b || !in) { fail(e, "out of memory"); goto done; }
-    for (int i = 0; i < k; i++) b[i].fd = -1;
+    if (k > s->pool_n[depth]) {
+        int *p = realloc(s->pool[depth], (size_t)k * sizeof *p);
+        if (!p) { fail(e, "out of memory"); goto done; }
+        s->pool[depth] = p;
+        while (s->pool_n[depth] < k) {
+            int tfd = temp_file(s, e);
+            if (tfd < 0) goto done;
+            s->pool[depth][s->pool_n[depth]++] = tfd;
+        }
+    }
     for (int i = 0; i < k; i++) {
-        if ((b[i].fd = temp_file(s, e)) < 0) goto done;
+        b[i].fd = s->pool[depth][i];
         if (!(b[i].buf = malloc(cap))) { fail(e, "out of memory"); goto done; }
     }
     Bucket *cur = NULL;   /* bucket of the line in progress, NULL at a line start */
@@ -360,30 +396,24 @@ static int scatter(const LineShuf *s, int fd, uint64_t bytes, uint64_t lines, in
         }
     }
     for (int i = 0; i < k; i++) {
-        if (b[i].len && write_all(b[i].fd, b[i].buf, b[i].len, s, e)) goto done;
+        if (bucket_flush(s, &b[i], e)) goto done;
         free(b[i].buf);
         b[i].buf = NULL;
     }
     free(in);
     in = NULL;
-    for (int i = 0; i < k; i++) {
+    for (int i = 0; i < k; i++)
         if (shuffle_file(s, b[i].fd, b[i].bytes, b[i].lines, depth + 1, rng, out, e)) goto done;
-        close(b[i].fd);   /* frees its disk space now */
-        b[i].fd = -1;
-    }
     rc = 0;
 done:
     if (b)
-        for (int i = 0; i < k; i++) {
-            if (b[i].fd >= 0) close(b[i].fd);
-            free(b[i].buf);
-        }
+        for (int i = 0; i < k; i++) free(b[i].buf);
     free(b);
     free(in);
     return rc;
 }
 
-static int shuffle_file(const LineShuf *s, int fd, uint64_t bytes, uint64_t lines, int depth,
+static int shuffle_file(LineShuf *s, int fd, uint64_t bytes, uint64_t lines, int depth,
                         Mt19937 *rng, FILE *out, Error *e)
 {
     if (lines == 0) return 0;
