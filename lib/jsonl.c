@@ -340,13 +340,11 @@ static int space_at(const uint8_t *s, const uint8_t *end)
 /* Length of a Python whitespace character ending at end, or 0. */
 static int space_before(const uint8_t *start, const uint8_t *end)
 {
-    for (int len = 1; len <= 4 && end - start >= len; len++) {
-        const uint8_t *s = end - len;
-        if (len > 1 && (*s & 0xC0) == 0x80) continue;
-        uint32_t cp;
-        return utf8_next(s, end, &cp) == len && py_space(cp) ? len : 0;
-    }
-    return 0;
+    const uint8_t *s = end - 1;
+    while (s > start && end - s < 4 && (*s & 0xC0) == 0x80) s--;
+    uint32_t cp;
+    int len = utf8_next(s, end, &cp);
+    return len == end - s && py_space(cp) ? len : 0;
 }
 
 int jsonl_is_blank(const char *line, size_t n)
