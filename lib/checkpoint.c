@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "pth.h"
 #include "safetensors.h"
 
 CkptFormat ckpt_format(const char *path)
@@ -40,8 +41,7 @@ int ckpt_read(const char *path, TensorSet *ts, Error *e)
     case CKPT_SAFETENSORS:
         return st_read(path, ts, e);
     case CKPT_PTH_ZIP:
-        /* The .pth reader (pth_read) plugs in here. */
-        return fail(e, "%s: PyTorch .pth (zip) checkpoints are not supported yet; use safetensors", path);
+        return pth_read(path, ts, 0, e);
     default:
         if (looks_like_safetensors(path)) return st_read(path, ts, e);   /* for its precise error */
         return fail(e, "%s: not a checkpoint (neither safetensors nor a PyTorch zip)", path);

@@ -1,7 +1,7 @@
 /* checkpoint.h: open any model checkpoint by content, not by file name.
  *
  * safetensors (8-byte header length, then '{') is read by st_read; a zip
- * ("PK\3\4", the torch.save .pth format) will go to pth_read. */
+ * ("PK\3\4", the torch.save .pth format) goes to pth_read. */
 #ifndef RWKV7C_CHECKPOINT_H
 #define RWKV7C_CHECKPOINT_H
 #include "tensors.h"
