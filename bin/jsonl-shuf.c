@@ -28,6 +28,8 @@ static void usage(FILE *f)
         "  -T, --temporary-directory DIR\n"
         "                          temporary files go in DIR (default $TMPDIR or /tmp)\n"
         "  -o, --output FILE       write FILE atomically instead of standard output\n"
+        "      --strip             remove leading and trailing whitespace from lines\n"
+        "                          (Python's str.strip(), as make_data.py does)\n"
         "  -v, --verbose           report lines, bytes and the shuffle used on stderr\n"
         "  -h, --help              show this help and exit\n"
         "  -V, --version           show the version and exit\n"
@@ -45,13 +47,14 @@ int main(int argc, char **argv)
         { "temporary-directory", required_argument, 0, 'T' },
         { "output", required_argument, 0, 'o' },
         { "verbose", no_argument, 0, 'v' },
+        { "strip", no_argument, 0, 'S' },
         { "help", no_argument, 0, 'h' },
         { "version", no_argument, 0, 'V' },
         { 0, 0, 0, 0 },
     };
     uint64_t copies = 1, memory = DEFAULT_MEMORY;
     const char *seed_text = NULL, *tmpdir = NULL, *output = NULL;
-    int c, verbose = progress_wanted();
+    int c, verbose = progress_wanted(), strip = 0;
     while ((c = getopt_long(argc, argv, "n:s:m:T:o:vhV", opts, NULL)) != -1) {
         switch (c) {
         case 'n':
@@ -67,6 +70,7 @@ int main(int argc, char **argv)
         case 'T': tmpdir = optarg; break;
         case 'o': output = optarg; break;
         case 'v': verbose = 1; break;
+        case 'S': strip = 1; break;
         case 'h': usage(stdout); return close_stdout();
         case 'V': printf("jsonl-shuf (rwkv7c) %s\n", RWKV7C_VERSION); return close_stdout();
         default: usage(stderr); return 2;
@@ -97,8 +101,12 @@ int main(int argc, char **argv)
         char *line;
         size_t len;
         int r;
-        while ((r = input_getline(in, &line, &len, &e)) > 0)
-            if (!line_is_blank(line, len) && lineshuf_add(ls, line, len, &e)) { r = -1; break; }
+        while ((r = input_getline(in, &line, &len, &e)) > 0) {
+            const char *text = line;
+            if (strip) line_strip(&text, &len);
+            else if (line_is_blank(line, len)) len = 0;
+            if (len && lineshuf_add(ls, text, len, &e)) { r = -1; break; }
+        }
         input_close(in);
         if (r < 0) goto fail;
     }

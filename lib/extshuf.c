@@ -455,28 +455,49 @@ int lineshuf_write(LineShuf *s, Mt19937 *rng, uint64_t copies, FILE *out,
 
 /* ---- small parsers ---- */
 
+/* Byte length of the Python whitespace character at p (n bytes left), or 0. */
+static size_t space_at(const unsigned char *p, size_t n)
+{
+    unsigned c = p[0];
+    if ((c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20)) return 1;
+    if (c == 0xc2 && n >= 2 && (p[1] == 0x85 || p[1] == 0xa0)) return 2;   /* U+0085, U+00A0 */
+    if (n >= 3) {
+        unsigned c1 = p[1], c2 = p[2];
+        if ((c == 0xe1 && c1 == 0x9a && c2 == 0x80) ||                     /* U+1680 */
+            (c == 0xe2 && c1 == 0x80 && ((c2 >= 0x80 && c2 <= 0x8a) ||      /* U+2000-200A */
+                                         c2 == 0xa8 || c2 == 0xa9 || c2 == 0xaf)) ||
+            (c == 0xe2 && c1 == 0x81 && c2 == 0x9f) ||                     /* U+205F */
+            (c == 0xe3 && c1 == 0x80 && c2 == 0x80))                       /* U+3000 */
+            return 3;
+    }
+    return 0;
+}
+
+/* Byte length of the whitespace character that ends at end (n bytes before), or 0.
+ * Lead bytes C2/E1/E2/E3 are never continuation bytes, so this cannot split a character. */
+static size_t space_before(const unsigned char *end, size_t n)
+{
+    for (size_t k = 1; k <= 3 && k <= n; k++)
+        if (space_at(end - k, k) == k) return k;
+    return 0;
+}
+
 int line_is_blank(const char *line, size_t len)
 {
     const unsigned char *p = (const unsigned char *)line, *end = p + len;
-    while (p < end) {
-        unsigned c = *p;
-        if ((c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20)) { p++; continue; }
-        size_t left = (size_t)(end - p);
-        if (c == 0xc2 && left >= 2 && (p[1] == 0x85 || p[1] == 0xa0)) { p += 2; continue; }
-        if (left >= 3) {
-            unsigned c1 = p[1], c2 = p[2];
-            if ((c == 0xe1 && c1 == 0x9a && c2 == 0x80) ||                 /* U+1680 */
-                (c == 0xe2 && c1 == 0x80 && ((c2 >= 0x80 && c2 <= 0x8a) ||  /* U+2000-200A */
-                                             c2 == 0xa8 || c2 == 0xa9 || c2 == 0xaf)) ||
-                (c == 0xe2 && c1 == 0x81 && c2 == 0x9f) ||                 /* U+205F */
-                (c == 0xe3 && c1 == 0x80 && c2 == 0x80)) {                 /* U+3000 */
-                p += 3;
-                continue;
-            }
-        }
-        return 0;
-    }
-    return 1;
+    size_t k;
+    while (p < end && (k = space_at(p, (size_t)(end - p))) > 0) p += k;
+    return p == end;
+}
+
+void line_strip(const char **line, size_t *len)
+{
+    const unsigned char *p = (const unsigned char *)*line, *end = p + *len;
+    size_t k;
+    while (p < end && (k = space_at(p, (size_t)(end - p))) > 0) p += k;
+    while (end > p && (k = space_before(end, (size_t)(end - p))) > 0) end -= k;
+    *line = (const char *)p;
+    *len = (size_t)(end - p);
 }
 
 int parse_size(const char *text, uint64_t *out)

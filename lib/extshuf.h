@@ -43,6 +43,8 @@ int      lineshuf_external(const LineShuf *s);  /* 1 once spooled to disk */
  * U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F,
  * U+3000 in UTF-8), or is empty.  make_data.py drops exactly these lines. */
 int line_is_blank(const char *line, size_t len);
+/* Remove that whitespace from both ends, as Python's str.strip() does. */
+void line_strip(const char **line, size_t *len);
 
 /* Parse a byte count with an optional K, M, G or T suffix (powers of 1024). */
 int parse_size(const char *text, uint64_t *out);

@@ -140,4 +140,35 @@ done <py_cases
 check "Python cases generated" test "$py_n" -ge 60
 eq "matches Python random.seed+shuffle in all $py_n cases" $py_fail 0
 
+# ---- --strip: the temporary file of make_data.py, byte for byte (with a seed) ----
+"$PYTHON" - <<'EOF'
+import random
+r = random.Random(99)
+spaces = [" ", "\t", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0", "\u1680", "\u2000",
+          "\u200a", "\u2028", "\u2029", "\u202f", "\u205f", "\u3000"]
+def ws():
+    return "".join(r.choice(spaces) for _ in range(r.randrange(3)))
+with open("strip_in.jsonl", "w", encoding="utf-8", newline="") as f:
+    for i in range(400):
+        f.write(ws() + '{"text": "a%s b %d"}' % (ws(), i) + ws() + ("\r\n" if i % 5 == 0 else "\n"))
+        if i % 9 == 0:
+            f.write(ws() + "\n")
+# make_data.py, steps 1 and 2, with random.seed(77) added
+lines = []
+with open("strip_in.jsonl", "r", encoding="utf-8") as file:
+    for line in file:
+        if line.strip():
+            lines.append(line.strip())
+random.seed(77)
+with open("strip_want.jsonl", "w", encoding="utf-8") as f:
+    for i in range(3):
+        random.shuffle(lines)
+        for entry in lines:
+            f.write(entry + "\n")
+EOF
+jsonl-shuf --strip -n 3 --seed 77 strip_in.jsonl >strip_got.jsonl
+check "--strip gives make_data.py's shuffled file byte for byte" cmp -s strip_got.jsonl strip_want.jsonl
+jsonl-shuf -n 1 --seed 77 strip_in.jsonl >nostrip.jsonl
+check "without --strip lines keep their spaces" sh -c '! cmp -s nostrip.jsonl strip_want.jsonl && grep -q "^ " nostrip.jsonl'
+
 finish
