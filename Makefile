@@ -21,7 +21,11 @@ FUZZ     := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/*.c))
 CUDA_SRC := $(wildcard cuda/*.cu)
 VOCAB    := $(B)/share/rwkv7c/rwkv_vocab_v20230424.txt
 
-.PHONY: all check bench fuzz demo install uninstall clean cuda help
+.PHONY: all check bench fuzz demo deps install uninstall clean cuda help
+
+# Debian packages the build and the tests need; `make deps` installs the missing ones.
+DEB_PKGS := build-essential clang libzstd-dev libxxhash-dev libopenblas-dev liblapacke-dev \
+            python3-torch python3-numpy zstd
 all: $(TOOLS:%=$(B)/bin/%) $(UNIT) $(VOCAB)
 
 $(B)/obj/%.o: %.c
@@ -67,6 +71,14 @@ bench: all
 
 demo: all
 	@sh pipelines/demo.sh
+
+deps:
+	@missing=; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(MANDIR)/man1
