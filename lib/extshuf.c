@@ -360,7 +360,8 @@ static int scatter(LineShuf *s, int fd, uint64_t bytes, uint64_t lines, int dept
 {
     uint64_t cost = bytes + PER_LINE_COST * lines;
     /* Aim at half the budget per bucket, so that most buckets fit. */
-    int k = (int)clamp_u64(cost / (s->budget / 2 + 1) + 1, 2, (uint64_t)s->max_buckets);
+    uint64_t most = lines < (uint64_t)s->max_buckets ? lines : (uint64_t)s->max_buckets;
+    int k = (int)clamp_u64(cost / (s->budget / 2 + 1) + 1, 2, most);   /* no more buckets than lines */
     size_t cap = (size_t)clamp_u64(s->budget / (2 * (uint64_t)k), 4096, 1 << 20);
     size_t chunk = (size_t)clamp_u64(s->budget / 4, 1 << 16, 1 << 22);
     Bucket *b = calloc((size_t)k, sizeof *b);
