@@ -79,20 +79,64 @@ struct ModelState {
 
 static inline float sigmoidf_(float z) { return 1.0f / (1.0f + expf(-z)); }
 
+/* Matrix products.  OpenBLAS's own threads and OpenMP's spin-waiting threads
+ * fight over the cores (a 5-10x slowdown measured on 2 cores), so BLAS runs
+ * single-threaded inside our OpenMP threads: each thread multiplies a block of
+ * rows (or columns) of the output.  blas_enter/blas_leave bracket every public
+ * entry point and restore the caller's OpenBLAS thread count. */
+static int blas_enter(void)
+{
+    int n = openblas_get_num_threads();
+    if (n != 1) openblas_set_num_threads(1);
+    return n;
+}
+static void blas_leave(int n)
+{
+    if (n != 1) openblas_set_num_threads(n);
+}
+
+/* C[M,N] = op(A) op(B) + beta C, row-major; op(A) is [M,K], op(B) is [K,N]. */
+static void gemm(int ta, int tb, int M, int N, int K, const float *A, const float *Bm, float *Cm, float beta)
+{
+    int lda = ta ? M : K, ldb = tb ? K : N;
+    enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+    int nt = omp_get_max_threads();
+    if (nt < 2 || (double)M * N * K < 2e6 || omp_in_parallel()) {
+        cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, 1.0f, A, lda, Bm, ldb, beta, Cm, N);
+        return;
+    }
+    int split_m = M >= N;
+    int dim = split_m ? M : N;
+    if (nt > (dim + 15) / 16) nt = (dim + 15) / 16;
+#pragma omp parallel num_threads(nt)
+    {
+        int id = omp_get_thread_num(), n = omp_get_num_threads();
+        int per = ((dim + n - 1) / n + 15) / 16 * 16;     /* 16-aligned blocks */
+        int lo = id * per, hi = lo + per < dim ? lo + per : dim;
+        if (lo < hi) {
+            if (split_m)
+                cblas_sgemm(CblasRowMajor, TA, TB, hi - lo, N, K, 1.0f, ta ? A + lo : A + (size_t)lo * lda, lda,
+                            Bm, ldb, beta, Cm + (size_t)lo * N, N);
+            else
+                cblas_sgemm(CblasRowMajor, TA, TB, M, hi - lo, K, 1.0f, A, lda,
+                            tb ? Bm + (size_t)lo * ldb : Bm + lo, ldb, beta, Cm + lo, N);
+        }
+    }
+}
 /* C[M,N] = A[M,K] B[N,K]^T + beta C  (a Linear layer with W [out,in]) */
 static void gemm_nt(int M, int N, int K, const float *A, const float *Bm, float *Cm, float beta)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, Bm, K, beta, Cm, N);
+    gemm(0, 1, M, N, K, A, Bm, Cm, beta);
 }
 /* C[M,N] = A[M,K] B[K,N] + beta C */
 static void gemm_nn(int M, int N, int K, const float *A, const float *Bm, float *Cm, float beta)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, Bm, N, beta, Cm, N);
+    gemm(0, 0, M, N, K, A, Bm, Cm, beta);
 }
 /* C[M,N] = A[K,M]^T B[K,N] + beta C  (weight gradients: sums over rows) */
 static void gemm_tn(int M, int N, int K, const float *A, const float *Bm, float *Cm, float beta)
 {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, N, K, 1.0f, A, M, Bm, N, beta, Cm, N);
+    gemm(1, 0, M, N, K, A, Bm, Cm, beta);
 }
 
 /* g[c] += sum_n A[n][c] * Bm[n][c] (Bm NULL: 1).  Each column is summed in row
@@ -861,9 +905,12 @@ float model_forward_loss(const Model *m, ModelWork *W, const int32_t *x, const i
     size_t BT = (size_t)W->B * W->T;
     int V = m->cfg.vocab_size;
     if (!tokens_ok(x, BT, V) || !tokens_ok(y, BT, V)) return NAN;
+    int nb = blas_enter();
     forward_blocks(m, W, W->B, W->T, x, NULL);
     head_forward(m, W, W->B, W->T, W->logits, 0);
-    return (float)cross_entropy(W->logits, y, BT, V, W->row_loss, 0);
+    float loss = (float)cross_entropy(W->logits, y, BT, V, W->row_loss, 0);
+    blas_leave(nb);
+    return loss;
 }
 
 void model_forward_logits(const Model *m, ModelWork *W, const int32_t *x, float *logits)
@@ -874,8 +921,10 @@ void model_forward_logits(const Model *m, ModelWork *W, const int32_t *x, float 
         for (size_t i = 0; i < BT * V; i++) logits[i] = NAN;
         return;
     }
+    int nb = blas_enter();
     forward_blocks(m, W, W->B, W->T, x, NULL);
     head_forward(m, W, W->B, W->T, logits, 0);
+    blas_leave(nb);
 }
 
 float model_forward_backward(const Model *m, ModelWork *W, const int32_t *x, const int32_t *y, float *grad)
@@ -886,6 +935,7 @@ float model_forward_backward(const Model *m, ModelWork *W, const int32_t *x, con
     memset(grad, 0, m->layout.total * sizeof(float));
     if (!tokens_ok(x, BT, V) || !tokens_ok(y, BT, V)) return NAN;
 
+    int nb = blas_enter();
     forward_blocks(m, W, B, T, x, NULL);
     head_forward(m, W, B, T, W->logits, 0);
     float loss = (float)cross_entropy(W->logits, y, BT, V, W->row_loss, 1);   /* logits := dlogits */
@@ -919,6 +969,7 @@ float model_forward_backward(const Model *m, ModelWork *W, const int32_t *x, con
             for (int cc = 0; cc < nc; cc++) g[cc] += d[cc];
         }
     }
+    blas_leave(nb);
     return loss;
 }
 
@@ -969,8 +1020,10 @@ void model_step(const Model *m, ModelState *s, int32_t token, float *logits)
             for (int i = 0; i < m->cfg.vocab_size; i++) logits[i] = NAN;
         return;
     }
+    int nb = blas_enter();
     forward_blocks(m, s->w, 1, 1, &token, s);
     if (logits) head_forward(m, s->w, 1, 1, logits, 1);
+    blas_leave(nb);
 }
 
 int model_prefill(const Model *m, ModelState *s, const int32_t *tokens, int n, float *logits, Error *e)
@@ -980,10 +1033,12 @@ int model_prefill(const Model *m, ModelState *s, const int32_t *tokens, int n, f
         if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab_size)
             return fail(e, "token %d at position %d is outside the vocabulary (size %d)",
                         tokens[i], i, m->cfg.vocab_size);
+    int nb = blas_enter();
     for (int done = 0; done < n; done += PREFILL_CHUNK) {
         int T = n - done < PREFILL_CHUNK ? n - done : PREFILL_CHUNK;
         forward_blocks(m, s->w, 1, T, tokens + done, s);
         if (logits && done + T == n) head_forward(m, s->w, 1, T, logits, 1);
     }
+    blas_leave(nb);
     return 0;
 }
