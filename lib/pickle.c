@@ -215,7 +215,7 @@ static int set_item(P *p, const Value *dict, const Value *k, const Value *v)
     if (k->kind != V_STR) return perr(p, "dict key is not a string");
     if (v->kind != V_TENSOR && v->kind != V_DICT && v->kind != V_INT && v->kind != V_BOOL && v->kind != V_NONE &&
         v->kind != V_STR)
-        return perr(p, "unexpected dict value for key '%.*s'", (int)(k->slen > 100 ? 100 : k->slen), k->s);
+        return perr(p, "unexpected dict value (a tuple, storage or global)");
     if (GROW(p, items, capitems, p->nitems + 1)) return -1;
     p->items[p->nitems++] = (Item){ dict->idx, *k, *v };
     p->dicts[dict->idx].n++;
@@ -227,7 +227,7 @@ static int nonneg_int(const Value *v) { return v->kind == V_INT && v->i >= 0; }
 
 static int op_persid(P *p)
 {
-    Value t;
+    Value t = { 0 };
     if (pop(p, &t)) return -1;
     if (t.kind != V_TUPLE || p->tuples[t.idx].n != 5) return perr(p, "persistent id is not a ('storage', type, key, location, numel) tuple");
     const Value *a = p->titems + p->tuples[t.idx].start;
@@ -304,7 +304,7 @@ static int rebuild_tensor(P *p, const Value *a, int n)
 
 static int op_reduce(P *p)
 {
-    Value args, fn;
+    Value args = { 0 }, fn = { 0 };
     if (pop(p, &args) || pop(p, &fn)) return -1;
     if (fn.kind != V_GLOBAL) return perr(p, "REDUCE of something that is not an allowed global refused");
     if (args.kind != V_TUPLE) return perr(p, "REDUCE arguments are not a tuple");
@@ -327,7 +327,7 @@ static int op_reduce(P *p)
 
 static int op_build(P *p)
 {
-    Value state, target;
+    Value state = { 0 }, target = { 0 };
     if (pop(p, &state) || pop(p, &target)) return -1;
     if (target.kind != V_DICT || !p->dicts[target.idx].ordered || state.kind != V_DICT)
         return perr(p, "BUILD is only accepted for an OrderedDict's _metadata");
@@ -359,7 +359,11 @@ static int finish(P *p)
         if (it->val.kind != V_TENSOR) {
             for (int j = 0; j < n; j++) free(list[j].name);
             free(list);
-            return perr(p, "dict entry '%.*s' is not a tensor", (int)(it->key.slen > 100 ? 100 : it->key.slen), it->key.s);
+            char shown[101];   /* never echo control bytes to a terminal */
+            size_t sl = it->key.slen > 100 ? 100 : it->key.slen;
+            for (size_t q = 0; q < sl; q++) shown[q] = (unsigned char)it->key.s[q] < 0x20 ? '?' : it->key.s[q];
+            shown[sl] = 0;
+            return perr(p, "dict entry '%s' is not a tensor", shown);
         }
         if (it->key.slen == 0 || it->key.slen > PICKLE_MAX_NAME || !utf8_ok(it->key.s, it->key.slen)) {
             for (int j = 0; j < n; j++) free(list[j].name);
@@ -411,7 +415,7 @@ static int run(P *p)
         p->op = p->pos;
         if (p->pos >= p->len) return perr(p, "truncated pickle (no STOP)");
         uint8_t op = p->b[p->pos++];
-        Value v = { 0 }, k, x;
+        Value v = { 0 }, k = { 0 }, x = { 0 };
         switch (op) {
         case 0x80:   /* PROTO */
             if (need(p, 1)) return -1;

@@ -214,8 +214,11 @@ int zip_open(ZipArchive *z, const void *buf, size_t len, int flags, Error *e)
         const char *nm = (const char *)c + 46;
         const char *why = nlen > ZIP_MAX_NAME ? "name too long" : bad_name(nm, nlen);
         if (why) {
-            return bad(z, fail(e, "entry %llu '%.*s': %s (path tricks are refused)", (unsigned long long)k,
-                        (int)(nlen > 200 ? 200 : nlen), nm, why));
+            char shown[201];   /* never echo control bytes to a terminal */
+            size_t sl = nlen > 200 ? 200 : nlen;
+            for (size_t q = 0; q < sl; q++) shown[q] = nm[q] < 0x20 || nm[q] == 0x7f ? '?' : nm[q];
+            shown[sl] = 0;
+            return bad(z, fail(e, "entry %llu '%s': %s (path tricks are refused)", (unsigned long long)k, shown, why));
         }
         ZipEntry *en = &z->e[z->n];
         en->name = malloc(nlen + 1);

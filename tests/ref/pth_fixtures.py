@@ -2,8 +2,11 @@
 
   good DIR          torch.save fixtures + hand-built torch 2.x layout files -> DIR/*.pth
   bad DIR           the bad-input corpus -> DIR/*.pth and DIR/MANIFEST (file<TAB>expected message)
+  (the checks take several files at once, to pay for the torch import once)
   same_st PTH ST    tensors of torch.load(PTH) == tensors of safetensors ST (names, dtype, shape, bits)
   load_pth ST PTH   torch.load(PTH, weights_only=True) == safetensors ST
+  same_cast PTH ST T  ST == torch.load(PTH) with float tensors cast by torch to T (bf16/fp16/fp32)
+  layout PTH        our writer's layout: record order, stored, 64-aligned, CRC-32, Zip64 end records
   official OUT [C]  a random checkpoint shaped like the RWKV-7 0.1B release (bf16, no layer-0 v0/v1/v2)
 
 The zip writer below is written from formats-reliability.md §A1 independently of lib/zip.c,
@@ -193,6 +196,41 @@ def load_any_torch(path, **kw):
     return collections.OrderedDict((k, v.detach() if isinstance(v, torch.Tensor) else v) for k, v in obj.items())
 
 
+def check_layout(path):
+    """Our writer's layout (§A1.4): record order, stored, 64-aligned data, CRCs, Zip64 end records."""
+    raw = open(path, "rb").read()
+    z = zipfile.ZipFile(path)
+    probs = []
+    if z.testzip() is not None:
+        probs.append("CRC check failed")
+    names = [i.filename for i in z.infolist()]
+    ndata = sum(1 for n in names if n.startswith("archive/data/"))
+    want = ["archive/data.pkl", "archive/.format_version", "archive/.storage_alignment", "archive/byteorder"]
+    want += [f"archive/data/{i}" for i in range(ndata)] + ["archive/version"]
+    if names != want:
+        probs.append(f"record order {names[:6]}...")
+    for i in z.infolist():
+        if i.compress_type != 0:
+            probs.append(f"{i.filename} compressed")
+        nlen, xlen = struct.unpack("<HH", raw[i.header_offset + 26:i.header_offset + 30])
+        start = i.header_offset + 30 + nlen + xlen
+        if start % 64:
+            probs.append(f"{i.filename} data at {start}, not 64-aligned")
+    if z.read("archive/byteorder") != b"little" or z.read("archive/version") != b"3\n":
+        probs.append("byteorder/version records")
+    if b"PK\x06\x06" not in raw[-200:] or b"PK\x06\x07" not in raw[-100:]:
+        probs.append("no Zip64 end records")
+    return probs
+
+
+def same_cast(pth, st, dt):
+    """safetensors ST == torch.load(PTH) with float tensors cast by torch to dt."""
+    dt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dt]
+    a = load_any_torch(pth)
+    a = collections.OrderedDict((k, v.to(dt) if v.is_floating_point() else v) for k, v in a.items())
+    return same(a, read_st(st), st)
+
+
 # ---------------------------------------------------------------- bad corpus
 class Evil:
     def __init__(self, fn, arg):
@@ -366,24 +404,35 @@ def official(out, C=768, L=12, V=65536):
     print(sum(t.numel() for t in sd.values()))
 
 
+def report(probs, label):
+    print("\n".join(probs) or f"{label}: ok")
+    return bool(probs)
+
+
 def main():
-    cmd = sys.argv[1]
+    cmd, a = sys.argv[1], sys.argv[2:]
+    failed = False
     if cmd == "good":
-        good(sys.argv[2])
+        good(a[0])
     elif cmd == "bad":
-        bad(sys.argv[2])
-    elif cmd == "same_st":
-        probs = same(load_any_torch(sys.argv[2]), read_st(sys.argv[3]), sys.argv[2])
-        print("\n".join(probs) or "same")
-        sys.exit(1 if probs else 0)
-    elif cmd == "load_pth":
-        probs = same(read_st(sys.argv[2]), load_any_torch(sys.argv[3], weights_only=True), sys.argv[3])
-        print("\n".join(probs) or "same")
-        sys.exit(1 if probs else 0)
+        bad(a[0])
+    elif cmd == "same_st":          # PTH ST [PTH ST ...]
+        for pth, st in zip(a[0::2], a[1::2]):
+            failed |= report(same(load_any_torch(pth), read_st(st), pth), pth)
+    elif cmd == "load_pth":         # ST PTH [ST PTH ...]
+        for st, pth in zip(a[0::2], a[1::2]):
+            failed |= report(same(read_st(st), load_any_torch(pth, weights_only=True), pth), pth)
+    elif cmd == "same_cast":        # T PTH ST [PTH ST ...]
+        for pth, st in zip(a[1::2], a[2::2]):
+            failed |= report(same_cast(pth, st, a[0]), st)
+    elif cmd == "layout":           # PTH...
+        for pth in a:
+            failed |= report(check_layout(pth), pth)
     elif cmd == "official":
-        official(sys.argv[2], *(int(x) for x in sys.argv[3:]))
+        official(a[0], *(int(x) for x in a[1:]))
     else:
         sys.exit(f"unknown command {cmd}")
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
