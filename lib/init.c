@@ -1,6 +1,7 @@
 /* init.c: x070 initialisation (init.h, rwkv7-reference §2.3). */
 #include "init.h"
 
+#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
@@ -228,6 +229,9 @@ static int formula(const ModelConfig *c, int l, const char *what, float *out, si
 int init_model(Model *m, uint64_t seed, Error *e)
 {
     const ModelConfig *c = &m->cfg;
+    int *jobs = malloc((size_t)m->layout.n * sizeof *jobs);
+    if (!jobs) return fail(e, "out of memory");
+    int njobs = 0;
     for (int i = 0; i < m->layout.n; i++) {
         const ParamInfo *p = &m->layout.p[i];
         float *w = m->w + p->offset;
@@ -237,16 +241,42 @@ int init_model(Model *m, uint64_t seed, Error *e)
         case INIT_ZEROS: memset(w, 0, p->numel * sizeof *w); break;
         case INIT_ONES: for (size_t k = 0; k < p->numel; k++) w[k] = 1.0f; break;
         case INIT_UNIFORM: init_uniform(w, p->numel, (float)-gain, (float)gain, ts); break;
-        case INIT_ORTHOGONAL:
-            if (init_orthogonal(w, p->shape[0], p->shape[1], gain, ts, e)) return fail_prefix(e, "%s", p->name);
-            break;
+        case INIT_ORTHOGONAL: jobs[njobs++] = i; break;
         case INIT_FORMULA: {
             const char *what = p->name;
             if (p->layer >= 0) what = strchr(strchr(p->name, '.') + 1, '.') + 1;   /* after "blocks.N." */
-            if (formula(c, p->layer, what, w, p->numel, e)) return -1;
+            if (formula(c, p->layer, what, w, p->numel, e)) { free(jobs); return -1; }
             break;
         }
         }
+    }
+    /* QRs run one per thread with single-threaded BLAS: a multithreaded QR
+     * rounds differently for different thread counts, and a seed must give
+     * the same file however many cores there are.  Largest first. */
+    for (int a = 1; a < njobs; a++)
+        for (int b = a; b > 0 && m->layout.p[jobs[b]].numel > m->layout.p[jobs[b - 1]].numel; b--) {
+            int t = jobs[b]; jobs[b] = jobs[b - 1]; jobs[b - 1] = t;
+        }
+    int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    int failed = -1;
+    Error err1 = { "" };
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int j = 0; j < njobs; j++) {
+        const ParamInfo *p = &m->layout.p[jobs[j]];
+        double gain;
+        Error ej;
+        init_kind(c, p->name, &gain);
+        if (init_orthogonal(m->w + p->offset, p->shape[0], p->shape[1], gain, init_tensor_seed(seed, p->name), &ej)) {
+#pragma omp critical
+            if (failed < 0) { failed = jobs[j]; err1 = ej; }
+        }
+    }
+    openblas_set_num_threads(blas_threads);
+    free(jobs);
+    if (failed >= 0) {
+        *e = err1;
+        return fail_prefix(e, "%s", m->layout.p[failed].name);
     }
     return 0;
 }

@@ -1,5 +1,8 @@
 /* st_roundtrip: safetensors write/read round trip, model save/load in every
- * dtype, and the strict reader's rejections on hand-made headers. */
+ * dtype, and the strict reader's rejections on hand-made headers.
+ * Also a driver for tests/t_safetensors*.sh:
+ *   st_roundtrip dump FILE   print "name dtype shape sum" per tensor (ckpt_read)
+ *   st_roundtrip load FILE   model_load; exit 1 with the error message */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,8 +39,54 @@ static void expect_reject(const char *json, size_t ndata, const char *want)
     CHECK(rc == 0 || strstr(e.msg, want), "for %s: message '%s' lacks '%s'", json, e.msg, want);
 }
 
-int main(void)
+static double elem(const Tensor *t, int64_t i)
 {
+    const unsigned char *p = (const unsigned char *)t->data + (size_t)i * dtype_size(t->dtype);
+    union { float f; double d; int64_t i64; int32_t i32; int16_t i16; uint16_t u16; } v;
+    memcpy(&v, p, dtype_size(t->dtype));
+    switch (t->dtype) {
+    case DT_F32: return v.f;
+    case DT_F64: return v.d;
+    case DT_BF16: return bf16_to_f32(v.u16);
+    case DT_F16: return f16_to_f32(v.u16);
+    case DT_I64: return (double)v.i64;
+    case DT_I32: return v.i32;
+    case DT_I16: return v.i16;
+    case DT_I8: return (int8_t)p[0];
+    default: return p[0];
+    }
+}
+
+static int driver(const char *mode, const char *path)
+{
+    Error e = { "" };
+    if (strcmp(mode, "load") == 0) {
+        Model m;
+        if (model_load(&m, path, &e)) { fprintf(stderr, "st_roundtrip: %s\n", e.msg); return 1; }
+        printf("loaded %d layers, C=%d, V=%d, %zu params\n", m.cfg.n_layer, m.cfg.n_embd, m.cfg.vocab_size, m.layout.total);
+        model_free(&m);
+        return 0;
+    }
+    TensorSet ts;
+    if (ckpt_read(path, &ts, &e)) { fprintf(stderr, "st_roundtrip: %s\n", e.msg); return 1; }
+    for (int i = 0; i < ts.n; i++) {
+        const Tensor *t = &ts.t[i];
+        double sum = 0;
+        for (int64_t k = 0; k < tensor_numel(t); k++) sum += elem(t, k);
+        printf("%s %s ", t->name, dtype_name(t->dtype));
+        if (!t->ndim) printf("scalar");
+        for (int k = 0; k < t->ndim; k++) printf("%s%lld", k ? "x" : "", (long long)t->shape[k]);
+        printf(" %.17g\n", sum);
+    }
+    for (int i = 0; i < ts.nmeta; i++)
+        if (strncmp(ts.meta_key[i], "xxh3:", 5) != 0) printf("meta %s %s\n", ts.meta_key[i], ts.meta_val[i]);
+    ts_free(&ts);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3) return driver(argv[1], argv[2]);
     Error e = { "" };
     char path[64];
     snprintf(path, sizeof path, "st_rt_%d.safetensors", (int)getpid());
