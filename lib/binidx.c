@@ -455,7 +455,7 @@ static int write_index(BinidxWriter *w, Error *e)
     memcpy(hdr + 18, &S, 8);
     memcpy(hdr + 26, &D, 8);
     int ok = fwrite(hdr, 1, sizeof hdr, f) == sizeof hdr;
-    ok = ok && fwrite(w->sizes, 4, S, f) == S;
+    ok = ok && (S == 0 || fwrite(w->sizes, 4, S, f) == S);
     uint64_t ptr = 0, block[1024];
     for (uint64_t i = 0; ok && i < S;) {
         size_t n = 0;
