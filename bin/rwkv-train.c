@@ -334,6 +334,26 @@ static int file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+/* A run killed with SIGKILL leaves "NAME.tmp.PID" behind (never renamed, so
+ * never used); remove those of our files whose writer is gone. */
+static void remove_stale_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *s = de->d_name, *t = strstr(s, ".safetensors.tmp.");
+        if (!t || (strncmp(s, "train-state-", 12) && strncmp(s, "rwkv-", 5))) continue;
+        char *end;
+        long pid = strtol(t + 17, &end, 10);
+        if (*end || pid <= 0 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH)) continue;
+        char *p = path_join(dir, s);
+        if (p) unlink(p);
+        free(p);
+    }
+    closedir(d);
+}
+
 static char *state_path(const char *dir, uint64_t step)
 {
     char name[64];
@@ -554,6 +574,7 @@ int main(int argc, char **argv)
         fail(&e, "cannot create --proj_dir %s: %s", a.proj_dir, strerror(errno));
         return report(&e);
     }
+    if (!a.dry_run) remove_stale_temps(a.proj_dir);
     Found *states = NULL, *epochs = NULL;
     int nstates_all = list_numbered(a.proj_dir, "train-state-", &states), nstates = nstates_all;
     int nepochs = list_numbered(a.proj_dir, "rwkv-", &epochs);

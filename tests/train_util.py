@@ -32,6 +32,27 @@ def copy_docs(n, seed, lo=3, hi=6):
     return docs
 
 
+def read_safetensors(path):
+    import json
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        head = json.loads(f.read(n))
+        data = f.read()
+    meta = head.pop("__metadata__", {})
+    return meta, {k: data[v["data_offsets"][0]:v["data_offsets"][1]] for k, v in head.items()}
+
+
+def cmp_states(a, b):
+    """Exit 0 when two training states hold bit-identical masters, moments and counters."""
+    ma, ta = read_safetensors(a)
+    mb, tb = read_safetensors(b)
+    bad = [k for k in ("master", "adam_m", "adam_v") if ta[k] != tb[k]]
+    bad += [k for k in ("step", "adam_step", "warm_step", "epoch_loss_sum", "epoch_loss_n") if ma[k] != mb[k]]
+    if bad:
+        sys.exit("differ: " + " ".join(bad))
+    print("identical: step", ma["step"])
+
+
 if __name__ == "__main__":
     kind, prefix = sys.argv[1], sys.argv[2]
     if kind == "copy":      # copy PREFIX NDOCS SEED
@@ -40,5 +61,7 @@ if __name__ == "__main__":
         n, v, rng = int(sys.argv[3]), int(sys.argv[4]), random.Random(int(sys.argv[5]))
         toks = [rng.randrange(1, v) for _ in range(n)]
         write_binidx(prefix, [toks[i:i + 100] for i in range(0, n, 100)])
+    elif kind == "cmpstate":  # cmpstate A B
+        cmp_states(prefix, sys.argv[3])
     else:
         sys.exit("usage: train_util.py copy PREFIX NDOCS SEED | random PREFIX NTOKENS VOCAB SEED")

@@ -1,0 +1,63 @@
+#!/bin/sh
+# rwkv-train: runs killed with SIGKILL at random points and resumed end with
+# weights, Adam moments and counters bit-identical to an uninterrupted run;
+# SIGTERM finishes the step, saves and exits 75; the resume message names the state.
+. "$TOP/tests/lib.sh"
+U="$PYTHON $TOP/tests/train_util.py"
+# One thread: fast on a shared machine, and the same reductions in every run.
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+$U copy data 3000 7 || exit 1
+rwkv-init -L 2 -C 64 -V 16 -s 3 -q -o init.safetensors || exit 1
+common="--data_file data --ctx_len 32 --micro_bsz 4 --lr_init 2e-3 --lr_final 1e-4 --warmup_steps 5 --weight_decay 0.01 --save_steps 3 --save_minutes 0"
+mkdir a b c
+cp init.safetensors a/rwkv-init.safetensors
+cp init.safetensors b/rwkv-init.safetensors
+cp init.safetensors c/rwkv-init.safetensors
+
+check "uninterrupted run" rwkv-train --proj_dir a $common 2>a.err
+exit_step=$(sed -n 's/.*finished at step \([0-9]*\).*/\1/p' a.err)
+[ -n "$exit_step" ] || { bad "no 'finished at step' in: $(cat a.err)"; finish; }
+final=$(printf 'train-state-%08d.safetensors' "$exit_step")
+check "final state written" test -f "a/$final"
+check "rwkv-final written" test -f a/rwkv-final.safetensors
+
+# Kill -9 at random points (the seed is printed so a failure can be replayed).
+seed=${KILL_SEED:-$(date +%s)}
+echo "kill seed $seed"
+resumed_mid=0
+for i in 1 2 3 4 5; do
+    rwkv-train --proj_dir b $common 2>>b.err &
+    pid=$!
+    delay=$(awk -v s="$seed" -v i="$i" 'BEGIN { srand(s + i); printf "%.2f", 0.3 + rand() * 1.2 }')
+    sleep "$delay"
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+done
+grep -q 'resuming from b/train-state-' b.err && resumed_mid=1
+check "a killed run was resumed from a saved state" test $resumed_mid -eq 1
+check "resumed run finishes" rwkv-train --proj_dir b $common 2>>b.err
+check "final state bit-identical after SIGKILLs" $U cmpstate "a/$final" "b/$final"
+check "rwkv-final bit-identical after SIGKILLs" cmp a/rwkv-final.safetensors b/rwkv-final.safetensors
+n_states=$(ls b | grep -c '^train-state-[0-9]*\.safetensors$')
+check "--keep 2 keeps two states (found $n_states)" test "$n_states" -eq 2
+check "no temporaries left after the kills" test -z "$(ls b | grep '\.tmp\.')"
+# metrics.jsonl: one record per step, in order, no repeats after the resumes
+steps=$(sed 's/.*"step":\([0-9]*\).*/\1/' b/metrics.jsonl | tr '\n' ' ')
+want=$(seq 0 $((exit_step - 1)) | tr '\n' ' ')
+eq "metrics.jsonl has each step once" "$steps" "$want"
+
+# SIGTERM: finish the step, save, exit 75; then resume to the same end.
+rwkv-train --proj_dir c $common 2>c.err &
+pid=$!
+sleep 1
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+eq "SIGTERM exit status" "$rc" 75
+check "SIGTERM message" grep -q 'stopped by SIGTERM after step' c.err
+st=$(sed -n 's/.*stopped by SIGTERM after step \([0-9]*\).*/\1/p' c.err)
+check "state saved at the stop step" test -f "c/$(printf 'train-state-%08d.safetensors' "$st")"
+check "resume after SIGTERM" rwkv-train --proj_dir c $common 2>>c.err
+check "resumed from the SIGTERM state" grep -q "resuming from c/train-state-$(printf %08d "$st")" c.err
+check "final state bit-identical after SIGTERM" $U cmpstate "a/$final" "c/$final"
+finish
