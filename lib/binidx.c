@@ -239,8 +239,8 @@ struct BinidxWriter {
     uint64_t tokens;                 /* tokens written to .bin (buffered included) */
     uint32_t *sizes;                 /* per sequence */
     uint64_t nsizes, cap_sizes;
-    uint64_t *doc_idx;               /* starts with 0 */
-    uint64_t ndoc, cap_doc;
+    uint64_t *doc_idx;               /* starts with 0; NULL while it is 0, 1, ..., ndoc-1 */
+    uint64_t ndoc, cap_doc;          /* (the RWKV case, kept implicit to save 8 bytes a document) */
     unsigned char *buf;              /* pending .bin bytes */
     size_t nbuf;                     /* bytes pending */
 };
@@ -268,8 +268,7 @@ BinidxWriter *binidx_writer_open(const char *prefix_arg, int overwrite, Error *e
     char *bin = prefix ? with_ext(prefix, ".bin") : NULL;
     char *idx = prefix ? with_ext(prefix, ".idx") : NULL;
     free(prefix);
-    if (!w || !bin || !idx || !(w->buf = malloc(OUTBUF_ITEMS * 4)) ||
-        grow((void **)&w->doc_idx, &w->cap_doc, 1, 8)) {
+    if (!w || !bin || !idx || !(w->buf = malloc(OUTBUF_ITEMS * 4))) {
         fail(e, "out of memory");
         goto fail;
     }
@@ -286,7 +285,7 @@ BinidxWriter *binidx_writer_open(const char *prefix_arg, int overwrite, Error *e
     free(idx);
     w->dtype = BINIDX_UINT16;
     w->itemsize = 2;
-    w->doc_idx[w->ndoc++] = 0;
+    w->ndoc = 1;
     return w;
 fail:
     free(bin);
@@ -398,6 +397,16 @@ static int add_sequence(BinidxWriter *w, uint64_t n, Error *e)
 
 static int end_document(BinidxWriter *w, uint64_t seq_end, Error *e)
 {
+    if (!w->doc_idx && seq_end == w->ndoc) {   /* still 0, 1, 2, ... */
+        w->ndoc++;
+        return 0;
+    }
+    if (!w->doc_idx) {
+        uint64_t cap = 0;
+        if (grow((void **)&w->doc_idx, &cap, w->ndoc + 1, 8)) return fail(e, "out of memory");
+        w->cap_doc = cap;
+        for (uint64_t i = 0; i < w->ndoc; i++) w->doc_idx[i] = i;
+    }
     if (grow((void **)&w->doc_idx, &w->cap_doc, w->ndoc + 1, 8)) return fail(e, "out of memory");
     w->doc_idx[w->ndoc++] = seq_end;
     return 0;
@@ -465,7 +474,15 @@ static int write_index(BinidxWriter *w, Error *e)
         }
         ok = fwrite(block, 8, n, f) == n;
     }
-    ok = ok && fwrite(w->doc_idx, 8, D, f) == D;
+    if (w->doc_idx) {
+        ok = ok && fwrite(w->doc_idx, 8, D, f) == D;
+    } else {
+        for (uint64_t i = 0; ok && i < D;) {
+            size_t n = 0;
+            for (; n < 1024 && i < D; n++, i++) block[n] = i;
+            ok = fwrite(block, 8, n, f) == n;
+        }
+    }
     if (!ok) return fail(e, "%s: write failed: %s", w->idx.path, strerror(errno));
     return 0;
 }

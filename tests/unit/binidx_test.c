@@ -238,6 +238,48 @@ static void test_widening(void)
     free(a);
 }
 
+/* Megatron datasets may have several sequences per document (doc_idx not 0..S):
+ * appending one shifts its document index by the sequences before it. */
+static void test_multi_sequence_documents(void)
+{
+    unsigned char idx[34 + 12 * 3 + 8 * 3];
+    uint64_t one = 1, S = 3, D = 3, ptrs[3] = { 0, 4, 6 }, docs[3] = { 0, 2, 3 };
+    uint32_t sizes[3] = { 2, 1, 2 };
+    memcpy(idx, BINIDX_MAGIC, 9);
+    memcpy(idx + 9, &one, 8);
+    idx[17] = 8;
+    memcpy(idx + 18, &S, 8);
+    memcpy(idx + 26, &D, 8);
+    memcpy(idx + 34, sizes, 12);
+    memcpy(idx + 46, ptrs, 24);
+    memcpy(idx + 70, docs, 24);
+    spit("multi.idx", idx, sizeof idx);
+    spit("multi.bin", "\1\0\2\0\3\0\4\0\0\0", 10);
+    uint32_t a[] = { 9, 0 };
+    const uint32_t *d1[] = { a };
+    size_t l1[] = { 2 };
+    Error e;
+    BinidxDataset m, t;
+    CHECK(write_docs("single", d1, l1, 1, &e) == 0, "write single");
+    CHECK(binidx_open("multi", &m, &e) == 0 && m.documents == 2 && m.index.sequences == 3, "open multi: %s", e.msg);
+    CHECK(binidx_open("single", &t, &e) == 0, "open single");
+    BinidxWriter *w = binidx_writer_open("joined", 1, &e);
+    CHECK(w && binidx_writer_append(w, &t, &e) == 0 && binidx_writer_append(w, &m, &e) == 0 &&
+          binidx_writer_append(w, &t, &e) == 0 && binidx_writer_commit(w, &e) == 0, "join: %s", e.msg);
+    binidx_close(&m);
+    binidx_close(&t);
+    BinidxDataset j;
+    CHECK(binidx_open("joined", &j, &e) == 0, "open joined: %s", e.msg);
+    if (!j.idx_map) return;
+    CHECK(j.index.sequences == 5 && j.documents == 4 && j.token_count == 9, "joined counts");
+    uint64_t want[5] = { 0, 1, 3, 4, 5 };
+    int same = j.index.doc_idx_len == 5;
+    for (int i = 0; same && i < 5; i++) same = binidx_doc_idx(&j.index, i) == want[i];
+    CHECK(same, "joined doc_idx = 0 1 3 4 5");
+    CHECK(binidx_pointer(&j.index, 4) == 14 && binidx_token(&j, 7) == 9, "joined pointers and tokens");
+    binidx_close(&j);
+}
+
 /* Each corruption of the example .idx must be rejected with a telling message. */
 static void test_corrupt(void)
 {
@@ -309,6 +351,7 @@ int main(int argc, char **argv)
     test_magic();
     test_example_bytes();
     test_widening();
+    test_multi_sequence_documents();
     test_corrupt();
     test_refuse_overwrite();
     if (system("rm -rf -- \"$PWD\"") != 0) { /* best effort */ }
