@@ -13,7 +13,7 @@
  * exact .idx length, magic, version, dtype, sizes/pointers consistency, .bin
  * length, doc_idx), so a truncated or mismatched pair fails at open with a
  * message naming the file.  The writer streams: tokens go to a temporary
- * .bin, only the 12 bytes per document of the index stay in memory, and both
+ * .bin, only the index sizes (4 bytes per document) stay in memory, and both
  * files appear (.bin first, .idx last) only when commit succeeds. */
 #ifndef RWKV7C_BINIDX_H
 #define RWKV7C_BINIDX_H
