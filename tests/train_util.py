@@ -63,5 +63,10 @@ if __name__ == "__main__":
         write_binidx(prefix, [toks[i:i + 100] for i in range(0, n, 100)])
     elif kind == "cmpstate":  # cmpstate A B
         cmp_states(prefix, sys.argv[3])
+    elif kind == "cmpweights":  # cmpweights A B: masters and moments only
+        ta, tb = read_safetensors(prefix)[1], read_safetensors(sys.argv[3])[1]
+        bad = [k for k in ("master", "adam_m", "adam_v") if ta[k] != tb[k]]
+        if bad:
+            sys.exit("differ: " + " ".join(bad))
     else:
         sys.exit("usage: train_util.py copy PREFIX NDOCS SEED | random PREFIX NTOKENS VOCAB SEED")
