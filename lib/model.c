@@ -79,20 +79,26 @@ struct ModelState {
 
 static inline float sigmoidf_(float z) { return 1.0f / (1.0f + expf(-z)); }
 
-/* Matrix products.  OpenBLAS's own threads and OpenMP's spin-waiting threads
- * fight over the cores (a 5-10x slowdown measured on 2 cores), so BLAS runs
- * single-threaded inside our OpenMP threads: each thread multiplies a block of
- * rows (or columns) of the output.  blas_enter/blas_leave bracket every public
- * entry point and restore the caller's OpenBLAS thread count. */
-static int blas_enter(void)
+/* Threads.  OpenBLAS's own threads and OpenMP's spin-waiting threads fight
+ * over the cores (5-10x slower, measured on 2 shared cores), so BLAS runs
+ * single-threaded inside our OpenMP threads: each multiplies a block of rows
+ * (or columns) of the output.  OpenMP's dynamic mode is switched on so a
+ * loaded machine gets fewer threads (libgomp sizes teams by the load average)
+ * instead of spinning threads that wait for descheduled ones.  Results do not
+ * depend on the thread count (checked bitwise).  threads_enter/threads_leave
+ * bracket every public entry point and restore the caller's settings. */
+typedef struct { int blas, dynamic; } ThreadSave;
+static ThreadSave threads_enter(void)
 {
-    int n = openblas_get_num_threads();
-    if (n != 1) openblas_set_num_threads(1);
-    return n;
+    ThreadSave s = { openblas_get_num_threads(), omp_get_dynamic() };
+    if (s.blas != 1) openblas_set_num_threads(1);
+    if (!s.dynamic) omp_set_dynamic(1);
+    return s;
 }
-static void blas_leave(int n)
+static void threads_leave(ThreadSave s)
 {
-    if (n != 1) openblas_set_num_threads(n);
+    if (s.blas != 1) openblas_set_num_threads(s.blas);
+    if (!s.dynamic) omp_set_dynamic(0);
 }
 
 /* C[M,N] = op(A) op(B) + beta C, row-major; op(A) is [M,K], op(B) is [K,N]. */
@@ -905,11 +911,11 @@ float model_forward_loss(const Model *m, ModelWork *W, const int32_t *x, const i
     size_t BT = (size_t)W->B * W->T;
     int V = m->cfg.vocab_size;
     if (!tokens_ok(x, BT, V) || !tokens_ok(y, BT, V)) return NAN;
-    int nb = blas_enter();
+    ThreadSave nb = threads_enter();
     forward_blocks(m, W, W->B, W->T, x, NULL);
     head_forward(m, W, W->B, W->T, W->logits, 0);
     float loss = (float)cross_entropy(W->logits, y, BT, V, W->row_loss, 0);
-    blas_leave(nb);
+    threads_leave(nb);
     return loss;
 }
 
@@ -921,10 +927,10 @@ void model_forward_logits(const Model *m, ModelWork *W, const int32_t *x, float 
         for (size_t i = 0; i < BT * V; i++) logits[i] = NAN;
         return;
     }
-    int nb = blas_enter();
+    ThreadSave nb = threads_enter();
     forward_blocks(m, W, W->B, W->T, x, NULL);
     head_forward(m, W, W->B, W->T, logits, 0);
-    blas_leave(nb);
+    threads_leave(nb);
 }
 
 float model_forward_backward(const Model *m, ModelWork *W, const int32_t *x, const int32_t *y, float *grad)
@@ -935,7 +941,7 @@ float model_forward_backward(const Model *m, ModelWork *W, const int32_t *x, con
     memset(grad, 0, m->layout.total * sizeof(float));
     if (!tokens_ok(x, BT, V) || !tokens_ok(y, BT, V)) return NAN;
 
-    int nb = blas_enter();
+    ThreadSave nb = threads_enter();
     forward_blocks(m, W, B, T, x, NULL);
     head_forward(m, W, B, T, W->logits, 0);
     float loss = (float)cross_entropy(W->logits, y, BT, V, W->row_loss, 1);   /* logits := dlogits */
@@ -969,7 +975,7 @@ float model_forward_backward(const Model *m, ModelWork *W, const int32_t *x, con
             for (int cc = 0; cc < nc; cc++) g[cc] += d[cc];
         }
     }
-    blas_leave(nb);
+    threads_leave(nb);
     return loss;
 }
 
@@ -1020,10 +1026,10 @@ void model_step(const Model *m, ModelState *s, int32_t token, float *logits)
             for (int i = 0; i < m->cfg.vocab_size; i++) logits[i] = NAN;
         return;
     }
-    int nb = blas_enter();
+    ThreadSave nb = threads_enter();
     forward_blocks(m, s->w, 1, 1, &token, s);
     if (logits) head_forward(m, s->w, 1, 1, logits, 1);
-    blas_leave(nb);
+    threads_leave(nb);
 }
 
 int model_prefill(const Model *m, ModelState *s, const int32_t *tokens, int n, float *logits, Error *e)
@@ -1033,12 +1039,12 @@ int model_prefill(const Model *m, ModelState *s, const int32_t *tokens, int n, f
         if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab_size)
             return fail(e, "token %d at position %d is outside the vocabulary (size %d)",
                         tokens[i], i, m->cfg.vocab_size);
-    int nb = blas_enter();
+    ThreadSave nb = threads_enter();
     for (int done = 0; done < n; done += PREFILL_CHUNK) {
         int T = n - done < PREFILL_CHUNK ? n - done : PREFILL_CHUNK;
         forward_blocks(m, s->w, 1, T, tokens + done, s);
         if (logits && done + T == n) head_forward(m, s->w, 1, T, logits, 1);
     }
-    blas_leave(nb);
+    threads_leave(nb);
     return 0;
 }
