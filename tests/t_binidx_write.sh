@@ -108,6 +108,11 @@ kill $ppid 2>/dev/null; wait $ppid 2>/dev/null
 check "SIGTERM: writer exits non-zero" test $rc -ne 0
 check "SIGTERM: no output or temporaries" none_left killed2
 
+# A write error (file size limit standing in for a full disk) leaves nothing.
+expect_fail "write error (ulimit -f)" "big.bin: write failed: File too large" \
+    sh -c 'ulimit -f 100; trap "" XFSZ; exec binidx-write big < demo.stream'
+check "...no output or temporaries" none_left big
+
 # Ids above 65535 switch the dataset to int32 (dtype code 4).
 printf '1 70000 0\n2 0\n' | "$helper" --stream | binidx-write -q wide
 eq "int32 dtype code" "$(od -An -tu1 -j17 -N1 wide.idx | tr -d ' ')" 4
