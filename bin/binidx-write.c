@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "binidx.h"
 #include "tokstream.h"
@@ -50,6 +51,10 @@ int main(int argc, char **argv)
     const char *stream = argc - optind == 2 ? argv[optind + 1] : "-";
 
     Error e;
+    if (strcmp(stream, "-") == 0 && isatty(0)) {
+        warnx_("standard input is a terminal; pipe a token stream in (e.g. rwkv-tokenize FILE | binidx-write %s)", prefix);
+        return 2;
+    }
     FILE *in = stdin;
     const char *in_name = "<stdin>";
     if (strcmp(stream, "-") != 0) {

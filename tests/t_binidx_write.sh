@@ -36,7 +36,7 @@ eq "max id = numpy max" "$(field max_id info.txt)" "$("$PYTHON" -c 'import numpy
 
 # The real tokenizer, when it is built: the same golden bytes.
 if [ -x "$BIN/rwkv-tokenize" ]; then
-    rwkv-tokenize "$demo" | binidx-write tok
+    rwkv-tokenize "$demo" | binidx-write -q tok
     eq "rwkv-tokenize | binidx-write: .bin golden" "$(sha tok.bin)" $GOLD_BIN
     eq "rwkv-tokenize | binidx-write: .idx golden" "$(sha tok.idx)" $GOLD_IDX
 else
