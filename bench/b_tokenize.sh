@@ -1,0 +1,70 @@
+#!/bin/sh
+# rwkv-tokenize throughput, 1 and 2 threads, on ~30 MB of JSON lines
+# (examples/demo.jsonl x40 + Python library sources as documents: prose, chat,
+# CJK, code), as ratios against the Python reference tokenizer
+# (tests/ref/trie_tokenizer.py, the TRIE_TOKENIZER algorithm) measured in the
+# same run.  Python is timed on a 2 MB slice (encoding only, vocabulary load
+# excluded); rwkv-tokenize on the whole file, best of 3, everything included
+# (vocabulary load, JSON parsing, writing the binary stream to /dev/null).
+set -u
+work=$(mktemp -d "${TMPDIR:-/tmp}/b_tokenize.XXXXXX")
+trap 'rm -rf "$work"' EXIT INT TERM
+cd "$work" || exit 1
+vocab=$TOP/share/rwkv7c/rwkv_vocab_v20230424.txt
+"$PYTHON" - "$TOP/examples/demo.jsonl" <<'EOF2'
+import glob, json, sys
+demo = open(sys.argv[1], encoding="utf-8").read()
+size = 0
+with open("corpus.jsonl", "w", encoding="utf-8") as out:
+    for _ in range(40):
+        out.write(demo)
+        size += len(demo.encode())
+    for f in sorted(glob.glob("/usr/lib/python3*/**/*.py", recursive=True)):
+        try:
+            t = open(f, encoding="utf-8").read()
+        except (OSError, UnicodeError):
+            continue
+        if not t.strip():
+            continue
+        s = json.dumps({"text": t}, ensure_ascii=False) + "\n"
+        out.write(s)
+        size += len(s.encode())
+        if size > 30e6:
+            break
+EOF2
+head -c 2000000 corpus.jsonl | sed '$d' > slice.jsonl
+mb=$(awk -v b="$(wc -c < corpus.jsonl)" 'BEGIN { printf "%.1f", b / 1e6 }')
+py=$("$PYTHON" - "$TOP/tests/ref" "$vocab" <<'EOF2'
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from trie_tokenizer import TRIE_TOKENIZER
+tok = TRIE_TOKENIZER(sys.argv[2])
+raw = open("slice.jsonl", "rb").read()
+t0 = time.perf_counter()
+n = 0
+for line in raw.decode("utf-8").split("\n"):
+    if line.strip():
+        n += len(tok.encode(json.loads(line)["text"])) + 1
+t1 = time.perf_counter()
+print("%.3f" % (len(raw) / 1e6 / (t1 - t0)))
+EOF2
+)
+best() {   # best wall time of 3 runs
+    b=
+    for r in 1 2 3; do
+        s=$(date +%s.%N); "$@" corpus.jsonl > /dev/null; e=$(date +%s.%N)
+        b=$(awk -v s="$s" -v e="$e" -v b="$b" 'BEGIN { t = e - s; if (b == "" || t < b) b = t; printf "%.4f", b }')
+    done
+    echo "$b"
+}
+t1=$(best rwkv-tokenize -j 1)
+t2=$(best rwkv-tokenize -j 2)
+rwkv-tokenize --text slice.jsonl > c.ids
+"$PYTHON" "$TOP/tests/ref/trie_tokenizer.py" "$vocab" jsonl < slice.jsonl > py.ids
+cmp -s c.ids py.ids && same=identical || same=DIFFERENT
+awk -v mb="$mb" -v py="$py" -v t1="$t1" -v t2="$t2" -v same="$same" 'BEGIN {
+    printf "corpus %s MB of JSONL (demo.jsonl x40 + Python sources)\n", mb
+    printf "python reference (trie_tokenizer.py, 2 MB slice): %.2f MB/s  (ids on the slice: %s)\n", py, same
+    printf "rwkv-tokenize -j 1: %.0f MB/s = %.0fx python\n", mb / t1, mb / t1 / py
+    printf "rwkv-tokenize -j 2: %.0f MB/s = %.0fx python (%.2fx -j 1)\n", mb / t2, mb / t2 / py, t1 / t2
+}'
