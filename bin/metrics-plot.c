@@ -1,0 +1,206 @@
+/* metrics-plot: turn rwkv-train's metrics.jsonl into an SVG with the loss
+ * curve (raw and smoothed) above the learning-rate curve. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "input.h"
+#include "util.h"
+
+typedef struct { double step, loss, lr; } Point;
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+"usage: metrics-plot [-o FILE.svg] [-s N] [-t TITLE] [METRICS.jsonl|-]\n"
+"Plot the loss (raw, and a moving average over N steps) and the learning rate\n"
+"from rwkv-train's metrics.jsonl (default: stdin) as an SVG (default: stdout).\n"
+"  -o, --output FILE   write FILE atomically instead of stdout\n"
+"  -s, --smooth N      moving-average window in steps (default: about 1/50 of the run)\n"
+"  -t, --title TEXT    title (default: the input name)\n"
+"  -f, --force         overwrite FILE\n"
+"      --help, --version\n"
+"Records with \"loss\":null (skipped non-finite steps) are left out of the loss curve.\n");
+}
+
+/* The number after "key": in a flat JSON object; NAN for null or absent. */
+static double field(const char *line, const char *key, int *present)
+{
+    char pat[40];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(line, pat);
+    *present = p != NULL;
+    if (!p) return NAN;
+    p += strlen(pat);
+    while (*p == ' ') p++;
+    if (!strncmp(p, "null", 4)) return NAN;
+    char *end;
+    double v = strtod(p, &end);
+    if (end == p) { *present = 0; return NAN; }
+    return v;
+}
+
+static void xml_text(FILE *fp, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '<') fputs("&lt;", fp);
+        else if (*s == '>') fputs("&gt;", fp);
+        else if (*s == '&') fputs("&amp;", fp);
+        else if (*s == '"') fputs("&quot;", fp);
+        else fputc(*s, fp);
+    }
+}
+
+/* "Nice" tick spacing for a range. */
+static double tick_step(double span, int want)
+{
+    if (!(span > 0)) return 1;
+    double raw = span / want, mag = pow(10, floor(log10(raw))), f = raw / mag;
+    return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * mag;
+}
+
+typedef struct { double x0, y0, w, h, xmin, xmax, ymin, ymax; } Panel;
+static double px(const Panel *p, double x) { return p->x0 + (x - p->xmin) / (p->xmax - p->xmin) * p->w; }
+static double py(const Panel *p, double y) { return p->y0 + p->h - (y - p->ymin) / (p->ymax - p->ymin) * p->h; }
+
+static void axes(FILE *fp, const Panel *p, const char *ylabel, int sci)
+{
+    fprintf(fp, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n",
+            p->x0, p->y0, p->w, p->h);
+    double ts = tick_step(p->ymax - p->ymin, 5);
+    for (double v = ceil(p->ymin / ts) * ts; v <= p->ymax + ts * 1e-9; v += ts) {
+        double y = py(p, v);
+        fprintf(fp, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", p->x0, y, p->x0 + p->w, y);
+        fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">", p->x0 - 6, y + 4);
+        fprintf(fp, sci ? "%.2g" : "%.3g", fabs(v) < ts * 1e-6 ? 0.0 : v);
+        fputs("</text>\n", fp);
+    }
+    double xs = tick_step(p->xmax - p->xmin, 8);
+    for (double v = ceil(p->xmin / xs) * xs; v <= p->xmax + xs * 1e-9; v += xs) {
+        double x = px(p, v);
+        fprintf(fp, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>\n", x, p->y0, x, p->y0 + p->h);
+        fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.0f</text>\n", x, p->y0 + p->h + 16, v);
+    }
+    fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" transform=\"rotate(-90 %.1f %.1f)\" text-anchor=\"middle\">%s</text>\n",
+            p->x0 - 52, p->y0 + p->h / 2, p->x0 - 52, p->y0 + p->h / 2, ylabel);
+}
+
+static void polyline(FILE *fp, const Panel *p, const Point *pt, size_t n, const double *ys, const char *style)
+{
+    if (!n) return;
+    fprintf(fp, "<polyline fill=\"none\" %s points=\"", style);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(ys[i])) continue;
+        fprintf(fp, "%s%.1f,%.1f", k++ ? " " : "", px(p, pt[i].step), py(p, ys[i]));
+    }
+    fputs("\"/>\n", fp);
+}
+
+int main(int argc, char **argv)
+{
+    tool_init("metrics-plot");
+    static const struct option opts[] = {
+        { "output", 1, 0, 'o' }, { "smooth", 1, 0, 's' }, { "title", 1, 0, 't' }, { "force", 0, 0, 'f' },
+        { "help", 0, 0, 'h' }, { "version", 0, 0, 'V' }, { 0, 0, 0, 0 }
+    };
+    const char *out = NULL, *title = NULL;
+    uint64_t smooth = 0;
+    int force = 0, c;
+    while ((c = getopt_long(argc, argv, "o:s:t:f", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 's': if (parse_u64(optarg, &smooth) || smooth == 0) { warnx_("invalid --smooth '%s'", optarg); return 2; } break;
+        case 't': title = optarg; break;
+        case 'f': force = 1; break;
+        case 'h': usage(stdout); return close_stdout();
+        case 'V': printf("metrics-plot (rwkv7c) %s\n", RWKV7C_VERSION); return close_stdout();
+        default: usage(stderr); return 2;
+        }
+    }
+    if (argc - optind > 1) { usage(stderr); return 2; }
+    const char *path = optind < argc ? argv[optind] : "-";
+    Error e;
+    Input *in = input_open(path, &e);
+    if (!in) return report(&e);
+    Point *pt = NULL;
+    size_t n = 0, cap = 0;
+    char *line;
+    size_t len;
+    int r;
+    while ((r = input_getline(in, &line, &len, &e)) == 1) {
+        if (len == 0) continue;
+        int has_step, has_loss, has_lr;
+        Point p = { field(line, "step", &has_step), field(line, "loss", &has_loss), field(line, "lr", &has_lr) };
+        if (line[0] != '{' || !has_step || !isfinite(p.step) || !has_loss || !has_lr) {
+            fail(&e, "%s:%llu: not a metrics record (needs \"step\", \"loss\" and \"lr\")", input_name(in),
+                 (unsigned long long)input_lineno(in));
+            input_close(in);
+            return report(&e);
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            Point *np = realloc(pt, cap * sizeof *pt);
+            if (!np) { fail(&e, "out of memory"); input_close(in); return report(&e); }
+            pt = np;
+        }
+        pt[n++] = p;
+    }
+    if (r < 0) { input_close(in); return report(&e); }
+    if (!title) title = input_name(in);
+    if (n == 0) { fail(&e, "%s: no records", input_name(in)); input_close(in); return report(&e); }
+
+    /* Smoothed loss: trailing moving average over finite values. */
+    if (!smooth) smooth = n / 50 > 1 ? n / 50 : 1;
+    double *loss = malloc(n * sizeof *loss), *avg = malloc(n * sizeof *avg), *lr = malloc(n * sizeof *lr);
+    double sum = 0;
+    size_t cnt = 0;
+    double lmin = INFINITY, lmax = -INFINITY, rmax = 0, smin = pt[0].step, smax = pt[0].step;
+    for (size_t i = 0; i < n; i++) {
+        loss[i] = pt[i].loss;
+        lr[i] = pt[i].lr;
+        if (isfinite(loss[i])) { sum += loss[i]; cnt++; if (loss[i] < lmin) lmin = loss[i]; if (loss[i] > lmax) lmax = loss[i]; }
+        if (i >= smooth && isfinite(loss[i - smooth])) { sum -= loss[i - smooth]; cnt--; }
+        avg[i] = cnt ? sum / (double)cnt : NAN;
+        if (isfinite(lr[i]) && lr[i] > rmax) rmax = lr[i];
+        if (pt[i].step < smin) smin = pt[i].step;
+        if (pt[i].step > smax) smax = pt[i].step;
+    }
+    if (!isfinite(lmin)) { lmin = 0; lmax = 1; }
+    if (lmax - lmin < 1e-9) { lmin -= 0.5; lmax += 0.5; }
+    if (smax == smin) smax = smin + 1;
+    if (!(rmax > 0)) rmax = 1;
+
+    AtomicFile af;
+    FILE *fp = stdout;
+    if (out) {
+        if (atomic_open(&af, out, force, &e)) { input_close(in); return report(&e); }
+        fp = af.fp;
+    }
+    const double W = 900, H = 620;
+    Panel top = { 80, 50, 790, 330, smin, smax, lmin - 0.05 * (lmax - lmin), lmax + 0.05 * (lmax - lmin) };
+    Panel bot = { 80, 440, 790, 130, smin, smax, 0, rmax * 1.05 };
+    fprintf(fp, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H, W, H);
+    fputs("<text x=\"450\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", fp);
+    xml_text(fp, title);
+    fprintf(fp, " (%zu steps, last loss %.4f)</text>\n", n, isfinite(avg[n - 1]) ? avg[n - 1] : NAN);
+    axes(fp, &top, "loss", 0);
+    polyline(fp, &top, pt, n, loss, "stroke=\"#9ecae1\" stroke-width=\"1\"");
+    polyline(fp, &top, pt, n, avg, "stroke=\"#08519c\" stroke-width=\"2\"");
+    fprintf(fp, "<text x=\"860\" y=\"68\" text-anchor=\"end\" fill=\"#08519c\">loss, mean of %llu steps</text>\n",
+            (unsigned long long)smooth);
+    axes(fp, &bot, "learning rate", 1);
+    polyline(fp, &bot, pt, n, lr, "stroke=\"#d94801\" stroke-width=\"2\"");
+    fprintf(fp, "<text x=\"475\" y=\"610\" text-anchor=\"middle\">step</text>\n</svg>\n");
+    free(loss); free(avg); free(lr); free(pt);
+    input_close(in);
+    if (out) {
+        if (ferror(fp)) { atomic_abort(&af); fail(&e, "%s: write failed", out); return report(&e); }
+        if (atomic_commit(&af, &e)) return report(&e);
+        return 0;
+    }
+    return close_stdout();
+}
