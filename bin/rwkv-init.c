@@ -60,7 +60,7 @@ int main(int argc, char **argv)
         { "no-layer0-v", no_argument, 0, O_NOV0 }, { "quiet", no_argument, 0, 'q' },
         { "help", no_argument, 0, 'h' }, { "version", no_argument, 0, O_VERSION }, { 0, 0, 0, 0 },
     };
-    int n_layer = 0, n_embd = 0, vocab = 65536, head = 64, force = 0, quiet = 0, no_v0 = 0;
+    int n_layer = -1, n_embd = -1, vocab = 65536, head = 64, force = 0, quiet = 0, no_v0 = 0;
     int ld = 0, la = 0, lm = 0, lg = 0, have_seed = 0;
     uint64_t seed = 0;
     const char *out = "rwkv-init.safetensors";
@@ -98,7 +98,7 @@ int main(int argc, char **argv)
         if (bad) return 2;
     }
     if (optind < argc) { warnx_("unexpected argument '%s'", argv[optind]); usage(stderr); return 2; }
-    if (!n_layer || !n_embd) { warnx_("--n-layer and --n-embd are required"); usage(stderr); return 2; }
+    if (n_layer < 0 || n_embd < 0) { warnx_("--n-layer and --n-embd are required"); usage(stderr); return 2; }
     if (strcmp(out, "-") == 0) { warnx_("-o: a checkpoint is written atomically to a file, not to stdout"); return 2; }
 
     Error e = { "" };
