@@ -1,3 +1,4 @@
+#define _GNU_SOURCE   /* O_TMPFILE, linkat */
 #include "util.h"
 
 #include <errno.h>
@@ -97,25 +98,41 @@ int fsync_parent_dir(const char *path, Error *e)
     return 0;
 }
 
+static char *named_tmp(const char *path)
+{
+    size_t n = strlen(path) + 32;
+    char *t = malloc(n);
+    if (t) snprintf(t, n, "%s.tmp.%ld", path, (long)getpid());
+    return t;
+}
+
 int atomic_open(AtomicFile *f, const char *path, int overwrite, Error *e)
 {
     memset(f, 0, sizeof *f);
     if (!overwrite && access(path, F_OK) == 0)
         return fail(e, "%s: exists (use -f to overwrite)", path);
-    size_t n = strlen(path) + 32;
     f->path = strdup(path);
-    f->tmp = malloc(n);
-    if (!f->path || !f->tmp) { atomic_abort(f); return fail(e, "out of memory"); }
-    snprintf(f->tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    char *dir = strdup(path);
+    if (!f->path || !dir) { free(dir); atomic_abort(f); return fail(e, "out of memory"); }
+    int fd = open(dirname(dir), O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+    free(dir);
+    if (fd >= 0) {
+        f->unnamed = 1;
+        f->tmp = malloc(32);
+        if (f->tmp) snprintf(f->tmp, 32, "/proc/self/fd/%d", fd);
+    } else {
+        f->tmp = named_tmp(path);
+        if (f->tmp) fd = open(f->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    }
+    if (!f->tmp) { if (fd >= 0) close(fd); atomic_abort(f); return fail(e, "out of memory"); }
     if (fd < 0) {
         int err = errno;
         free(f->tmp); f->tmp = NULL;
         atomic_abort(f);
         return fail(e, "%s: cannot create: %s", path, strerror(err));
     }
-    live_add(f->tmp);
-    f->fp = fdopen(fd, "wb");
+    if (!f->unnamed) live_add(f->tmp);
+    f->fp = fdopen(fd, "w+b");
     if (!f->fp) { close(fd); atomic_abort(f); return fail(e, "%s: fdopen failed", path); }
     return 0;
 }
@@ -125,6 +142,13 @@ int atomic_commit(AtomicFile *f, Error *e)
     int err = 0;
     if (fflush(f->fp) != 0) err = errno;
     else if (fsync(fileno(f->fp)) != 0) err = errno;
+    if (!err && f->unnamed) {
+        /* Give the unnamed file a name, then rename it into place as usual. */
+        char *named = named_tmp(f->path);
+        if (!named) err = ENOMEM;
+        else if (linkat(AT_FDCWD, f->tmp, AT_FDCWD, named, AT_SYMLINK_FOLLOW) != 0) { err = errno; free(named); }
+        else { free(f->tmp); f->tmp = named; f->unnamed = 0; live_add(f->tmp); }
+    }
     if (fclose(f->fp) != 0 && !err) err = errno;
     f->fp = NULL;
     if (err) {
@@ -146,8 +170,8 @@ int atomic_commit(AtomicFile *f, Error *e)
 
 void atomic_abort(AtomicFile *f)
 {
-    if (f->fp) fclose(f->fp);
-    if (f->tmp) { unlink(f->tmp); live_del(f->tmp); }
+    if (f->fp) fclose(f->fp);   /* an unnamed temporary vanishes here */
+    if (f->tmp && !f->unnamed) { unlink(f->tmp); live_del(f->tmp); }
     free(f->tmp); free(f->path);
     memset(f, 0, sizeof *f);
 }

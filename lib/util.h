@@ -18,14 +18,17 @@ int fail(Error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int fail_prefix(Error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- atomic output ----
- * Writes go to "PATH.tmp.PID" in the same directory; commit flushes, fsyncs,
- * renames over PATH and fsyncs the directory.  Until commit, PATH is untouched.
- * Live temporaries are unlinked at exit and on SIGINT/SIGTERM/SIGHUP/SIGPIPE
- * (see cleanup_install), so a killed tool never leaves half a file behind. */
+ * Writes go to an unnamed temporary (O_TMPFILE) in PATH's directory, so even
+ * SIGKILL leaves nothing behind; commit flushes, fsyncs, gives it a name
+ * ("PATH.tmp.PID"), renames that over PATH and fsyncs the directory.  Until
+ * commit, PATH is untouched.  Where O_TMPFILE is unsupported the temporary is
+ * named from the start and unlinked at exit and on SIGINT/SIGTERM/SIGHUP/SIGPIPE
+ * (see cleanup_install).  tmp is a path that reopens the temporary either way. */
 typedef struct {
     FILE *fp;
     char *path;
     char *tmp;
+    int   unnamed;   /* tmp is /proc/self/fd/N of an O_TMPFILE */
 } AtomicFile;
 
 int  atomic_open(AtomicFile *f, const char *path, int overwrite, Error *e);

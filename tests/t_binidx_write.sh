@@ -102,11 +102,22 @@ wpid=$!
 sh -c 'cat noclose.stream; exec sleep 30' > fifo &
 ppid=$!
 sleep 1
-check "writer holds temporaries while running" sh -c 'ls killed2.*.tmp.* >/dev/null 2>&1'
+# Temporaries are unnamed (O_TMPFILE): nothing is visible while it runs.
+check "writer running, no visible temporaries" sh -c 'kill -0 '$wpid' && ! ls killed2* >/dev/null 2>&1'
 kill -TERM $wpid; wait $wpid; rc=$?
 kill $ppid 2>/dev/null; wait $ppid 2>/dev/null
 check "SIGTERM: writer exits non-zero" test $rc -ne 0
 check "SIGTERM: no output or temporaries" none_left killed2
+
+# SIGKILL of the writer itself: unnamed temporaries vanish with the process.
+binidx-write killed3 < fifo 2>/dev/null &
+wpid=$!
+sh -c 'cat noclose.stream; exec sleep 30' > fifo &
+ppid=$!
+sleep 1
+kill -KILL $wpid; wait $wpid 2>/dev/null
+kill $ppid 2>/dev/null; wait $ppid 2>/dev/null
+check "SIGKILL: no output or temporaries" none_left killed3
 
 # A write error (file size limit standing in for a full disk) leaves nothing.
 expect_fail "write error (ulimit -f)" "big.bin: write failed: File too large" \
