@@ -154,7 +154,7 @@ typedef struct {
 /* Tokenize the chunk and write its documents in order.  Stops at the first bad line unless --skip-bad. */
 static int flush_chunk(Chunk *c, const char *name, const Options *o, TokWriter *w, Counts *cnt, Error *e)
 {
-    #pragma omp parallel for schedule(dynamic, 16) num_threads(o->threads) if (o->threads > 1)
+    #pragma omp parallel for schedule(dynamic, 4) num_threads(o->threads) if (o->threads > 1)
     for (size_t i = 0; i < c->lines; i++) tokenize_line(c, i, o);
     for (size_t i = 0; i < c->lines; i++) {
         if (c->status[i] == LINE_BLANK) continue;
