@@ -15,6 +15,10 @@ to OUTDIR:
   logits.f32   B*T*V float32
   loss.txt     mean cross entropy (float64, %.17g)
   grad.f32     d(loss + L2Wrap)/d(param), float32, Layout order
+  model.safetensors  the weights as a checkpoint (F32, or BF16 with --bf16),
+               with metadata model_type=x070
+With --tokens "ID ID ...", B is 1 and x is those ids (y: x shifted, last 0).
+With --bf16 the weights are rounded to bf16 first (file and computation).
 The L2Wrap gradient (+1e-4*max/R at the argmax) is produced by adding
 1e-4/(2R) * sum(max(z)^2) to the loss before backward; loss.txt excludes it.
 """
@@ -177,6 +181,28 @@ def forward(W, idx, L, C, H):
     return x @ W["head.weight"].T
 
 
+def write_safetensors(path, plist, W32, bf16):
+    """The safetensors layout written out by hand (no extra package needed)."""
+    import json
+    header, blobs, off = {}, [], 0
+    for name, shape in plist:
+        a = W32[name].numpy().astype("<f4")
+        if bf16:
+            a = (a.view("<u4") >> 16).astype("<u2")   # exact: values are already bf16
+        b = a.tobytes()
+        header[name] = {"dtype": "BF16" if bf16 else "F32", "shape": list(shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    header["__metadata__"] = {"format": "pt", "model_type": "x070"}
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(len(h).to_bytes(8, "little"))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("outdir")
@@ -188,6 +214,9 @@ def main():
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--ctx", type=int, default=16)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tokens", default=None)
+    ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--no-grad", action="store_true", help="skip the backward (grad.f32 not written)")
     o = ap.parse_args()
     L, C, V = o.layers, o.embd, o.vocab
     Dw, Da, Dv, Dg = (int(s) for s in o.ranks.split(","))
@@ -195,7 +224,13 @@ def main():
     gen = torch.Generator().manual_seed(o.seed)
     plist = param_list(L, C, V, Dw, Da, Dv, Dg, o.layer0_v)
     W32 = make_weights(plist, L, C, gen)
+    if o.bf16:
+        W32 = {k: t.to(torch.bfloat16).to(torch.float32) for k, t in W32.items()}
     idx = torch.randint(0, V, (o.batch, o.ctx + 1), generator=gen)
+    if o.tokens is not None:
+        ids = [int(t) for t in o.tokens.split()]
+        idx = torch.tensor([ids + [0]], dtype=torch.int64)
+        o.batch, o.ctx = 1, len(ids)
     x, y = idx[:, :-1].contiguous(), idx[:, 1:].contiguous()
 
     W = {k: t.to(DT).requires_grad_(True) for k, t in W32.items()}
@@ -203,7 +238,8 @@ def main():
     R = o.batch * o.ctx
     ce = torch.nn.functional.cross_entropy(z.reshape(R, V), y.reshape(R))
     l2wrap = 1e-4 / (2 * R) * (z.reshape(R, V).max(dim=-1).values ** 2).sum()
-    (ce + l2wrap).backward()
+    if not o.no_grad:
+        (ce + l2wrap).backward()
 
     os.makedirs(o.outdir, exist_ok=True)
     j = lambda f: os.path.join(o.outdir, f)
@@ -215,11 +251,13 @@ def main():
     z.detach().numpy().astype("<f4").tofile(j("logits.f32"))
     with open(j("loss.txt"), "w") as f:
         f.write("%.17g\n" % ce.item())
-    grads = []
-    for n, shape in plist:
-        gr = W[n].grad
-        grads.append((gr if gr is not None else torch.zeros(shape, dtype=DT)).reshape(-1).numpy())
-    np.concatenate(grads).astype("<f4").tofile(j("grad.f32"))
+    if not o.no_grad:
+        grads = []
+        for n, shape in plist:
+            gr = W[n].grad
+            grads.append((gr if gr is not None else torch.zeros(shape, dtype=DT)).reshape(-1).numpy())
+        np.concatenate(grads).astype("<f4").tofile(j("grad.f32"))
+    write_safetensors(j("model.safetensors"), plist, W32, o.bf16)
     with open(j("names.txt"), "w") as f:
         for n, shape in plist:
             f.write(n + "\n")
