@@ -27,6 +27,11 @@ for dt in bf16 fp32; do
     check "logits match PyTorch ($dt)" cmp_logits l_$dt.f32 ref_$dt
 done
 m=ref_bf16/model.safetensors
+if command -v pth-convert >/dev/null; then
+    pth-convert $m ref.pth >/dev/null
+    rwkv-generate -m ref.pth --prompt "$prompt" -n 0 --logits-out l_pth.f32
+    check ".pth checkpoint: same logits as safetensors" cmp l_pth.f32 l_bf16.f32
+fi
 g1=$(rwkv-generate -m $m --prompt "$prompt" -n 12 --temperature 0)
 g2=$(rwkv-generate -m $m --prompt "$prompt" -n 6 --temperature 0)
 case "$g1" in "$g2"*) ok "greedy -n 6 is a prefix of greedy -n 12" ;; *) bad "greedy prefixes differ: '$g2' vs '$g1'" ;; esac
