@@ -7,6 +7,7 @@
   load_pth ST PTH   torch.load(PTH, weights_only=True) == safetensors ST
   same_cast PTH ST T  ST == torch.load(PTH) with float tensors cast by torch to T (bf16/fp16/fp32)
   layout PTH        our writer's layout: record order, stored, 64-aligned, CRC-32, Zip64 end records
+  big OUT / check_big ST PTH   a > 4 GiB torch.save file (Zip64), and checks of its conversions
   official OUT [C]  a random checkpoint shaped like the RWKV-7 0.1B release (bf16, no layer-0 v0/v1/v2)
 
 The zip writer below is written from formats-reliability.md §A1 independently of lib/zip.c,
@@ -404,6 +405,52 @@ def official(out, C=768, L=12, V=65536):
     print(sum(t.numel() for t in sd.values()))
 
 
+# ---------------------------------------------------------------- Zip64 (> 4 GiB)
+BIG = (1 << 32) + 4096 * 3 + 100   # a storage past 4 GiB, so the next record's header lies past 4 GiB too
+
+
+def big_pattern():
+    return torch.arange(256, dtype=torch.uint8).repeat(BIG // 256 + 1)[:BIG]
+
+
+def big(out):
+    torch.save(collections.OrderedDict([("big", big_pattern()), ("after", torch.arange(10.0))]), out)
+
+
+def check_big(st, pth):
+    """ST (our conversion of big()) and PTH (our writer) hold the pattern; PTH passes zipfile's CRC test."""
+    import numpy as np
+    probs = []
+    b = np.memmap(st, dtype=np.uint8, mode="r")
+    n = struct.unpack("<Q", bytes(b[:8]))[0]
+    h = json.loads(bytes(b[8:8 + n]))
+    s, e = h["big"]["data_offsets"]
+    if e - s != BIG or h["big"]["dtype"] != "U8":
+        probs.append(f"safetensors big: {h['big']}")
+    else:
+        v = b[8 + n + s:8 + n + e]
+        step = 1 << 26
+        pat = np.tile(np.arange(256, dtype=np.uint8), step // 256)
+        for i in range(0, BIG, step):
+            m = min(step, BIG - i)
+            if not np.array_equal(v[i:i + m], pat[:m]):
+                probs.append(f"safetensors big: bytes differ near {i}")
+                break
+    del b
+    z = zipfile.ZipFile(pth)
+    info = {i.filename: i for i in z.infolist()}
+    if info["archive/data/0"].file_size != BIG or info["archive/data/1"].header_offset < (1 << 32):
+        probs.append("zip64 sizes/offsets")
+    if z.testzip() is not None:
+        probs.append("zipfile CRC test failed")
+    t = torch.load(pth, weights_only=True)
+    if not torch.equal(t["after"], torch.arange(10.0)):
+        probs.append("torch.load: 'after' differs")
+    if t["big"].numel() != BIG or not torch.equal(t["big"], big_pattern()):
+        probs.append("torch.load: 'big' differs")
+    return probs
+
+
 def report(probs, label):
     print("\n".join(probs) or f"{label}: ok")
     return bool(probs)
@@ -428,6 +475,10 @@ def main():
     elif cmd == "layout":           # PTH...
         for pth in a:
             failed |= report(check_layout(pth), pth)
+    elif cmd == "big":
+        big(a[0])
+    elif cmd == "check_big":
+        failed |= report(check_big(a[0], a[1]), a[1])
     elif cmd == "official":
         official(a[0], *(int(x) for x in a[1:]))
     else:
