@@ -27,7 +27,8 @@ typedef struct {
 struct Tokenizer {
     uint32_t *nodes;         /* packed node words, indexed by slot */
     uint32_t *first2;        /* word of the node for the 2-byte prefix (b0 << 8 | b1), 0 if none */
-    uint16_t *tok;           /* token id by slot; slots n_slots + (b0 << 8 | b1) for depth 2 */
+    uint16_t *tok;           /* token id by slot; then n_slots + (b0 << 8 | b1) for depth 2,
+                              * then n_slots + 65536 + b0 for single bytes */
     size_t n_slots;
     uint32_t single[256];    /* token of each single byte */
 };
@@ -190,7 +191,7 @@ Tokenizer *tokenizer_new(const Vocab *v, Error *e)
         t->n_slots = top + 257;   /* lookups from any node may reach base + 255 */
         if (t->n_slots > W_MAX_BASE) { fail(e, "vocabulary too large for the tokenizer's trie"); goto bad; }
         t->nodes = calloc(t->n_slots, sizeof *t->nodes);
-        t->tok = calloc(t->n_slots + 65536, sizeof *t->tok);
+        t->tok = calloc(t->n_slots + 65536 + 256, sizeof *t->tok);
         t->first2 = calloc(65536, sizeof *t->first2);
         if (!t->nodes || !t->tok || !t->first2) { fail(e, "out of memory"); goto bad; }
         for (size_t i = 0; i < t->n_slots && i < cap; i++) {
@@ -204,6 +205,7 @@ Tokenizer *tokenizer_new(const Vocab *v, Error *e)
                 goto bad;
             }
             t->single[b0] = nodes[s1].tok;
+            t->tok[t->n_slots + 65536 + (size_t)b0] = nodes[s1].tok;
             if (!nodes[s1].base) continue;
             for (int b1 = 0; b1 < 256; b1++) {
                 uint32_t s2 = nodes[s1].base + (uint32_t)b1;
@@ -226,18 +228,15 @@ bad:
 
 size_t tokenizer_encode(const Tokenizer *t, const uint8_t *s, size_t n, uint32_t *out)
 {
-    const uint32_t *nodes = t->nodes;
+    const uint32_t *nodes = t->nodes, *first2 = t->first2;
     const uint16_t *tok = t->tok;
+    const size_t depth2 = t->n_slots, single = t->n_slots + 65536;
     uint32_t *o = out;
     while (n >= 2) {
         uint32_t pair = (uint32_t)s[0] << 8 | s[1];
-        uint32_t w = t->first2[pair];
-        if (!W_END(w) && !W_BASE(w)) {     /* no token longer than one byte here */
-            *o++ = t->single[s[0]];
-            s++; n--;
-            continue;
-        }
-        size_t best_ref = W_END(w) ? t->n_slots + pair : 0, best_len = W_END(w) ? 2 : 1;
+        uint32_t w = first2[pair];
+        /* best match so far, as an index into tok[] (no branch on its kind) */
+        size_t best_ref = W_END(w) ? depth2 + pair : single + s[0], best_len = W_END(w) ? 2 : 1;
         for (size_t i = 2; i < n; i++) {
             uint32_t c = s[i];
             size_t slot = W_BASE(w) + c;
@@ -247,7 +246,7 @@ size_t tokenizer_encode(const Tokenizer *t, const uint8_t *s, size_t n, uint32_t
             best_ref = W_END(x) ? slot : best_ref;
             best_len = W_END(x) ? i + 1 : best_len;
         }
-        *o++ = best_len == 1 ? t->single[s[0]] : tok[best_ref];
+        *o++ = tok[best_ref];
         s += best_len;
         n -= best_len;
     }
