@@ -137,6 +137,12 @@ def good(d):
     with zipfile.ZipFile(f"{d}/pyzip.pth", "w", zipfile.ZIP_STORED) as z:
         for n, data in recs:
             z.writestr("pyzip/" + n, data)
+    # saved from a GPU: storages located on 'cuda:0' (as RWKV-LM training checkpoints are)
+    recs = layout_2x({"emb.weight": gen(23, 6, 4, dtype=torch.bfloat16), "x": gen(24, 4)})
+    recs = [(n, v.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0") if n.endswith("data.pkl") else v)
+            for n, v in recs]
+    assert b"cuda:0" in recs[0][1]
+    open(f"{d}/cuda_location.pth", "wb").write(build_zip(recs))
     # byteorder "little" written explicitly with CRC-less descriptors (hand layout, align 64)
     open(f"{d}/nozip64.pth", "wb").write(build_zip(layout_2x({"a": gen(22, 4, 4)}), zip64_end=False))
 
