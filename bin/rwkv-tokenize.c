@@ -62,7 +62,7 @@ typedef struct {
     JsonError *err;
 } Chunk;
 
-#define CHUNK_BYTES (8u << 20)
+#define CHUNK_BYTES (2u << 20)
 #define CHUNK_LINES 16384u
 
 static int chunk_reserve(Chunk *c, size_t bytes, Error *e)

@@ -33,22 +33,12 @@ struct Tokenizer {
     uint32_t single[256];    /* token of each single byte */
 };
 
-/* Build-time trie: children kept in ascending label order because tokens are
- * inserted in lexicographic order, so the child to extend is always the last. */
+/* Build-time trie node; siblings form a linked list. */
 typedef struct {
     uint32_t first_child, next_sibling, last_child;
     uint16_t tok;
     uint8_t label;
 } BNode;
-
-static const Vocab *sort_vocab;
-static int cmp_tokens(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    size_t lx = vocab_token_len(sort_vocab, x), ly = vocab_token_len(sort_vocab, y);
-    int c = memcmp(vocab_token(sort_vocab, x), vocab_token(sort_vocab, y), lx < ly ? lx : ly);
-    return c ? c : (lx > ly) - (lx < ly);
-}
 
 void tokenizer_free(Tokenizer *t)
 {
@@ -62,7 +52,7 @@ void tokenizer_free(Tokenizer *t)
 Tokenizer *tokenizer_new(const Vocab *v, Error *e)
 {
     Tokenizer *t = calloc(1, sizeof *t);
-    uint32_t *order = malloc(((size_t)v->n + 1) * sizeof *order);
+    uint32_t *order = calloc(256 + 65536, sizeof *order);   /* dense child index of levels 0 and 1 */
     size_t total = 1;
     for (uint32_t id = 1; id <= v->n; id++) total += vocab_token_len(v, id);
     BNode *bn = calloc(total, sizeof *bn);
@@ -73,22 +63,25 @@ Tokenizer *tokenizer_new(const Vocab *v, Error *e)
     uint8_t *base_used = calloc(cap, 1);
     if (!t || !order || !bn || !map || !queue || !nodes || !base_used) { fail(e, "out of memory"); goto bad; }
 
-    /* 1. a plain trie from the sorted tokens */
-    for (uint32_t i = 0; i < v->n; i++) order[i] = i + 1;
-    sort_vocab = v;   /* qsort has no context argument; building is single-threaded */
-    qsort(order, v->n, sizeof *order, cmp_tokens);
+    /* 1. a plain trie, tokens in file order.  Children of the first two
+     * levels are found through dense tables; deeper nodes have few children,
+     * so a scan of the sibling list is enough. */
     size_t nb = 1;
-    for (uint32_t i = 0; i < v->n; i++) {
-        uint32_t id = order[i], cur = 0;
+    for (uint32_t id = 1; id <= v->n; id++) {
+        uint32_t cur = 0;
         const uint8_t *s = vocab_token(v, id);
         size_t len = vocab_token_len(v, id);
         for (size_t k = 0; k < len; k++) {
-            uint32_t last = bn[cur].last_child;
-            if (last && bn[last].label == s[k]) { cur = last; continue; }
+            uint32_t *dense = k == 0 ? &order[s[0]] : k == 1 ? &order[256 + ((size_t)s[0] << 8 | s[1])] : NULL;
+            uint32_t child = 0;
+            if (dense) child = *dense;
+            else for (child = bn[cur].first_child; child && bn[child].label != s[k]; child = bn[child].next_sibling) {}
+            if (child) { cur = child; continue; }
             uint32_t nn = (uint32_t)nb++;
             bn[nn].label = s[k];
-            if (last) bn[last].next_sibling = nn; else bn[cur].first_child = nn;
+            if (bn[cur].last_child) bn[bn[cur].last_child].next_sibling = nn; else bn[cur].first_child = nn;
             bn[cur].last_child = nn;
+            if (dense) *dense = nn;
             cur = nn;
         }
         bn[cur].tok = (uint16_t)id;   /* vocab_parse guarantees distinct byte strings */
