@@ -22,7 +22,7 @@ typedef struct {
 } Value;
 
 typedef struct { int32_t start, n; } Tuple;
-typedef struct { int32_t n; uint8_t ordered; } Dict;
+typedef struct { int32_t n; uint8_t ordered, only_metadata; } Dict;
 typedef struct { int32_t dict; Value key, val; } Item;
 
 typedef struct {
@@ -37,6 +37,7 @@ typedef struct {
     Item  *items; int nitems, capitems;
     PickleDict *d;
     int   captensor, capstorage;
+    int  *keyhash; int capkeyhash;   /* open addressing: storage index + 1, 0 = empty */
     Error *e;
 } P;
 
@@ -205,6 +206,7 @@ static int new_dict(P *p, int ordered)
     if (GROW(p, dicts, capdicts, p->ndicts + 1)) return -1;
     p->dicts[p->ndicts].n = 0;
     p->dicts[p->ndicts].ordered = (uint8_t)ordered;
+    p->dicts[p->ndicts].only_metadata = 1;
     Value v = { .kind = V_DICT, .idx = p->ndicts++ };
     return push(p, v);
 }
@@ -218,12 +220,49 @@ static int set_item(P *p, const Value *dict, const Value *k, const Value *v)
         return perr(p, "unexpected dict value (a tuple, storage or global)");
     if (GROW(p, items, capitems, p->nitems + 1)) return -1;
     p->items[p->nitems++] = (Item){ dict->idx, *k, *v };
+    if (!str_is(k, "_metadata")) p->dicts[dict->idx].only_metadata = 0;
     p->dicts[dict->idx].n++;
     return 0;
 }
 
 static int empty_dict(const P *p, const Value *v) { return v->kind == V_DICT && p->dicts[v->idx].n == 0; }
 static int nonneg_int(const Value *v) { return v->kind == V_INT && v->i >= 0; }
+
+static size_t key_hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;   /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    return (size_t)h;
+}
+
+/* Look up a storage key: *found = its index or -1, *slot = where to insert it.
+ * A hash table, so a pickle of many storage references stays linear. */
+static int find_key(P *p, const Value *k, int *found, size_t *slot)
+{
+    if (p->d->nstorage + 1 > p->capkeyhash / 2) {   /* keep the load factor under 1/2 */
+        int cap = p->capkeyhash ? p->capkeyhash * 2 : 64;
+        int *t = calloc((size_t)cap, sizeof *t);
+        if (!t) return perr(p, "out of memory");
+        for (int i = 0; i < p->d->nstorage; i++) {
+            const char *key = p->d->storage[i].key;
+            size_t h = key_hash(key, strlen(key)) & (size_t)(cap - 1);
+            while (t[h]) h = (h + 1) & (size_t)(cap - 1);
+            t[h] = i + 1;
+        }
+        free(p->keyhash);
+        p->keyhash = t;
+        p->capkeyhash = cap;
+    }
+    size_t mask = (size_t)p->capkeyhash - 1, h = key_hash(k->s, k->slen) & mask;
+    *found = -1;
+    while (p->keyhash[h]) {
+        const char *key = p->d->storage[p->keyhash[h] - 1].key;
+        if (strlen(key) == k->slen && !memcmp(key, k->s, k->slen)) { *found = p->keyhash[h] - 1; break; }
+        h = (h + 1) & mask;
+    }
+    *slot = h;
+    return 0;
+}
 
 static int op_persid(P *p)
 {
@@ -243,8 +282,8 @@ static int op_persid(P *p)
     if (mul_overflow_u64(numel, dtype_size(dt), &bytes) || bytes > (1ull << 48)) return perr(p, "storage size %llu is implausible", (unsigned long long)numel);
     PickleDict *d = p->d;
     int found = -1;
-    for (int i = 0; i < d->nstorage; i++)
-        if (strlen(d->storage[i].key) == a[2].slen && !memcmp(d->storage[i].key, a[2].s, a[2].slen)) { found = i; break; }
+    size_t slot = 0;
+    if (find_key(p, &a[2], &found, &slot)) return -1;
     if (found >= 0) {
         if (d->storage[found].dtype != dt || d->storage[found].numel != numel)
             return perr(p, "storage %s is referenced with two different types or sizes", d->storage[found].key);
@@ -258,6 +297,7 @@ static int op_persid(P *p)
         s->numel = numel;
         memcpy(s->location, a[3].s, a[3].slen);
         found = d->nstorage++;
+        p->keyhash[slot] = found + 1;
     }
     Value v = { .kind = V_STORAGE, .idx = found };
     return push(p, v);
@@ -296,6 +336,7 @@ static int rebuild_tensor(P *p, const Value *a, int n)
         return perr(p, "tensor (offset %llu, extent to element %llu) lies outside its storage %s of %llu elements",
                     (unsigned long long)t.offset, (unsigned long long)last, st->key, (unsigned long long)st->numel);
     PickleDict *d = p->d;
+    if (d->ntensor >= PICKLE_MAX_TENSORS) return perr(p, "more than %d tensors", PICKLE_MAX_TENSORS);
     if (grow((void **)&d->tensor, &p->captensor, d->ntensor + 1, sizeof *d->tensor)) return perr(p, "out of memory");
     d->tensor[d->ntensor] = t;
     Value v = { .kind = V_TENSOR, .idx = d->ntensor++ };
@@ -331,9 +372,7 @@ static int op_build(P *p)
     if (pop(p, &state) || pop(p, &target)) return -1;
     if (target.kind != V_DICT || !p->dicts[target.idx].ordered || state.kind != V_DICT)
         return perr(p, "BUILD is only accepted for an OrderedDict's _metadata");
-    for (int i = 0; i < p->nitems; i++)
-        if (p->items[i].dict == state.idx && !str_is(&p->items[i].key, "_metadata"))
-            return perr(p, "BUILD state with a key other than _metadata refused");
+    if (!p->dicts[state.idx].only_metadata) return perr(p, "BUILD state with a key other than _metadata refused");
     p->d->metadata = 1;
     return push(p, target);
 }
@@ -545,6 +584,7 @@ int pickle_parse(const void *buf, size_t len, PickleDict *d, Error *e)
     if (len > PICKLE_MAX_BYTES) return fail(e, "data.pkl: %zu bytes is too large", len);
     P p = { .b = buf, .len = len, .d = d, .e = e };
     int rc = run(&p);
+    free(p.keyhash);
     free(p.stack); free(p.memo); free(p.memo_set); free(p.titems); free(p.tuples); free(p.dicts); free(p.items);
     if (rc) pickle_free(d);
     return rc;

@@ -20,6 +20,7 @@
 
 #define PICKLE_MAX_BYTES (64u << 20)
 #define PICKLE_MAX_NAME  1024
+#define PICKLE_MAX_TENSORS 65536   /* a 7B RWKV-7 has ~1000 */
 
 typedef struct {
     char    *key;          /* "0", "1", ...: the record data/<key> */

@@ -59,6 +59,7 @@ void zip_close(ZipArchive *z)
     if (!z) return;
     for (int i = 0; i < z->n; i++) free(z->e[i].name);
     free(z->e);
+    free(z->byname);
     memset(z, 0, sizeof *z);
 }
 
@@ -292,6 +293,10 @@ int zip_open(ZipArchive *z, const void *buf, size_t len, int flags, Error *e)
         }
     }
 
+    z->byname = malloc(z->n * sizeof *z->byname);
+    if (!z->byname) { free(v); return bad(z, fail(e, "out of memory")); }
+    for (int i = 0; i < z->n; i++) z->byname[i] = (int)(v[i] - z->e);
+
     /* Local headers must agree with the central directory. */
     int rc = 0;
     for (int i = 0; i < z->n && !rc; i++) {
@@ -374,10 +379,18 @@ int zip_open(ZipArchive *z, const void *buf, size_t len, int flags, Error *e)
 
 const ZipEntry *zip_find(const ZipArchive *z, const char *rel)
 {
-    size_t plen = strlen(z->prefix);
-    for (int i = 0; i < z->n; i++) {
-        const char *nm = z->e[i].name;
-        if (!strncmp(nm, z->prefix, plen) && nm[plen] == '/' && !strcmp(nm + plen + 1, rel)) return &z->e[i];
+    size_t plen = strlen(z->prefix), rlen = strlen(rel);
+    if (rlen > ZIP_MAX_NAME) return NULL;
+    char full[2 * ZIP_MAX_NAME + 2];
+    memcpy(full, z->prefix, plen);
+    full[plen] = '/';
+    memcpy(full + plen + 1, rel, rlen + 1);
+    int lo = 0, hi = z->n - 1;
+    while (lo <= hi) {   /* binary search over the names */
+        int mid = lo + (hi - lo) / 2, c = strcmp(z->e[z->byname[mid]].name, full);
+        if (c == 0) return &z->e[z->byname[mid]];
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
     }
     return NULL;
 }

@@ -39,6 +39,7 @@ typedef struct {
     size_t         len;
     ZipEntry      *e;       /* in central-directory order */
     int            n;
+    int           *byname;  /* entry indices sorted by name, for zip_find */
     char           prefix[ZIP_MAX_NAME + 1];   /* top folder, without the '/' */
 } ZipArchive;
 
