@@ -22,6 +22,7 @@
 #define WKV_CHUNK 16                /* state kept every 16 steps for the backward */
 #define W_SCALE (-0.60653065971263342f)   /* -exp(-0.5) */
 #define PREFILL_CHUNK 128           /* tokens per parallel-mode pass in model_prefill */
+#define HEAD_CHUNK_FLOATS (32u << 20) /* logits held at once in training (128 MiB): rows per head pass */
 #define NONE ((size_t)-1)
 
 enum { MIX_R, MIX_W, MIX_K, MIX_V, MIX_A, MIX_G, NMIX };
@@ -61,7 +62,8 @@ struct ModelWork {
     float *x_emb, *ln0_mean, *ln0_rstd;
     float **xin;                    /* n_layer+1 block inputs; xin[L] is the last block's output */
     float *vfirst;
-    float *lnf_mean, *lnf_rstd, *hf, *logits;
+    float *lnf_mean, *lnf_rstd, *hf, *logits;   /* logits: head_rows x V, one chunk of rows */
+    int head_rows;
     double *row_loss;
     /* backward scratch */
     float *dx, *dh, *dmix[NMIX], *dr, *dk, *dv, *dw, *da, *dg, *dkk, *dkp, *dvm, *dy, *dout;
@@ -493,7 +495,10 @@ static void carve_all(ModelWork *W, Carver *cv)
     W->vfirst = take(cv, BT * C);
     W->lnf_mean = take(cv, BT); W->lnf_rstd = take(cv, BT); W->hf = take(cv, BT * C);
     if (!train) return;
-    W->logits = take(cv, BT * V);
+    W->head_rows = (int)(HEAD_CHUNK_FLOATS / V);
+    if (W->head_rows < 16) W->head_rows = 16;
+    if ((size_t)W->head_rows > BT) W->head_rows = (int)BT;
+    W->logits = take(cv, (size_t)W->head_rows * V);
     W->row_loss = (double *)take(cv, 2 * BT);
     float **bufs[] = { &W->dx, &W->dh, &W->dr, &W->dk, &W->dv, &W->dw, &W->da, &W->dg, &W->dkk,
                        &W->dkp, &W->dvm, &W->dy, &W->dout, &W->tmp, &W->tmp2, &W->dvfirst };
@@ -722,12 +727,13 @@ static inline float exp_neg(float x)
     return yv * sc.f;
 }
 
-/* Mean cross entropy over R rows.  With grad, z is replaced by d(loss)/dz plus
- * the L2Wrap term: +1e-4 * max / R at the (lowest-index) argmax (§3.6). */
-static double cross_entropy(float *z, const int32_t *y, size_t R, int V, double *row_loss, int grad)
+/* Cross entropy of each of `rows` rows into row_loss.  With grad, z is replaced
+ * by d(loss)/dz for the mean over R rows in all, plus the L2Wrap term:
+ * +1e-4 * max / R at the (lowest-index) argmax (§3.6). */
+static void cross_entropy(float *z, const int32_t *y, size_t rows, size_t R, int V, double *row_loss, int grad)
 {
 #pragma omp parallel for schedule(static)
-    for (size_t n = 0; n < R; n++) {
+    for (size_t n = 0; n < rows; n++) {
         float *zr = z + n * V;
         float M = zr[0];
 #pragma omp simd reduction(max:M)
@@ -753,9 +759,32 @@ static double cross_entropy(float *z, const int32_t *y, size_t R, int V, double 
             zr[am] += M * (float)(1e-4 / R);
         }
     }
+}
+
+/* ln_out, head and the loss, in chunks of head_rows rows so the logits never
+ * need B*T*V floats.  With grad: head.weight and ln_out gradients into G and
+ * d(loss)/d(last block output) into W->dx.  Returns the mean loss. */
+static float head_loss(const Model *m, ModelWork *W, const int32_t *y, float *G)
+{
+    int C = m->cfg.n_embd, V = m->cfg.vocab_size, L = m->cfg.n_layer;
+    size_t BT = (size_t)W->B * W->T;
+    const float *head = m->w + W->off.head;
+    layernorm_fwd(W->xin[L], W->hf, W->lnf_mean, W->lnf_rstd, m->w + W->off.lnout_w, m->w + W->off.lnout_b, BT, C, 1e-5f);
+    for (size_t r0 = 0; r0 < BT; r0 += W->head_rows) {
+        int rows = BT - r0 < (size_t)W->head_rows ? (int)(BT - r0) : W->head_rows;
+        gemm_nt(rows, V, C, W->hf + r0 * C, head, W->logits, 0);
+        cross_entropy(W->logits, y + r0, rows, BT, V, W->row_loss + r0, G != NULL);
+        if (G) {
+            gemm_tn(V, C, rows, W->logits, W->hf + r0 * C, G + W->off.head, 1);
+            gemm_nn(rows, C, V, W->logits, head, W->dh + r0 * C, 0);
+        }
+    }
+    if (G)
+        layernorm_bwd(W->xin[L], W->lnf_mean, W->lnf_rstd, m->w + W->off.lnout_w, W->dh, W->dx, 0,
+                      G + W->off.lnout_w, G + W->off.lnout_b, W->tmp, BT, C);
     double loss = 0;
-    for (size_t n = 0; n < R; n++) loss += row_loss[n];
-    return loss / (double)R;
+    for (size_t n = 0; n < BT; n++) loss += W->row_loss[n];
+    return (float)(loss / (double)BT);
 }
 
 static int tokens_ok(const int32_t *x, size_t n, int V)
@@ -935,8 +964,7 @@ float model_forward_loss(const Model *m, ModelWork *W, const int32_t *x, const i
     if (!tokens_ok(x, BT, V) || !tokens_ok(y, BT, V)) return NAN;
     ThreadSave nb = threads_enter();
     forward_blocks(m, W, W->B, W->T, x, NULL);
-    head_forward(m, W, W->B, W->T, W->logits, 0);
-    float loss = (float)cross_entropy(W->logits, y, BT, V, W->row_loss, 0);
+    float loss = head_loss(m, W, y, NULL);
     threads_leave(nb);
     return loss;
 }
@@ -965,14 +993,7 @@ float model_forward_backward(const Model *m, ModelWork *W, const int32_t *x, con
 
     ThreadSave nb = threads_enter();
     forward_blocks(m, W, B, T, x, NULL);
-    head_forward(m, W, B, T, W->logits, 0);
-    float loss = (float)cross_entropy(W->logits, y, BT, V, W->row_loss, 1);   /* logits := dlogits */
-
-    /* head and ln_out */
-    gemm_tn(V, C, (int)BT, W->logits, W->hf, grad + W->off.head, 1);
-    gemm_nn((int)BT, C, V, W->logits, m->w + W->off.head, W->dh, 0);
-    layernorm_bwd(W->xin[L], W->lnf_mean, W->lnf_rstd, m->w + W->off.lnout_w, W->dh, W->dx, 0,
-                  grad + W->off.lnout_w, grad + W->off.lnout_b, W->tmp, BT, C);
+    float loss = head_loss(m, W, y, grad);
 
     memset(W->dvfirst, 0, BT * C * sizeof(float));
     for (int l = L - 1; l >= 0; l--) {

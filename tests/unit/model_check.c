@@ -33,18 +33,14 @@ static double objective(const Model *m, ModelWork *W, const int32_t *x, const in
     return tot / (double)R;
 }
 
-static void fd_checks(Model *m, ModelWork *W, const int32_t *x, const int32_t *y, size_t R)
+static void fd_checks(Model *m, ModelWork *W, const int32_t *x, const int32_t *y, size_t R,
+                      const char *const *names, size_t nnames)
 {
     size_t P = m->layout.total;
     float *g = malloc(P * 4), *z = malloc(R * m->cfg.vocab_size * 4), *save = malloc(P * 4);
     model_forward_backward(m, W, x, y, g);
-    static const char *names[] = { "emb.weight", "blocks.0.ln0.weight", "blocks.0.att.x_k", "blocks.0.att.w0",
-                                   "blocks.0.att.w1", "blocks.1.att.a2", "blocks.1.att.v0", "blocks.1.att.v1",
-                                   "blocks.0.att.g1", "blocks.1.att.k_k", "blocks.0.att.k_a", "blocks.1.att.r_k",
-                                   "blocks.0.att.key.weight", "blocks.1.att.ln_x.bias", "blocks.1.ffn.x_k",
-                                   "blocks.0.ffn.key.weight", "ln_out.weight", "head.weight" };
     memcpy(save, m->w, P * 4);
-    for (size_t t = 0; t < sizeof names / sizeof names[0]; t++) {
+    for (size_t t = 0; t < nnames; t++) {
         const ParamInfo *p = layout_find(&m->layout, names[t]);
         if (!p) { CHECK(0, "no parameter %s", names[t]); continue; }
         float *w = m->w + p->offset, *gp = g + p->offset;
@@ -125,6 +121,44 @@ static void recurrent_checks(Model *m)
     free(x); free(zp); free(zs); free(zl);
 }
 
+/* A vocabulary so large that the training head runs in several row chunks
+ * (lib/model.c keeps at most 32M logits): loss and gradients must not notice. */
+static void big_vocab_checks(void)
+{
+    Error e;
+    ModelConfig c;
+    int V = 300000, B = 2, T = 100;
+    if (config_default(&c, 2, 64, V, 64, &e)) { CHECK(0, "config: %s", e.msg); return; }
+    c.d_decay = c.d_aaa = c.d_mv = c.d_gate = 16;
+    Model m;
+    if (tm_new(&m, &c)) { CHECK(0, "alloc"); return; }
+    tm_randomize(&m, 11);
+    size_t R = (size_t)B * T;
+    int32_t *x = malloc(R * 4), *y = malloc(R * 4);
+    for (size_t i = 0; i < R; i++) { x[i] = (int32_t)((tm_uniform() + 1) * 0.5 * V); y[i] = (int32_t)((tm_uniform() + 1) * 0.5 * V); }
+    ModelWork *W = model_work_new(&m, B, T, 0, &e);
+    float *g = malloc(m.layout.total * 4), *z = malloc(R * V * 4);
+    if (!W || !g || !z) { CHECK(0, "alloc"); return; }
+    float loss = model_forward_backward(&m, W, x, y, g);
+    model_forward_logits(&m, W, x, z);
+    double ce = 0;
+    for (size_t n = 0; n < R; n++) {
+        const float *zr = z + n * V;
+        double M = zr[0], s = 0;
+        for (int k = 1; k < V; k++) if (zr[k] > M) M = zr[k];
+        for (int k = 0; k < V; k++) s += exp(zr[k] - M);
+        ce += log(s) + M - zr[y[n]];
+    }
+    ce /= (double)R;
+    CHECK(fabs(loss - ce) / ce < 1e-6, "V=%d, %zu rows: chunked training loss %.7f = loss from full logits %.7f", V, R, loss, ce);
+    free(g); free(z);
+    static const char *names[] = { "head.weight", "ln_out.bias", "blocks.1.ffn.value.weight", "emb.weight" };
+    fd_checks(&m, W, x, y, R, names, sizeof names / sizeof names[0]);
+    model_work_free(W);
+    free(x); free(y);
+    tm_free(&m);
+}
+
 int main(void)
 {
     Error e;
@@ -141,7 +175,12 @@ int main(void)
     ModelWork *W0 = model_work_new(&m, B, T, 0, &e), *W1 = model_work_new(&m, B, T, 1, &e);
     if (!W0 || !W1) { printf("work: %s\n", e.msg); return 1; }
 
-    fd_checks(&m, W0, x, y, R);
+    static const char *names[] = { "emb.weight", "blocks.0.ln0.weight", "blocks.0.att.x_k", "blocks.0.att.w0",
+                                   "blocks.0.att.w1", "blocks.1.att.a2", "blocks.1.att.v0", "blocks.1.att.v1",
+                                   "blocks.0.att.g1", "blocks.1.att.k_k", "blocks.0.att.k_a", "blocks.1.att.r_k",
+                                   "blocks.0.att.key.weight", "blocks.1.att.ln_x.bias", "blocks.1.ffn.x_k",
+                                   "blocks.0.ffn.key.weight", "ln_out.weight", "head.weight" };
+    fd_checks(&m, W0, x, y, R, names, sizeof names / sizeof names[0]);
 
     float *g0 = malloc(P * 4), *g1 = malloc(P * 4), *g2 = malloc(P * 4);
     float l0 = model_forward_backward(&m, W0, x, y, g0);
@@ -159,6 +198,7 @@ int main(void)
     CHECK(isnan(model_forward_loss(&m, W0, x, y)), "target id %d out of range gives NaN", c.vocab_size);
 
     recurrent_checks(&m);
+    big_vocab_checks();
     model_work_free(W0);
     model_work_free(W1);
     free(g0); free(g1); free(g2); free(x); free(y);
