@@ -6,6 +6,8 @@
 # same run.  Python is timed on a 2 MB slice (encoding only, vocabulary load
 # excluded); rwkv-tokenize on the whole file, best of 3, everything included
 # (vocabulary load, JSON parsing, writing the binary stream to /dev/null).
+# Also the encoder alone (bench/tokenize_bench.c: no JSON, no I/O, thread CPU
+# time) on the corpus's texts, split into its prose and code parts.
 set -u
 work=$(mktemp -d "${TMPDIR:-/tmp}/b_tokenize.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
@@ -32,6 +34,17 @@ with open("corpus.jsonl", "w", encoding="utf-8") as out:
         if size > 30e6:
             break
 EOF2
+"$PYTHON" - <<'EOF2'
+import json
+with open("corpus.jsonl", encoding="utf-8") as f, open("prose.txt", "w", encoding="utf-8") as p, \
+        open("code.txt", "w", encoding="utf-8") as c:
+    for i, line in enumerate(f):
+        (p if i < 40 * 182 else c).write(json.loads(line)["text"])
+EOF2
+${CC:-cc} -std=gnu11 -O2 -march=native -fopenmp -I"$TOP/lib" "$TOP/bench/tokenize_bench.c" "$TOP/build/librwkv7c.a" \
+    -lzstd -lxxhash -lm -lpthread -o tokenize_bench || exit 1
+enc_prose=$(./tokenize_bench "$vocab" prose.txt)
+enc_code=$(./tokenize_bench "$vocab" code.txt)
 head -c 2000000 corpus.jsonl | sed '$d' > slice.jsonl
 mb=$(awk -v b="$(wc -c < corpus.jsonl)" 'BEGIN { printf "%.1f", b / 1e6 }')
 py=$("$PYTHON" - "$TOP/tests/ref" "$vocab" <<'EOF2'
@@ -62,6 +75,8 @@ t2=$(best rwkv-tokenize -j 2)
 rwkv-tokenize --text slice.jsonl > c.ids
 "$PYTHON" "$TOP/tests/ref/trie_tokenizer.py" "$vocab" jsonl < slice.jsonl > py.ids
 cmp -s c.ids py.ids && same=identical || same=DIFFERENT
+echo "encoder only, demo.jsonl texts x40 (chat/prose, some CJK): $enc_prose"
+echo "encoder only, Python sources: $enc_code"
 awk -v mb="$mb" -v py="$py" -v t1="$t1" -v t2="$t2" -v same="$same" 'BEGIN {
     printf "corpus %s MB of JSONL (demo.jsonl x40 + Python sources)\n", mb
     printf "python reference (trie_tokenizer.py, 2 MB slice): %.2f MB/s  (ids on the slice: %s)\n", py, same

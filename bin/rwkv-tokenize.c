@@ -1,6 +1,7 @@
 /* rwkv-tokenize: JSONL text -> RWKV World token stream (and back, for inspection). */
 #include <ctype.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,8 @@ typedef struct {
 enum { LINE_OK, LINE_BLANK, LINE_BAD };
 
 typedef struct {
+    const char *name;    /* the file the lines come from (for messages) */
+    char name_buf[512];
     char *text;          /* the chunk's raw lines, back to back */
     size_t text_len, text_cap;
     size_t *off, *len;   /* per line: where it sits in text */
@@ -151,16 +154,14 @@ typedef struct {
     uint64_t docs, tokens, bad, bytes;
 } Counts;
 
-/* Tokenize the chunk and write its documents in order.  Stops at the first bad line unless --skip-bad. */
-static int flush_chunk(Chunk *c, const char *name, const Options *o, TokWriter *w, Counts *cnt, Error *e)
+/* Write the chunk's documents in order.  Stops at the first bad line unless --skip-bad. */
+static int write_chunk(Chunk *c, const Options *o, TokWriter *w, Counts *cnt, Error *e)
 {
-    #pragma omp parallel for schedule(dynamic, 4) num_threads(o->threads) if (o->threads > 1)
-    for (size_t i = 0; i < c->lines; i++) tokenize_line(c, i, o);
     for (size_t i = 0; i < c->lines; i++) {
         if (c->status[i] == LINE_BLANK) continue;
         if (c->status[i] == LINE_BAD) {
-            if (!o->skip_bad) return fail(e, "%s:%llu: %s", name, (unsigned long long)c->lineno[i], c->err[i].msg);
-            if (cnt->bad < 10) warnx_("%s:%llu: %s (skipped)", name, (unsigned long long)c->lineno[i], c->err[i].msg);
+            if (!o->skip_bad) return fail(e, "%s:%llu: %s", c->name, (unsigned long long)c->lineno[i], c->err[i].msg);
+            if (cnt->bad < 10) warnx_("%s:%llu: %s (skipped)", c->name, (unsigned long long)c->lineno[i], c->err[i].msg);
             cnt->bad++;
             continue;
         }
@@ -169,52 +170,152 @@ static int flush_chunk(Chunk *c, const char *name, const Options *o, TokWriter *
         cnt->docs++;
         cnt->tokens += c->n_ids[i];
     }
-    c->lines = 0;
-    c->text_len = 0;
     return 0;
 }
 
-static int encode_file(const char *path, Chunk *c, const Options *o, TokWriter *w, Counts *cnt, Error *e)
+/* The input files, read as a sequence of chunks.  A chunk never spans two files. */
+typedef struct {
+    char **files;
+    int nfiles, next;
+    Input *in;
+} Reader;
+
+/* Fill c with the next lines.  Returns 1 with lines, 0 at the end of all input, -1 on error. */
+static int read_chunk(Reader *r, Chunk *c, Counts *cnt, Error *e)
 {
-    Input *in = input_open(path, e);
-    if (!in) return -1;
-    const char *name = input_name(in);
-    int rc = 0;
-    char *line;
-    size_t len;
-    int got;
-    while ((got = input_getline(in, &line, &len, e)) == 1) {
-        if (c->lines && (c->text_len + len + 1 > CHUNK_BYTES || c->lines >= CHUNK_LINES)) {
-            if ((rc = flush_chunk(c, name, o, w, cnt, e))) break;
-            if (progress_wanted())
-                fprintf(stderr, "\r%s: %llu documents, %.1f MB", tool_name, (unsigned long long)cnt->docs,
-                        input_bytes_in(in) / 1e6);
+    c->lines = 0;
+    c->text_len = 0;
+    for (;;) {
+        if (!r->in) {
+            if (r->next >= (r->nfiles ? r->nfiles : 1)) return 0;
+            if (!(r->in = input_open(r->nfiles ? r->files[r->next] : "-", e))) return -1;
+            r->next++;
         }
-        if ((rc = chunk_reserve(c, len + 1, e))) break;
-        memcpy(c->text + c->text_len, line, len);
-        c->off[c->lines] = c->text_len;
-        c->len[c->lines] = len;
-        c->lineno[c->lines] = input_lineno(in);
-        c->lines++;
-        c->text_len += len + 1;   /* +1: room for the line's eod id in ids[] */
-        cnt->bytes += len + 1;
+        if (!c->lines) {   /* a copy: the Input may be closed before the chunk is written */
+            snprintf(c->name_buf, sizeof c->name_buf, "%s", input_name(r->in));
+            c->name = c->name_buf;
+        }
+        char *line;
+        size_t len;
+        int got;
+        while ((got = input_getline(r->in, &line, &len, e)) == 1) {
+            if (chunk_reserve(c, len + 1, e)) return -1;
+            memcpy(c->text + c->text_len, line, len);
+            c->off[c->lines] = c->text_len;
+            c->len[c->lines] = len;
+            c->lineno[c->lines] = input_lineno(r->in);
+            c->lines++;
+            c->text_len += len + 1;   /* +1: room for the line's eod id in ids[] */
+            cnt->bytes += len + 1;
+            if (c->text_len >= CHUNK_BYTES || c->lines >= CHUNK_LINES) return 1;
+        }
+        if (got < 0) return -1;
+        input_close(r->in);
+        r->in = NULL;
+        if (c->lines) return 1;
     }
-    if (got < 0) rc = -1;
-    if (!rc && c->lines) rc = flush_chunk(c, name, o, w, cnt, e);
-    input_close(in);
-    return rc;
 }
 
+/* Worker threads tokenize the lines of the submitted chunk; they sleep
+ * (rather than spin) between chunks, because the machine may be busy. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    Chunk *chunk;
+    const Options *o;
+    size_t next_line;
+    unsigned generation;
+    int running, quit;
+} Pool;
+
+static void *worker(void *arg)
+{
+    Pool *p = arg;
+    unsigned seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->quit && p->generation == seen) pthread_cond_wait(&p->work, &p->mu);
+        if (p->quit) break;
+        seen = p->generation;
+        Chunk *c = p->chunk;
+        for (;;) {
+            size_t first = p->next_line, n = c->lines - first < 4 ? c->lines - first : 4;
+            p->next_line += n;
+            if (!n) break;
+            pthread_mutex_unlock(&p->mu);
+            for (size_t i = first; i < first + n; i++) tokenize_line(c, i, p->o);
+            pthread_mutex_lock(&p->mu);
+        }
+        if (--p->running == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void pool_submit(Pool *p, Chunk *c, int threads)
+{
+    pthread_mutex_lock(&p->mu);
+    p->chunk = c;
+    p->next_line = 0;
+    p->running = threads;
+    p->generation++;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void pool_wait(Pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    while (p->running) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Single thread: read, tokenize, write.  With -j N, N workers tokenize one
+ * chunk while this thread reads the next and writes the previous one. */
 static int encode_all(char **files, int nfiles, const Options *o, Error *e)
 {
     TokWriter *w = NULL;
     if (!o->text && !(w = tokw_open(stdout, e))) return -1;
-    Chunk c = { 0 };
+    Chunk chunks[2] = { { 0 }, { 0 } };
+    Chunk *cur = &chunks[0], *nxt = &chunks[1];
     Counts cnt = { 0 };
+    Reader r = { files, nfiles, 0, NULL };
+    Pool pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
+                  .done = PTHREAD_COND_INITIALIZER, .o = o };
+    pthread_t tid[1024];
+    int started = 0, rc = 0, got;
     double t0 = now_seconds();
-    int rc = 0;
-    for (int i = 0; i < (nfiles ? nfiles : 1) && !rc; i++) rc = encode_file(nfiles ? files[i] : "-", &c, o, w, &cnt, e);
-    chunk_free(&c);
+    if (o->threads > 1)
+        for (; started < o->threads; started++)
+            if (pthread_create(&tid[started], NULL, worker, &pool)) { rc = fail(e, "cannot start threads"); break; }
+
+    if (!rc && (got = read_chunk(&r, cur, &cnt, e)) < 0) rc = -1;
+    if (!rc && got && started) pool_submit(&pool, cur, started);
+    while (!rc && cur->lines) {
+        if (!started) {
+            for (size_t i = 0; i < cur->lines; i++) tokenize_line(cur, i, o);
+            if (read_chunk(&r, nxt, &cnt, e) < 0) rc = -1;
+        } else {
+            if (read_chunk(&r, nxt, &cnt, e) < 0) { rc = -1; nxt->lines = 0; }
+            pool_wait(&pool);
+            if (!rc && nxt->lines) pool_submit(&pool, nxt, started);
+        }
+        if (!rc) rc = write_chunk(cur, o, w, &cnt, e);
+        if (rc && started && nxt->lines) pool_wait(&pool);   /* let the workers finish before freeing */
+        if (!rc && progress_wanted())
+            fprintf(stderr, "\r%s: %llu documents, %.1f MB", tool_name, (unsigned long long)cnt.docs, cnt.bytes / 1e6);
+        Chunk *t = cur; cur = nxt; nxt = t;
+    }
+    if (started) {
+        pthread_mutex_lock(&pool.mu);
+        pool.quit = 1;
+        pthread_cond_broadcast(&pool.work);
+        pthread_mutex_unlock(&pool.mu);
+        for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
+    }
+    if (r.in) input_close(r.in);
+    chunk_free(&chunks[0]);
+    chunk_free(&chunks[1]);
     if (progress_wanted()) fputc('\n', stderr);
     if (rc) { tokw_free(w); return -1; }   /* no closing record: the stream stays incomplete */
     if (w && tokw_close(w, e)) return -1;
