@@ -56,6 +56,12 @@ check "--skip-bad names each line (FILE:LINE)" grep -q "many.jsonl:5: invalid UT
 eq "--skip-bad keeps the good documents" "$(rwkv-tokenize --decode many.tok | grep -c 'good line')" 12
 rwkv-tokenize --skip-bad -j 2 many.jsonl > many2.tok 2>/dev/null
 check "--skip-bad -j 2 identical" cmp -s many.tok many2.tok
+# A bad line deep in a big file (past the first chunks), with threads, and in a second FILE.
+awk 'BEGIN { for (i = 1; i <= 40000; i++) print (i == 33333 ? "{\"text\": 1}" : "{\"text\": \"line " i "\"}") }' > big.jsonl
+expect_fail "-j 2: bad line 33333 of a big file" "big.jsonl:33333: field \"text\" is a number" rwkv-tokenize -j 2 big.jsonl
+expect_fail "-j 1: bad line 33333 of a big file" "big.jsonl:33333: field \"text\" is a number" rwkv-tokenize -j 1 big.jsonl
+eq "-j 2: documents before it were written" "$(rwkv-tokenize -j 2 big.jsonl 2>/dev/null | rwkv-tokenize --decode 2>/dev/null | wc -l | tr -d ' ')" 33332
+expect_fail "bad line in the second FILE is named by that file" "syntax.jsonl:2:" rwkv-tokenize -j 2 "$TOP/examples/demo.jsonl" syntax.jsonl
 expect_fail "missing input file" "nonexistent.jsonl" rwkv-tokenize nonexistent.jsonl
 
 # --- corrupt vocabularies: FILE:LINE ---
