@@ -38,7 +38,7 @@ enum {
     O_HEAD_CHUNK, O_LOAD_PARTIAL, O_MAGIC_PRIME, O_MY_TESTING, O_KERNEL, O_MY_EXIT_TOKENS,
     O_ACCELERATOR, O_DEVICES, O_NUM_NODES, O_PRECISION, O_STRATEGY, O_PROGRESS_BAR,
     O_SAVE_STEPS, O_SAVE_MINUTES, O_KEEP, O_RESUME, O_FORCE, O_DRY_RUN, O_SEED, O_MAX_BAD,
-    O_EXIT_AFTER, O_MAX_MINUTES, O_ALLOW_REPEAT, O_HELP, O_VERSION, O_END
+    O_EXIT_AFTER, O_MAX_MINUTES, O_ALLOW_REPEAT, O_TIMING, O_HELP, O_VERSION, O_END
 };
 
 #define OPT2(name, dash, has, code) { name, has, 0, code }, { dash, has, 0, code }
@@ -69,6 +69,7 @@ static const struct option long_opts[] = {
     OPT2("dry_run", "dry-run", 0, O_DRY_RUN), OPT2("seed", "seed", 1, O_SEED),
     OPT2("max_bad_steps", "max-bad-steps", 1, O_MAX_BAD), OPT2("exit_after_steps", "exit-after-steps", 1, O_EXIT_AFTER),
     OPT2("max_minutes", "max-minutes", 1, O_MAX_MINUTES), OPT2("allow_repeat", "allow-repeat", 0, O_ALLOW_REPEAT),
+    OPT2("timing", "timing", 0, O_TIMING),
     OPT2("help", "help", 0, O_HELP), OPT2("version", "version", 0, O_VERSION),
     { 0, 0, 0, 0 }
 };
@@ -80,7 +81,7 @@ typedef struct {
     uint64_t magic_prime, exit_tokens;
     double lr_init, lr_final, beta1, beta2, adam_eps, weight_decay, grad_clip;
     int64_t warmup_steps;
-    int grad_cp, force, dry_run, allow_repeat, progress_bar;
+    int grad_cp, force, dry_run, allow_repeat, progress_bar, timing;
     uint64_t save_steps, keep, max_bad, exit_after, seed;
     double save_minutes, max_minutes;
     char given[O_END - O_LOAD_MODEL];
@@ -127,6 +128,7 @@ static void usage(FILE *fp)
 "  --max_bad_steps K       stop after K non-finite steps in a row (3)\n"
 "  --seed N                recorded in the state (training itself uses no randomness)\n"
 "  --dry-run               print the plan and exit\n"
+"  --timing                at the end, print where the step time went\n"
 "  --help, --version\n"
 "Accepted for script compatibility: --wandb \"\" --data_type binidx --my_testing x070\n"
 "--train_stage --epoch_steps --epoch_count --epoch_begin --strategy --kernel --head_chunk\n"
@@ -198,6 +200,7 @@ static int parse_args(int argc, char **argv, Args *a)
         case O_FORCE: a->force = 1; break;
         case O_DRY_RUN: a->dry_run = 1; break;
         case O_ALLOW_REPEAT: a->allow_repeat = 1; break;
+        case O_TIMING: a->timing = 1; break;
         case O_VOCAB_SIZE: case O_N_LAYER: case O_N_EMBD: case O_HEAD_SIZE: case O_DIM_ATT: case O_DIM_FFN:
             if (parse_i64(v, &i64) || i64 < 0 || i64 > (1 << 30)) return bad_value(name, v);
             *(c == O_VOCAB_SIZE ? &a->vocab_size : c == O_N_LAYER ? &a->n_layer : c == O_N_EMBD ? &a->n_embd
@@ -789,6 +792,7 @@ int main(int argc, char **argv)
     uint64_t run_steps = 0, run_start_step = r.c.step;
     int status = 0, finished = 0, save_failed = 0;
     double lr = 0;
+    double t_sample = 0, t_model = 0, t_update = 0, t_log = 0, t_save = 0, loop_start = now_seconds();
     for (;;) {
         if (stop_signal) { status = EXIT_SIGNAL; break; }
         int done;
@@ -796,6 +800,7 @@ int main(int argc, char **argv)
         if (done) { finished = 1; break; }
         if (a.exit_after && run_steps >= a.exit_after) break;
         if (a.max_minutes > 0 && now_seconds() - run_start >= a.max_minutes * 60) break;
+        double ts0 = now_seconds();
         for (uint64_t m = 0; m < a.micro_bsz; m++) {
             uint64_t pos = sampler_step_pos(&r.smp, r.c.step, 0, m);
             for (uint64_t t = 0; t < a.ctx_len; t++) {
@@ -803,9 +808,12 @@ int main(int argc, char **argv)
                 y[m * a.ctx_len + t] = (int32_t)binidx_token(&r.ds, pos + t + 1);
             }
         }
+        t_sample += now_seconds() - ts0;
         StepArgs sa = { .adam_step = r.c.adam_step + 1, .lr = lr, .poison = poisoned(r.c.step) };
         StepResult res;
         if (r.be->step(r.be, x, y, &sa, &res, &e)) { status = report(&e); break; }
+        t_model += res.t_model;
+        t_update += res.t_update;
         uint64_t step_done = r.c.step;
         r.c.step++;
         r.c.warm_step++;
@@ -825,6 +833,7 @@ int main(int argc, char **argv)
             warnx_("step %" PRIu64 ": non-finite %s (loss %g, grad norm %g): update skipped (%" PRIu64 " in a row, %" PRIu64 " in all)",
                    step_done, isfinite(res.loss) ? "gradient norm" : "loss", res.loss, res.grad_norm, r.c.bad_in_row, r.c.bad_total);
         }
+        double tl0 = now_seconds();
         char sl[32], sg[32];
         json_num(sl, sizeof sl, res.loss, "%.6f");
         json_num(sg, sizeof sg, res.grad_norm, "%.6g");
@@ -851,6 +860,8 @@ int main(int argc, char **argv)
                     r.c.step, r.exit_step, avg, lr, tokens_per_s / 1e3,
                     (double)(r.c.step * r.sched.tokens_per_step) / 1e6, eta);
         }
+        double tl1 = now_seconds();
+        t_log += tl1 - tl0;
         /* Miniepoch end: train_log line, rwkv-E (absolute epoch numbering, see the man page). */
         int saved_state = 0;
         if (r.c.step % r.smp.epoch_steps == 0) {
@@ -875,7 +886,9 @@ int main(int argc, char **argv)
                              || (a.save_minutes > 0 && now_seconds() - r.last_save_time >= a.save_minutes * 60))) {
             if (save_state(&r, &e)) { warnx_("warning: state not saved (training continues): %s", e.msg); save_failed = 1; }
         }
+        t_save += now_seconds() - tl1;
     }
+    double loop_time = now_seconds() - loop_start;
     if (progress) fputc('\n', stderr);
     if (status == 0 || status == EXIT_SIGNAL || status == EXIT_NONFINITE) {
         if (finished && save_weights(&r, "rwkv-final.safetensors", &e)) { warnx_("%s", e.msg); status = 1; }
@@ -887,6 +900,15 @@ int main(int argc, char **argv)
     if (finished && status == 0)
         fprintf(stderr, "%s: finished at step %" PRIu64 " (%" PRIu64 " tokens); wrote %s\n", tool_name, r.c.step,
                 r.c.step * r.sched.tokens_per_step, final_path);
+    if (a.timing && run_steps) {
+        double T = loop_time > 0 ? loop_time : 1;
+        fprintf(stderr, "%s: timing: %" PRIu64 " steps, %" PRIu64 " tokens in %.3f s: %.1f tokens/s; "
+                "model forward+backward %.2f%%, optimizer (norm, clip, Adam, bf16 copy) %.2f%%, data sampling %.2f%%, "
+                "metrics/progress %.2f%%, saving %.2f%%, other %.2f%%\n", tool_name, run_steps,
+                run_steps * r.sched.tokens_per_step, loop_time, (double)(run_steps * r.sched.tokens_per_step) / T,
+                100 * t_model / T, 100 * t_update / T, 100 * t_sample / T, 100 * t_log / T, 100 * t_save / T,
+                100 * (T - t_model - t_update - t_sample - t_log - t_save) / T);
+    }
     if (status == 0 && save_failed) warnx_("note: some periodic saves failed (see above)");
     if (fclose(r.metrics)) { warnx_("cannot write %s", r.metrics_path); if (!status) status = 1; }
     r.be->free(r.be);

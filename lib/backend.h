@@ -30,6 +30,8 @@ typedef struct {
     float  loss;         /* mean cross-entropy over B*T tokens */
     double grad_norm;    /* global L2 norm before clipping */
     int    applied;      /* 0: loss or norm not finite, weights and moments untouched */
+    double t_model;      /* seconds in forward + backward */
+    double t_update;     /* seconds in norm, clipping, Adam and the weight copy */
 } StepResult;
 
 typedef struct Backend Backend;

@@ -29,15 +29,23 @@ static int cpu_step(Backend *b, const int32_t *x, const int32_t *y, const StepAr
     Cpu *c = b->impl;
     const Model *fm = c->cfg.bf16 ? &c->fwd : &c->master;
     size_t n = c->master.layout.total;
+    double t0 = now_seconds();
     r->loss = model_forward_backward(fm, c->work, x, y, c->grad);
+    double t1 = now_seconds();
+    r->t_model = t1 - t0;
+    r->t_update = 0;
     if (a->poison) c->grad[n / 2] = NAN;
     r->grad_norm = grad_global_norm(c->grad, n);
     r->applied = 0;
-    if (!isfinite(r->loss) || !isfinite(r->grad_norm)) return 0;   /* skip: the caller reports it */
+    if (!isfinite(r->loss) || !isfinite(r->grad_norm)) {   /* skip: the caller reports it */
+        r->t_update = now_seconds() - t1;
+        return 0;
+    }
     float scale = grad_clip_scale(r->grad_norm, c->cfg.adam.grad_clip);
-    adam_step(&c->master.layout, &c->cfg.adam, a->adam_step, a->lr, scale, c->master.w, c->m, c->v, c->grad);
-    refresh_forward_copy(c);
+    adam_step(&c->master.layout, &c->cfg.adam, a->adam_step, a->lr, scale, c->master.w, c->m, c->v, c->grad,
+              c->cfg.bf16 ? c->fwd.w : NULL);
     r->applied = 1;
+    r->t_update = now_seconds() - t1;
     return 0;
 }
 

@@ -2,6 +2,7 @@
 #include "optim.h"
 
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 ParamGroup param_group(const ParamInfo *p, double weight_decay)
@@ -35,35 +36,77 @@ float grad_clip_scale(double norm, double clip)
     return c > 1 ? (float)(1.0 / c) : 1.0f;
 }
 
+/* The update of elements [lo, hi) of one tensor, one function per
+ * (AdamW, bf16 copy) variant so the loop body has no run-time flags.
+ * (It stays scalar: sqrtf's errno path blocks vectorisation without
+ * -fno-math-errno, which the shared Makefile does not pass.) */
+typedef struct {
+    float *pw, *pm, *pv, *pb;
+    const float *pg;
+    float grad_scale, beta1, beta2, eps, bc1, bc2, lr_g, wd;
+} AdamArgs;
+
+#define ADAM_KERNEL(NAME, ADAMW, COPY)                                                      \
+static void NAME(const AdamArgs *A, size_t lo, size_t hi)                              \
+{                                                                                           \
+    float *restrict pw = A->pw, *restrict pm = A->pm, *restrict pv = A->pv, *restrict pb = A->pb; \
+    const float *restrict pg = A->pg;                                                       \
+    const float grad_scale = A->grad_scale, beta1 = A->beta1, beta2 = A->beta2, eps = A->eps; \
+    const float bc1 = A->bc1, bc2 = A->bc2, lr_g = A->lr_g, wd = A->wd;                     \
+    for (size_t i = lo; i < hi; i++) {                                                      \
+        float gi = pg[i] * grad_scale, wi = pw[i];                                          \
+        if (!(ADAMW)) gi = gi + wd * wi;   /* L2 mode: wd is 0, kept for the formula */     \
+        float mi = beta1 * pm[i] + (1 - beta1) * gi;                                        \
+        float vi = beta2 * pv[i] + (1 - beta2) * gi * gi;                                   \
+        float denom = sqrtf(vi / bc2) + eps;                                                \
+        float update = (mi / bc1) / denom;                                                  \
+        if (ADAMW) update = update + wd * wi;                                               \
+        float nw = wi - lr_g * update;                                                      \
+        pw[i] = nw;                                                                         \
+        pm[i] = mi;                                                                         \
+        pv[i] = vi;                                                                         \
+        if (COPY) {   /* bf16 round-to-nearest-even as f32_to_bf16, NaN kept */             \
+            union { float f; uint32_t u; } bb = { nw };                                     \
+            uint32_t r = (bb.u + 0x7fffu + ((bb.u >> 16) & 1)) >> 16;                       \
+            uint32_t q = (bb.u & 0x7fffffffu) > 0x7f800000u ? ((bb.u >> 16) | 0x40) : r;     \
+            bb.u = q << 16;                                                                 \
+            pb[i] = bb.f;                                                                   \
+        }                                                                                   \
+    }                                                                                       \
+}
+ADAM_KERNEL(adam_l2, 0, 0)
+ADAM_KERNEL(adam_l2_copy, 0, 1)
+ADAM_KERNEL(adam_w, 1, 0)
+ADAM_KERNEL(adam_w_copy, 1, 1)
+
 void adam_step(const Layout *l, const AdamConfig *c, uint64_t step, double lr, float grad_scale,
-               float *w, float *m, float *v, const float *g)
+               float *w, float *m, float *v, const float *g, float *w_bf16)
 {
     /* The host passes these to the kernel as float, as DeepSpeed does. */
     const float beta1 = (float)c->beta1, beta2 = (float)c->beta2, eps = (float)c->eps;
     /* std::pow(float beta, int step) promotes to double; the result is stored as float. */
     const float bc1 = (float)(1.0 - pow((double)beta1, (double)step));
     const float bc2 = (float)(1.0 - pow((double)beta2, (double)step));
+    const int adamw = c->weight_decay > 0;
     for (int k = 0; k < l->n; k++) {
         const ParamInfo *p = &l->p[k];
         ParamGroup grp = param_group(p, c->weight_decay);
         const float lr_g = (float)(lr * param_group_lr_scale(grp));
         const float wd = grp == GROUP_DECAY ? (float)c->weight_decay : 0.0f;
-        const int adamw = c->weight_decay > 0;
-        float *pw = w + p->offset, *pm = m + p->offset, *pv = v + p->offset;
-        const float *pg = g + p->offset;
-        const size_t n = p->numel;
-        #pragma omp parallel for schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++) {
-            float gi = pg[i] * grad_scale, wi = pw[i];
-            if (!adamw) gi = gi + wd * wi;   /* L2 mode: wd is 0 here, kept for the formula */
-            float mi = beta1 * pm[i] + (1 - beta1) * gi;
-            float vi = beta2 * pv[i] + (1 - beta2) * gi * gi;
-            float denom = sqrtf(vi / bc2) + eps;
-            float update = (mi / bc1) / denom;
-            if (adamw) update = update + wd * wi;
-            pw[i] = wi - lr_g * update;
-            pm[i] = mi;
-            pv[i] = vi;
+        const size_t o = p->offset, n = p->numel;
+        AdamArgs A = { w + o, m + o, v + o, w_bf16 ? w_bf16 + o : NULL, g + o,
+                       grad_scale, beta1, beta2, eps, bc1, bc2, lr_g, wd };
+        void (*kern)(const AdamArgs *, size_t, size_t) =
+            adamw ? (A.pb ? adam_w_copy : adam_w) : (A.pb ? adam_l2_copy : adam_l2);
+        if (n <= 65536) { kern(&A, 0, n); continue; }
+        /* Element-wise, so the split does not change any result. */
+        #pragma omp parallel
+        {
+            size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+            size_t chunk = (n / nt + 15) & ~(size_t)15;
+            size_t lo = t * chunk < n ? t * chunk : n, hi = lo + chunk < n ? lo + chunk : n;
+            if (t == nt - 1) hi = n;
+            kern(&A, lo, hi);
         }
     }
 }

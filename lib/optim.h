@@ -27,7 +27,9 @@ float  grad_clip_scale(double norm, double clip);
 
 /* One FusedAdam step (step = 1, 2, ... since the optimizer started) over the
  * parameters of layout l: w, m, v updated in place from gradient g, which is
- * multiplied by grad_scale first (clipping).  lr is the base LR. */
+ * multiplied by grad_scale first (clipping).  lr is the base LR.  If w_bf16
+ * is not NULL it receives the new weights rounded to bf16 (as fp32 values):
+ * the copy the next forward uses, written in the same pass. */
 void adam_step(const Layout *l, const AdamConfig *c, uint64_t step, double lr, float grad_scale,
-               float *w, float *m, float *v, const float *g);
+               float *w, float *m, float *v, const float *g, float *w_bf16);
 #endif

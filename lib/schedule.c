@@ -18,17 +18,25 @@ int lr_schedule_check(const LrSchedule *s, Error *e)
     return 0;
 }
 
+/* A product rounded on its own, as Python computes it: the volatile keeps the
+ * compiler from fusing it with the next addition (an FMA rounds once). */
+static double mul(double a, double b)
+{
+    volatile double r = a * b;
+    return r;
+}
+
 double lr_at(const LrSchedule *s, uint64_t real_step, uint64_t warm_step, int *done)
 {
     double tps = (double)s->tokens_per_step, w = (double)s->warmup_steps;
-    double progress = ((double)real_step * tps - w * tps) / ((double)s->exit_tokens - w * tps);
+    double progress = (mul((double)real_step, tps) - mul(w, tps)) / ((double)s->exit_tokens - mul(w, tps));
     if (progress < 0) progress = 0;
     if (progress > 1) progress = 1;
     double f = s->lr_final / s->lr_init;
-    double lr = s->lr_init * ((0.5 + f / 2) + (0.5 - f / 2) * cos(M_PI * progress));
+    double lr = s->lr_init * ((0.5 + f / 2) + mul(0.5 - f / 2, cos(M_PI * progress)));
     *done = progress >= 1;
     if ((double)warm_step < w)
-        lr = lr * (0.01 + 0.99 * (double)warm_step / w);
+        lr = lr * (0.01 + mul(0.99, (double)warm_step) / w);
     return lr;
 }
 

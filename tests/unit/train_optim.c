@@ -61,7 +61,7 @@ int main(void)
     double lr = 1e-3;
     float w_before[6];
     memcpy(w_before, w, sizeof w);
-    adam_step(&hl, &ac, 1, lr, 1.0f, w, m, v, g);
+    adam_step(&hl, &ac, 1, lr, 1.0f, w, m, v, g, NULL);
     /* Step 1: m̂ = g, v̂ = g², so the step is lr_g * g/(|g| + eps), sign(g) * lr_g when g != 0. */
     for (int i = 0; i < 6; i++) {
         double lr_g = i < 2 ? 2 * lr : lr;
@@ -73,7 +73,7 @@ int main(void)
     float g2[6] = { -0.05f, 0.3f, 0.3f, 1.0f, 0.0f, -4.0f };
     float w1s[6];
     memcpy(w1s, w, sizeof w);
-    adam_step(&hl, &ac, 2, lr, 1.0f, w, m, v, g2);
+    adam_step(&hl, &ac, 2, lr, 1.0f, w, m, v, g2, NULL);
     for (int i = 0; i < 6; i++) {
         double m1 = 0.1 * g[i], v1 = 0.01 * (double)g[i] * g[i];
         double m2 = 0.9 * m1 + 0.1 * g2[i], v2 = 0.99 * v1 + 0.01 * (double)g2[i] * g2[i];
@@ -85,7 +85,7 @@ int main(void)
     /* AdamW: decay applies to emb.weight only, p -= lr*(update + wd*p). */
     float wd_w[6] = { 1, 1, 1, 1, 1, 1 }, zero_g[6] = { 0 }, m3[6] = { 0 }, v3[6] = { 0 };
     ac.weight_decay = 0.1;
-    adam_step(&hl, &ac, 1, lr, 1.0f, wd_w, m3, v3, zero_g);
+    adam_step(&hl, &ac, 1, lr, 1.0f, wd_w, m3, v3, zero_g, NULL);
     CHECK(wd_w[0] == 1.0f && wd_w[1] == 1.0f, "no decay on att.w0");
     for (int i = 2; i < 6; i++) CHECK(fabsf(wd_w[i] - (float)(1 - lr * 0.1)) < 1e-7f, "decay on emb.weight: %.9g", wd_w[i]);
 

@@ -8,6 +8,8 @@
 #include "schedule.h"
 
 static int fails;
+/* Python rounds every operation; keep the compiler from fusing a*b+c. */
+static double mul(double a, double b) { volatile double r = a * b; return r; }
 #define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 /* The formula with Python-style exact arithmetic, done independently with
@@ -85,19 +87,28 @@ int main(void)
     for (uint64_t k = 0; k < 12; k++) {
         double base = lr_at(&ls, k, UINT64_MAX, &done);
         double got = lr_at(&ls, k, k, &done);
-        double prog = ((double)k * 8192 - 81920.0) / (1498226207.0 - 81920.0);
+        double prog = (mul((double)k, 8192) - 81920.0) / (1498226207.0 - 81920.0);
         if (prog < 0) prog = 0;
-        double hand = 6e-4 * ((0.5 + 0.05) + (0.5 - 0.05) * cos(M_PI * prog));
-        if (k < 10) hand *= 0.01 + 0.99 * (double)k / 10.0;
+        double hand = 6e-4 * ((0.5 + 0.05) + mul(0.5 - 0.05, cos(M_PI * prog)));
+        if (k < 10) hand *= 0.01 + mul(0.99, (double)k) / 10.0;
         CHECK(got == hand, "warm step %" PRIu64 ": %.12g vs %.12g", k, got, hand);
         CHECK(k >= 10 ? got == base : got < base, "warmup only before step 10");
+    }
+    /* Bit-exact against Python (train.py's formula evaluated by CPython 3). */
+    const struct { uint64_t step; double lr; } py[] = {
+        { 0, 5.999999999999999e-06 }, { 1, 6.539999999999999e-05 }, { 5, 0.000303 },
+        { 2519, 0.0005997492504249721 }, { 100000, 0.0002904833483943702 }, { 182888, 6.000000003529784e-05 },
+    };
+    for (size_t i = 0; i < sizeof py / sizeof *py; i++) {
+        double got = lr_at(&ls, py[i].step, py[i].step, &done);
+        CHECK(got == py[i].lr, "step %" PRIu64 ": %.17g, Python %.17g", py[i].step, got, py[i].lr);
     }
     /* warmup -1: progress uses w = -1 as the reference does */
     LrSchedule nw = ls; nw.warmup_steps = -1;
     double g0 = lr_at(&nw, 0, 0, &done);
     double p0 = (0.0 + 8192.0) / (1498226207.0 + 8192.0);
-    CHECK(g0 == 6e-4 * (0.55 + 0.45 * cos(M_PI * p0)), "no warmup step 0");
-    CHECK(lr_at(&ls, 10, 10, &done) == 6e-4 * (0.55 + 0.45), "lr_init right after warmup");
+    CHECK(g0 == 6e-4 * ((0.5 + 0.05) + mul(0.5 - 0.05, cos(M_PI * p0))), "no warmup step 0");
+    CHECK(lr_at(&ls, 10, 10, &done) == 6e-4 * ((0.5 + 0.05) + mul(0.5 - 0.05, 1.0)), "lr_init right after warmup");
     LrSchedule bad = ls; bad.lr_init = 0;
     CHECK(lr_schedule_check(&bad, &e) == -1, "lr_init 0 rejected");
     bad = ls; bad.exit_tokens = 0;
