@@ -1,7 +1,8 @@
 #!/bin/sh
 # rwkv-train: runs killed with SIGKILL at random points and resumed end with
 # weights, Adam moments and counters bit-identical to an uninterrupted run;
-# SIGTERM finishes the step, saves and exits 75; the resume message names the state.
+# SIGTERM/SIGINT finish the step, save and exit 75; the resume message names the
+# state; --grad_cp 1 and two threads give bit-identical weights.
 . "$TOP/tests/lib.sh"
 U="$PYTHON $TOP/tests/train_util.py"
 # One thread: fast on a shared machine, and the same reductions in every run.
@@ -60,4 +61,25 @@ check "state saved at the stop step" test -f "c/$(printf 'train-state-%08d.safet
 check "resume after SIGTERM" rwkv-train --proj_dir c $common 2>>c.err
 check "resumed from the SIGTERM state" grep -q "resuming from c/train-state-$(printf %08d "$st")" c.err
 check "final state bit-identical after SIGTERM" $U cmpstate "a/$final" "c/$final"
+
+# SIGINT behaves the same way.
+mkdir d
+cp init.safetensors d/rwkv-init.safetensors
+rwkv-train --proj_dir d $common 2>d.err &
+pid=$!
+sleep 1
+kill -INT "$pid"
+wait "$pid"
+eq "SIGINT exit status" "$?" 75
+check "SIGINT message" grep -q 'stopped by SIGINT after step' d.err
+
+# Activation recomputation and the thread count change nothing.
+mkdir g1 g2
+cp init.safetensors g1/rwkv-init.safetensors
+cp init.safetensors g2/rwkv-init.safetensors
+check "--grad_cp 1 run" rwkv-train --proj_dir g1 $common --grad_cp 1 --exit_after_steps 12 2>/dev/null
+check "two-thread run" env OMP_NUM_THREADS=2 rwkv-train --proj_dir g2 $common --exit_after_steps 12 2>/dev/null
+check "uninterrupted run to step 12" rwkv-train --proj_dir d --resume never --force $common --exit_after_steps 12 2>/dev/null
+check "--grad_cp 1 gives bit-identical weights" $U cmpweights d/train-state-00000012.safetensors g1/train-state-00000012.safetensors
+check "two threads give bit-identical weights" $U cmpweights d/train-state-00000012.safetensors g2/train-state-00000012.safetensors
 finish
