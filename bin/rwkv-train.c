@@ -458,6 +458,14 @@ static void append_log(Run *r, const char *line)
     if (fclose(fp)) warnx_("warning: cannot write %s: %s", r->log_path, strerror(errno));
 }
 
+static void fmt_count(char *b, size_t n, double v)
+{
+    if (v < 1e3) snprintf(b, n, "%.0f", v);
+    else if (v < 1e6) snprintf(b, n, "%.1fk", v / 1e3);
+    else if (v < 1e9) snprintf(b, n, "%.2fM", v / 1e6);
+    else snprintf(b, n, "%.2fG", v / 1e9);
+}
+
 static void fmt_duration(char *b, size_t n, double s)
 {
     if (!isfinite(s) || s < 0) { snprintf(b, n, "?"); return; }
@@ -854,11 +862,11 @@ int main(int argc, char **argv)
         if (progress) {
             double avg = r.c.epoch_loss_n ? r.c.epoch_loss_sum / (double)r.c.epoch_loss_n : NAN;
             double per_step = (t_end - run_start) / (double)run_steps;
-            char eta[32];
+            char eta[32], done_tok[32];
             fmt_duration(eta, sizeof eta, per_step * (double)(r.exit_step - r.c.step));
-            fprintf(stderr, "\rstep %" PRIu64 "/%" PRIu64 "  loss %.4f  lr %.3e  %.2f kt/s  %.3g Mtok  ETA %s   ",
-                    r.c.step, r.exit_step, avg, lr, tokens_per_s / 1e3,
-                    (double)(r.c.step * r.sched.tokens_per_step) / 1e6, eta);
+            fmt_count(done_tok, sizeof done_tok, (double)(r.c.step * r.sched.tokens_per_step));
+            fprintf(stderr, "\rstep %" PRIu64 "/%" PRIu64 "  loss %.4f  lr %.3e  %.2f kt/s  %s tokens  ETA %s   ",
+                    r.c.step, r.exit_step, avg, lr, tokens_per_s / 1e3, done_tok, eta);
         }
         double tl1 = now_seconds();
         t_log += tl1 - tl0;

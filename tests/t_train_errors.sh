@@ -68,4 +68,12 @@ printf 'garbage' | dd of=p/train-state-00000004.safetensors bs=1 seek=200 conv=n
 check "corrupt state skipped" $T --exit_after_steps 1 2>err.txt
 check "... warning names it" grep -q 'skipping p/train-state-00000004.safetensors' err.txt
 check "... resumed from the previous one" grep -q 'resuming from p/train-state-00000003' err.txt
+
+# The progress line appears on a terminal (script(1) provides one), not in a pipe.
+if command -v script >/dev/null 2>&1; then
+    script -qc "rwkv-train --proj_dir p --data_file data --ctx_len 32 --micro_bsz 4 --exit_after_steps 3" /dev/null </dev/null >tty.txt 2>&1
+    check "progress line on a terminal" grep -q 'step 7/258  loss [0-9.]*  lr [0-9.e-]*  [0-9.]* kt/s  896 tokens  ETA' tty.txt
+    rwkv-train --proj_dir p --data_file data --ctx_len 32 --micro_bsz 4 --exit_after_steps 1 2>pipe.txt
+    check "no progress line in a pipe" test "$(grep -c 'ETA' pipe.txt)" -eq 0
+fi
 finish
