@@ -17,6 +17,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define HS 64                       /* head size (layout.c enforces 64) */
 #define WKV_CHUNK 16                /* state kept every 16 steps for the backward */
@@ -84,23 +85,54 @@ static inline float sigmoidf_(float z) { return 1.0f / (1.0f + expf(-z)); }
 /* Threads.  OpenBLAS's own threads and OpenMP's spin-waiting threads fight
  * over the cores (5-10x slower, measured on 2 shared cores), so BLAS runs
  * single-threaded inside our OpenMP threads: each multiplies a block of rows
- * (or columns) of the output.  OpenMP's dynamic mode is switched on so a
- * loaded machine gets fewer threads (libgomp sizes teams by the load average)
- * instead of spinning threads that wait for descheduled ones.  Results do not
+ * (or columns) of the output.  On a machine already busy with other jobs,
+ * spinning OpenMP threads that wait for descheduled ones lose as much again,
+ * so unless OMP_NUM_THREADS, OMP_DYNAMIC or OMP_WAIT_POLICY is set, a work
+ * area takes only the cores that other processes leave free when it is
+ * created (the runnable count of /proc/loadavg, median of a few samples; not
+ * the load average, which would count our own past work).  Results do not
  * depend on the thread count (checked bitwise).  threads_enter/threads_leave
  * bracket every public entry point and restore the caller's settings. */
-typedef struct { int blas, dynamic; } ThreadSave;
-static ThreadSave threads_enter(void)
+static int pick_threads(void)
 {
-    ThreadSave s = { openblas_get_num_threads(), omp_get_dynamic() };
+    int n = omp_get_max_threads();
+    if (getenv("OMP_NUM_THREADS") || getenv("OMP_DYNAMIC") || getenv("OMP_WAIT_POLICY")) return n;
+    int others[5], k = 0;
+    for (int i = 0; i < 5; i++) {
+        FILE *f = fopen("/proc/loadavg", "r");
+        double a, b, c;
+        int running, total;
+        if (!f) return n;
+        if (fscanf(f, "%lf %lf %lf %d/%d", &a, &b, &c, &running, &total) == 5) {
+            int o = running - 1;                      /* not counting this thread */
+            int j = k++;
+            while (j > 0 && others[j - 1] > o) { others[j] = others[j - 1]; j--; }
+            others[j] = o;
+        }
+        fclose(f);
+        if (i < 4) {
+            struct timespec ts = { 0, 2000000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (k == 0) return n;
+    int free_cores = omp_get_num_procs() - others[k / 2];
+    if (free_cores < n) n = free_cores < 1 ? 1 : free_cores;
+    return n;
+}
+
+typedef struct { int blas, omp; } ThreadSave;
+static ThreadSave threads_enter(const ModelWork *W)
+{
+    ThreadSave s = { openblas_get_num_threads(), omp_get_max_threads() };
     if (s.blas != 1) openblas_set_num_threads(1);
-    if (!s.dynamic) omp_set_dynamic(1);
+    if (s.omp != W->nthreads) omp_set_num_threads(W->nthreads);
     return s;
 }
 static void threads_leave(ThreadSave s)
 {
     if (s.blas != 1) openblas_set_num_threads(s.blas);
-    if (!s.dynamic) omp_set_dynamic(0);
+    if (omp_get_max_threads() != s.omp) omp_set_num_threads(s.omp);
 }
 
 /* C[M,N] = op(A) op(B) + beta C, row-major; op(A) is [M,K], op(B) is [K,N]. */
@@ -519,7 +551,7 @@ static ModelWork *work_new(const Model *m, int B, int T, int mode, Error *e)
     W->B = B;
     W->T = T;
     W->mode = mode;
-    W->nthreads = omp_get_max_threads();
+    W->nthreads = pick_threads();
     W->nact = mode == MODE_TRAIN ? m->cfg.n_layer : 1;
     W->act = calloc((size_t)W->nact, sizeof *W->act);
     W->xin = calloc((size_t)m->cfg.n_layer + 1, sizeof *W->xin);
@@ -962,7 +994,7 @@ float model_forward_loss(const Model *m, ModelWork *W, const int32_t *x, const i
     size_t BT = (size_t)W->B * W->T;
     int V = m->cfg.vocab_size;
     if (!tokens_ok(x, BT, V) || !tokens_ok(y, BT, V)) return NAN;
-    ThreadSave nb = threads_enter();
+    ThreadSave nb = threads_enter(W);
     forward_blocks(m, W, W->B, W->T, x, NULL);
     float loss = head_loss(m, W, y, NULL);
     threads_leave(nb);
@@ -977,7 +1009,7 @@ void model_forward_logits(const Model *m, ModelWork *W, const int32_t *x, float 
         for (size_t i = 0; i < BT * V; i++) logits[i] = NAN;
         return;
     }
-    ThreadSave nb = threads_enter();
+    ThreadSave nb = threads_enter(W);
     forward_blocks(m, W, W->B, W->T, x, NULL);
     head_forward(m, W, W->B, W->T, logits, 0);
     threads_leave(nb);
@@ -991,7 +1023,7 @@ float model_forward_backward(const Model *m, ModelWork *W, const int32_t *x, con
     memset(grad, 0, m->layout.total * sizeof(float));
     if (!tokens_ok(x, BT, V) || !tokens_ok(y, BT, V)) return NAN;
 
-    ThreadSave nb = threads_enter();
+    ThreadSave nb = threads_enter(W);
     forward_blocks(m, W, B, T, x, NULL);
     float loss = head_loss(m, W, y, grad);
 
@@ -1069,7 +1101,7 @@ void model_step(const Model *m, ModelState *s, int32_t token, float *logits)
             for (int i = 0; i < m->cfg.vocab_size; i++) logits[i] = NAN;
         return;
     }
-    ThreadSave nb = threads_enter();
+    ThreadSave nb = threads_enter(s->w);
     forward_blocks(m, s->w, 1, 1, &token, s);
     if (logits) head_forward(m, s->w, 1, 1, logits, 1);
     threads_leave(nb);
@@ -1082,7 +1114,7 @@ int model_prefill(const Model *m, ModelState *s, const int32_t *tokens, int n, f
         if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab_size)
             return fail(e, "token %d at position %d is outside the vocabulary (size %d)",
                         tokens[i], i, m->cfg.vocab_size);
-    ThreadSave nb = threads_enter();
+    ThreadSave nb = threads_enter(s->w);
     for (int done = 0; done < n; done += PREFILL_CHUNK) {
         int T = n - done < PREFILL_CHUNK ? n - done : PREFILL_CHUNK;
         forward_blocks(m, s->w, 1, T, tokens + done, s);
