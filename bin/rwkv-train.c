@@ -684,7 +684,10 @@ int main(int argc, char **argv)
                  r.ds.token_count);
             return report(&e);
         }
-        if (!GIVEN(&a, O_MY_EXIT_TOKENS)) a.exit_tokens = get_meta_u64(&st, "my_exit_tokens", 0);
+        if (!GIVEN(&a, O_MY_EXIT_TOKENS)) {
+            a.exit_tokens = get_meta_u64(&st, "my_exit_tokens", 0);
+            a.allow_repeat = 1;   /* validated when the run began */
+        }
         if (!GIVEN(&a, O_EPOCH_SAVE)) a.epoch_save = get_meta_u64(&st, "epoch_save", a.epoch_save);
         double wu = (double)a.warmup_steps;
         inherit_f64(&a, O_LR_INIT, "lr_init", &a.lr_init, &st);

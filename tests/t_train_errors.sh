@@ -69,6 +69,12 @@ check "corrupt state skipped" $T --exit_after_steps 1 2>err.txt
 check "... warning names it" grep -q 'skipping p/train-state-00000004.safetensors' err.txt
 check "... resumed from the previous one" grep -q 'resuming from p/train-state-00000003' err.txt
 
+# --allow_repeat is part of the saved run: a resume does not need it again.
+mkdir rp
+cp init.safetensors rp/rwkv-init.safetensors
+check "run past one pass with --allow_repeat" rwkv-train --proj_dir rp --data_file data --ctx_len 32 --micro_bsz 4 --my_exit_tokens 100000 --allow_repeat --exit_after_steps 2 2>/dev/null
+check "resume keeps its my_exit_tokens" sh -c 'rwkv-train --proj_dir rp --data_file data --ctx_len 32 --micro_bsz 4 --dry-run | grep -q "exit at step 782"'
+
 # The progress line appears on a terminal (script(1) provides one), not in a pipe.
 if command -v script >/dev/null 2>&1; then
     script -qc "rwkv-train --proj_dir p --data_file data --ctx_len 32 --micro_bsz 4 --exit_after_steps 3" /dev/null </dev/null >tty.txt 2>&1
