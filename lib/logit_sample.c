@@ -1,3 +1,4 @@
+#define _GNU_SOURCE   /* qsort_r */
 #include "logit_sample.h"
 
 #include <math.h>
@@ -17,10 +18,10 @@ void logit_sample_seed(LogitSampler *s, uint64_t seed)
     next_u64(&s->rng);
 }
 
-static const float *sort_key;
-static int by_prob_desc(const void *a, const void *b)
+static int by_prob_desc(const void *a, const void *b, void *key)
 {
-    float pa = sort_key[*(const int32_t *)a], pb = sort_key[*(const int32_t *)b];
+    const float *p = key;
+    float pa = p[*(const int32_t *)a], pb = p[*(const int32_t *)b];
     if (pa != pb) return pa > pb ? -1 : 1;
     return *(const int32_t *)a - *(const int32_t *)b;
 }
@@ -40,8 +41,7 @@ int logit_sample(LogitSampler *s, const float *logits, int V, float *p, int32_t 
     int n = V;
     for (int i = 0; i < V; i++) idx[i] = i;
     if ((s->top_k > 0 && s->top_k < V) || s->top_p < 1) {
-        sort_key = p;
-        qsort(idx, (size_t)V, sizeof *idx, by_prob_desc);
+        qsort_r(idx, (size_t)V, sizeof *idx, by_prob_desc, p);
         if (s->top_k > 0 && s->top_k < n) n = s->top_k;
         if (s->top_p < 1) {
             double acc = 0, want = s->top_p * sum;
