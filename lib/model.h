@@ -39,6 +39,7 @@ void       model_work_free(ModelWork *w);
 /* x, y: B*T token ids.  Returns the mean cross-entropy over B*T.  grad (layout.total
  * floats) is overwritten with d(loss)/d(w) including the L2Wrap term (§3.6). */
 float model_forward_backward(const Model *m, ModelWork *w, const int32_t *x, const int32_t *y, float *grad);
+/* Token ids outside [0, vocab_size) make the loss NaN (and logits NaN); callers validate. */
 /* Loss only (no backward). */
 float model_forward_loss(const Model *m, ModelWork *w, const int32_t *x, const int32_t *y);
 /* logits: B*T*V floats. */
