@@ -1,5 +1,6 @@
 /* zip.c: strict stored-ZIP reader and miniz-compatible writer (see zip.h). */
 #include "zip.h"
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -417,7 +418,7 @@ void zip_writer_free(ZipWriter *w)
 
 static int out(ZipWriter *w, const void *p, size_t n, Error *e)
 {
-    if (n && fwrite(p, 1, n, w->fp) != n) return fail(e, "write failed");
+    if (n && fwrite(p, 1, n, w->fp) != n) return fail(e, "write failed: %s", strerror(errno));
     w->pos += n;
     return 0;
 }
