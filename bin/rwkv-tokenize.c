@@ -76,7 +76,7 @@ static int chunk_reserve(Chunk *c, size_t bytes, Error *e)
     size_t lcap = c->lines_cap ? c->lines_cap : CHUNK_LINES;
     if (c->lines >= lcap) lcap *= 2;
     if (tcap != c->text_cap) {
-        char *t = realloc(c->text, tcap), *d = realloc(c->decoded, tcap);
+        char *t = realloc(c->text, tcap), *d = realloc(c->decoded, tcap + 64);   /* +64: tokenizer_encode_many reads past the end */
         uint32_t *ids = realloc(c->ids, (tcap + lcap) * sizeof *ids);
         if (t) c->text = t;
         if (d) c->decoded = d;
@@ -110,18 +110,34 @@ static void chunk_free(Chunk *c)
     free(c->ids); free(c->n_ids); free(c->status); free(c->err);
 }
 
-static void tokenize_line(Chunk *c, size_t i, const Options *o)
+/* Validate and extract lines [first, first + n), then encode their texts together. */
+static void tokenize_lines(Chunk *c, size_t first, size_t n, const Options *o)
 {
-    const char *line = c->text + c->off[i];
-    if (jsonl_is_blank(line, c->len[i])) { c->status[i] = LINE_BLANK; return; }
-    char *dec = c->decoded + c->off[i];
-    long n = jsonl_extract(line, c->len[i], o->field, o->field_len, dec, &c->err[i]);
-    if (n < 0) { c->status[i] = LINE_BAD; return; }
-    uint32_t *ids = c->ids + c->off[i] + i;
-    size_t k = tokenizer_encode(o->tok, (const uint8_t *)dec, (size_t)n, ids);
-    if (o->eod) ids[k++] = 0;
-    c->n_ids[i] = k;
-    c->status[i] = LINE_OK;
+    enum { BATCH = 256 };
+    uint32_t off[BATCH], len[BATCH], out_off[BATCH], n_ids[BATCH];
+    size_t line_of[BATCH];
+    while (n) {
+        size_t take = n < BATCH ? n : BATCH, k = 0;
+        for (size_t i = first; i < first + take; i++) {
+            const char *line = c->text + c->off[i];
+            if (jsonl_is_blank(line, c->len[i])) { c->status[i] = LINE_BLANK; continue; }
+            long got = jsonl_extract(line, c->len[i], o->field, o->field_len, c->decoded + c->off[i], &c->err[i]);
+            if (got < 0) { c->status[i] = LINE_BAD; continue; }
+            c->status[i] = LINE_OK;
+            off[k] = (uint32_t)c->off[i];
+            len[k] = (uint32_t)got;
+            out_off[k] = (uint32_t)(c->off[i] + i);
+            line_of[k++] = i;
+        }
+        tokenizer_encode_many(o->tok, (const uint8_t *)c->decoded, k, off, len, c->ids, out_off, n_ids);
+        for (size_t j = 0; j < k; j++) {
+            size_t i = line_of[j], m = n_ids[j];
+            if (o->eod) c->ids[out_off[j] + m++] = 0;
+            c->n_ids[i] = m;
+        }
+        first += take;
+        n -= take;
+    }
 }
 
 static char *put_u32_text(char *p, uint32_t v)
@@ -239,11 +255,11 @@ static void *worker(void *arg)
         seen = p->generation;
         Chunk *c = p->chunk;
         for (;;) {
-            size_t first = p->next_line, n = c->lines - first < 4 ? c->lines - first : 4;
+            size_t first = p->next_line, n = c->lines - first < 64 ? c->lines - first : 64;
             p->next_line += n;
             if (!n) break;
             pthread_mutex_unlock(&p->mu);
-            for (size_t i = first; i < first + n; i++) tokenize_line(c, i, p->o);
+            tokenize_lines(c, first, n, p->o);
             pthread_mutex_lock(&p->mu);
         }
         if (--p->running == 0) pthread_cond_signal(&p->done);
@@ -293,7 +309,7 @@ static int encode_all(char **files, int nfiles, const Options *o, Error *e)
     if (!rc && got && started) pool_submit(&pool, cur, started);
     while (!rc && cur->lines) {
         if (!started) {
-            for (size_t i = 0; i < cur->lines; i++) tokenize_line(cur, i, o);
+            tokenize_lines(cur, 0, cur->lines, o);
             if (read_chunk(&r, nxt, &cnt, e) < 0) rc = -1;
         } else {
             if (read_chunk(&r, nxt, &cnt, e) < 0) { rc = -1; nxt->lines = 0; }

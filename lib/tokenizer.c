@@ -3,6 +3,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 /* One trie node.  Child c of a node lives at slot base + c and carries label
  * c + 1 (0 = free slot).  Every parent gets a distinct base, so a matching
@@ -184,7 +187,7 @@ Tokenizer *tokenizer_new(const Vocab *v, Error *e)
         t->n_slots = top + 257;   /* lookups from any node may reach base + 255 */
         if (t->n_slots > W_MAX_BASE) { fail(e, "vocabulary too large for the tokenizer's trie"); goto bad; }
         t->nodes = calloc(t->n_slots, sizeof *t->nodes);
-        t->tok = calloc(t->n_slots + 65536 + 256, sizeof *t->tok);
+        t->tok = calloc(t->n_slots + 65536 + 256 + 2, sizeof *t->tok);   /* +2: 32-bit gathers read one past */
         t->first2 = calloc(65536, sizeof *t->first2);
         if (!t->nodes || !t->tok || !t->first2) { fail(e, "out of memory"); goto bad; }
         for (size_t i = 0; i < t->n_slots && i < cap; i++) {
@@ -245,6 +248,120 @@ size_t tokenizer_encode(const Tokenizer *t, const uint8_t *s, size_t n, uint32_t
     }
     if (n) *o++ = t->single[s[0]];
     return (size_t)(o - out);
+}
+
+void tokenizer_encode_many(const Tokenizer *t, const uint8_t *base, size_t count, const uint32_t *off,
+                           const uint32_t *len, uint32_t *out, const uint32_t *out_off, uint32_t *n_out)
+{
+    size_t d = 0;
+#ifdef __AVX512F__
+    /* Sixteen texts at once, one per 32-bit vector lane.  A lone walk is a
+     * chain of dependent loads plus a mispredicted loop exit per token; here
+     * every round advances all lanes by one step with gathers and masks, so
+     * nothing waits on a single load and nothing branches on the data.  A lane
+     * whose step fails emits its best match, restarts after it, and takes the
+     * next text when its own is done. */
+    enum { W = 16 };
+    const uint32_t depth2 = (uint32_t)t->n_slots, single = depth2 + 65536;
+    uint32_t st_pos[W], st_rem[W], st_w[W], st_i[W], st_blen[W], st_bref[W], st_opos[W], doc[W];
+    __mmask16 active = 0;
+    /* start lane k on the next text (scalar; once per text) */
+#define LANE_START(k) do { \
+        while (d < count && !len[d]) n_out[d++] = 0; \
+        if (d < count) { \
+            const uint8_t *s_ = base + off[d]; \
+            uint32_t two_ = len[d] >= 2, pair_ = (uint32_t)s_[0] << 8 | s_[two_]; \
+            uint32_t w_ = two_ ? t->first2[pair_] : 0; \
+            st_pos[k] = off[d]; st_rem[k] = len[d]; st_w[k] = w_; st_i[k] = 2; \
+            st_blen[k] = W_END(w_) ? 2 : 1; st_bref[k] = W_END(w_) ? depth2 + pair_ : single + s_[0]; \
+            st_opos[k] = out_off[d]; doc[k] = (uint32_t)d; active |= (__mmask16)(1u << (k)); d++; \
+        } else { \
+            st_pos[k] = st_rem[k] = st_w[k] = st_blen[k] = st_bref[k] = st_opos[k] = 0; st_i[k] = 2; \
+            active &= (__mmask16)~(1u << (k)); \
+        } \
+    } while (0)
+    if (count >= W) {
+        for (int k = 0; k < W; k++) LANE_START(k);
+        const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2), byte = _mm512_set1_epi32(0xFF);
+        const __m512i mask9 = _mm512_set1_epi32(0x1FF), endbit = _mm512_set1_epi32(1 << 9);
+        const __m512i v_single = _mm512_set1_epi32((int)single), v_depth2 = _mm512_set1_epi32((int)depth2);
+        const __m512i zero = _mm512_setzero_si512();
+        /* vector rounds while enough lanes are busy; the rest finish in scalar code */
+        while (__builtin_popcount(active) >= W / 2) {
+            __m512i pos = _mm512_loadu_si512(st_pos), rem = _mm512_loadu_si512(st_rem);
+            __m512i w = _mm512_loadu_si512(st_w), i = _mm512_loadu_si512(st_i);
+            __m512i blen = _mm512_loadu_si512(st_blen), bref = _mm512_loadu_si512(st_bref);
+            __m512i opos = _mm512_loadu_si512(st_opos);
+            __mmask16 done = 0;
+            /* win holds the next text bytes of each lane (wn of them), so the
+             * text is gathered once per 4 steps rather than every step */
+            __m512i win = zero, wn = zero;
+            while (!done) {
+                __mmask16 in = _mm512_mask_cmplt_epu32_mask(active, i, rem);
+                __mmask16 reload = _mm512_mask_cmpeq_epi32_mask(in, wn, zero);
+                if (reload) {
+                    win = _mm512_mask_i32gather_epi32(win, reload, _mm512_add_epi32(pos, i), base, 1);
+                    wn = _mm512_mask_mov_epi32(wn, reload, _mm512_set1_epi32(4));
+                }
+                __m512i c = _mm512_and_si512(win, byte);
+                __m512i slot = _mm512_add_epi32(_mm512_srli_epi32(w, 10), c);
+                __m512i x = _mm512_mask_i32gather_epi32(zero, in, slot, t->nodes, 4);
+                __mmask16 ok = _mm512_mask_cmpeq_epi32_mask(in, _mm512_and_si512(x, mask9), _mm512_add_epi32(c, one));
+                __mmask16 end = _mm512_mask_test_epi32_mask(ok, x, endbit);
+                blen = _mm512_mask_add_epi32(blen, end, i, one);
+                bref = _mm512_mask_mov_epi32(bref, end, slot);
+                w = _mm512_maskz_mov_epi32(ok, x);
+                i = _mm512_mask_add_epi32(i, ok, i, one);
+                win = _mm512_mask_srli_epi32(win, ok, win, 8);
+                wn = _mm512_mask_sub_epi32(wn, ok, wn, one);
+                __mmask16 fin = active & ~ok;   /* these lanes' tokens are settled */
+                if (!fin) continue;
+                /* the match's tok[] index for now; turned into the id at the end */
+                _mm512_mask_i32scatter_epi32(out, fin, opos, bref, 4);
+                opos = _mm512_mask_add_epi32(opos, fin, opos, one);
+                pos = _mm512_mask_add_epi32(pos, fin, pos, blen);
+                rem = _mm512_mask_sub_epi32(rem, fin, rem, blen);
+                done = _mm512_mask_cmpeq_epi32_mask(fin, rem, zero);
+                __mmask16 rs = fin & ~done;
+                __mmask16 two_left = _mm512_mask_cmpge_epu32_mask(rs, rem, two);
+                __m512i bytes = _mm512_mask_i32gather_epi32(zero, rs, pos, base, 1);
+                __m512i b0 = _mm512_and_si512(bytes, byte);
+                __m512i pair = _mm512_or_si512(_mm512_slli_epi32(b0, 8), _mm512_and_si512(_mm512_srli_epi32(bytes, 8), byte));
+                __m512i w2 = _mm512_mask_i32gather_epi32(zero, two_left, pair, t->first2, 4);
+                __mmask16 end2 = _mm512_mask_test_epi32_mask(two_left, w2, endbit);
+                blen = _mm512_mask_mov_epi32(blen, rs, one);
+                blen = _mm512_mask_mov_epi32(blen, end2, two);
+                bref = _mm512_mask_add_epi32(bref, rs, v_single, b0);
+                bref = _mm512_mask_add_epi32(bref, end2, v_depth2, pair);
+                w = _mm512_mask_mov_epi32(w, rs, w2);
+                i = _mm512_mask_mov_epi32(i, rs, two);
+                win = _mm512_mask_srli_epi32(win, rs, bytes, 16);   /* bytes 2 and 3 of the new token */
+                wn = _mm512_mask_mov_epi32(wn, rs, two);
+            }
+            _mm512_storeu_si512(st_pos, pos); _mm512_storeu_si512(st_rem, rem);
+            _mm512_storeu_si512(st_w, w); _mm512_storeu_si512(st_i, i);
+            _mm512_storeu_si512(st_blen, blen); _mm512_storeu_si512(st_bref, bref);
+            _mm512_storeu_si512(st_opos, opos);
+            for (int k = 0; k < W; k++) {
+                if (!(done >> k & 1)) continue;
+                uint32_t dk = doc[k], n_ids = st_opos[k] - out_off[dk];
+                n_out[dk] = n_ids;
+                for (uint32_t *p = out + out_off[dk], *e = p + n_ids; p < e; p++) *p = t->tok[*p];
+                LANE_START(k);
+            }
+        }
+        /* lanes still busy: finish from the start of their current token */
+        for (int k = 0; k < W; k++) {
+            if (!(active >> k & 1)) continue;
+            for (uint32_t *p = out + out_off[doc[k]], *e = out + st_opos[k]; p < e; p++) *p = t->tok[*p];
+            uint32_t o = st_opos[k];
+            o += (uint32_t)tokenizer_encode(t, base + st_pos[k], st_rem[k], out + o);
+            n_out[doc[k]] = o - out_off[doc[k]];
+        }
+    }
+#undef LANE_START
+#endif
+    for (; d < count; d++) n_out[d] = (uint32_t)tokenizer_encode(t, base + off[d], len[d], out + out_off[d]);
 }
 
 int tokenizer_decode(const Vocab *v, const uint32_t *ids, size_t n,

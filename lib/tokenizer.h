@@ -22,6 +22,15 @@ void tokenizer_free(Tokenizer *t);
  * Returns the number of ids.  Never fails. */
 size_t tokenizer_encode(const Tokenizer *t, const uint8_t *s, size_t n, uint32_t *out);
 
+/* Encode count texts that live in one buffer: text d is base[off[d] ..
+ * off[d] + len[d]), its ids go to out[out_off[d] ...] (room for len[d] ids)
+ * and their number to n_out[d].  At least 4 bytes after the end of every text
+ * must be readable (the caller pads its buffer).  The same ids as
+ * tokenizer_encode on each text; much faster for many texts on CPUs with
+ * AVX-512, where 16 texts are walked at once. */
+void tokenizer_encode_many(const Tokenizer *t, const uint8_t *base, size_t count, const uint32_t *off,
+                           const uint32_t *len, uint32_t *out, const uint32_t *out_off, uint32_t *n_out);
+
 /* Bytes of ids[0..n) appended to *buf (realloc-ed; *len and *cap updated).  Id 0
  * (the document separator) decodes to nothing.  Returns 0, or -1 for an id
  * outside the vocabulary (*bad_index set to its position) or no memory. */
