@@ -376,6 +376,7 @@ static void wkv_backward(int B, int T, int H, const float *r, const float *w, co
 #pragma omp simd reduction(+:sa)
                     for (int j = 0; j < HS; j++) sa += Pi[j] * aa[j];
                     sas[tt * HS + i] = sa;
+#pragma omp simd
                     for (int j = 0; j < HS; j++) Ni[j] = Pi[j] * d[j] + (sa * bb[j] + vi * kt[j]);
                 }
             }
@@ -396,6 +397,7 @@ static void wkv_backward(int B, int T, int H, const float *r, const float *w, co
                     float dyi = dyt[i];
                     float *dSi = dS + i * HS;
                     const float *Ni = N + i * HS;
+#pragma omp simd
                     for (int j = 0; j < HS; j++) {
                         dSi[j] += dyi * rt[j];
                         drv[j] += Ni[j] * dyi;
@@ -411,6 +413,7 @@ static void wkv_backward(int B, int T, int H, const float *r, const float *w, co
                         dvi += dSi[j] * kt[j];
                         dsai += dSi[j] * bb[j];
                     }
+#pragma omp simd
                     for (int j = 0; j < HS; j++) {
                         ddv[j] += dSi[j] * Pi[j];
                         dkv[j] += dSi[j] * vi;
