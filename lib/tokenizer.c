@@ -143,7 +143,7 @@ Tokenizer *tokenizer_new(const Vocab *v, Error *e)
                     if (ok) break;
                     /* a slot that keeps failing as a start rarely helps; stop trying it
                      * (it stays free and can still take a later sibling) */
-                    if (++fails[pos] > 16) UNLINK(pos);
+                    if (++fails[pos] > 4) UNLINK(pos);
                 }
                 pos = nx;
             }
@@ -153,7 +153,7 @@ Tokenizer *tokenizer_new(const Vocab *v, Error *e)
             for (uint32_t c = c0; c; c = bn[c].next_sibling) {
                 uint32_t s2 = (uint32_t)base + bn[c].label;
                 nodes[s2].label = (uint16_t)(bn[c].label + 1);
-                if (fails[s2] <= 16) UNLINK(s2);
+                if (fails[s2] <= 4) UNLINK(s2);
             }
         }
 #undef UNLINK
