@@ -771,7 +771,6 @@ static void cross_entropy(float *z, const int32_t *y, size_t rows, size_t R, int
     for (size_t n = 0; n < rows; n++) {
         float *zr = z + n * V;
         float M = zr[0];
-#pragma omp simd reduction(max:M)
         for (int c = 0; c < V; c++) M = zr[c] > M ? zr[c] : M;
         int am = 0;
         while (am < V - 1 && zr[am] != M) am++;     /* bounded: NaN logits never match */

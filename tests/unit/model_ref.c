@@ -121,6 +121,7 @@ int main(void)
         "--layers 3 --embd 128 --vocab 257 --ranks 32,32,32,64 --layer0-v 0 --batch 1 --ctx 37 --seed 2",
         "--layers 2 --embd 128 --vocab 300 --ranks 16,8,40,24 --layer0-v 1 --batch 2 --ctx 32 --seed 3",
         "--layers 2 --embd 64 --vocab 150 --ranks 32,32,32,32 --layer0-v 0 --batch 2 --ctx 1 --seed 4",
+        "--layers 2 --embd 64 --vocab 120 --ranks 24,40,16,8 --layer0-v 1 --batch 1 --ctx 75 --seed 5",
     };
     int fails = 0;
     for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) fails += run_case(py, top, i, cases[i]);
