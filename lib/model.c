@@ -141,6 +141,25 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, const floa
     int lda = ta ? M : K, ldb = tb ? K : N;
     enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
     int nt = omp_get_max_threads();
+    if (M == 1 && !ta) {
+        /* one row (recurrent mode): a matrix-vector product reads the weights
+         * once, where sgemm would first copy (pack) them */
+        if (nt > (N + 63) / 64) nt = (N + 63) / 64;
+        if (nt < 1 || omp_in_parallel()) nt = 1;
+#pragma omp parallel num_threads(nt)
+        {
+            int id = omp_get_thread_num(), n = omp_get_num_threads();
+            int per = ((N + n - 1) / n + 15) / 16 * 16;
+            int lo = id * per, hi = lo + per < N ? lo + per : N;
+            if (lo < hi) {
+                if (tb)   /* y[N] = B[N,K] a */
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, hi - lo, K, 1.0f, Bm + (size_t)lo * ldb, ldb, A, 1, beta, Cm + lo, 1);
+                else      /* y[N] = B[K,N]^T a */
+                    cblas_sgemv(CblasRowMajor, CblasTrans, K, hi - lo, 1.0f, Bm + lo, ldb, A, 1, beta, Cm + lo, 1);
+            }
+        }
+        return;
+    }
     if (nt < 2 || (double)M * N * K < 2e6 || omp_in_parallel()) {
         cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, 1.0f, A, lda, Bm, ldb, beta, Cm, N);
         return;
