@@ -51,7 +51,7 @@ typedef struct {
     float *kk, *inv, *kp, *vm;
     float *ckpt;                    /* WKV state at the start of each chunk [B*H][nchunk][64*64] */
     float *y, *gn_mean, *gn_rstd, *bonus, *out;
-    float *xmid, *ln2_mean, *ln2_rstd, *h2, *cmix, *pre, *act;
+    float *xmid, *ln2_mean, *ln2_rstd, *h2, *cmix, *act;   /* act = relu(cmix Kw^T)^2 */
 } LayerAct;
 
 struct ModelWork {
@@ -542,7 +542,7 @@ static void carve_all(ModelWork *W, Carver *cv)
         A->bonus = take(cv, BT * H); A->out = take(cv, BT * C);
         A->xmid = take(cv, BT * C); A->ln2_mean = take(cv, BT); A->ln2_rstd = take(cv, BT);
         A->h2 = take(cv, BT * C); A->cmix = take(cv, BT * C);
-        A->pre = take(cv, BT * 4 * C); A->act = take(cv, BT * 4 * C);
+        A->act = take(cv, BT * 4 * C);
     }
     W->x_emb = take(cv, BT * C); W->ln0_mean = take(cv, BT); W->ln0_rstd = take(cv, BT);
     for (int l = 0; l <= c->n_layer; l++) W->xin[l] = take(cv, BT * C);
@@ -720,10 +720,10 @@ static void block_forward(const Model *m, ModelWork *W, int l, LayerAct *A, int 
     float *ffn_shift = st ? st->ffn_shift + (size_t)l * C : NULL;
     shift_mix_fwd(A->h2, ffn_shift, B, T, C, fmu, fout, 1);
     if (st) memcpy(ffn_shift, A->h2 + (size_t)(T - 1) * C, (size_t)C * sizeof(float));
-    gemm_nt((int)BT, 4 * C, C, A->cmix, P + o->Fk, A->pre, 0);
+    gemm_nt((int)BT, 4 * C, C, A->cmix, P + o->Fk, A->act, 0);
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < BT * 4 * C; i++) {
-        float p = A->pre[i] > 0 ? A->pre[i] : 0.0f;
+        float p = A->act[i] > 0 ? A->act[i] : 0.0f;
         A->act[i] = p * p;
     }
     memcpy(xout, A->xmid, BT * C * sizeof(float));
@@ -865,7 +865,7 @@ static void block_backward(const Model *m, ModelWork *W, int l, const LayerAct *
     gemm_tn(C, 4 * C, BTi, dx, A->act, G + o->Fv, 1);
     gemm_nn(BTi, 4 * C, C, dx, P + o->Fv, W->dact, 0);
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < BT * 4 * C; i++) W->dact[i] *= A->pre[i] > 0 ? 2.0f * A->pre[i] : 0.0f;
+    for (size_t i = 0; i < BT * 4 * C; i++) W->dact[i] *= 2.0f * sqrtf(A->act[i]);   /* relu' from act, as the reference kernel */
     gemm_tn(4 * C, C, BTi, W->dact, A->cmix, G + o->Fk, 1);
     gemm_nn(BTi, C, 4 * C, W->dact, P + o->Fk, W->dh, 0);          /* d cmix */
     {
