@@ -6,6 +6,7 @@
 #include <string.h>
 #include "layout.h"
 #include "optim.h"
+#include "tensors.h"
 
 static int fails;
 #define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
@@ -88,6 +89,37 @@ int main(void)
     adam_step(&hl, &ac, 1, lr, 1.0f, wd_w, m3, v3, zero_g, NULL);
     CHECK(wd_w[0] == 1.0f && wd_w[1] == 1.0f, "no decay on att.w0");
     for (int i = 2; i < 6; i++) CHECK(fabsf(wd_w[i] - (float)(1 - lr * 0.1)) < 1e-7f, "decay on emb.weight: %.9g", wd_w[i]);
+
+    /* A long tensor (vector path + scalar tail), both modes, with the bf16 copy:
+     * against a plain float reference, and the copy exactly bf16_round(w). */
+    {
+        enum { N = 1003 };
+        ParamInfo pl = { .name = "blocks.0.att.key.weight", .ndim = 2, .shape = { 17, 59 }, .numel = N, .offset = 0, .layer = 0 };
+        Layout ll = { .p = &pl, .n = 1, .total = N };
+        static float W[N], M[N], Vv[N], G[N], Bc[N], rw[N], rm[N], rv[N];
+        for (int mode = 0; mode < 2; mode++) {
+            AdamConfig a2 = { .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8, .weight_decay = mode ? 0.1 : 0, .grad_clip = 1 };
+            for (int i = 0; i < N; i++) {
+                W[i] = rw[i] = sinf((float)i) * 0.3f;
+                M[i] = rm[i] = cosf((float)i) * 1e-3f;
+                Vv[i] = rv[i] = 1e-6f * (float)(i % 11);
+                G[i] = sinf(0.37f * (float)i) * 0.05f;
+            }
+            adam_step(&ll, &a2, 3, 1e-3, 0.5f, W, M, Vv, G, Bc);
+            float bc1 = (float)(1.0 - pow((double)0.9f, 3.0)), bc2 = (float)(1.0 - pow((double)0.99f, 3.0));
+            int bad_ref = 0, bad_copy = 0;
+            for (int i = 0; i < N; i++) {
+                double g1 = (double)G[i] * 0.5;   /* the betas as the float values the kernel uses */
+                double m1 = (double)0.9f * rm[i] + (double)(1 - 0.9f) * g1, v1 = (double)0.99f * rv[i] + (double)(1 - 0.99f) * g1 * g1;
+                double up = (m1 / bc1) / (sqrt(v1 / bc2) + 1e-8) + (mode ? 0.1 * rw[i] : 0);
+                double want = rw[i] - 1e-3 * up;
+                if (fabs(W[i] - want) > 1e-6 * fmax(1, fabs(want)) || fabs(M[i] - m1) > 1e-6 * (fabs(0.9 * rm[i]) + fabs(0.1 * g1))) { if (bad_ref++ < 3) printf("  i %d w %.9g want %.9g m %.9g want %.9g\n", i, W[i], want, M[i], m1); }
+                if (Bc[i] != bf16_round(W[i])) bad_copy++;
+            }
+            CHECK(bad_ref == 0, "mode %d: %d elements differ from the reference", mode, bad_ref);
+            CHECK(bad_copy == 0, "mode %d: %d bf16 copies differ from bf16_round", mode, bad_copy);
+        }
+    }
 
     /* Clipping: (norm + 1e-6)/clip > 1 scales by its inverse. */
     float gg[3] = { 3, 4, 0 };
