@@ -69,6 +69,16 @@ check "corrupt state skipped" $T --exit_after_steps 1 2>err.txt
 check "... warning names it" grep -q 'skipping p/train-state-00000004.safetensors' err.txt
 check "... resumed from the previous one" grep -q 'resuming from p/train-state-00000003' err.txt
 
+# demo-training-run.sh's flag line, unchanged except the numbers that depend on the data and model.
+check "the reference flag set parses" sh -c 'rwkv-train --load_model "0" --wandb "" --proj_dir p --my_testing x070 \
+    --data_file data --ctx_len 32 --train_stage 3 --epoch_count 999999 --epoch_begin 0 \
+    --my_exit_tokens 33012 --magic_prime 1019 --num_nodes 1 --micro_bsz 4 --n_layer 2 --n_embd 64 \
+    --kernel @rwkv3 --lr_init 6e-4 --lr_final 6e-5 --warmup_steps 10 --beta1 0.9 --beta2 0.99 --adam_eps 1e-18 \
+    --data_type binidx --vocab_size 16 --weight_decay 0.001 --epoch_save 10 --head_size 64 --head_chunk 0 \
+    --accelerator gpu --devices 1 --precision bf16 --strategy deepspeed_stage_2 --grad_cp 1 \
+    --enable_progress_bar True --dry-run >ref_plan.txt'
+check "... and plans for a GPU" grep -q 'memory       about .* MiB per device (gpu, grad_cp 1)' ref_plan.txt
+
 # --allow_repeat is part of the saved run: a resume does not need it again.
 mkdir rp
 cp init.safetensors rp/rwkv-init.safetensors
