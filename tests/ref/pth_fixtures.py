@@ -457,6 +457,23 @@ def check_big(st, pth):
     return probs
 
 
+def mmap_modes():
+    """torch >= 2.1 can mmap a .pth; newer ones can also compute storage offsets from the
+    miniz layout (§A1.3) instead of reading local headers.  Torch 1.13 has neither."""
+    import inspect
+    if "mmap" not in inspect.signature(torch.load).parameters:
+        return
+    yield "mmap=True", dict(mmap=True)
+    try:
+        import torch.utils.serialization.config as cfg
+        if hasattr(cfg.load, "calculate_storage_offsets"):
+            cfg.load.calculate_storage_offsets = True
+            yield "mmap=True, calculate_storage_offsets", dict(mmap=True)
+            cfg.load.calculate_storage_offsets = False
+    except ImportError:
+        pass
+
+
 def report(probs, label):
     print("\n".join(probs) or f"{label}: ok")
     return bool(probs)
@@ -474,7 +491,10 @@ def main():
             failed |= report(same(load_any_torch(pth), read_st(st), pth), pth)
     elif cmd == "load_pth":         # ST PTH [ST PTH ...]
         for st, pth in zip(a[0::2], a[1::2]):
-            failed |= report(same(read_st(st), load_any_torch(pth, weights_only=True), pth), pth)
+            ref = read_st(st)
+            failed |= report(same(ref, load_any_torch(pth, weights_only=True), pth), pth)
+            for mode, kw in mmap_modes():
+                failed |= report(same(ref, load_any_torch(pth, weights_only=True, **kw), pth), f"{pth} ({mode})")
     elif cmd == "same_cast":        # T PTH ST [PTH ST ...]
         for pth, st in zip(a[1::2], a[2::2]):
             failed |= report(same_cast(pth, st, a[0]), st)
