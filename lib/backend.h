@@ -50,7 +50,8 @@ struct Backend {
  * w: initial fp32 weights in Layout order; moments start at zero. */
 int backend_open(const char *accelerator, const ModelConfig *c, const float *w, const BackendConfig *bc,
                  Backend **out, Error *e);
-/* Bytes one device needs (weights, masters, moments, gradients, activations). */
+/* Bytes one device needs (weights, masters, moments, gradients, activations),
+ * plus the host's fp32 staging copies used for saving. */
 uint64_t backend_memory_estimate(const char *accelerator, const ModelConfig *c, const BackendConfig *bc);
 int backend_cpu_open(const ModelConfig *c, const float *w, const BackendConfig *bc, Backend **out, Error *e);
 #endif

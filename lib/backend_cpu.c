@@ -125,14 +125,17 @@ uint64_t backend_memory_estimate(const char *accelerator, const ModelConfig *c, 
 {
     uint64_t P = config_param_count(c), BT = (uint64_t)bc->B * bc->T;
     uint64_t L = (uint64_t)c->n_layer, C = (uint64_t)c->n_embd, V = (uint64_t)c->vocab_size;
-    /* masters + Adam m, v + gradient (fp32), plus the bf16-rounded forward copy */
-    uint64_t weights = P * 4 * 4 + (bc->bf16 ? P * 4 : 0);
+    /* masters + Adam m, v + gradient (fp32), plus the bf16-rounded forward copy,
+     * plus the host's staging copies of masters, m and v for saving */
+    uint64_t weights = P * 4 * 4 + (bc->bf16 ? P * 4 : 0) + P * 4 * 3;
     /* Activations: about 40 C-sized fp32 vectors per token and layer kept for the
-     * backward (one layer's worth plus the block inputs with grad_cp), the
-     * logits and their gradient, and the WKV state checkpoints. */
+     * backward, WKV state checkpoints included (one layer's worth plus the
+     * block inputs with grad_cp), and the logits. */
     uint64_t per_layer = 40 * C * 4;
     uint64_t acts = bc->grad_cp ? BT * (L * C * 4 + per_layer) : BT * L * per_layer;
-    acts += BT * V * 4 * 2;
+    /* logits: the CPU model holds at most 128 MiB of them at once (row chunks) */
+    uint64_t logits = BT * V * 4;
+    acts += logits < (128u << 20) ? logits : (128u << 20);
     (void)accelerator;
     return weights + acts;
 }
