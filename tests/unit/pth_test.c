@@ -1,6 +1,6 @@
 /* pth_test: lib/zip, lib/pickle and lib/pth without Python.
  *
- * - torch 1.13 files kept in the fuzz seed corpus are read: views with
+ * - torch 1.13 and 2.15 files kept in the fuzz seed corpus are read: views with
  *   offsets, transposed and strided views, shared storages, a Parameter and an
  *   expand() come out equal to the slices of the base tensor they view;
  * - pth_write -> pth_read round-trips every dtype, 0-dim and empty tensors,
@@ -31,10 +31,11 @@ static const float *f32(const TensorSet *ts, const char *name, int64_t numel)
     return t->data;
 }
 
-static void test_torch_views(void)
+/* views/module fixtures of tests/ref/pth_fixtures.py, as saved by one torch version */
+static void test_torch_views(const char *views, const char *module)
 {
     char path[4200];
-    snprintf(path, sizeof path, "%s/good_views.pth", corpus);
+    snprintf(path, sizeof path, "%s/%s", corpus, views);
     TensorSet ts;
     ts_init(&ts);
     Error e;
@@ -62,7 +63,7 @@ static void test_torch_views(void)
     ts_free(&ts);
 
     /* a module state_dict with _metadata (fp16) and the forward prefix */
-    snprintf(path, sizeof path, "%s/good_module_fp16.pth", corpus);
+    snprintf(path, sizeof path, "%s/%s", corpus, module);
     ts_init(&ts);
     CHECK(pth_read(path, &ts, 0, &e) == 0, "module: %s", e.msg);
     const Tensor *w = ts_find(&ts, "lin.weight");
@@ -170,7 +171,8 @@ int main(void)
     const char *top = getenv("TOP");
     snprintf(corpus, sizeof corpus, "%s/tests/fuzz/corpus/fuzz_pth", top ? top : ".");
     if (access(corpus, R_OK)) { printf("no corpus at %s\n", corpus); return 77; }
-    test_torch_views();
+    test_torch_views("good_views.pth", "good_module_fp16.pth");                  /* torch 1.13 */
+    test_torch_views("good_views_torch2.pth", "good_module_fp16_torch2.pth");    /* torch 2.15 layout */
     test_roundtrip();
     expect_refused("bad_evil_reduce_posix.pth", "GLOBAL posix.system refused");
     expect_refused("bad_overlap.pth", "overlaps");
