@@ -2,7 +2,7 @@
 # A checkpoint shaped like the official RWKV-7 0.1B release (L12 C768 V65536,
 # LoRA 64/64/32/128, no layer-0 v0/v1/v2, bf16, random values) written by
 # torch.save: --info detects it, it converts to safetensors with equal tensors
-# and back bit-exactly.  rwkv-train continues from a same-structure narrow
+# and back bit-exactly, and rwkv-generate runs it directly.  rwkv-train continues from a same-structure narrow
 # model (L2 C128) given as .pth directly, with the same losses as from the
 # converted safetensors.
 . "$TOP/tests/lib.sh"
@@ -23,6 +23,14 @@ eq "parameters (191,084,544 minus layer-0 v0/v1/v2)" "$(field parameters)" 19103
 check "converts to safetensors" pth-convert off.pth off.st
 check "tensors equal to torch.load" $REF same_st off.pth off.st
 check "safetensors -> pth -> safetensors bit-exact" sh -c 'pth-convert off.st back.pth && pth-convert back.pth back.st && cmp off.st back.st'
+if [ -x "$BIN/rwkv-generate" ]; then
+    for m in off.pth off.st; do
+        check "rwkv-generate runs $m" sh -c "rwkv-generate -m $m --prompt 'Hello' -n 8 --temperature 0 --logits-out $m.logits >gen_$m.txt 2>gen_$m.err"
+    done
+    check "same logits and text from .pth and converted safetensors" sh -c 'cmp off.pth.logits off.st.logits && cmp gen_off.pth.txt gen_off.st.txt'
+else
+    echo "rwkv-generate not built: generation not checked"
+fi
 rm -f off.pth back.pth back.st
 
 if [ -x "$BIN/rwkv-train" ] && [ -x "$BIN/rwkv-tokenize" ] && [ -x "$BIN/binidx-write" ]; then
