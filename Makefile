@@ -79,6 +79,11 @@ deps:
 	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+	@# Test-only: the `rwkv` pip package (pure Python), unpacked, not installed, so
+	@# tests/t_pth_rwkvpip.sh can run our .pth in it.  Optional: the test skips without it.
+	@[ -d $(B)/pip/rwkv ] || { mkdir -p $(B)/pip && python3 -m pip download -q --no-deps \
+	    --only-binary=:all: rwkv==0.8.32 -d $(B)/pip >/dev/null 2>&1 && \
+	    python3 -m zipfile -e $(B)/pip/rwkv-0.8.32-*.whl $(B)/pip; } || echo "note: rwkv pip package not fetched; its test will skip"
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(MANDIR)/man1

@@ -7,6 +7,7 @@ cd "$top" || exit 2
 export TOP="$top" BIN="$top/build/bin" PATH="$top/build/bin:$PATH"
 export PYTHON="${PYTHON:-/usr/bin/python3}"
 export SHARED="${SHARED:-$top/../shared}"
+[ -d "$top/build/pip/rwkv" ] && export RWKV_PIP_DIR="${RWKV_PIP_DIR:-$top/build/pip}"
 pass=0 failn=0 skip=0 failed=""
 work=$(mktemp -d "${TMPDIR:-/tmp}/rwkv7c-tests.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
