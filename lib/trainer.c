@@ -1,0 +1,785 @@
+/* trainer.c: one rwkv-train run (trainer.h): starting point, run configuration,
+ * the step loop, checkpoints, logs and signals. */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "binidx.h"
+#include "model.h"
+#include "optim.h"
+#include "sampler.h"
+#include "schedule.h"
+#include "trainer.h"
+#include "trainstate.h"
+
+void train_options_default(TrainOptions *o)
+{
+    memset(o, 0, sizeof *o);
+    o->proj_dir = "out"; o->accelerator = "cpu"; o->precision = "bf16"; o->save_format = SAVE_SAFETENSORS;
+    o->ctx_len = 1024; o->micro_bsz = 12; o->devices = 1; o->num_nodes = 1; o->epoch_save = 5;
+    o->lr_init = 6e-4; o->lr_final = 1e-5; o->warmup_steps = -1; o->beta1 = 0.9; o->beta2 = 0.99;
+    o->adam_eps = 1e-18; o->grad_clip = 1.0; o->save_minutes = 30; o->keep = 2; o->max_bad = 3;
+}
+
+/* ---------------------------------------------------------------- signals */
+static volatile sig_atomic_t stop_signal;
+static struct sigaction old_int, old_term;
+
+static void on_stop_signal(int sig)
+{
+    if (stop_signal) {   /* second signal: give up now; the cleanup handler unlinks temporaries */
+        struct sigaction *old = sig == SIGINT ? &old_int : &old_term;
+        sigaction(sig, old, NULL);
+        raise(sig);
+        return;
+    }
+    stop_signal = sig;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    signal(SIGXFSZ, SIG_IGN);   /* a file-size limit becomes a write error we report, not a crash */
+}
+
+/* ---------------------------------------------------------------- project directory */
+typedef struct { uint64_t num; int pth; char *path; } Found;
+
+static char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static int cmp_found_desc(const void *x, const void *y)
+{
+    const Found *a = x, *b = y;
+    if (a->num != b->num) return a->num < b->num ? 1 : -1;
+    return a->pth - b->pth;   /* same N in both formats: the safetensors first */
+}
+
+/* Files "PREFIX<digits>.safetensors" (and "PREFIX<digits>.pth" if with_pth)
+ * in dir, newest (largest number) first. */
+static int list_numbered(const char *dir, const char *prefix, int with_pth, Found **out)
+{
+    *out = NULL;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0, cap = 0;
+    struct dirent *de;
+    size_t pl = strlen(prefix);
+    while ((de = readdir(d))) {
+        const char *s = de->d_name;
+        if (strncmp(s, prefix, pl)) continue;
+        const char *p = s + pl;
+        if (!isdigit((unsigned char)*p)) continue;
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(p, &end, 10);
+        int pth = with_pth && !strcmp(end, ".pth");
+        if (errno || (strcmp(end, ".safetensors") && !pth)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            Found *nf = realloc(*out, (size_t)cap * sizeof **out);
+            if (!nf) break;
+            *out = nf;
+        }
+        (*out)[n].num = v;
+        (*out)[n].pth = pth;
+        (*out)[n].path = path_join(dir, s);
+        n++;
+    }
+    closedir(d);
+    if (n) qsort(*out, (size_t)n, sizeof **out, cmp_found_desc);
+    return n;
+}
+
+static void free_found(Found *f, int n)
+{
+    for (int i = 0; i < n; i++) free(f[i].path);
+    free(f);
+}
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* A run killed with SIGKILL leaves "NAME.tmp.PID" behind (never renamed, so
+ * never used); remove those of our files whose writer is gone. */
+static void remove_stale_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *s = de->d_name, *t = strstr(s, ".safetensors.tmp.");
+        size_t skip = 17;
+        if (!t) { t = strstr(s, ".pth.tmp."); skip = 9; }
+        if (!t || (strncmp(s, "train-state-", 12) && strncmp(s, "rwkv-", 5))) continue;
+        char *end;
+        long pid = strtol(t + skip, &end, 10);
+        if (*end || pid <= 0 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH)) continue;
+        char *p = path_join(dir, s);
+        if (p) unlink(p);
+        free(p);
+    }
+    closedir(d);
+}
+
+static char *state_path(const char *dir, uint64_t step)
+{
+    char name[64];
+    snprintf(name, sizeof name, "train-state-%08" PRIu64 ".safetensors", step);
+    return path_join(dir, name);
+}
+
+/* ---------------------------------------------------------------- the run */
+struct Trainer {
+    TrainOptions *o;
+    ModelConfig cfg;
+    Layout layout;
+    BinidxDataset ds;
+    BinidxStats bst;
+    Sampler smp;
+    LrSchedule sched;
+    AdamConfig adam;
+    BackendConfig bc;
+    TrainCounters c;
+    Backend *be;
+    Model host;            /* host copy of the masters for saving */
+    Model start;           /* starting weights (not resumed) */
+    TrainState st;         /* the resumed state */
+    int resumed;
+    const char *source;    /* the starting file */
+    float *m, *v;
+    uint64_t data_xxh3, exit_step, world;
+    double last_save_time;
+    const char *precision;
+    FILE *metrics;
+    char *metrics_path, *log_path, *final_path, *init_path;
+    Found *states, *epochs;
+    int nstates_all, nepochs;
+};
+
+static void say(const Trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const Trainer *t, const char *fmt, ...)
+{
+    if (!t->o->message) return;
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    t->o->message(line);
+}
+
+/* A message while the progress line is showing starts on a line of its own. */
+static void end_progress_line(const Trainer *t)
+{
+    if (t->o->progress) fputc('\n', t->o->progress);
+}
+
+static void fmt_double(char *b, size_t n, double v) { snprintf(b, n, "%a", v); }
+
+/* Run configuration stored in the state, checked or inherited on resume. */
+static int save_state(Trainer *r, Error *e)
+{
+    if (r->be->get_state(r->be, r->host.w, r->m, r->v, e)) return -1;
+    char v[16][64];
+    snprintf(v[0], 64, "%" PRIu64, r->smp.ctx_len);
+    snprintf(v[1], 64, "%" PRIu64, r->smp.micro_bsz);
+    snprintf(v[2], 64, "%" PRIu64, r->smp.world);
+    snprintf(v[3], 64, "%" PRIu64, r->smp.magic_prime);
+    snprintf(v[4], 64, "%" PRIu64, r->sched.exit_tokens);
+    fmt_double(v[5], 64, r->sched.lr_init);
+    fmt_double(v[6], 64, r->sched.lr_final);
+    snprintf(v[7], 64, "%" PRId64, r->sched.warmup_steps);
+    fmt_double(v[8], 64, r->adam.beta1);
+    fmt_double(v[9], 64, r->adam.beta2);
+    fmt_double(v[10], 64, r->adam.eps);
+    fmt_double(v[11], 64, r->adam.weight_decay);
+    fmt_double(v[12], 64, r->adam.grad_clip);
+    snprintf(v[13], 64, "%" PRIu64, r->ds.token_count);
+    snprintf(v[14], 64, "%016" PRIx64, r->data_xxh3);
+    snprintf(v[15], 64, "%" PRIu64, r->o->epoch_save);
+    const char *kv[] = { "ctx_len", v[0], "micro_bsz", v[1], "world", v[2], "magic_prime", v[3],
+                         "my_exit_tokens", v[4], "lr_init", v[5], "lr_final", v[6], "warmup_steps", v[7],
+                         "beta1", v[8], "beta2", v[9], "adam_eps", v[10], "weight_decay", v[11],
+                         "grad_clip", v[12], "data_tokens", v[13], "data_xxh3", v[14], "epoch_save", v[15],
+                         "precision", r->precision, NULL };
+    char *path = state_path(r->o->proj_dir, r->c.step);
+    if (!path) return fail(e, "out of memory");
+    int rc = trainstate_write(path, &r->cfg, &r->c, r->host.w, r->m, r->v, kv, e);
+    if (rc == 0) {
+        r->last_save_time = now_seconds();
+        /* Keep the newest K states; older ones go only after the new one is committed. */
+        Found *f;
+        int n = list_numbered(r->o->proj_dir, "train-state-", 0, &f);
+        for (int i = (int)r->o->keep; i < n; i++)
+            if (unlink(f[i].path)) say(r, "warning: cannot remove %s: %s", f[i].path, strerror(errno));
+        free_found(f, n);
+    }
+    free(path);
+    return rc;
+}
+
+/* Weights as NAME.safetensors and/or NAME.pth (--save_format), bf16. */
+static int save_weights(Trainer *r, const char *name, Error *e)
+{
+    if (r->be->get_state(r->be, r->host.w, NULL, NULL, e)) return -1;
+    static const char *const ext[] = { ".safetensors", ".pth" };
+    for (int k = 0; k < 2; k++) {
+        if (!(r->o->save_format & (k ? SAVE_PTH : SAVE_SAFETENSORS))) continue;
+        char file[128];
+        snprintf(file, sizeof file, "%s%s", name, ext[k]);
+        for (size_t i = 0; i < r->layout.total; i++)
+            if (!isfinite(r->host.w[i])) return fail(e, "refusing to save non-finite weights to %s", file);
+        char *path = path_join(r->o->proj_dir, file);
+        if (!path) return fail(e, "out of memory");
+        int rc = model_save(&r->host, path, DT_BF16, 1, e);
+        free(path);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static void now_string(char *b, size_t n)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    localtime_r(&tv.tv_sec, &tm);
+    size_t k = strftime(b, n, "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(b + k, n - k, ".%06ld", (long)tv.tv_usec);
+}
+
+static void append_log(Trainer *r, const char *line)
+{
+    FILE *fp = fopen(r->log_path, "a");
+    if (!fp) { say(r, "warning: cannot append to %s: %s", r->log_path, strerror(errno)); return; }
+    fputs(line, fp);
+    if (fclose(fp)) say(r, "warning: cannot write %s: %s", r->log_path, strerror(errno));
+}
+
+static void fmt_count(char *b, size_t n, double v)
+{
+    if (v < 1e3) snprintf(b, n, "%.0f", v);
+    else if (v < 1e6) snprintf(b, n, "%.1fk", v / 1e3);
+    else if (v < 1e9) snprintf(b, n, "%.2fM", v / 1e6);
+    else snprintf(b, n, "%.2fG", v / 1e9);
+}
+
+static void fmt_duration(char *b, size_t n, double s)
+{
+    if (!isfinite(s) || s < 0) { snprintf(b, n, "?"); return; }
+    long t = (long)s;
+    if (t >= 3600) snprintf(b, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else snprintf(b, n, "%ldm%02lds", t / 60, t % 60);
+}
+
+/* Rewrite metrics.jsonl without records of steps >= from (they are redone after a resume). */
+static int trim_metrics(const char *path, uint64_t from, Error *e)
+{
+    FILE *in = fopen(path, "r");
+    if (!in) return 0;
+    AtomicFile f;
+    if (atomic_open(&f, path, 1, e)) { fclose(in); return -1; }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, in)) > 0) {
+        const char *s = strstr(line, "\"step\":");
+        unsigned long long st;
+        if (!s || sscanf(s + 7, "%llu", &st) != 1 || st >= from || line[len - 1] != '\n') continue;
+        fputs(line, f.fp);
+    }
+    free(line);
+    fclose(in);
+    return atomic_commit(&f, e);
+}
+
+static void json_num(char *b, size_t n, double v, const char *fmt)
+{
+    if (isfinite(v)) snprintf(b, n, fmt, v);
+    else snprintf(b, n, "null");
+}
+
+/* Parse "K" or "K,N" from RWKV7C_TRAIN_POISON: poison the gradient at steps K..K+N-1. */
+static int poisoned(uint64_t step)
+{
+    static int init;
+    static unsigned long long k, n;
+    if (!init) {
+        init = 1;
+        const char *s = getenv("RWKV7C_TRAIN_POISON");
+        n = 0;
+        if (s && *s) { n = 1; if (sscanf(s, "%llu,%llu", &k, &n) < 1) n = 0; }
+    }
+    return n && step >= k && step - k < n;
+}
+
+static uint64_t get_meta_u64(const TrainState *st, const char *key, uint64_t dflt)
+{
+    const char *s = trainstate_get(st, key);
+    uint64_t v;
+    return s && !parse_u64(s, &v) ? v : dflt;
+}
+
+/* Inherit a hyperparameter from the state unless given; note a changed one. */
+static void inherit_f64(const Trainer *t, int given, const char *name, double *val)
+{
+    const char *s = trainstate_get(&t->st, name);
+    if (!s) return;
+    double saved = strtod(s, NULL);
+    if (!given) *val = saved;
+    else if (*val != saved)
+        say(t, "note: --%s %g differs from the resumed run's %g; the run is no longer identical to an uninterrupted one",
+            name, *val, saved);
+}
+
+static int check_dims(const TrainOptions *a, const ModelConfig *c, const char *src, Error *e)
+{
+    struct { const char *n; int64_t given; int64_t have; } d[] = {
+        { "n_layer", a->n_layer, c->n_layer }, { "n_embd", a->n_embd, c->n_embd },
+        { "vocab_size", a->vocab_size, c->vocab_size }, { "head_size", a->head_size, c->head_size },
+        { "dim_att", a->dim_att, c->n_embd }, { "dim_ffn", a->dim_ffn, 4 * (int64_t)c->n_embd },
+    };
+    for (size_t i = 0; i < sizeof d / sizeof *d; i++)
+        if (d[i].given && d[i].given != d[i].have)
+            return fail(e, "--%s %" PRId64 " contradicts the checkpoint %s (%s %" PRId64 "); dimensions come from the checkpoint",
+                        d[i].n, d[i].given, src, d[i].n, d[i].have);
+    return 0;
+}
+
+/* The starting point: the newest complete state, else --load_model, else the
+ * newest rwkv-N (.safetensors or .pth), else rwkv-init. */
+static int find_start(Trainer *r, Error *e)
+{
+    TrainOptions *a = r->o;
+    int nstates = r->nstates_all;
+    if (a->resume_never) {
+        char *final_st = path_join(a->proj_dir, "rwkv-final.safetensors");
+        char *final_pth = path_join(a->proj_dir, "rwkv-final.pth");
+        int used = nstates || r->nepochs || (final_st && file_exists(final_st)) || (final_pth && file_exists(final_pth))
+                   || file_exists(r->metrics_path) || file_exists(r->log_path);
+        free(final_st);
+        free(final_pth);
+        if (used && !a->force)
+            return fail(e, "--resume never: %s already holds a run (training states, rwkv-N, rwkv-final, metrics.jsonl or "
+                        "train_log.txt); use --force to start over there, or another --proj_dir", a->proj_dir);
+        if (used && !a->dry_run) {
+            for (int i = 0; i < nstates; i++) unlink(r->states[i].path);
+            unlink(r->metrics_path);
+        }
+        nstates = 0;
+    }
+    for (int i = 0; i < nstates && !r->resumed; i++) {
+        if (trainstate_read(r->states[i].path, &r->st, e) == 0) { r->resumed = 1; r->source = r->states[i].path; break; }
+        say(r, "warning: skipping %s: %s", r->states[i].path, e->msg);
+    }
+    r->c.seed = a->seed;
+    if (r->resumed) {
+        if (a->load_model) say(r, "note: --load_model %s ignored: resuming from %s", a->load_model, r->source);
+        r->cfg = r->st.cfg;
+        r->c = r->st.c;
+        return 0;
+    }
+    if (a->load_model) {
+        if (model_load(&r->start, a->load_model, e)) return -1;
+        r->source = a->load_model;
+        r->c.epoch_begin = a->epoch_begin;
+    } else {
+        for (int i = 0; i < r->nepochs && !r->source; i++) {
+            if (model_load(&r->start, r->epochs[i].path, e) == 0) {
+                r->source = r->epochs[i].path;
+                r->c.epoch_begin = r->epochs[i].num + 1;      /* the reference's auto-resume */
+                if (a->warmup_steps < 0) a->warmup_steps = 10;
+            } else
+                say(r, "warning: skipping %s: %s", r->epochs[i].path, e->msg);
+        }
+        if (!r->source) {
+            if (!file_exists(r->init_path)) {
+                /* the reference's rwkv-init.pth works too */
+                char *pth = path_join(a->proj_dir, "rwkv-init.pth");
+                if (pth && file_exists(pth)) { free(r->init_path); r->init_path = pth; }
+                else free(pth);
+            }
+            if (!file_exists(r->init_path))
+                return fail(e, "no starting checkpoint: %s has no training state, rwkv-N.safetensors or rwkv-init.safetensors "
+                            "(create one with `rwkv-init -o %s ...`, or give --load_model FILE)", a->proj_dir, r->init_path);
+            if (model_load(&r->start, r->init_path, e)) return -1;
+            r->source = r->init_path;
+            r->c.epoch_begin = a->epoch_begin;
+        }
+    }
+    r->cfg = r->start.cfg;
+    return 0;
+}
+
+/* A resumed run keeps its data order and inherits the hyperparameters not given. */
+static int inherit_config(Trainer *r, Error *e)
+{
+    TrainOptions *a = r->o;
+    const TrainGiven *g = &a->given;
+    struct { int given; const char *name; uint64_t *val; } fixed[] = {
+        { g->ctx_len, "ctx_len", &a->ctx_len }, { g->micro_bsz, "micro_bsz", &a->micro_bsz },
+        { g->magic_prime, "magic_prime", &a->magic_prime },
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
+        uint64_t saved = get_meta_u64(&r->st, fixed[i].name, 0);
+        if (!fixed[i].given) *fixed[i].val = saved;
+        else if (*fixed[i].val != saved && !a->force)
+            return fail(e, "--%s %" PRIu64 " differs from the run being resumed (%" PRIu64 " in %s): the data order would change; "
+                        "use a new --proj_dir (or --resume never --force)", fixed[i].name, *fixed[i].val, saved, r->source);
+    }
+    if (get_meta_u64(&r->st, "world", 1) != r->world)
+        return fail(e, "the run being resumed used %" PRIu64 " devices, this one %" PRIu64,
+                    get_meta_u64(&r->st, "world", 1), r->world);
+    const char *dx = trainstate_get(&r->st, "data_xxh3");
+    char have[32];
+    snprintf(have, sizeof have, "%016" PRIx64, r->data_xxh3);
+    if (dx && strcmp(dx, have)) {
+        const char *dt = trainstate_get(&r->st, "data_tokens");
+        return fail(e, "%s is not the data the run in %s was trained on (%s tokens then, %" PRIu64 " now; checksums differ)",
+                    r->ds.bin_path, a->proj_dir, dt ? dt : "?", r->ds.token_count);
+    }
+    if (!g->exit_tokens) {
+        a->exit_tokens = get_meta_u64(&r->st, "my_exit_tokens", 0);
+        a->allow_repeat = 1;   /* validated when the run began */
+    }
+    if (!g->epoch_save) a->epoch_save = get_meta_u64(&r->st, "epoch_save", a->epoch_save);
+    double wu = (double)a->warmup_steps;
+    inherit_f64(r, g->lr_init, "lr_init", &a->lr_init);
+    inherit_f64(r, g->lr_final, "lr_final", &a->lr_final);
+    inherit_f64(r, g->warmup_steps, "warmup_steps", &wu);
+    a->warmup_steps = (int64_t)wu;
+    inherit_f64(r, g->beta1, "beta1", &a->beta1);
+    inherit_f64(r, g->beta2, "beta2", &a->beta2);
+    inherit_f64(r, g->adam_eps, "adam_eps", &a->adam_eps);
+    inherit_f64(r, g->weight_decay, "weight_decay", &a->weight_decay);
+    inherit_f64(r, g->grad_clip, "grad_clip", &a->grad_clip);
+    const char *pr = trainstate_get(&r->st, "precision");
+    if (pr && !g->precision) r->precision = !strcmp(pr, "fp32") ? "fp32" : !strcmp(pr, "tf32") ? "tf32" : "bf16";
+    return 0;
+}
+
+/* magic_prime and my_exit_tokens against the data; sampler, schedule, Adam. */
+static int derive_schedule(Trainer *r, Error *e)
+{
+    TrainOptions *a = r->o;
+    uint64_t data_tokens = r->ds.token_count;
+    if (!a->magic_prime) {
+        a->magic_prime = magic_prime_for(data_tokens, a->ctx_len);
+        if (!a->magic_prime)
+            return fail(e, "%s has %" PRIu64 " tokens: too few for --ctx_len %" PRIu64 " (at least %" PRIu64 " needed)",
+                        r->ds.bin_path, data_tokens, a->ctx_len, 3 * a->ctx_len);
+    } else if (sampler_check_magic(data_tokens, a->ctx_len, a->magic_prime, e)) {
+        return fail_prefix(e, "%s", r->ds.bin_path);
+    }
+    if (!a->exit_tokens) a->exit_tokens = data_tokens;
+    else if (a->exit_tokens > data_tokens && !a->allow_repeat)
+        return fail(e, "--my_exit_tokens %" PRIu64 " exceeds the %" PRIu64 " tokens in %s: the run would pass over the data %.1f times "
+                    "(were the numbers copied from another data set?); leave it out to train one pass, or add --allow_repeat",
+                    a->exit_tokens, data_tokens, r->ds.bin_path, (double)a->exit_tokens / (double)data_tokens);
+    if (sampler_init(&r->smp, a->magic_prime, a->ctx_len, a->micro_bsz, r->world, e)) return -1;
+    r->sched = (LrSchedule){ .lr_init = a->lr_init, .lr_final = a->lr_final, .warmup_steps = a->warmup_steps,
+                             .tokens_per_step = a->ctx_len * r->smp.real_bsz, .exit_tokens = a->exit_tokens };
+    if (lr_schedule_check(&r->sched, e)) return -1;
+    r->adam = (AdamConfig){ .beta1 = a->beta1, .beta2 = a->beta2, .eps = a->adam_eps, .weight_decay = a->weight_decay,
+                            .grad_clip = a->grad_clip };
+    if (!r->resumed) r->c.step = r->c.epoch_begin * r->smp.epoch_steps;
+    r->exit_step = lr_exit_step(&r->sched);
+    r->bc = (BackendConfig){ .B = (int)a->micro_bsz, .T = (int)a->ctx_len, .grad_cp = a->grad_cp,
+                             .bf16 = !strcmp(r->precision, "bf16"), .adam = r->adam };
+    return 0;
+}
+
+int trainer_open(TrainOptions *a, Trainer **out, Error *e)
+{
+    *out = NULL;
+    Trainer *r = calloc(1, sizeof *r);
+    if (!r) return fail(e, "out of memory");
+    *out = r;
+    r->o = a;
+    r->precision = a->precision;
+    r->world = a->devices * a->num_nodes;
+
+    /* ---- data ---- */
+    if (binidx_open(a->data_file, &r->ds, e)) return -1;
+    if (binidx_scan(&r->ds, &r->bst, e)) return -1;
+    if (r->bst.negative_ids) return fail(e, "%s: %" PRIu64 " negative token ids", r->ds.bin_path, r->bst.negative_ids);
+    r->data_xxh3 = r->bst.bin_xxh3;
+
+    /* ---- starting point ---- */
+    if (!a->dry_run && mkdir(a->proj_dir, 0777) && errno != EEXIST)
+        return fail(e, "cannot create --proj_dir %s: %s", a->proj_dir, strerror(errno));
+    if (!a->dry_run) remove_stale_temps(a->proj_dir);
+    r->nstates_all = list_numbered(a->proj_dir, "train-state-", 0, &r->states);
+    r->nepochs = list_numbered(a->proj_dir, "rwkv-", 1, &r->epochs);
+    r->metrics_path = path_join(a->proj_dir, "metrics.jsonl");
+    r->log_path = path_join(a->proj_dir, "train_log.txt");
+    r->final_path = path_join(a->proj_dir, a->save_format == SAVE_PTH ? "rwkv-final.pth" : "rwkv-final.safetensors");
+    r->init_path = path_join(a->proj_dir, "rwkv-init.safetensors");
+    if (!r->metrics_path || !r->log_path || !r->final_path || !r->init_path) return fail(e, "out of memory");
+    if (find_start(r, e)) return -1;
+    if (check_dims(a, &r->cfg, r->source, e)) return -1;
+    if (layout_build(&r->cfg, &r->layout, e)) return -1;
+    if (r->bst.max_id >= (uint64_t)r->cfg.vocab_size)
+        return fail(e, "%s holds token id %" PRIu64 " but the model's vocab_size is %d (data made with another tokenizer?)",
+                    r->ds.bin_path, r->bst.max_id, r->cfg.vocab_size);
+
+    /* ---- run configuration (inherited from the state when resuming) ---- */
+    if (r->resumed && inherit_config(r, e)) return -1;
+    return derive_schedule(r, e);
+}
+
+void trainer_print_plan(const Trainer *r, FILE *fp)
+{
+    const TrainOptions *a = r->o;
+    uint64_t mem = backend_memory_estimate(a->accelerator, &r->cfg, &r->bc);
+    uint64_t todo = r->exit_step > r->c.step ? r->exit_step - r->c.step : 0;
+    fprintf(fp, "start        %s%s\n", r->source, r->resumed ? " (training state)" : "");
+    fprintf(fp, "model        x070 L%d D%d, vocab %d, head_size %d: %" PRIu64 " parameters (%.1f MB in bf16)\n",
+            r->cfg.n_layer, r->cfg.n_embd, r->cfg.vocab_size, r->cfg.head_size, (uint64_t)r->layout.total,
+            r->layout.total * 2 / 1e6);
+    fprintf(fp, "data         %s: %" PRIu64 " tokens, %" PRIu64 " documents, %s, max id %" PRIu64 "\n", r->ds.bin_path,
+            r->ds.token_count, r->ds.documents, binidx_dtype_name(r->ds.index.dtype), r->bst.max_id);
+    fprintf(fp, "batch        ctx_len %" PRIu64 " x micro_bsz %" PRIu64 " x %" PRIu64 " devices = %" PRIu64 " tokens/step\n",
+            a->ctx_len, a->micro_bsz, r->world, r->sched.tokens_per_step);
+    fprintf(fp, "miniepoch    %" PRIu64 " steps (40320 samples, %" PRIu64 " tokens); epoch_count %" PRIu64 "\n",
+            r->smp.epoch_steps, 40320 * a->ctx_len, r->smp.epoch_count);
+    fprintf(fp, "sampling     --magic_prime %" PRIu64 " --my_exit_tokens %" PRIu64 "\n", a->magic_prime, a->exit_tokens);
+    fprintf(fp, "schedule     lr %g -> %g, warmup %" PRId64 ", Adam betas (%g, %g) eps %g, weight_decay %g, grad_clip %g, %s\n",
+            a->lr_init, a->lr_final, a->warmup_steps, a->beta1, a->beta2, a->adam_eps, a->weight_decay, a->grad_clip,
+            r->precision);
+    fprintf(fp, "steps        start at step %" PRIu64 " (miniepoch %" PRIu64 "), exit at step %" PRIu64 ": %" PRIu64
+            " steps, %" PRIu64 " tokens\n", r->c.step, r->c.step / r->smp.epoch_steps, r->exit_step, todo,
+            todo * r->sched.tokens_per_step);
+    fprintf(fp, "memory       about %.1f MiB per device (%s, grad_cp %d)\n", mem / 1048576.0, a->accelerator, a->grad_cp);
+}
+
+static int open_backend(Trainer *r, Error *e)
+{
+    TrainOptions *a = r->o;
+    if (r->world != 1 && !strcmp(a->accelerator, "cpu"))
+        return fail(e, "--devices %" PRIu64 " --num_nodes %" PRIu64 ": the CPU backend trains on one device",
+                    a->devices, a->num_nodes);
+    if (model_alloc(&r->host, &r->cfg, e)) return -1;
+    r->m = calloc(r->layout.total, sizeof(float));
+    r->v = calloc(r->layout.total, sizeof(float));
+    if (!r->m || !r->v) return fail(e, "out of memory");
+    if (backend_open(a->accelerator, &r->cfg, r->resumed ? r->st.w : r->start.w, &r->bc, &r->be, e)) return -1;
+    if (r->resumed && r->be->set_state(r->be, r->st.w, r->st.m, r->st.v, e)) return -1;
+    if (r->resumed) trainstate_free(&r->st);
+    r->resumed = r->resumed ? 2 : 0;   /* 2: state consumed (freed) */
+    model_free(&r->start);
+    say(r, "%s %s (step %" PRIu64 ", miniepoch %" PRIu64 ")", r->resumed ? "resuming from" : "starting from",
+        r->source, r->c.step, r->c.step / r->smp.epoch_steps);
+
+    /* ---- logs ---- */
+    if (trim_metrics(r->metrics_path, r->c.step, e)) return -1;
+    r->metrics = fopen(r->metrics_path, "a");
+    if (!r->metrics) return fail(e, "cannot open %s: %s", r->metrics_path, strerror(errno));
+    char ts[64], line[2048];
+    now_string(ts, sizeof ts);
+    snprintf(line, sizeof line, "NEW RUN %s\n{'load_model': '%s', 'proj_dir': '%s', 'data_file': '%s', 'ctx_len': %" PRIu64
+             ", 'micro_bsz': %" PRIu64 ", 'n_layer': %d, 'n_embd': %d, 'vocab_size': %d, 'head_size': %d, 'lr_init': %g, "
+             "'lr_final': %g, 'warmup_steps': %" PRId64 ", 'beta1': %g, 'beta2': %g, 'adam_eps': %g, 'weight_decay': %g, "
+             "'grad_clip': %g, 'grad_cp': %d, 'epoch_save': %" PRIu64 ", 'epoch_begin': %" PRIu64 ", 'epoch_steps': %" PRIu64
+             ", 'epoch_count': %" PRIu64 ", 'real_bsz': %" PRIu64 ", 'magic_prime': %" PRIu64 ", 'my_exit_tokens': %" PRIu64
+             ", 'precision': '%s', 'accelerator': '%s', 'resume_step': %" PRIu64 "}\n",
+             ts, r->source, a->proj_dir, a->data_file, a->ctx_len, a->micro_bsz, r->cfg.n_layer, r->cfg.n_embd,
+             r->cfg.vocab_size, r->cfg.head_size, a->lr_init, a->lr_final, a->warmup_steps, a->beta1, a->beta2,
+             a->adam_eps, a->weight_decay, a->grad_clip, a->grad_cp, a->epoch_save, r->c.step / r->smp.epoch_steps,
+             r->smp.epoch_steps, r->smp.epoch_count, r->smp.real_bsz, a->magic_prime, a->exit_tokens, r->precision,
+             a->accelerator, r->c.step);
+    append_log(r, line);
+    return 0;
+}
+
+int trainer_run(Trainer *r)
+{
+    TrainOptions *a = r->o;
+    Error e;
+    if (open_backend(r, &e)) { say(r, "%s", e.msg); return 1; }
+
+    install_signals();
+    size_t BT = (size_t)a->micro_bsz * a->ctx_len;
+    int32_t *x = malloc(BT * sizeof *x), *y = malloc(BT * sizeof *y);
+    if (!x || !y) { free(x); free(y); say(r, "out of memory"); return 1; }
+    FILE *progress = a->progress;
+    double run_start = now_seconds(), last_end = run_start, time0 = r->c.elapsed;
+    r->last_save_time = run_start;
+    uint64_t run_steps = 0, run_start_step = r->c.step;
+    int status = 0, finished = 0, save_failed = 0;
+    double lr = 0;
+    double t_sample = 0, t_model = 0, t_update = 0, t_log = 0, t_save = 0, loop_start = now_seconds();
+    for (;;) {
+        if (stop_signal) { status = TRAIN_EXIT_SIGNAL; break; }
+        int done;
+        lr = lr_at(&r->sched, r->c.step, r->c.warm_step, &done);
+        if (done) { finished = 1; break; }
+        if (a->exit_after && run_steps >= a->exit_after) break;
+        if (a->max_minutes > 0 && now_seconds() - run_start >= a->max_minutes * 60) break;
+        double ts0 = now_seconds();
+        for (uint64_t m = 0; m < a->micro_bsz; m++) {
+            uint64_t pos = sampler_step_pos(&r->smp, r->c.step, 0, m);
+            for (uint64_t t = 0; t < a->ctx_len; t++) {
+                x[m * a->ctx_len + t] = (int32_t)binidx_token(&r->ds, pos + t);
+                y[m * a->ctx_len + t] = (int32_t)binidx_token(&r->ds, pos + t + 1);
+            }
+        }
+        t_sample += now_seconds() - ts0;
+        StepArgs sa = { .adam_step = r->c.adam_step + 1, .lr = lr, .poison = poisoned(r->c.step) };
+        StepResult res;
+        if (r->be->step(r->be, x, y, &sa, &res, &e)) { say(r, "%s", e.msg); status = 1; break; }
+        t_model += res.t_model;
+        t_update += res.t_update;
+        uint64_t step_done = r->c.step;
+        r->c.step++;
+        r->c.warm_step++;
+        run_steps++;
+        double t_end = now_seconds(), dt = t_end - last_end;
+        last_end = t_end;
+        r->c.elapsed = time0 + (t_end - run_start);
+        if (res.applied) {
+            r->c.adam_step++;
+            r->c.bad_in_row = 0;
+            r->c.epoch_loss_sum += res.loss;
+            r->c.epoch_loss_n++;
+        } else {
+            r->c.bad_in_row++;
+            r->c.bad_total++;
+            end_progress_line(r);
+            say(r, "step %" PRIu64 ": non-finite %s (loss %g, grad norm %g): update skipped (%" PRIu64 " in a row, %" PRIu64
+                " in all)", step_done, isfinite(res.loss) ? "gradient norm" : "loss", res.loss, res.grad_norm,
+                r->c.bad_in_row, r->c.bad_total);
+        }
+        double tl0 = now_seconds();
+        char sl[32], sg[32];
+        json_num(sl, sizeof sl, res.loss, "%.6f");
+        json_num(sg, sizeof sg, res.grad_norm, "%.6g");
+        struct timeval tv;
+        gettimeofday(&tv, NULL);
+        double tokens_per_s = dt > 0 ? (double)r->sched.tokens_per_step / dt : 0;
+        fprintf(r->metrics, "{\"step\":%" PRIu64 ",\"loss\":%s,\"lr\":%.8g,\"grad_norm\":%s,\"tokens\":%" PRIu64
+                ",\"tokens_per_s\":%.1f,\"time\":%.3f%s}\n", step_done, sl, lr, sg, r->c.step * r->sched.tokens_per_step,
+                tokens_per_s, (double)tv.tv_sec + tv.tv_usec / 1e6, res.applied ? "" : ",\"skipped\":true");
+        fflush(r->metrics);
+        if (r->c.bad_in_row >= a->max_bad) {
+            end_progress_line(r);
+            say(r, "stopping: %" PRIu64 " non-finite steps in a row (last at step %" PRIu64 "); the weights were not updated "
+                "by them; the newest training state in %s is finite", r->c.bad_in_row, step_done, a->proj_dir);
+            status = TRAIN_EXIT_NONFINITE;
+            break;
+        }
+        if (progress) {
+            double avg = r->c.epoch_loss_n ? r->c.epoch_loss_sum / (double)r->c.epoch_loss_n : NAN;
+            double per_step = (t_end - run_start) / (double)run_steps;
+            char eta[32], done_tok[32];
+            fmt_duration(eta, sizeof eta, per_step * (double)(r->exit_step - r->c.step));
+            fmt_count(done_tok, sizeof done_tok, (double)(r->c.step * r->sched.tokens_per_step));
+            fprintf(progress, "\rstep %" PRIu64 "/%" PRIu64 "  loss %.4f  lr %.3e  %.2f kt/s  %s tokens  ETA %s   ",
+                    r->c.step, r->exit_step, avg, lr, tokens_per_s / 1e3, done_tok, eta);
+        }
+        double tl1 = now_seconds();
+        t_log += tl1 - tl0;
+        /* Miniepoch end: train_log line, rwkv-E (absolute epoch numbering, see the man page). */
+        int saved_state = 0;
+        if (r->c.step % r->smp.epoch_steps == 0) {
+            uint64_t ep = r->c.step / r->smp.epoch_steps - 1;
+            double avg = r->c.epoch_loss_n ? r->c.epoch_loss_sum / (double)r->c.epoch_loss_n : NAN;
+            char ts[64], line[256];
+            now_string(ts, sizeof ts);
+            snprintf(line, sizeof line, "%" PRIu64 " %.6f %.4f %.8f %s %" PRIu64 "\n", ep, avg, exp(avg), lr, ts,
+                     ep - run_start_step / r->smp.epoch_steps);
+            append_log(r, line);
+            r->c.epoch_loss_sum = 0;
+            r->c.epoch_loss_n = 0;
+            if (ep % a->epoch_save == 0 || ep + 1 == r->smp.epoch_count) {
+                char name[64];
+                snprintf(name, sizeof name, "rwkv-%" PRIu64, ep);
+                if (save_weights(r, name, &e)) { say(r, "warning: %s", e.msg); save_failed = 1; }
+                if (save_state(r, &e)) { say(r, "warning: state not saved: %s", e.msg); save_failed = 1; }
+                else saved_state = 1;
+            }
+        }
+        if (!saved_state && ((a->save_steps && r->c.step % a->save_steps == 0)
+                             || (a->save_minutes > 0 && now_seconds() - r->last_save_time >= a->save_minutes * 60))) {
+            if (save_state(r, &e)) { say(r, "warning: state not saved (training continues): %s", e.msg); save_failed = 1; }
+        }
+        t_save += now_seconds() - tl1;
+    }
+    double loop_time = now_seconds() - loop_start;
+    if (progress) fputc('\n', progress);
+    if (status == 0 || status == TRAIN_EXIT_SIGNAL || status == TRAIN_EXIT_NONFINITE) {
+        if (finished && save_weights(r, "rwkv-final", &e)) { say(r, "%s", e.msg); status = 1; }
+        if (save_state(r, &e)) { say(r, "training state not saved: %s", e.msg); status = 1; }
+        else if (status == TRAIN_EXIT_SIGNAL)
+            say(r, "stopped by %s after step %" PRIu64 "; state saved, resume by running the same command",
+                stop_signal == SIGINT ? "SIGINT" : "SIGTERM", r->c.step);
+    }
+    if (finished && status == 0) {
+        char also[512] = "";
+        if (a->save_format == SAVE_BOTH) snprintf(also, sizeof also, " and %s/rwkv-final.pth", a->proj_dir);
+        say(r, "finished at step %" PRIu64 " (%" PRIu64 " tokens); wrote %s%s", r->c.step,
+            r->c.step * r->sched.tokens_per_step, r->final_path, also);
+    }
+    if (a->timing && run_steps) {
+        double T = loop_time > 0 ? loop_time : 1;
+        say(r, "timing: %" PRIu64 " steps, %" PRIu64 " tokens in %.3f s: %.1f tokens/s; "
+            "model forward+backward %.2f%%, optimizer (norm, clip, Adam, bf16 copy) %.2f%%, data sampling %.2f%%, "
+            "metrics/progress %.2f%%, saving %.2f%%, other %.2f%%", run_steps,
+            run_steps * r->sched.tokens_per_step, loop_time, (double)(run_steps * r->sched.tokens_per_step) / T,
+            100 * t_model / T, 100 * t_update / T, 100 * t_sample / T, 100 * t_log / T, 100 * t_save / T,
+            100 * (T - t_model - t_update - t_sample - t_log - t_save) / T);
+    }
+    if (status == 0 && save_failed) say(r, "note: some periodic saves failed (see above)");
+    if (fclose(r->metrics)) { say(r, "cannot write %s", r->metrics_path); if (!status) status = 1; }
+    r->metrics = NULL;
+    free(x);
+    free(y);
+    return status;
+}
+
+void trainer_close(Trainer *r)
+{
+    if (!r) return;
+    if (r->metrics) fclose(r->metrics);   /* only after a failed start */
+    if (r->be) r->be->free(r->be);
+    if (r->resumed == 1) trainstate_free(&r->st);
+    model_free(&r->start);
+    model_free(&r->host);
+    free(r->m);
+    free(r->v);
+    free_found(r->states, r->nstates_all);
+    free_found(r->epochs, r->nepochs);
+    layout_free(&r->layout);
+    binidx_close(&r->ds);
+    free(r->final_path);
+    free(r->init_path);
+    free(r->metrics_path);
+    free(r->log_path);
+    free(r);
+}
