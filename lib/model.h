@@ -28,7 +28,7 @@ int    model_from_tensors(Model *m, const TensorSet *ts, Error *e);
 int    model_to_tensors(const Model *m, TensorSet *ts, DType dt, Error *e);
 /* Load a checkpoint file (safetensors; .pth once pth.h exists), by content. */
 int    model_load(Model *m, const char *path, Error *e);
-/* Save as safetensors, atomically. */
+/* Save as safetensors, atomically; as a torch .pth when path ends in ".pth". */
 int    model_save(const Model *m, const char *path, DType dt, int overwrite, Error *e);
 
 /* ---- training (parallel / sequence mode) ---- */

@@ -6,6 +6,7 @@
 
 #include "checkpoint.h"
 #include "model.h"
+#include "pth.h"
 #include "safetensors.h"
 
 int model_alloc(Model *m, const ModelConfig *c, Error *e)
@@ -108,7 +109,9 @@ int model_save(const Model *m, const char *path, DType dt, int overwrite, Error 
     TensorSet ts;
     ts_init(&ts);
     int rc = model_to_tensors(m, &ts, dt, e);
-    if (rc == 0) rc = st_write(path, &ts, overwrite, e);
+    size_t n = strlen(path);
+    int pth = n >= 4 && !strcmp(path + n - 4, ".pth");   /* torch.save format for PyTorch users */
+    if (rc == 0) rc = pth ? pth_write(path, &ts, overwrite, e) : st_write(path, &ts, overwrite, e);
     else fail_prefix(e, "%s", path);
     ts_free(&ts);
     return rc;

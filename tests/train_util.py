@@ -53,6 +53,26 @@ def cmp_states(a, b):
     print("identical: step", ma["step"])
 
 
+def cmp_pth(pth, st):
+    """Exit 0 when a .pth loads with torch.load(weights_only=True) and holds the
+    safetensors file's tensors: same names, shapes, bf16 dtype and bits."""
+    import json
+    import torch
+    sd = torch.load(pth, map_location="cpu", weights_only=True)
+    with open(st, "rb") as f:
+        head = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    head.pop("__metadata__", None)
+    data = read_safetensors(st)[1]
+    if sorted(sd) != sorted(head):
+        sys.exit("names differ: %s" % sorted(set(sd) ^ set(head)))
+    for k, t in sd.items():
+        if t.dtype != torch.bfloat16 or head[k]["dtype"] != "BF16" or list(t.shape) != head[k]["shape"]:
+            sys.exit("%s: %s %s vs %s %s" % (k, t.dtype, list(t.shape), head[k]["dtype"], head[k]["shape"]))
+        if t.contiguous().view(torch.int16).numpy().tobytes() != data[k]:
+            sys.exit("%s: values differ" % k)
+    print("equal: %d tensors" % len(sd))
+
+
 if __name__ == "__main__":
     kind, prefix = sys.argv[1], sys.argv[2]
     if kind == "copy":      # copy PREFIX NDOCS SEED
@@ -68,5 +88,7 @@ if __name__ == "__main__":
         bad = [k for k in ("master", "adam_m", "adam_v") if ta[k] != tb[k]]
         if bad:
             sys.exit("differ: " + " ".join(bad))
+    elif kind == "cmppth":  # cmppth PTH SAFETENSORS
+        cmp_pth(prefix, sys.argv[3])
     else:
         sys.exit("usage: train_util.py copy PREFIX NDOCS SEED | random PREFIX NTOKENS VOCAB SEED")
