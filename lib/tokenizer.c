@@ -34,6 +34,7 @@ struct Tokenizer {
                               * then n_slots + 65536 + b0 for single bytes */
     size_t n_slots;
     uint32_t single[256];    /* token of each single byte */
+    uint8_t *len_of;         /* byte length of each token id */
 };
 
 /* Build-time trie node; siblings form a linked list. */
@@ -49,6 +50,7 @@ void tokenizer_free(Tokenizer *t)
     free(t->nodes);
     free(t->first2);
     free(t->tok);
+    free(t->len_of);
     free(t);
 }
 
@@ -189,7 +191,9 @@ Tokenizer *tokenizer_new(const Vocab *v, Error *e)
         t->nodes = calloc(t->n_slots, sizeof *t->nodes);
         t->tok = calloc(t->n_slots + 65536 + 256 + 2, sizeof *t->tok);   /* +2: 32-bit gathers read one past */
         t->first2 = calloc(65536, sizeof *t->first2);
-        if (!t->nodes || !t->tok || !t->first2) { fail(e, "out of memory"); goto bad; }
+        t->len_of = calloc((size_t)v->n + 1, 1);
+        if (!t->nodes || !t->tok || !t->first2 || !t->len_of) { fail(e, "out of memory"); goto bad; }
+        for (uint32_t id = 1; id <= v->n; id++) t->len_of[id] = (uint8_t)vocab_token_len(v, id);
         for (size_t i = 0; i < t->n_slots && i < cap; i++) {
             t->nodes[i] = nodes[i].label | (uint32_t)(nodes[i].tok != 0) << 9 | nodes[i].base << 10;
             t->tok[i] = nodes[i].tok;
@@ -222,18 +226,24 @@ bad:
     return NULL;
 }
 
-size_t tokenizer_encode(const Tokenizer *t, const uint8_t *s, size_t n, uint32_t *out)
+/* Greedy tokens of s[0..n) from the start until at least `stop` bytes are
+ * covered (the last token may run past stop; matches may use all n bytes).
+ * *covered (may be NULL) gets the bytes the tokens cover.  Returns their number. */
+static size_t encode_until(const Tokenizer *t, const uint8_t *s, size_t n, size_t stop, uint32_t *out, size_t *covered)
 {
     const uint32_t *nodes = t->nodes, *first2 = t->first2;
     const uint16_t *tok = t->tok;
     const size_t depth2 = t->n_slots, single = t->n_slots + 65536;
+    const uint8_t *start = s, *stop_at = s + stop;
     uint32_t *o = out;
-    while (n >= 2) {
+    while (s < stop_at) {
+        size_t left = n - (size_t)(s - start);
+        if (left < 2) { *o++ = t->single[s[0]]; s++; break; }
         uint32_t pair = (uint32_t)s[0] << 8 | s[1];
         uint32_t w = first2[pair];
         /* best match so far, as an index into tok[] (no branch on its kind) */
         size_t best_ref = W_END(w) ? depth2 + pair : single + s[0], best_len = W_END(w) ? 2 : 1;
-        for (size_t i = 2; i < n; i++) {
+        for (size_t i = 2; i < left; i++) {
             uint32_t c = s[i];
             size_t slot = W_BASE(w) + c;
             uint32_t x = nodes[slot];
@@ -244,124 +254,265 @@ size_t tokenizer_encode(const Tokenizer *t, const uint8_t *s, size_t n, uint32_t
         }
         *o++ = tok[best_ref];
         s += best_len;
-        n -= best_len;
     }
-    if (n) *o++ = t->single[s[0]];
+    if (covered) *covered = (size_t)(s - start);
     return (size_t)(o - out);
+}
+
+#ifdef __AVX512F__
+/* The state of sixteen walks, one per 32-bit lane (see walk_pieces). */
+typedef struct {
+    __m512i pos, rem, left, w, i, blen, bref, opos, win, wn;
+    __mmask16 active, done;
+} Lanes;
+
+/* One step of every active lane: follow the next byte, or emit the best match
+ * and restart after it.  Lanes whose piece is complete are added to g->done. */
+static inline __attribute__((always_inline)) void lanes_step(Lanes *g, const Tokenizer *t, const uint8_t *base,
+                                                             uint32_t *out)
+{
+    const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2), byte = _mm512_set1_epi32(0xFF);
+    const __m512i mask9 = _mm512_set1_epi32(0x1FF), endbit = _mm512_set1_epi32(1 << 9);
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i v_depth2 = _mm512_set1_epi32((int)t->n_slots), v_single = _mm512_set1_epi32((int)t->n_slots + 65536);
+    __mmask16 in = _mm512_mask_cmplt_epu32_mask(g->active, g->i, g->rem);
+    /* win holds the next text bytes of each lane (wn of them), so the text is
+     * gathered once per 4 steps rather than every step */
+    __mmask16 reload = _mm512_mask_cmpeq_epi32_mask(in, g->wn, zero);
+    if (reload) {
+        g->win = _mm512_mask_i32gather_epi32(g->win, reload, _mm512_add_epi32(g->pos, g->i), base, 1);
+        g->wn = _mm512_mask_mov_epi32(g->wn, reload, _mm512_set1_epi32(4));
+    }
+    __m512i c = _mm512_and_si512(g->win, byte);
+    __m512i slot = _mm512_add_epi32(_mm512_srli_epi32(g->w, 10), c);
+    __m512i x = _mm512_mask_i32gather_epi32(zero, in, slot, t->nodes, 4);
+    __mmask16 ok = _mm512_mask_cmpeq_epi32_mask(in, _mm512_and_si512(x, mask9), _mm512_add_epi32(c, one));
+    __mmask16 end = _mm512_mask_test_epi32_mask(ok, x, endbit);
+    g->blen = _mm512_mask_add_epi32(g->blen, end, g->i, one);
+    g->bref = _mm512_mask_mov_epi32(g->bref, end, slot);
+    g->w = _mm512_maskz_mov_epi32(ok, x);
+    g->i = _mm512_mask_add_epi32(g->i, ok, g->i, one);
+    g->win = _mm512_mask_srli_epi32(g->win, ok, g->win, 8);
+    g->wn = _mm512_mask_sub_epi32(g->wn, ok, g->wn, one);
+    __mmask16 fin = g->active & ~ok;   /* these lanes' tokens are settled */
+    if (!fin) return;
+    /* the match's tok[] index for now; turned into the id when the piece is done */
+    _mm512_mask_i32scatter_epi32(out, fin, g->opos, g->bref, 4);
+    g->opos = _mm512_mask_add_epi32(g->opos, fin, g->opos, one);
+    g->pos = _mm512_mask_add_epi32(g->pos, fin, g->pos, g->blen);
+    g->rem = _mm512_mask_sub_epi32(g->rem, fin, g->rem, g->blen);
+    g->left = _mm512_mask_sub_epi32(g->left, fin, g->left, g->blen);
+    __mmask16 done = _mm512_mask_cmple_epi32_mask(fin, g->left, zero);   /* signed: the last token may overshoot */
+    g->done |= done;
+    g->active &= ~done;
+    __mmask16 rs = fin & ~done;
+    __mmask16 two_left = _mm512_mask_cmpge_epu32_mask(rs, g->rem, two);
+    __m512i bytes = _mm512_mask_i32gather_epi32(zero, rs, g->pos, base, 1);
+    __m512i b0 = _mm512_and_si512(bytes, byte);
+    __m512i pair = _mm512_or_si512(_mm512_slli_epi32(b0, 8), _mm512_and_si512(_mm512_srli_epi32(bytes, 8), byte));
+    __m512i w2 = _mm512_mask_i32gather_epi32(zero, two_left, pair, t->first2, 4);
+    __mmask16 end2 = _mm512_mask_test_epi32_mask(two_left, w2, endbit);
+    g->blen = _mm512_mask_mov_epi32(g->blen, rs, one);
+    g->blen = _mm512_mask_mov_epi32(g->blen, end2, two);
+    g->bref = _mm512_mask_add_epi32(g->bref, rs, v_single, b0);
+    g->bref = _mm512_mask_add_epi32(g->bref, end2, v_depth2, pair);
+    g->w = _mm512_mask_mov_epi32(g->w, rs, w2);
+    g->i = _mm512_mask_mov_epi32(g->i, rs, two);
+    g->win = _mm512_mask_srli_epi32(g->win, rs, bytes, 16);   /* bytes 2 and 3 of the new token */
+    g->wn = _mm512_mask_mov_epi32(g->wn, rs, two);
+}
+#endif
+
+/* Walk count pieces of one buffer: piece d starts at base + off[d], its
+ * matches may read len[d] bytes, and it emits greedy tokens until stop[d]
+ * (1 <= stop[d] <= len[d] < 2^31; 0 = empty piece) bytes are covered.  Ids go
+ * to out[out_off[d] ...] (room for stop[d] ids), their number to n_out[d].  At
+ * least 4 bytes after base + off[d] + len[d] must be readable. */
+static void walk_pieces(const Tokenizer *t, const uint8_t *base, size_t count, const uint32_t *off,
+                        const uint32_t *len, const uint32_t *stop, uint32_t *out, const uint32_t *out_off,
+                        uint32_t *n_out)
+{
+    size_t d = 0;
+#ifdef __AVX512F__
+    /* Two groups of sixteen pieces at once, one piece per 32-bit vector lane.
+     * A lone walk is a chain of dependent loads plus a mispredicted loop exit
+     * per token; here every step advances all lanes with gathers and masks, so
+     * nothing branches on the data, and the two groups' independent chains of
+     * loads overlap.  A lane whose piece is done takes the next piece; when
+     * too few lanes are left busy, they finish in scalar code. */
+    enum { W = 16, G = 1 };   /* two groups measured slower: gathers and scatters are the limit */
+    const uint32_t depth2 = (uint32_t)t->n_slots, single = depth2 + 65536;
+    uint32_t st[G][10][W], doc[G][W];   /* lanes spilled to memory between steps */
+    enum { S_POS, S_REM, S_LEFT, S_W, S_I, S_BLEN, S_BREF, S_OPOS, S_WIN, S_WN };
+    __mmask16 active[G] = { 0 };
+    /* start lane k of group g on the next piece (scalar; once per piece) */
+#define LANE_START(g, k) do { \
+        while (d < count && !stop[d]) n_out[d++] = 0; \
+        if (d < count) { \
+            const uint8_t *s_ = base + off[d]; \
+            uint32_t two_ = len[d] >= 2, pair_ = (uint32_t)s_[0] << 8 | s_[two_]; \
+            uint32_t w_ = two_ ? t->first2[pair_] : 0; \
+            st[g][S_POS][k] = off[d]; st[g][S_REM][k] = len[d]; st[g][S_LEFT][k] = stop[d]; \
+            st[g][S_W][k] = w_; st[g][S_I][k] = 2; \
+            st[g][S_BLEN][k] = W_END(w_) ? 2 : 1; st[g][S_BREF][k] = W_END(w_) ? depth2 + pair_ : single + s_[0]; \
+            st[g][S_OPOS][k] = out_off[d]; st[g][S_WIN][k] = 0; st[g][S_WN][k] = 0; \
+            doc[g][k] = (uint32_t)d; active[g] |= (__mmask16)(1u << (k)); d++; \
+        } else { \
+            for (int f_ = 0; f_ < 10; f_++) st[g][f_][k] = 0; \
+            st[g][S_I][k] = 2; \
+            active[g] &= (__mmask16)~(1u << (k)); \
+        } \
+    } while (0)
+    if (count >= G * W) {
+        for (int g = 0; g < G; g++)
+            for (int k = 0; k < W; k++) LANE_START(g, k);
+        Lanes L[G];
+        for (;;) {
+            int busy = 0;
+            for (int g = 0; g < G; g++) busy += __builtin_popcount(active[g]);
+            if (busy < G * W / 2) break;
+            for (int g = 0; g < G; g++) {
+                L[g].pos = _mm512_loadu_si512(st[g][S_POS]); L[g].rem = _mm512_loadu_si512(st[g][S_REM]);
+                L[g].left = _mm512_loadu_si512(st[g][S_LEFT]); L[g].w = _mm512_loadu_si512(st[g][S_W]);
+                L[g].i = _mm512_loadu_si512(st[g][S_I]); L[g].blen = _mm512_loadu_si512(st[g][S_BLEN]);
+                L[g].bref = _mm512_loadu_si512(st[g][S_BREF]); L[g].opos = _mm512_loadu_si512(st[g][S_OPOS]);
+                L[g].win = _mm512_loadu_si512(st[g][S_WIN]); L[g].wn = _mm512_loadu_si512(st[g][S_WN]);
+                L[g].active = active[g];
+                L[g].done = 0;
+            }
+            for (;;) {
+                __mmask16 any = 0;
+                for (int g = 0; g < G; g++) {
+                    lanes_step(&L[g], t, base, out);
+                    any |= L[g].done;
+                }
+                if (any) break;
+            }
+            for (int g = 0; g < G; g++) {
+                _mm512_storeu_si512(st[g][S_POS], L[g].pos); _mm512_storeu_si512(st[g][S_REM], L[g].rem);
+                _mm512_storeu_si512(st[g][S_LEFT], L[g].left); _mm512_storeu_si512(st[g][S_W], L[g].w);
+                _mm512_storeu_si512(st[g][S_I], L[g].i); _mm512_storeu_si512(st[g][S_BLEN], L[g].blen);
+                _mm512_storeu_si512(st[g][S_BREF], L[g].bref); _mm512_storeu_si512(st[g][S_OPOS], L[g].opos);
+                _mm512_storeu_si512(st[g][S_WIN], L[g].win); _mm512_storeu_si512(st[g][S_WN], L[g].wn);
+                active[g] = L[g].active;
+                for (int k = 0; k < W; k++) {
+                    if (!(L[g].done >> k & 1)) continue;
+                    uint32_t dk = doc[g][k], n_ids = st[g][S_OPOS][k] - out_off[dk];
+                    n_out[dk] = n_ids;
+                    for (uint32_t *p = out + out_off[dk], *e = p + n_ids; p < e; p++) *p = t->tok[*p];
+                    LANE_START(g, k);
+                }
+            }
+        }
+        /* lanes still busy: finish from the start of their current token */
+        for (int g = 0; g < G; g++)
+            for (int k = 0; k < W; k++) {
+                if (!(active[g] >> k & 1)) continue;
+                uint32_t dk = doc[g][k];
+                for (uint32_t *p = out + out_off[dk], *e = out + st[g][S_OPOS][k]; p < e; p++) *p = t->tok[*p];
+                uint32_t o = st[g][S_OPOS][k];
+                o += (uint32_t)encode_until(t, base + st[g][S_POS][k], st[g][S_REM][k], st[g][S_LEFT][k], out + o, NULL);
+                n_out[dk] = o - out_off[dk];
+            }
+    }
+#undef LANE_START
+#endif
+    for (; d < count; d++)
+        n_out[d] = stop[d] ? (uint32_t)encode_until(t, base + off[d], len[d], stop[d], out + out_off[d], NULL) : 0;
+}
+
+/* Speculative splitting of one long text.  Walking one text is a chain of
+ * dependent loads; to walk many at once, the text is cut into segments, and each segment is walked from its first byte as if a token
+ * started there.  The guess is usually wrong, but greedy longest match
+ * depends only on the bytes from its position on, so once the exact walk of
+ * the previous segment lands on one of a segment's token boundaries, the two
+ * walks agree from there on, which happens within a few tokens.  Splicing: the
+ * exact walk continues token by token until it meets such a boundary, then
+ * takes the segment's tokens.  The result equals the plain walk. */
+enum { SEG_MIN = 512, SEG_MAX = 2048, SEGS_PER_WINDOW = 32, SPLIT_MIN = 16 * SEG_MIN, SPLIT_TAIL = 512 };
+
+static size_t encode_split(const Tokenizer *t, const uint8_t *s, size_t n, uint32_t *out)
+{
+    /* segments of up to 2 KB (longer: fewer splices), at least 16 of them (one
+     * per vector lane) */
+    size_t seg = (n - SPLIT_TAIL) / 16;
+    seg = seg < SEG_MIN ? SEG_MIN : seg > SEG_MAX ? SEG_MAX : seg;
+    uint32_t *ids = malloc((size_t)SEGS_PER_WINDOW * seg * sizeof *ids);
+    if (!ids) return encode_until(t, s, n, n, out, NULL);
+    uint32_t off[SEGS_PER_WINDOW], len[SEGS_PER_WINDOW], stop[SEGS_PER_WINDOW], out_off[SEGS_PER_WINDOW],
+        n_out[SEGS_PER_WINDOW];
+    /* pieces never read within SPLIT_TAIL bytes of the end (a token is at most
+     * 255 bytes, plus 4 for the window), so s needs no padding */
+    const size_t limit = n - SPLIT_TAIL;
+    size_t pos = 0;
+    uint32_t *o = out;
+    while (pos < limit && limit - pos >= 16 * seg) {
+        size_t k_count = (limit - pos) / seg;
+        if (k_count > SEGS_PER_WINDOW) k_count = SEGS_PER_WINDOW;
+        const uint8_t *w0 = s + pos;
+        const size_t avail = n - pos;
+        for (size_t k = 0; k < k_count; k++) {
+            off[k] = (uint32_t)(k * seg);
+            len[k] = (uint32_t)(avail - k * seg < 2 * seg ? avail - k * seg : 2 * seg);   /* >= seg + 259 */
+            stop[k] = seg;
+            out_off[k] = (uint32_t)(k * seg);
+        }
+        walk_pieces(t, w0, k_count, off, len, stop, ids, out_off, n_out);
+        /* splice; at is the exact position relative to w0 */
+        size_t at = 0;
+        for (size_t k = 0; k < k_count; k++) {
+            const uint32_t *seg_ids = ids + k * seg;
+            size_t b = k * seg, j = 0, m = n_out[k], seg_stop = b + seg;
+            int synced = 0;
+            for (;;) {
+                while (j < m && b < at) b += t->len_of[seg_ids[j++]];
+                if (b == at) { synced = 1; break; }
+                if (at >= seg_stop) break;   /* passed this segment without meeting it */
+                size_t step;
+                o += encode_until(t, w0 + at, avail - at, 1, o, &step);
+                at += step;
+            }
+            if (synced) {
+                memcpy(o, seg_ids + j, (m - j) * sizeof *o);
+                o += m - j;
+                for (; j < m; j++) at += t->len_of[seg_ids[j]];
+            }
+        }
+        pos += at;
+    }
+    free(ids);
+    o += encode_until(t, s + pos, n - pos, n - pos, o, NULL);
+    return (size_t)(o - out);
+}
+
+size_t tokenizer_encode(const Tokenizer *t, const uint8_t *s, size_t n, uint32_t *out)
+{
+#ifdef __AVX512F__
+    if (n >= SPLIT_MIN + SPLIT_TAIL) return encode_split(t, s, n, out);
+#endif
+    return encode_until(t, s, n, n, out, NULL);
 }
 
 void tokenizer_encode_many(const Tokenizer *t, const uint8_t *base, size_t count, const uint32_t *off,
                            const uint32_t *len, uint32_t *out, const uint32_t *out_off, uint32_t *n_out)
 {
+    /* long texts are split (tokenizer_encode); the short ones walked side by side */
+    enum { BATCH = 256 };
+    uint32_t b_off[BATCH], b_len[BATCH], b_out_off[BATCH], b_n[BATCH];
+    size_t b_doc[BATCH];
     size_t d = 0;
-#ifdef __AVX512F__
-    /* Sixteen texts at once, one per 32-bit vector lane.  A lone walk is a
-     * chain of dependent loads plus a mispredicted loop exit per token; here
-     * every round advances all lanes by one step with gathers and masks, so
-     * nothing waits on a single load and nothing branches on the data.  A lane
-     * whose step fails emits its best match, restarts after it, and takes the
-     * next text when its own is done. */
-    enum { W = 16 };
-    const uint32_t depth2 = (uint32_t)t->n_slots, single = depth2 + 65536;
-    uint32_t st_pos[W], st_rem[W], st_w[W], st_i[W], st_blen[W], st_bref[W], st_opos[W], doc[W];
-    __mmask16 active = 0;
-    /* start lane k on the next text (scalar; once per text) */
-#define LANE_START(k) do { \
-        while (d < count && !len[d]) n_out[d++] = 0; \
-        if (d < count) { \
-            const uint8_t *s_ = base + off[d]; \
-            uint32_t two_ = len[d] >= 2, pair_ = (uint32_t)s_[0] << 8 | s_[two_]; \
-            uint32_t w_ = two_ ? t->first2[pair_] : 0; \
-            st_pos[k] = off[d]; st_rem[k] = len[d]; st_w[k] = w_; st_i[k] = 2; \
-            st_blen[k] = W_END(w_) ? 2 : 1; st_bref[k] = W_END(w_) ? depth2 + pair_ : single + s_[0]; \
-            st_opos[k] = out_off[d]; doc[k] = (uint32_t)d; active |= (__mmask16)(1u << (k)); d++; \
-        } else { \
-            st_pos[k] = st_rem[k] = st_w[k] = st_blen[k] = st_bref[k] = st_opos[k] = 0; st_i[k] = 2; \
-            active &= (__mmask16)~(1u << (k)); \
-        } \
-    } while (0)
-    if (count >= W) {
-        for (int k = 0; k < W; k++) LANE_START(k);
-        const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2), byte = _mm512_set1_epi32(0xFF);
-        const __m512i mask9 = _mm512_set1_epi32(0x1FF), endbit = _mm512_set1_epi32(1 << 9);
-        const __m512i v_single = _mm512_set1_epi32((int)single), v_depth2 = _mm512_set1_epi32((int)depth2);
-        const __m512i zero = _mm512_setzero_si512();
-        /* vector rounds while enough lanes are busy; the rest finish in scalar code */
-        while (__builtin_popcount(active) >= W / 2) {
-            __m512i pos = _mm512_loadu_si512(st_pos), rem = _mm512_loadu_si512(st_rem);
-            __m512i w = _mm512_loadu_si512(st_w), i = _mm512_loadu_si512(st_i);
-            __m512i blen = _mm512_loadu_si512(st_blen), bref = _mm512_loadu_si512(st_bref);
-            __m512i opos = _mm512_loadu_si512(st_opos);
-            __mmask16 done = 0;
-            /* win holds the next text bytes of each lane (wn of them), so the
-             * text is gathered once per 4 steps rather than every step */
-            __m512i win = zero, wn = zero;
-            while (!done) {
-                __mmask16 in = _mm512_mask_cmplt_epu32_mask(active, i, rem);
-                __mmask16 reload = _mm512_mask_cmpeq_epi32_mask(in, wn, zero);
-                if (reload) {
-                    win = _mm512_mask_i32gather_epi32(win, reload, _mm512_add_epi32(pos, i), base, 1);
-                    wn = _mm512_mask_mov_epi32(wn, reload, _mm512_set1_epi32(4));
-                }
-                __m512i c = _mm512_and_si512(win, byte);
-                __m512i slot = _mm512_add_epi32(_mm512_srli_epi32(w, 10), c);
-                __m512i x = _mm512_mask_i32gather_epi32(zero, in, slot, t->nodes, 4);
-                __mmask16 ok = _mm512_mask_cmpeq_epi32_mask(in, _mm512_and_si512(x, mask9), _mm512_add_epi32(c, one));
-                __mmask16 end = _mm512_mask_test_epi32_mask(ok, x, endbit);
-                blen = _mm512_mask_add_epi32(blen, end, i, one);
-                bref = _mm512_mask_mov_epi32(bref, end, slot);
-                w = _mm512_maskz_mov_epi32(ok, x);
-                i = _mm512_mask_add_epi32(i, ok, i, one);
-                win = _mm512_mask_srli_epi32(win, ok, win, 8);
-                wn = _mm512_mask_sub_epi32(wn, ok, wn, one);
-                __mmask16 fin = active & ~ok;   /* these lanes' tokens are settled */
-                if (!fin) continue;
-                /* the match's tok[] index for now; turned into the id at the end */
-                _mm512_mask_i32scatter_epi32(out, fin, opos, bref, 4);
-                opos = _mm512_mask_add_epi32(opos, fin, opos, one);
-                pos = _mm512_mask_add_epi32(pos, fin, pos, blen);
-                rem = _mm512_mask_sub_epi32(rem, fin, rem, blen);
-                done = _mm512_mask_cmpeq_epi32_mask(fin, rem, zero);
-                __mmask16 rs = fin & ~done;
-                __mmask16 two_left = _mm512_mask_cmpge_epu32_mask(rs, rem, two);
-                __m512i bytes = _mm512_mask_i32gather_epi32(zero, rs, pos, base, 1);
-                __m512i b0 = _mm512_and_si512(bytes, byte);
-                __m512i pair = _mm512_or_si512(_mm512_slli_epi32(b0, 8), _mm512_and_si512(_mm512_srli_epi32(bytes, 8), byte));
-                __m512i w2 = _mm512_mask_i32gather_epi32(zero, two_left, pair, t->first2, 4);
-                __mmask16 end2 = _mm512_mask_test_epi32_mask(two_left, w2, endbit);
-                blen = _mm512_mask_mov_epi32(blen, rs, one);
-                blen = _mm512_mask_mov_epi32(blen, end2, two);
-                bref = _mm512_mask_add_epi32(bref, rs, v_single, b0);
-                bref = _mm512_mask_add_epi32(bref, end2, v_depth2, pair);
-                w = _mm512_mask_mov_epi32(w, rs, w2);
-                i = _mm512_mask_mov_epi32(i, rs, two);
-                win = _mm512_mask_srli_epi32(win, rs, bytes, 16);   /* bytes 2 and 3 of the new token */
-                wn = _mm512_mask_mov_epi32(wn, rs, two);
+    while (d < count) {
+        size_t k = 0;
+        for (; d < count && k < BATCH; d++) {
+            if (len[d] >= SPLIT_MIN + SPLIT_TAIL) {
+                n_out[d] = (uint32_t)tokenizer_encode(t, base + off[d], len[d], out + out_off[d]);
+                continue;
             }
-            _mm512_storeu_si512(st_pos, pos); _mm512_storeu_si512(st_rem, rem);
-            _mm512_storeu_si512(st_w, w); _mm512_storeu_si512(st_i, i);
-            _mm512_storeu_si512(st_blen, blen); _mm512_storeu_si512(st_bref, bref);
-            _mm512_storeu_si512(st_opos, opos);
-            for (int k = 0; k < W; k++) {
-                if (!(done >> k & 1)) continue;
-                uint32_t dk = doc[k], n_ids = st_opos[k] - out_off[dk];
-                n_out[dk] = n_ids;
-                for (uint32_t *p = out + out_off[dk], *e = p + n_ids; p < e; p++) *p = t->tok[*p];
-                LANE_START(k);
-            }
+            b_off[k] = off[d]; b_len[k] = len[d]; b_out_off[k] = out_off[d]; b_doc[k++] = d;
         }
-        /* lanes still busy: finish from the start of their current token */
-        for (int k = 0; k < W; k++) {
-            if (!(active >> k & 1)) continue;
-            for (uint32_t *p = out + out_off[doc[k]], *e = out + st_opos[k]; p < e; p++) *p = t->tok[*p];
-            uint32_t o = st_opos[k];
-            o += (uint32_t)tokenizer_encode(t, base + st_pos[k], st_rem[k], out + o);
-            n_out[doc[k]] = o - out_off[doc[k]];
-        }
+        walk_pieces(t, base, k, b_off, b_len, b_len, out, b_out_off, b_n);
+        for (size_t j = 0; j < k; j++) n_out[b_doc[j]] = b_n[j];
     }
-#undef LANE_START
-#endif
-    for (; d < count; d++) n_out[d] = (uint32_t)tokenizer_encode(t, base + off[d], len[d], out + out_off[d]);
 }
 
 int tokenizer_decode(const Vocab *v, const uint32_t *ids, size_t n,

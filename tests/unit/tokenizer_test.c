@@ -122,14 +122,56 @@ static void test_against_naive(const Vocab *v, const Tokenizer *t)
     free(naive_table);
 }
 
-/* tokenizer_encode_many (16 texts at a time on AVX-512) must equal tokenizer_encode. */
+/* Long texts take the speculative split path (segments walked side by side,
+ * then spliced): it must equal the naive encoder, also where segments never
+ * resynchronise (long runs, periodic text) and where they always do. */
+static void test_long(const Vocab *v, const Tokenizer *t)
+{
+    enum { N = 70000 };
+    uint8_t *s = malloc(N);
+    uint32_t *a = malloc((N + 1) * 4), *b = malloc((N + 1) * 4);
+    naive_build(v);
+    for (int round = 0; round < 20; round++) {
+        size_t n = 8000 + rnd() % (N - 8000), k = 0;
+        int kind = round % 5;
+        size_t period = 1 + rnd() % 7;
+        while (k < n) {
+            if (kind == 0) s[k++] = (uint8_t)rnd();
+            else if (kind == 1) {
+                uint32_t id = 1 + rnd() % v->n;
+                size_t l = vocab_token_len(v, id);
+                if (k + l > n) l = n - k;
+                memcpy(s + k, vocab_token(v, id), l);
+                k += l;
+            } else if (kind == 2) {
+                uint8_t c = " a\n\xe4="[rnd() % 5];
+                size_t run = rnd() % 5000;
+                while (run-- && k < n) s[k++] = c;
+            } else if (kind == 3) {
+                s[k] = (uint8_t)"ab c\n"[k % period % 5];
+                k++;
+            } else {
+                static const char *words[] = { "the ", "of ", "tokenizer", " ", "\n", "    ", "return x", ", ", "def f(a, b):\n" };
+                const char *w = words[rnd() % 9];
+                for (; *w && k < n; w++) s[k++] = (uint8_t)*w;
+            }
+        }
+        size_t na = tokenizer_encode(t, s, n, a), nb = naive_encode(v, s, n, b);
+        CHECK(na == nb && !memcmp(a, b, na * 4), "long round %d (kind %d, %zu bytes): encoder differs from naive",
+              round, kind, n);
+    }
+    free(naive_table);
+    free(s); free(a); free(b);
+}
+
+/* tokenizer_encode_many (16 texts at a time on AVX-512; long ones split) must equal tokenizer_encode. */
 static void test_many(const Vocab *v, const Tokenizer *t)
 {
     enum { TEXTS = 700 };
     uint32_t off[TEXTS], len[TEXTS], out_off[TEXTS], n_many[TEXTS];
     size_t total = 0;
     for (int d = 0; d < TEXTS; d++) {
-        len[d] = d % 37 == 0 ? (uint32_t)(rnd() % 3) : (uint32_t)(rnd() % 3000);
+        len[d] = d % 37 == 0 ? (uint32_t)(rnd() % 3) : d % 97 == 1 ? (uint32_t)(rnd() % 40000) : (uint32_t)(rnd() % 3000);
         off[d] = out_off[d] = (uint32_t)total;
         total += len[d];
     }
@@ -270,6 +312,7 @@ int main(void)
     test_vectors(t);
     test_roundtrip_all_ids(&v, t);
     test_against_naive(&v, t);
+    test_long(&v, t);
     test_many(&v, t);
     tokenizer_free(t);
     vocab_free(&v);
