@@ -1,5 +1,5 @@
 /* backend.h: what the training loop needs from a compute device.  The host
- * loop (bin/rwkv-train.c) owns data sampling, the LR schedule, logging and
+ * loop (lib/trainer.c) owns data sampling, the LR schedule, logging and
  * checkpoints; a backend owns the weights, the fp32 masters and the Adam
  * moments, and does forward + backward + clip + update in one call, so a
  * GPU backend can keep everything on the device and fuse the update.
