@@ -431,6 +431,7 @@ static void walk_pieces(const Tokenizer *t, const uint8_t *base, size_t count, c
  * takes the segment's tokens.  The result equals the plain walk. */
 enum { SEG_MIN = 512, SEG_MAX = 2048, SEGS_PER_WINDOW = 32, SPLIT_MIN = 16 * SEG_MIN, SPLIT_TAIL = 512 };
 
+#ifdef __AVX512F__   /* without it the segments would be walked one by one: no gain */
 static size_t encode_split(const Tokenizer *t, const uint8_t *s, size_t n, uint32_t *out)
 {
     /* segments of up to 2 KB (longer: fewer splices), at least 16 of them (one
@@ -484,6 +485,7 @@ static size_t encode_split(const Tokenizer *t, const uint8_t *s, size_t n, uint3
     o += encode_until(t, s + pos, n - pos, n - pos, o, NULL);
     return (size_t)(o - out);
 }
+#endif
 
 size_t tokenizer_encode(const Tokenizer *t, const uint8_t *s, size_t n, uint32_t *out)
 {

@@ -221,7 +221,10 @@ static void *worker(void *arg)
         seen = p->generation;
         Chunk *c = p->chunk;
         for (;;) {
-            size_t first = p->next_line, n = c->lines - first < 64 ? c->lines - first : 64;
+            /* claim up to 64 lines or 64 KB: long documents (source files)
+             * would otherwise leave one worker idle at the end of a chunk */
+            size_t first = p->next_line, n = 0, bytes = 0;
+            while (first + n < c->lines && n < 64 && bytes < (64u << 10)) bytes += c->len[first + n++];
             p->next_line += n;
             if (!n) break;
             pthread_mutex_unlock(&p->mu);
