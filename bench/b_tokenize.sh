@@ -75,8 +75,9 @@ t2=$(best rwkv-tokenize -j 2)
 rwkv-tokenize --text slice.jsonl > c.ids
 "$PYTHON" "$TOP/tests/ref/trie_tokenizer.py" "$vocab" jsonl < slice.jsonl > py.ids
 cmp -s c.ids py.ids && same=identical || same=DIFFERENT
-echo "encoder only, demo.jsonl texts x40 (chat/prose, some CJK): $enc_prose"
-echo "encoder only, Python sources: $enc_code"
+ratio() { awk -v r="${1%% MB/s*}" -v py="$py" 'BEGIN { printf "%.0fx python", r / py }'; }
+echo "encoder only, demo.jsonl texts x40 (chat/prose, some CJK): $enc_prose = $(ratio "$enc_prose")"
+echo "encoder only, Python sources: $enc_code = $(ratio "$enc_code")"
 awk -v mb="$mb" -v py="$py" -v t1="$t1" -v t2="$t2" -v same="$same" 'BEGIN {
     printf "corpus %s MB of JSONL (demo.jsonl x40 + Python sources)\n", mb
     printf "python reference (trie_tokenizer.py, 2 MB slice): %.2f MB/s  (ids on the slice: %s)\n", py, same
