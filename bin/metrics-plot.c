@@ -53,35 +53,77 @@ static void xml_text(FILE *fp, const char *s)
     }
 }
 
+/* Plot coordinates are long double: a span of doubles (1e308 - -1e308) or its
+ * padding cannot overflow, and ticks near 2^53 stay distinct. */
+typedef long double Real;
+
+/* At most this many ticks per axis, whatever the range: no input can make the
+ * tick loops run away. */
+enum { MAX_TICKS = 50 };
+
 /* "Nice" tick spacing for a range. */
-static double tick_step(double span, int want)
+static Real tick_step(Real span, int want)
 {
-    if (!(span > 0)) return 1;
-    double raw = span / want, mag = pow(10, floor(log10(raw))), f = raw / mag;
+    if (!(span > 0) || !isfinite(span)) return 1;
+    Real raw = span / want, mag = powl(10, floorl(log10l(raw))), f = raw / mag;
     return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * mag;
 }
 
-typedef struct { double x0, y0, w, h, xmin, xmax, ymin, ymax; } Panel;
-static double px(const Panel *p, double x) { return p->x0 + (x - p->xmin) / (p->xmax - p->xmin) * p->w; }
-static double py(const Panel *p, double y) { return p->y0 + p->h - (y - p->ymin) / (p->ymax - p->ymin) * p->h; }
+/* Widen [lo, hi] about its centre to at least max(min_span, 2e-3 * |the
+ * larger end|): a constant series gets a visible band, and a span that is tiny
+ * next to its values (steps 16 apart at 1e17) still gets distinct ticks. */
+static void widen(Real *lo, Real *hi, Real min_span)
+{
+    Real big = fabsl(*lo) > fabsl(*hi) ? fabsl(*lo) : fabsl(*hi), want = big * 2e-3L;
+    if (want < min_span) want = min_span;
+    if (*hi - *lo >= want) return;
+    Real mid = *lo / 2 + *hi / 2;
+    *lo = mid - want / 2;
+    *hi = mid + want / 2;
+}
+
+/* Significant digits that tell ticks ts apart at magnitude up to big. */
+static int tick_digits(Real big, Real ts, int at_least)
+{
+    int d = big > ts ? (int)ceill(log10l(big / ts)) + 1 : 1;
+    return d < at_least ? at_least : d > 20 ? 20 : d;
+}
+
+typedef struct { double x0, y0, w, h; Real xmin, xmax, ymin, ymax; } Panel;
+static double px(const Panel *p, Real x) { return (double)(p->x0 + (x - p->xmin) / (p->xmax - p->xmin) * p->w); }
+static double py(const Panel *p, Real y) { return (double)(p->y0 + p->h - (y - p->ymin) / (p->ymax - p->ymin) * p->h); }
 
 static void axes(FILE *fp, const Panel *p, const char *ylabel, int sci)
 {
     fprintf(fp, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n",
             p->x0, p->y0, p->w, p->h);
-    double ts = tick_step(p->ymax - p->ymin, 5);
-    for (double v = ceil(p->ymin / ts) * ts; v <= p->ymax + ts * 1e-9; v += ts) {
+    Real ts = tick_step(p->ymax - p->ymin, 5), first = ceill(p->ymin / ts);
+    Real big = fabsl(p->ymin) > fabsl(p->ymax) ? fabsl(p->ymin) : fabsl(p->ymax);
+    int digits = tick_digits(big, ts, sci ? 2 : 3);
+    /* Each tick is (first + i) * ts, not a running sum, so rounding cannot stall it. */
+    for (int i = 0; i < MAX_TICKS; i++) {
+        Real v = (first + i) * ts;
+        if (v > p->ymax + ts * 1e-9L) break;
         double y = py(p, v);
         fprintf(fp, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", p->x0, y, p->x0 + p->w, y);
         fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">", p->x0 - 6, y + 4);
-        fprintf(fp, sci ? "%.2g" : "%.3g", fabs(v) < ts * 1e-6 ? 0.0 : v);
+        fprintf(fp, "%.*Lg", digits, fabsl(v) < ts * 1e-6L ? 0.0L : v);
         fputs("</text>\n", fp);
     }
-    double xs = tick_step(p->xmax - p->xmin, 8);
-    for (double v = ceil(p->xmin / xs) * xs; v <= p->xmax + xs * 1e-9; v += xs) {
+    /* Steps are whole numbers: no tick between two of them. */
+    Real xs = tick_step(p->xmax - p->xmin, 8), xfirst;
+    if (xs < 1) xs = 1;
+    xfirst = ceill(p->xmin / xs);
+    Real xbig = fabsl(p->xmin) > fabsl(p->xmax) ? fabsl(p->xmin) : fabsl(p->xmax);
+    for (int i = 0; i < MAX_TICKS; i++) {
+        Real v = (xfirst + i) * xs;
+        if (v > p->xmax + xs * 1e-9L) break;
         double x = px(p, v);
         fprintf(fp, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>\n", x, p->y0, x, p->y0 + p->h);
-        fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.0f</text>\n", x, p->y0 + p->h + 16, v);
+        fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", x, p->y0 + p->h + 16);
+        if (xbig < 1e15L) fprintf(fp, "%.0Lf", v);
+        else fprintf(fp, "%.*Lg", tick_digits(xbig, xs, 3), v);
+        fputs("</text>\n", fp);
     }
     fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" transform=\"rotate(-90 %.1f %.1f)\" text-anchor=\"middle\">%s</text>\n",
             p->x0 - 52, p->y0 + p->h / 2, p->x0 - 52, p->y0 + p->h / 2, ylabel);
@@ -155,23 +197,27 @@ int main(int argc, char **argv)
     /* Smoothed loss: trailing moving average over finite values. */
     if (!smooth) smooth = n / 50 > 1 ? n / 50 : 1;
     double *loss = malloc(n * sizeof *loss), *avg = malloc(n * sizeof *avg), *lr = malloc(n * sizeof *lr);
-    double sum = 0;
+    long double sum = 0; /* long double: a sum of doubles near 1e308 does not overflow */
     size_t cnt = 0;
-    double lmin = INFINITY, lmax = -INFINITY, rmax = 0, smin = pt[0].step, smax = pt[0].step;
+    Real lmin = INFINITY, lmax = -INFINITY, rmin = 0, rmax = 0, smin = pt[0].step, smax = pt[0].step;
     for (size_t i = 0; i < n; i++) {
-        loss[i] = pt[i].loss;
-        lr[i] = pt[i].lr;
+        loss[i] = isfinite(pt[i].loss) ? pt[i].loss : NAN;
+        lr[i] = isfinite(pt[i].lr) ? pt[i].lr : NAN;
         if (isfinite(loss[i])) { sum += loss[i]; cnt++; if (loss[i] < lmin) lmin = loss[i]; if (loss[i] > lmax) lmax = loss[i]; }
         if (i >= smooth && isfinite(loss[i - smooth])) { sum -= loss[i - smooth]; cnt--; }
-        avg[i] = cnt ? sum / (double)cnt : NAN;
+        avg[i] = cnt ? (double)(sum / cnt) : NAN;
         if (isfinite(lr[i]) && lr[i] > rmax) rmax = lr[i];
+        if (isfinite(lr[i]) && lr[i] < rmin) rmin = lr[i];
         if (pt[i].step < smin) smin = pt[i].step;
         if (pt[i].step > smax) smax = pt[i].step;
     }
     if (!isfinite(lmin)) { lmin = 0; lmax = 1; }
-    if (lmax - lmin < 1e-9) { lmin -= 0.5; lmax += 0.5; }
+    widen(&lmin, &lmax, 1);
+    /* a step alone: [s, s + 1] as before, so runs that start at 0 keep 0 at the left edge */
     if (smax == smin) smax = smin + 1;
-    if (!(rmax > 0)) rmax = 1;
+    widen(&smin, &smax, 1);
+    if (rmax == rmin) rmax = 1;
+    widen(&rmin, &rmax, 0);
 
     AtomicFile af;
     FILE *fp = stdout;
@@ -180,13 +226,13 @@ int main(int argc, char **argv)
         fp = af.fp;
     }
     const double W = 900, H = 620;
-    Panel top = { 80, 50, 790, 330, smin, smax, lmin - 0.05 * (lmax - lmin), lmax + 0.05 * (lmax - lmin) };
-    Panel bot = { 80, 440, 790, 130, smin, smax, 0, rmax * 1.05 };
+    Panel top = { 80, 50, 790, 330, smin, smax, lmin - 0.05L * (lmax - lmin), lmax + 0.05L * (lmax - lmin) };
+    Panel bot = { 80, 440, 790, 130, smin, smax, rmin * 1.05L, rmax * 1.05L };
     fprintf(fp, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
             "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H, W, H);
     fputs("<text x=\"450\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", fp);
     xml_text(fp, title);
-    fprintf(fp, " (%zu steps, last loss %.4f)</text>\n", n, isfinite(avg[n - 1]) ? avg[n - 1] : NAN);
+    fprintf(fp, " (%zu steps, last loss %.4f)</text>\n", n, avg[n - 1]);
     axes(fp, &top, "loss", 0);
     polyline(fp, &top, pt, n, loss, "stroke=\"#9ecae1\" stroke-width=\"1\"");
     polyline(fp, &top, pt, n, avg, "stroke=\"#08519c\" stroke-width=\"2\"");

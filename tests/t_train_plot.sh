@@ -34,4 +34,54 @@ echo '{"step":0,"lr":1}' >bad.jsonl
 expect_fail "record without loss" "bad.jsonl:1: not a metrics record" metrics-plot bad.jsonl
 expect_fail "empty input" "no records" metrics-plot /dev/null
 check "--help" metrics-plot --help
+
+# Degenerate ranges must neither hang nor flood the output: one huge value (the
+# +-0.5 padding is lost to rounding), steps past 2^53, spans that overflow a
+# double, non-finite and null values, a negative learning rate.
+cat >svgok.py <<'P'
+import sys, math, xml.dom.minidom as m
+d = m.parse(sys.argv[1])
+for l in d.getElementsByTagName("polyline"):
+    for p in l.getAttribute("points").split():
+        x, y = map(float, p.split(","))
+        assert math.isfinite(x) and math.isfinite(y) and 0 <= x <= 900 and 0 <= y <= 620, p
+for l in d.getElementsByTagName("line"):
+    for a in "x1", "y1", "x2", "y2":
+        v = float(l.getAttribute(a))
+        assert math.isfinite(v) and -1 <= v <= 621 + 300, (a, v)
+labels = [t.firstChild.data for t in d.getElementsByTagName("text")
+          if t.firstChild and t.getAttribute("text-anchor") in ("end", "middle") and not t.getAttribute("transform")]
+ticks = [t for t in labels if t not in ("step",) and "steps" not in t and "loss," not in t]
+assert 2 <= len(ticks) <= 150, len(ticks)
+P
+plot_degenerate() {  # NAME JSONL-TEXT
+    printf '%s\n' "$2" >"$1.jsonl"
+    timeout 20 metrics-plot "$1.jsonl" 2>"$1.err" | head -c 1000000 >"$1.svg"
+    size=$(wc -c <"$1.svg")
+    if [ "$size" -ge 200000 ]; then bad "$1: $size bytes of SVG"; return; fi
+    check "$1: sane SVG" "$PYTHON" svgok.py "$1.svg"
+}
+plot_degenerate "one loss of 1e20" '{"step":0,"loss":1e20,"lr":0.1}'
+plot_degenerate "every step 1e17" '{"step":100000000000000000,"loss":1,"lr":0.1}
+{"step":100000000000000000,"loss":2,"lr":0.1}'
+plot_degenerate "steps 16 apart past 2^53" '{"step":100000000000000000,"loss":1,"lr":0.1}
+{"step":100000000000000016,"loss":2,"lr":0.2}'
+plot_degenerate "spans past the double range" '{"step":0,"loss":1e308,"lr":1e308}
+{"step":1,"loss":-1e308,"lr":1e-300}
+{"step":2,"loss":1.7e308,"lr":0}'
+plot_degenerate "null, inf and nan values" '{"step":0,"loss":null,"lr":null}
+{"step":1,"loss":inf,"lr":nan}
+{"step":2,"loss":-inf,"lr":inf}'
+plot_degenerate "tiny equal values" '{"step":0,"loss":1e-300,"lr":1e-300}
+{"step":5,"loss":1e-300,"lr":1e-300}'
+plot_degenerate "negative learning rate" '{"step":0,"loss":1,"lr":-0.5}
+{"step":1,"loss":2,"lr":0.5}'
+# the y labels of a huge constant loss are distinct numbers, not all "1e+20"
+printf '{"step":0,"loss":1e20,"lr":0.1}\n' >c.jsonl
+timeout 20 metrics-plot c.jsonl 2>/dev/null | head -c 1000000 >c.svg
+n_all=$(grep -c 'text-anchor="end">[-0-9]' c.svg)
+n_uniq=$(grep 'text-anchor="end">[-0-9]' c.svg | sed 's/.*>\(.*\)<.*/\1/' | sort -u | wc -l)
+eq "distinct tick labels" "$n_uniq" "$n_all"
+: >empty.jsonl
+expect_fail "empty file" "empty.jsonl: no records" metrics-plot empty.jsonl
 finish
