@@ -25,7 +25,7 @@ VOCAB    := $(B)/share/rwkv7c/rwkv_vocab_v20230424.txt
 
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 DEB_PKGS := build-essential clang libzstd-dev libxxhash-dev libopenblas-dev liblapacke-dev \
-            python3-torch python3-numpy zstd
+            python3-torch python3-numpy python3-pip zstd
 all: $(TOOLS:%=$(B)/bin/%) $(UNIT) $(VOCAB)
 
 $(B)/obj/%.o: %.c

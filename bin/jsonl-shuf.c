@@ -58,7 +58,7 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "n:s:m:T:o:vhV", opts, NULL)) != -1) {
         switch (c) {
         case 'n':
-            if (parse_u64(optarg, &copies)) { warnx_("invalid copy count '%s'", optarg); return 2; }
+            if (parse_u64(optarg, &copies) || copies == 0) { warnx_("invalid copy count '%s' (want N >= 1)", optarg); return 2; }
             break;
         case 's': seed_text = optarg; break;
         case 'm':

@@ -429,6 +429,7 @@ static int shuffle_file(LineShuf *s, int fd, uint64_t bytes, uint64_t lines, int
 int lineshuf_write(LineShuf *s, Mt19937 *rng, uint64_t copies, FILE *out,
                    const char *out_name, Error *e)
 {
+    if (s->n == 0) return 0;   /* nothing to write, however many copies */
     if (s->spool_fd >= 0) {
         if (spool_flush(s, e)) return -1;
         for (uint64_t c = 0; c < copies; c++) {

@@ -16,8 +16,9 @@ int model_alloc(Model *m, const ModelConfig *c, Error *e)
     m->cfg = *c;
     m->w = calloc(m->layout.total ? m->layout.total : 1, sizeof *m->w);
     if (!m->w) {
+        size_t total = m->layout.total;
         layout_free(&m->layout);
-        return fail(e, "out of memory for %zu parameters", m->layout.total);
+        return fail(e, "out of memory for %zu parameters", total);
     }
     return 0;
 }

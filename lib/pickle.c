@@ -194,7 +194,7 @@ static int make_tuple(P *p, int from)
     Tuple *t = &p->tuples[p->ntuples];
     t->start = p->ntitems;
     t->n = n;
-    memcpy(p->titems + p->ntitems, p->stack + from, (size_t)n * sizeof(Value));
+    if (n) memcpy(p->titems + p->ntitems, p->stack + from, (size_t)n * sizeof(Value));
     p->ntitems += n;
     p->nstack = from;
     Value v = { .kind = V_TUPLE, .idx = p->ntuples++ };

@@ -432,7 +432,7 @@ int st_parse(const void *buf, size_t len, TensorSet *ts, Error *e)
     if (parse_header(b + 8, (size_t)n, &h, e)) { header_free(&h); return -1; }
 
     /* Offsets must tile the data buffer exactly: sorted, contiguous from 0, no holes. */
-    qsort(h.v, h.n, sizeof *h.v, cmp_offset);
+    if (h.n) qsort(h.v, h.n, sizeof *h.v, cmp_offset);
     uint64_t pos = 0;
     for (int i = 0; i < h.n; i++) {
         Entry *t = &h.v[i];

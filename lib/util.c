@@ -183,6 +183,9 @@ void tool_init(const char *name)
 {
     tool_name = name;
     cleanup_install();
+    /* Past RLIMIT_FSIZE, let write() fail with EFBIG so the tool reports it and
+     * cleans up, instead of dying silently of SIGXFSZ. */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 void warnx_(const char *fmt, ...)

@@ -123,6 +123,10 @@ check "SIGKILL: no output or temporaries" none_left killed3
 expect_fail "write error (ulimit -f)" "big.bin: write failed: File too large" \
     sh -c 'ulimit -f 100; trap "" XFSZ; exec binidx-write big < demo.stream'
 check "...no output or temporaries" none_left big
+# The same without the shell ignoring SIGXFSZ: the tool itself must report it.
+expect_fail "write error (ulimit -f), SIGXFSZ not pre-ignored" "big2.bin: write failed: File too large" \
+    sh -c 'ulimit -f 100; exec binidx-write big2 < demo.stream'
+check "...no output or temporaries" none_left big2
 
 # Ids above 65535 switch the dataset to int32 (dtype code 4).
 printf '1 70000 0\n2 0\n' | "$helper" --stream | binidx-write -q wide

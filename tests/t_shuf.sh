@@ -171,4 +171,10 @@ check "--strip gives make_data.py's shuffled file byte for byte" cmp -s strip_go
 jsonl-shuf -n 1 --seed 77 strip_in.jsonl >nostrip.jsonl
 check "without --strip lines keep their spaces" sh -c '! cmp -s nostrip.jsonl strip_want.jsonl && grep -q "^ " nostrip.jsonl'
 
+# -n must be >= 1; a huge -n on an empty input ends at once (nothing to write).
+jsonl-shuf -n 0 strip_in.jsonl >/dev/null 2>err0.txt; rc=$?
+eq "-n 0 is a usage error" "$rc" 2
+printf '' > empty.txt
+check "-n 2^64-1 on an empty input finishes" timeout 10 jsonl-shuf -n 18446744073709551615 --seed 1 empty.txt
+
 finish
