@@ -2,11 +2,13 @@
 #include "tokpipe.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "input.h"
@@ -255,16 +257,30 @@ static void pool_wait(Pool *p)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* Every named input is readable, so a missing file (usually a typo) stops the
+ * run before the first byte of output: stdout may be a pipe, with nothing to
+ * remove afterwards.  access() rather than opening: a FIFO or /dev/fd/N from
+ * process substitution must not lose the bytes a zstd probe would read. */
+static int check_inputs(char **files, int n, Error *e)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(files[i], "-") && access(files[i], R_OK)) return fail(e, "%s: %s", files[i], strerror(errno));
+    return 0;
+}
+
 /* Single thread: read, tokenize, write.  With -j N, N workers tokenize one
  * chunk while this thread reads the next and writes the previous one. */
 int tokpipe_encode(char **files, int nfiles, const Options *o, FILE *out, Counts *counts, Error *e)
 {
+    /* the first input is open before the stream header is written */
+    if (check_inputs(files, nfiles, e)) return -1;
+    Reader r = { files, nfiles, 1, input_open(nfiles ? files[0] : "-", e) };
+    if (!r.in) return -1;
     TokWriter *w = NULL;
-    if (!o->text && !(w = tokw_open(out, e))) return -1;
+    if (!o->text && !(w = tokw_open(out, e))) { input_close(r.in); return -1; }
     Chunk chunks[2] = { { 0 }, { 0 } };
     Chunk *cur = &chunks[0], *nxt = &chunks[1];
     Counts cnt = { 0 };
-    Reader r = { files, nfiles, 0, NULL };
     Pool pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
                   .done = PTHREAD_COND_INITIALIZER, .o = o };
     pthread_t tid[1024];
@@ -491,6 +507,7 @@ int tokpipe_decode(char **args, int n, const Vocab *v, FILE *out, Error *e)
         if (!rc) rc = emit_decoded(&d, v, ids, (size_t)n, "arguments", e);
         free(ids);
     } else {
+        rc = check_inputs(args, n, e);
         for (int i = 0; i < (n ? n : 1) && !rc; i++) rc = decode_input(&d, n ? args[i] : "-", v, e);
     }
     free(d.buf);

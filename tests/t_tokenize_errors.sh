@@ -63,6 +63,21 @@ expect_fail "-j 1: bad line 33333 of a big file" "big.jsonl:33333: field \"text\
 eq "-j 2: documents before it were written" "$(rwkv-tokenize -j 2 big.jsonl 2>/dev/null | rwkv-tokenize --decode 2>/dev/null | wc -l | tr -d ' ')" 33332
 expect_fail "bad line in the second FILE is named by that file" "syntax.jsonl:2:" rwkv-tokenize -j 2 "$TOP/examples/demo.jsonl" syntax.jsonl
 expect_fail "missing input file" "nonexistent.jsonl" rwkv-tokenize nonexistent.jsonl
+# A missing input leaves zero bytes on stdout (it may be a pipe: nothing to
+# remove later), whichever position it has and in every mode.
+rwkv-tokenize "$TOP/examples/demo.jsonl" > demo.tok
+for mode in "" "-j 2" "--text" "--decode"; do
+    first=$TOP/examples/demo.jsonl
+    [ "$mode" = --decode ] && first=demo.tok
+    for args in "nonexistent.jsonl" "$first nonexistent.jsonl"; do
+        # shellcheck disable=SC2086
+        rwkv-tokenize $mode $args > miss.out 2> miss.err
+        rc=$?
+        eq "missing input (${mode:-encode}, $(echo $args | wc -w) files): exit 1" "$rc" 1
+        eq "missing input (${mode:-encode}, $(echo $args | wc -w) files): no output" "$(wc -c < miss.out | tr -d ' ')" 0
+        check "missing input (${mode:-encode}): named" grep -q "nonexistent.jsonl" miss.err
+    done
+done
 
 # --- corrupt vocabularies: FILE:LINE ---
 vocab_case() {
