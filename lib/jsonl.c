@@ -1,5 +1,6 @@
 /* jsonl.c: strict one-line JSON validation and string-member extraction (see jsonl.h). */
 #include "jsonl.h"
+#include "utf8.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -42,26 +43,10 @@ static int error_at(Parser *ps, const uint8_t *at, const char *fmt, ...)
     return -1;
 }
 
-/* Strict UTF-8 (no overlongs, surrogates, or values above U+10FFFF).
- * Returns the sequence length and sets *cp, or 0 if invalid. */
+/* UTF-8 of [s, end), strict (utf8.h). */
 static int utf8_next(const uint8_t *s, const uint8_t *end, uint32_t *cp)
 {
-    uint8_t c = s[0];
-    if (c < 0x80) { *cp = c; return 1; }
-    int len;
-    uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; v = c & 0x1F; min = 0x80; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; v = c & 0x0F; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; v = c & 0x07; min = 0x10000; }
-    else return 0;
-    if (end - s < len) return 0;
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        v = v << 6 | (s[i] & 0x3F);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-    *cp = v;
-    return len;
+    return utf8_decode(s, (size_t)(end - s), cp);
 }
 
 static int utf8_error(Parser *ps, const uint8_t *at)
