@@ -26,6 +26,10 @@ static int by_prob_desc(const void *a, const void *b, void *key)
     return *(const int32_t *)a - *(const int32_t *)b;
 }
 
+/* The rwkv pip package's convention (sample_logits, as in ChatRWKV): top-p and
+ * top-k cut on the UNtempered softmax, and the temperature reshapes only the
+ * tokens kept (probs ** (1/T)).  So --top-p means the same set of tokens at
+ * every temperature. */
 int logit_sample(LogitSampler *s, const float *logits, int V, float *p, int32_t *idx)
 {
     int best = -1;
@@ -35,7 +39,7 @@ int logit_sample(LogitSampler *s, const float *logits, int V, float *p, int32_t 
     if (!(s->temperature > 0)) return best;
     double M = logits[best], sum = 0;
     for (int i = 0; i < V; i++) {
-        p[i] = isfinite(logits[i]) ? (float)exp((logits[i] - M) / s->temperature) : 0.0f;
+        p[i] = isfinite(logits[i]) ? (float)exp(logits[i] - M) : 0.0f;   /* softmax at T = 1, unnormalised */
         sum += p[i];
     }
     int n = V;
@@ -53,8 +57,13 @@ int logit_sample(LogitSampler *s, const float *logits, int V, float *p, int32_t 
             n = k > 0 ? k : 1;
         }
     }
+    /* the temperature applies to the kept tokens: p ** (1/T) = exp((z - M) / T) */
     double total = 0;
-    for (int k = 0; k < n; k++) total += p[idx[k]];
+    for (int k = 0; k < n; k++) {
+        int i = idx[k];
+        p[i] = (float)exp((logits[i] - M) / s->temperature);
+        total += p[i];
+    }
     double u = (double)(next_u64(&s->rng) >> 11) / 9007199254740992.0 * total, acc = 0;
     for (int k = 0; k < n; k++) {
         acc += p[idx[k]];

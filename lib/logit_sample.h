@@ -1,6 +1,7 @@
 /* logit_sample.h: choosing the next token from a model's logits — greedy,
  * or sampled with temperature, top-k and top-p (nucleus), reproducibly from a
- * seed. */
+ * seed.  The order is the rwkv pip package's (sample_logits): the top-p and
+ * top-k cuts on the softmax at T = 1, then the kept probabilities ** (1/T). */
 #ifndef RWKV7C_LOGIT_SAMPLE_H
 #define RWKV7C_LOGIT_SAMPLE_H
 #include <stdint.h>
@@ -8,7 +9,7 @@
 
 typedef struct {
     float temperature;   /* <= 0: greedy (argmax, lowest index on ties) */
-    float top_p;         /* keep the most likely tokens whose probabilities sum to >= top_p; 1 = all */
+    float top_p;         /* keep the most likely tokens whose probabilities (at T = 1) sum to >= top_p; 1 = all */
     int   top_k;         /* keep at most top_k tokens; 0 = all */
     uint64_t rng;        /* generator state; seed it with logit_sample_seed */
 } LogitSampler;

@@ -55,6 +55,40 @@ int main(void)
     for (int i = 0; i < V; i++) total += exp(z[i]);
     CHECK(counts[1] && counts[3] && counts[0] + counts[2] + counts[4] + counts[5] == 0,
           "top-p 0.6 keeps ids 1 and 3 (%.3f of the mass; id 1 alone %.3f)", 2 * exp(3.0) / total, exp(3.0) / total);
+    /* The rwkv pip package's order (sample_logits): top-p cuts the UNtempered
+     * softmax, then the kept probabilities are raised to 1/T.  Untempered, ids
+     * 1+3 hold 0.768 and 1+3+2 hold 0.909 of the mass; at T=0.5, 1+3 alone
+     * would hold 0.926, at T=2, 1+3+2 only 0.768. */
+    const struct { double T, top_p; int kept[V]; } cut[] = {
+        { 0.5, 0.85, { 0, 1, 1, 1, 0, 0 } },   /* tempering first would drop id 2 */
+        { 2.0, 0.80, { 0, 1, 1, 1, 0, 0 } },   /* tempering first would keep id 0 too */
+        { 2.0, 0.95, { 1, 1, 1, 1, 0, 0 } },
+    };
+    for (int ci = 0; ci < 3; ci++) {
+        double T = cut[ci].T;
+        s.temperature = (float)T; s.top_p = (float)cut[ci].top_p; s.top_k = 0;
+        logit_sample_seed(&s, 99);
+        memset(counts, 0, sizeof counts);
+        int N = 100000;
+        for (int i = 0; i < N; i++) counts[logit_sample(&s, z, V, p, idx)]++;
+        sum = 0;
+        for (int i = 0; i < V; i++) sum += want[i] = cut[ci].kept[i] ? pow(exp(z[i]), 1 / T) : 0;
+        double worst = 0;
+        int outside = 0;
+        for (int i = 0; i < V; i++) {
+            if (!cut[ci].kept[i]) { outside += counts[i]; continue; }
+            double e = want[i] / sum * N, sd = sqrt(e * (1 - want[i] / sum)) + 1;
+            worst = fmax(worst, fabs(counts[i] - e) / sd);
+        }
+        CHECK(outside == 0 && worst < 5, "T=%.1f top-p %.2f: cut on the untempered softmax, kept tokens sampled by p^(1/T) "
+              "(%d draws outside, worst %.1f sd)", T, cut[ci].top_p, outside, worst);
+    }
+    /* top-k and top-p together keep the smaller set, at any temperature */
+    s.temperature = 0.3f; s.top_p = 0.85f; s.top_k = 2;
+    memset(counts, 0, sizeof counts);
+    for (int i = 0; i < 20000; i++) counts[logit_sample(&s, z, V, p, idx)]++;
+    CHECK(counts[1] && counts[3] && counts[1] + counts[3] == 20000, "top-k 2 within top-p 0.85 keeps ids 1 and 3");
+    s.temperature = 1; s.top_k = 0;
     /* seeds */
     int a[50], b[50], c[50];
     s.top_p = 1;
