@@ -2,6 +2,7 @@
  * read in parallel mode (model_prefill), the continuation one token at a time
  * (model_step); tokens are printed as they come. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,8 +111,9 @@ static int write_logits(const char *path, const float *logits, int V, Error *e)
     AtomicFile f;
     if (atomic_open(&f, path, 1, e)) return -1;
     if (fwrite(logits, sizeof(float), (size_t)V, f.fp) != (size_t)V) {   /* x86/ARM: little-endian */
+        int err = errno;   /* atomic_abort's unlink may change errno */
         atomic_abort(&f);
-        return fail(e, "%s: write failed", path);
+        return fail(e, "%s: write failed: %s", path, strerror(err));
     }
     return atomic_commit(&f, e);
 }

@@ -64,6 +64,12 @@ expect_fail "missing checkpoint" "nope.safetensors" rwkv-generate -m nope.safete
 head -c 100000 $m > trunc.safetensors
 expect_fail "truncated checkpoint" "trunc.safetensors" rwkv-generate -m trunc.safetensors --prompt x
 expect_fail "logits to a missing directory" "no/such" rwkv-generate -m $m --prompt x -n 0 --logits-out no/such/l.f32
+# a write that fails says why (file size limit: EFBIG; SIGXFSZ ignored), and leaves nothing
+sh -c 'trap "" XFSZ; ulimit -f 64; exec rwkv-generate -m "$1" --prompt x -n 0 --logits-out big.f32' sh $m >/dev/null 2>xfsz.err
+eq "failed --logits-out write: exit 1" $? 1
+check "failed write names the reason" grep -q "big.f32: write failed: File too large" xfsz.err
+check "failed write leaves no file" test ! -e big.f32
+eq "failed write leaves no temp file" "$(ls -a | grep -c 'big\.f32')" 0
 "$PYTHON" "$ref" small --layers 2 --embd 64 --vocab 300 --ranks 32,32,32,32 --no-grad >/dev/null
 expect_fail "prompt token beyond a small vocabulary" "outside the model's vocabulary" \
     rwkv-generate -m small/model.safetensors --prompt "Hello world"
