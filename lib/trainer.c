@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -147,6 +149,41 @@ static void remove_stale_temps(const char *dir)
     closedir(d);
 }
 
+/* One trainer per project directory: a second one would write the same
+ * states and logs, and its remove_stale_temps could delete the first one's
+ * temporaries.  The lock lives as long as the descriptor (until exit). */
+static int lock_proj_dir(const char *dir, int *fd_out, Error *e)
+{
+    *fd_out = -1;
+    char *path = path_join(dir, ".rwkv-train.lock");
+    if (!path) return fail(e, "out of memory");
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) { fail(e, "cannot create %s: %s", path, strerror(errno)); free(path); return -1; }
+    if (flock(fd, LOCK_EX | LOCK_NB)) {
+        int err = errno;
+        if (err == EWOULDBLOCK) {
+            char pid[32] = "";
+            ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+            pid[n > 0 ? n : 0] = 0;
+            pid[strcspn(pid, "\n")] = 0;
+            long holder = atol(pid);   /* written by the holder if it is an rwkv-train; check it still lives */
+            if (holder <= 0 || (kill((pid_t)holder, 0) && errno == ESRCH)) *pid = 0;
+            fail(e, "--proj_dir %s is in use by another rwkv-train%s%s (%s is locked); wait for it to finish, or use "
+                 "another --proj_dir", dir, *pid ? ", pid " : "", pid, path);
+        } else
+            fail(e, "cannot lock %s: %s", path, strerror(err));
+        close(fd);
+        free(path);
+        return -1;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) != n) { /* the pid is only for the message */ }
+    free(path);
+    *fd_out = fd;
+    return 0;
+}
+
 static char *state_path(const char *dir, uint64_t step)
 {
     char name[64];
@@ -180,6 +217,7 @@ struct Trainer {
     char *metrics_path, *log_path, *final_path, *init_path;
     Found *states, *epochs;
     int nstates_all, nepochs;
+    int lock_fd;           /* PROJ_DIR/.rwkv-train.lock, held for the run; -1 in a dry run */
 };
 
 static void say(const Trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -358,12 +396,14 @@ static void inherit_f64(const Trainer *t, int given, const char *name, double *v
             name, *val, saved);
 }
 
+/* --dim_ffn is not checked: the reference's x070 FFN is 4*n_embd whatever
+ * --dim_ffn says (its default int(3.5*n_embd)//32*32 would not match). */
 static int check_dims(const TrainOptions *a, const ModelConfig *c, const char *src, Error *e)
 {
     struct { const char *n; int64_t given; int64_t have; } d[] = {
         { "n_layer", a->n_layer, c->n_layer }, { "n_embd", a->n_embd, c->n_embd },
         { "vocab_size", a->vocab_size, c->vocab_size }, { "head_size", a->head_size, c->head_size },
-        { "dim_att", a->dim_att, c->n_embd }, { "dim_ffn", a->dim_ffn, 4 * (int64_t)c->n_embd },
+        { "dim_att", a->dim_att, c->n_embd },
     };
     for (size_t i = 0; i < sizeof d / sizeof *d; i++)
         if (d[i].given && d[i].given != d[i].have)
@@ -522,6 +562,7 @@ int trainer_open(TrainOptions *a, Trainer **out, Error *e)
     if (!r) return fail(e, "out of memory");
     *out = r;
     r->o = a;
+    r->lock_fd = -1;
     r->precision = a->precision;
     r->world = a->devices * a->num_nodes;
 
@@ -534,6 +575,7 @@ int trainer_open(TrainOptions *a, Trainer **out, Error *e)
     /* ---- starting point ---- */
     if (!a->dry_run && mkdir(a->proj_dir, 0777) && errno != EEXIST)
         return fail(e, "cannot create --proj_dir %s: %s", a->proj_dir, strerror(errno));
+    if (!a->dry_run && lock_proj_dir(a->proj_dir, &r->lock_fd, e)) return -1;
     if (!a->dry_run) remove_stale_temps(a->proj_dir);
     r->nstates_all = list_numbered(a->proj_dir, "train-state-", 0, &r->states);
     r->nepochs = list_numbered(a->proj_dir, "rwkv-", 1, &r->epochs);
@@ -544,6 +586,9 @@ int trainer_open(TrainOptions *a, Trainer **out, Error *e)
     if (!r->metrics_path || !r->log_path || !r->final_path || !r->init_path) return fail(e, "out of memory");
     if (find_start(r, e)) return -1;
     if (check_dims(a, &r->cfg, r->source, e)) return -1;
+    if (a->dim_ffn && a->dim_ffn != 4 * (int64_t)r->cfg.n_embd)
+        say(r, "note: --dim_ffn %" PRId64 " ignored: x070's FFN is 4 x n_embd = %" PRId64 " wide (as in the reference)",
+            a->dim_ffn, 4 * (int64_t)r->cfg.n_embd);
     if (layout_build(&r->cfg, &r->layout, e)) return -1;
     if (r->bst.max_id >= (uint64_t)r->cfg.vocab_size)
         return fail(e, "%s holds token id %" PRIu64 " but the model's vocab_size is %d (data made with another tokenizer?)",
@@ -551,7 +596,33 @@ int trainer_open(TrainOptions *a, Trainer **out, Error *e)
 
     /* ---- run configuration (inherited from the state when resuming) ---- */
     if (r->resumed && inherit_config(r, e)) return -1;
-    return derive_schedule(r, e);
+    if (derive_schedule(r, e)) return -1;
+    /* A fresh start at or past the end would "finish" at once and write its
+     * untrained starting weights as rwkv-final. */
+    if (!r->resumed && r->c.step >= r->exit_step)
+        return fail(e, "nothing to train: starting from %s at miniepoch %" PRIu64 " means step %" PRIu64 ", but the run "
+                    "ends at step %" PRIu64 " (--my_exit_tokens %" PRIu64 ", %" PRIu64 " tokens/step); lower --epoch_begin "
+                    "or raise --my_exit_tokens (with --allow_repeat beyond the data)", r->source, r->c.epoch_begin,
+                    r->c.step, r->exit_step, a->exit_tokens, r->sched.tokens_per_step);
+    return 0;
+}
+
+/* Why this build cannot run the configuration, or NULL.  backend.h has no
+ * availability query, so this follows backend_open: only the CPU backend
+ * exists, and it trains on one device. */
+static const char *cannot_run(const Trainer *r, char *buf, size_t n)
+{
+    const TrainOptions *a = r->o;
+    if (!strcmp(a->accelerator, "gpu") || !strcmp(a->accelerator, "cuda"))
+        snprintf(buf, n, "--accelerator %s: CUDA backend not built yet (use --accelerator cpu)", a->accelerator);
+    else if (strcmp(a->accelerator, "cpu"))
+        snprintf(buf, n, "unknown --accelerator '%s' (use cpu)", a->accelerator);
+    else if (r->world != 1)
+        snprintf(buf, n, "--devices %" PRIu64 " --num_nodes %" PRIu64 ": the CPU backend trains on one device",
+                 a->devices, a->num_nodes);
+    else
+        return NULL;
+    return buf;
 }
 
 void trainer_print_plan(const Trainer *r, FILE *fp)
@@ -577,14 +648,20 @@ void trainer_print_plan(const Trainer *r, FILE *fp)
             " steps, %" PRIu64 " tokens\n", r->c.step, r->c.step / r->smp.epoch_steps, r->exit_step, todo,
             todo * r->sched.tokens_per_step);
     fprintf(fp, "memory       about %.1f MiB per device (%s, grad_cp %d)\n", mem / 1048576.0, a->accelerator, a->grad_cp);
+    if (r->resumed && todo == 0)
+        fprintf(fp, "status       already complete: nothing to train (a run would rewrite rwkv-final)\n");
+    char why[256];
+    if (cannot_run(r, why, sizeof why)) {
+        fprintf(fp, "status       CANNOT RUN with this build: %s\n", why);
+        say(r, "warning: the plan is for a configuration this build cannot run: %s", why);
+    }
 }
 
 static int open_backend(Trainer *r, Error *e)
 {
     TrainOptions *a = r->o;
-    if (r->world != 1 && !strcmp(a->accelerator, "cpu"))
-        return fail(e, "--devices %" PRIu64 " --num_nodes %" PRIu64 ": the CPU backend trains on one device",
-                    a->devices, a->num_nodes);
+    char why[256];
+    if (cannot_run(r, why, sizeof why)) return fail(e, "%s", why);
     if (model_alloc(&r->host, &r->cfg, e)) return -1;
     r->m = calloc(r->layout.total, sizeof(float));
     r->v = calloc(r->layout.total, sizeof(float));
@@ -743,8 +820,12 @@ int trainer_run(Trainer *r)
     if (finished && status == 0) {
         char also[512] = "";
         if (a->save_format == SAVE_BOTH) snprintf(also, sizeof also, " and %s/rwkv-final.pth", a->proj_dir);
-        say(r, "finished at step %" PRIu64 " (%" PRIu64 " tokens); wrote %s%s", r->c.step,
-            r->c.step * r->sched.tokens_per_step, r->final_path, also);
+        if (run_steps == 0)   /* only a resumed state can be at the end (trainer_open refuses a fresh start there) */
+            say(r, "already complete: %s is at step %" PRIu64 ", the last step of this run; nothing trained; rewrote %s%s",
+                r->source, r->c.step, r->final_path, also);
+        else
+            say(r, "finished at step %" PRIu64 " (%" PRIu64 " tokens); wrote %s%s", r->c.step,
+                r->c.step * r->sched.tokens_per_step, r->final_path, also);
     }
     if (a->timing && run_steps) {
         double T = loop_time > 0 ? loop_time : 1;
@@ -781,5 +862,6 @@ void trainer_close(Trainer *r)
     free(r->init_path);
     free(r->metrics_path);
     free(r->log_path);
+    if (r->lock_fd >= 0) close(r->lock_fd);
     free(r);
 }
