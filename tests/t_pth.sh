@@ -25,6 +25,37 @@ check "our .pth layout: order, stored, 64-aligned, CRC-32, Zip64 end" $REF layou
 grep -q '_metadata' g/module_fp16.pth && ok "module fixture carries _metadata" || bad "module fixture lacks _metadata"
 grep -q 'serialization_id' g/layout2x.pth && ok "2.x fixture carries .data/serialization_id" || bad "2.x fixture incomplete"
 eq "forward prefix stripped" "$(pth-convert --info -v g/forward_prefix.pth | grep -c '^  emb.weight\|^  head.weight')" 2
+# Zip64 without 4 GiB: the fixtures must really carry Zip64 extra fields (ID 0x0001) in every
+# local header, Zip64 (8-byte) data descriptors in the streamed one, saturated central fields
+cat >z64.py <<'P'
+import struct, sys, zipfile
+def local_extras(raw, z):
+    for i in z.infolist():
+        nlen, xlen = struct.unpack("<HH", raw[i.header_offset + 26:i.header_offset + 30])
+        x = raw[i.header_offset + 30 + nlen:i.header_offset + 30 + nlen + xlen]
+        ids = []
+        while x:
+            ids.append(struct.unpack("<H", x[:2])[0]); x = x[4 + struct.unpack("<H", x[2:4])[0]:]
+        yield i, ids
+for f in sys.argv[1:]:
+    raw = open(f, "rb").read(); z = zipfile.ZipFile(f)
+    assert all(1 in ids for _, ids in local_extras(raw, z)), f + ": a local header without a Zip64 extra"
+    if "stream" in f or "extras" in f:
+        for i in z.infolist():
+            assert i.flag_bits & 8, f
+            nlen, xlen = struct.unpack("<HH", raw[i.header_offset + 26:i.header_offset + 30])
+            d = i.header_offset + 30 + nlen + xlen + i.file_size
+            sig, crc, cs, us = struct.unpack("<IIQQ", raw[d:d + 24])
+            assert sig == 0x08074b50 and crc == i.CRC and cs == us == i.file_size, (f, i.filename)
+    if "extras" in f:
+        assert raw.count(struct.pack("<HHQQQ", 1, 24, 0, 0, 0)[:4]) == len(z.infolist()), f
+        assert raw[-22:].endswith(b"\xff\xff\xff\xff\xff\xff\xff\xff\x00\x00"), f
+print("zip64 fixtures ok")
+P
+check "Zip64 fixtures carry Zip64 extras and descriptors" "$PYTHON" z64.py g/pyzip64.pth g/pyzip64_stream.pth g/zip64_extras.pth
+for b in pyzip64 pyzip64_stream zip64_extras; do
+    eq "$b: 2 tensors" "$(pth-convert --info g/$b.pth | sed -n 's/^tensors: *//p')" 2
+done
 eq "views: 10 tensors" "$(pth-convert --info g/views.pth | sed -n 's/^tensors: *//p')" 10
 eq "1001 tensors" "$(pth-convert --info many.st | sed -n 's/^tensors: *//p')" 1001
 

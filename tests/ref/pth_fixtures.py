@@ -145,6 +145,74 @@ def good(d):
     open(f"{d}/cuda_location.pth", "wb").write(build_zip(recs))
     # byteorder "little" written explicitly with CRC-less descriptors (hand layout, align 64)
     open(f"{d}/nozip64.pth", "wb").write(build_zip(layout_2x({"a": gen(22, 4, 4)}), zip64_end=False))
+    zip64_fixtures(d)
+
+
+class _Unseekable(io.RawIOBase):
+    """A write-only stream zipfile cannot seek: it then writes data descriptors."""
+    def __init__(self, f):
+        self.f = f
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        return self.f.write(b)
+
+
+def zip64_fixtures(d):
+    """Small files whose records carry Zip64 extra fields, as > 4 GiB checkpoints do
+    (t_pth_zip64 covers a real one, but needs 18 GB and is skipped in CI)."""
+    recs, _ = torch_records({"a": gen(30, 3, 4), "b": gen(31, 7, dtype=torch.bfloat16)})
+    # Python zipfile, force_zip64: local headers with 0xffffffff sizes and a Zip64 extra (seekable file)
+    with zipfile.ZipFile(f"{d}/pyzip64.pth", "w", zipfile.ZIP_STORED) as z:
+        for n, data in recs:
+            with z.open(zipfile.ZipInfo("pyzip64/" + n), "w", force_zip64=True) as w:
+                w.write(data)
+    # the same through an unseekable stream: flag 0x08 and Zip64 data descriptors (8-byte sizes)
+    with open(f"{d}/pyzip64_stream.pth", "wb") as f:
+        with zipfile.ZipFile(_Unseekable(f), "w", zipfile.ZIP_STORED) as z:
+            for n, data in recs:
+                with z.open(zipfile.ZipInfo("pyzip64_stream/" + n), "w", force_zip64=True) as w:
+                    w.write(data)
+    # miniz past 4 GiB: sizes and offsets saturated in both headers, Zip64 extras beside the FB padding
+    open(f"{d}/zip64_extras.pth", "wb").write(build_zip_z64(layout_2x({"w": gen(32, 5, 6, dtype=torch.bfloat16),
+                                                                       "v": gen(33, 9)})))
+
+
+def build_zip_z64(records, align=64):
+    """Like build_zip, but every size and offset field is 0xffffffff with the value in a Zip64 extra
+    field (local: sizes; central: sizes and offset), with Zip64 data descriptors (24 bytes)."""
+    out = bytearray()
+    cent = []
+    for name, data in records:
+        nb = name.encode()
+        lho = len(out)
+        crc = zlib.crc32(data) & 0xffffffff
+        z64 = struct.pack("<HHQQ", 1, 16, len(data), len(data))
+        start = lho + 30 + len(nb) + len(z64) + 4
+        pad = (align - start % align) % align
+        extra = z64 + b"FB" + struct.pack("<H", pad) + b"Z" * pad
+        out += struct.pack("<IHHHHHIIIHH", 0x04034b50, 45, 0x0808, 0, 0, 0, 0, 0xffffffff, 0xffffffff,
+                           len(nb), len(extra))
+        out += nb + extra
+        assert len(out) % align == 0
+        out += data
+        out += struct.pack("<IIQQ", 0x08074b50, crc, len(data), len(data))
+        cent.append((nb, crc, len(data), lho))
+    cd_off = len(out)
+    for nb, crc, size, lho in cent:
+        x = struct.pack("<HHQQQ", 1, 24, size, size, lho)
+        out += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014b50, 45, 45, 0x0808, 0, 0, 0, crc, 0xffffffff,
+                           0xffffffff, len(nb), len(x), 0, 0, 0, 0, 0xffffffff)
+        out += nb + x
+    cd_size = len(out) - cd_off
+    n = len(cent)
+    z64 = len(out)
+    out += struct.pack("<IQHHIIQQQQ", 0x06064b50, 44, 45, 45, 0, 0, n, n, cd_size, cd_off)
+    out += struct.pack("<IIQI", 0x07064b50, 0, z64, 1)
+    out += struct.pack("<IHHHHIIH", 0x06054b50, 0, 0, 0xffff, 0xffff, 0xffffffff, 0xffffffff, 0)
+    return bytes(out)
 
 
 # ---------------------------------------------------------------- safetensors parsing (no package needed)
