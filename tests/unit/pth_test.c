@@ -5,11 +5,16 @@
  *   expand() come out equal to the slices of the base tensor they view;
  * - pth_write -> pth_read round-trips every dtype, 0-dim and empty tensors,
  *   bit for bit, with torch's record order and 64-byte aligned data;
+ * - offsets past 4 GiB (Zip64 extras in local and central headers, Zip64 end
+ *   records) in a sparse file: a record after a 4 GiB hole is found and read;
  * - bad files from the corpus and hand-made pickles are refused, with the reason. */
 #define _GNU_SOURCE   /* memmem */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pickle.h"
@@ -145,6 +150,125 @@ static void test_roundtrip(void)
     unlink(path);
 }
 
+/* ---- a sparse archive with a record past 4 GiB ---- */
+static void le(uint8_t *p, uint64_t v, int n) { for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+
+static int pwrite_all(int fd, const uint8_t *b, size_t n, uint64_t at)
+{
+    return pwrite(fd, b, n, (off_t)at) == (ssize_t)n ? 0 : -1;
+}
+
+/* archive/big: 4 GiB + 4 KiB of zeros (a hole), sizes only in its Zip64 extras;
+ * archive/small after it, its offset only in the central Zip64 extra; the
+ * central directory and the Zip64 end records past 4 GiB too.  central_lho_delta
+ * moves the small record's central offset (0: the right one). */
+static int write_sparse_zip(const char *path, int64_t central_lho_delta, uint64_t *small_lho)
+{
+    static const char big[] = "archive/big", small[] = "archive/small", text[] = "past four GiB";
+    const uint64_t S = (4ull << 30) + 4096, ns = sizeof text - 1;
+    uint32_t crc_small = crc32_update(0, text, ns);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return -1;
+    uint8_t h[256];
+    int rc = 0;
+    /* local header of big: version 45, sizes 0xffffffff, Zip64 extra (usize, csize) */
+    memset(h, 0, sizeof h);
+    size_t nb = sizeof big - 1;
+    le(h, 0x04034b50, 4); le(h + 4, 45, 2); le(h + 14, 0, 4);   /* CRC of the zeros: not checked (ZIP_NO_CRC) */
+    le(h + 18, 0xffffffff, 4); le(h + 22, 0xffffffff, 4); le(h + 26, nb, 2); le(h + 28, 20, 2);
+    memcpy(h + 30, big, nb);
+    uint8_t *x = h + 30 + nb;
+    le(x, 1, 2); le(x + 2, 16, 2); le(x + 4, S, 8); le(x + 12, S, 8);
+    uint64_t big_data = 30 + nb + 20, at = big_data + S;
+    rc |= pwrite_all(fd, h, (size_t)(big_data), 0);
+    /* local header of small, beyond the hole: ordinary 32-bit sizes */
+    *small_lho = at;
+    memset(h, 0, sizeof h);
+    size_t nsm = sizeof small - 1;
+    le(h, 0x04034b50, 4); le(h + 4, 45, 2); le(h + 14, crc_small, 4); le(h + 18, ns, 4); le(h + 22, ns, 4);
+    le(h + 26, nsm, 2); le(h + 28, 0, 2);
+    memcpy(h + 30, small, nsm);
+    memcpy(h + 30 + nsm, text, ns);
+    rc |= pwrite_all(fd, h, 30 + nsm + ns, at);
+    at += 30 + nsm + ns;
+    /* central directory: big with saturated sizes, small with a saturated offset */
+    uint64_t cd_off = at;
+    memset(h, 0, sizeof h);
+    le(h, 0x02014b50, 4); le(h + 4, 45, 2); le(h + 6, 45, 2);
+    le(h + 20, 0xffffffff, 4); le(h + 24, 0xffffffff, 4); le(h + 28, nb, 2); le(h + 30, 20, 2); le(h + 42, 0, 4);
+    memcpy(h + 46, big, nb);
+    x = h + 46 + nb;
+    le(x, 1, 2); le(x + 2, 16, 2); le(x + 4, S, 8); le(x + 12, S, 8);
+    rc |= pwrite_all(fd, h, 46 + nb + 20, at);
+    at += 46 + nb + 20;
+    memset(h, 0, sizeof h);
+    le(h, 0x02014b50, 4); le(h + 4, 45, 2); le(h + 6, 45, 2); le(h + 16, crc_small, 4);
+    le(h + 20, ns, 4); le(h + 24, ns, 4); le(h + 28, nsm, 2); le(h + 30, 12, 2); le(h + 42, 0xffffffff, 4);
+    memcpy(h + 46, small, nsm);
+    x = h + 46 + nsm;
+    le(x, 1, 2); le(x + 2, 8, 2); le(x + 4, *small_lho + (uint64_t)central_lho_delta, 8);
+    rc |= pwrite_all(fd, h, 46 + nsm + 12, at);
+    at += 46 + nsm + 12;
+    uint64_t cd_size = at - cd_off, z64 = at;
+    /* Zip64 end record, locator, classic end record (all saturated) */
+    memset(h, 0, sizeof h);
+    le(h, 0x06064b50, 4); le(h + 4, 44, 8); le(h + 12, 45, 2); le(h + 14, 45, 2);
+    le(h + 24, 2, 8); le(h + 32, 2, 8); le(h + 40, cd_size, 8); le(h + 48, cd_off, 8);
+    le(h + 56, 0x07064b50, 4); le(h + 64, z64, 8); le(h + 72, 1, 4);
+    le(h + 76, 0x06054b50, 4); le(h + 84, 0xffff, 2); le(h + 86, 0xffff, 2);
+    le(h + 88, 0xffffffff, 4); le(h + 92, 0xffffffff, 4);
+    rc |= pwrite_all(fd, h, 98, at);
+    if (close(fd)) rc = -1;
+    return rc;
+}
+
+static void test_sparse_zip64(void)
+{
+    const char *path = "sparse64.zip";
+    uint64_t small_lho = 0;
+    if (write_sparse_zip(path, 0, &small_lho)) { printf("skip: cannot write a sparse file here\n"); unlink(path); return; }
+    struct stat st;
+    if (stat(path, &st) || (uint64_t)st.st_blocks * 512 > (1u << 20)) {   /* no holes on this file system */
+        printf("skip: the file system does not keep sparse files sparse\n");
+        unlink(path);
+        return;
+    }
+    int fd = open(path, O_RDONLY);
+    void *map = fd < 0 ? MAP_FAILED : mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (fd >= 0) close(fd);
+    CHECK(map != MAP_FAILED, "mmap of the sparse file");
+    if (map == MAP_FAILED) { unlink(path); return; }
+    ZipArchive z;
+    Error e;
+    int rc = zip_open(&z, map, (size_t)st.st_size, ZIP_NO_CRC, &e);   /* CRC of 4 GiB of zeros: too slow for a unit test */
+    CHECK(rc == 0, "sparse Zip64 archive: %s", rc ? e.msg : "");
+    if (!rc) {
+        const ZipEntry *b = zip_find(&z, "big"), *s = zip_find(&z, "small");
+        CHECK(b && b->size == (4ull << 30) + 4096 && b->lho == 0, "big record: Zip64 sizes");
+        CHECK(s && s->lho == small_lho && s->lho > (4ull << 30) && s->size == 13 &&
+                  !memcmp(zip_data(&z, s), "past four GiB", 13) && crc32_update(0, zip_data(&z, s), 13) == s->crc,
+              "small record past 4 GiB: offset %llu", s ? (unsigned long long)s->lho : 0ull);
+        if (s) printf("sparse Zip64 archive of %lld bytes: record at offset %llu read\n", (long long)st.st_size,
+                      (unsigned long long)s->lho);
+        zip_close(&z);
+    }
+    munmap(map, (size_t)st.st_size);
+    /* the small record's central offset 4 GiB short (a 32-bit truncation) is refused */
+    if (!write_sparse_zip(path, -(int64_t)(4ull << 30), &small_lho) && !stat(path, &st)) {
+        fd = open(path, O_RDONLY);
+        map = fd < 0 ? MAP_FAILED : mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (fd >= 0) close(fd);
+        if (map != MAP_FAILED) {
+            rc = zip_open(&z, map, (size_t)st.st_size, ZIP_NO_CRC, &e);
+            CHECK(rc == -1 && strstr(e.msg, "archive/small: no local header"), "offset 4 GiB short: rc %d '%s'", rc,
+                  rc ? e.msg : "");
+            if (!rc) zip_close(&z);
+            munmap(map, (size_t)st.st_size);
+        }
+    }
+    unlink(path);
+}
+
 static void expect_refused(const char *file, const char *want)
 {
     char path[4200];
@@ -174,6 +298,7 @@ int main(void)
     test_torch_views("good_views.pth", "good_module_fp16.pth");                  /* torch 1.13 */
     test_torch_views("good_views_torch2.pth", "good_module_fp16_torch2.pth");    /* torch 2.15 layout */
     test_roundtrip();
+    test_sparse_zip64();
     expect_refused("bad_evil_reduce_posix.pth", "GLOBAL posix.system refused");
     expect_refused("bad_overlap.pth", "overlaps");
     expect_refused("bad_short_storage.pth", "truncated storage");
