@@ -69,14 +69,15 @@ static Real tick_step(Real span, int want)
     return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * mag;
 }
 
-/* Widen [lo, hi] about its centre to at least max(min_span, 2e-3 * |the
- * larger end|): a constant series gets a visible band, and a span that is tiny
- * next to its values (steps 16 apart at 1e17) still gets distinct ticks. */
-static void widen(Real *lo, Real *hi, Real min_span)
+/* A degenerate range (span at most min_span, or too small next to its values
+ * for distinct ticks: steps 16 apart at 1e17) is widened about its centre to
+ * max(width, 2e-3 * |the larger end|), so a constant series gets a visible band
+ * even where +-0.5 is lost to rounding.  Real ranges are left alone. */
+static void widen(Real *lo, Real *hi, Real min_span, Real width)
 {
     Real big = fabsl(*lo) > fabsl(*hi) ? fabsl(*lo) : fabsl(*hi), want = big * 2e-3L;
-    if (want < min_span) want = min_span;
-    if (*hi - *lo >= want) return;
+    if (*hi - *lo > min_span && *hi - *lo > big * 1e-12L) return;
+    if (want < width) want = width;
     Real mid = *lo / 2 + *hi / 2;
     *lo = mid - want / 2;
     *hi = mid + want / 2;
@@ -212,12 +213,12 @@ int main(int argc, char **argv)
         if (pt[i].step > smax) smax = pt[i].step;
     }
     if (!isfinite(lmin)) { lmin = 0; lmax = 1; }
-    widen(&lmin, &lmax, 1);
+    widen(&lmin, &lmax, 1e-9L, 1);
     /* a step alone: [s, s + 1] as before, so runs that start at 0 keep 0 at the left edge */
     if (smax == smin) smax = smin + 1;
-    widen(&smin, &smax, 1);
+    widen(&smin, &smax, 0, 1);
     if (rmax == rmin) rmax = 1;
-    widen(&rmin, &rmax, 0);
+    widen(&rmin, &rmax, 0, 0);
 
     AtomicFile af;
     FILE *fp = stdout;

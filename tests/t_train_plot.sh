@@ -82,6 +82,14 @@ timeout 20 metrics-plot c.jsonl 2>/dev/null | head -c 1000000 >c.svg
 n_all=$(grep -c 'text-anchor="end">[-0-9]' c.svg)
 n_uniq=$(grep 'text-anchor="end">[-0-9]' c.svg | sed 's/.*>\(.*\)<.*/\1/' | sort -u | wc -l)
 eq "distinct tick labels" "$n_uniq" "$n_all"
+# a narrow but real range (a converged loss) still fills the panel: it is not widened
+printf '{"step":0,"loss":3.2001,"lr":0.1}\n{"step":1,"loss":3.2009,"lr":0.1}\n{"step":2,"loss":3.2005,"lr":0.1}\n' >n.jsonl
+metrics-plot -s 1 n.jsonl >n.svg
+check "narrow loss range fills the panel" "$PYTHON" -c '
+import sys, xml.dom.minidom as m
+raw = m.parse("n.svg").getElementsByTagName("polyline")[0].getAttribute("points").split()
+ys = [float(p.split(",")[1]) for p in raw]
+assert max(ys) - min(ys) > 250, ys'
 : >empty.jsonl
 expect_fail "empty file" "empty.jsonl: no records" metrics-plot empty.jsonl
 finish
