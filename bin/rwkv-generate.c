@@ -189,12 +189,8 @@ int main(int argc, char **argv)
     if (optind != argc || !model_path) { usage(stderr); return 2; }
 
     Error e;
-    char *found = NULL;
-    if (!vocab_path && !(vocab_path = found = find_data_file(DEFAULT_VOCAB, &e))) return report(&e);
     Vocab v;
-    int rc = vocab_load(&v, vocab_path, &e);
-    free(found);
-    if (rc) return report(&e);
+    if (vocab_load_default(&v, vocab_path, &e)) return report(&e);
     Tokenizer *tok = tokenizer_new(&v, &e);
     if (!tok) return report(&e);
     Model m;

@@ -83,17 +83,14 @@ int main(int argc, char **argv)
         return 2;
     }
     Error e;
-    char *found = NULL;
-    if (!vocab_path && !(vocab_path = found = find_data_file(DEFAULT_VOCAB, &e))) return report(&e);
     Vocab v;
-    int rc = vocab_load(&v, vocab_path, &e);
-    free(found);
-    if (rc) return report(&e);
+    if (vocab_load_default(&v, vocab_path, &e)) return report(&e);
     static char outbuf[1 << 20];
     setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
     TokpipeCounts cnt = { 0 };
     double t0 = now_seconds();
     if (progress_wanted()) o.on_progress = on_progress;
+    int rc;
     if (decode) rc = tokpipe_decode(argv + optind, argc - optind, &v, stdout, &e);
     else if (!(o.tok = tokenizer_new(&v, &e))) rc = -1;
     else {

@@ -254,3 +254,12 @@ int vocab_load(Vocab *v, const char *path, Error *e)
     input_close(in);
     return rc;
 }
+
+int vocab_load_default(Vocab *v, const char *path, Error *e)
+{
+    char *found = NULL;
+    if (!path && !(path = found = find_data_file(DEFAULT_VOCAB, e))) return -1;
+    int rc = vocab_load(v, path, e);
+    free(found);
+    return rc;
+}

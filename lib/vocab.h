@@ -26,6 +26,8 @@ typedef struct {
 int  vocab_parse(Vocab *v, const char *text, size_t len, const char *name, Error *e);
 /* Read and parse a file (plain or zstd, "-" = stdin). */
 int  vocab_load(Vocab *v, const char *path, Error *e);
+/* vocab_load of path, or of the shipped vocabulary (find_data_file) when path is NULL. */
+int  vocab_load_default(Vocab *v, const char *path, Error *e);
 void vocab_free(Vocab *v);
 
 static inline size_t vocab_token_len(const Vocab *v, uint32_t id) { return v->offset[id + 1] - v->offset[id]; }
