@@ -4,6 +4,7 @@
 #   -> rwkv-init (a small model) -> rwkv-train -> metrics-plot -> rwkv-generate.
 # Environment: DEMO_DIR (out/demo), DEMO_TOKENS (training tokens, 98304),
 # DEMO_LAYERS (2), DEMO_EMBD (128), OMP_NUM_THREADS (CPU threads).
+# `demo.sh summary` only prints the loss summary of the run in DEMO_DIR.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 PATH="$top/build/bin:$PATH"
@@ -14,6 +15,23 @@ embd=${DEMO_EMBD:-128}
 data="$top/examples/demo.jsonl"
 [ -f "$data" ] || data="$top/../shared/data/demo.jsonl"
 step() { printf '\n== %s\n' "$*" >&2; }
+
+# Mean of the numeric losses among metrics.jsonl records on stdin: a skipped
+# non-finite step is logged as "loss":null and must not count as a zero.
+mean_loss() {
+    sed -n 's/.*"loss":\([0-9.eE+-][0-9.eE+-]*\)[,}].*/\1/p' |
+        awk '{ s += $1; n++ } END { if (n) printf "%.3f", s / n; else printf "n/a" }'
+}
+loss_summary() {
+    m="$out/run/metrics.jsonl"
+    first=$(head -n 10 "$m" | mean_loss)
+    last=$(tail -n 10 "$m" | mean_loss)
+    skipped=$(grep -c '"loss":null' "$m" || true)
+    note=""
+    [ "$skipped" -gt 0 ] && note=" ($skipped skipped non-finite steps not counted)"
+    echo "mean loss: first 10 steps $first, last 10 steps $last$note" >&2
+}
+if [ "${1:-}" = summary ]; then loss_summary; exit 0; fi
 
 mkdir -p "$out"
 step "1/5 shuffle 3 copies of $(basename "$data"), tokenize, write binidx ($out/demo.bin/.idx)"
@@ -34,9 +52,7 @@ tail -n 1 "$out/run/metrics.jsonl" >&2
 
 step "4/5 plot the loss and LR curves ($out/run/curves.svg)"
 metrics-plot -f -t "make demo: L$layers-D$embd" -o "$out/run/curves.svg" "$out/run/metrics.jsonl"
-first=$(head -n 10 "$out/run/metrics.jsonl" | sed 's/.*"loss":\([0-9.]*\).*/\1/' | awk '{s += $1} END {printf "%.3f", s / NR}')
-last=$(tail -n 10 "$out/run/metrics.jsonl" | sed 's/.*"loss":\([0-9.]*\).*/\1/' | awk '{s += $1} END {printf "%.3f", s / NR}')
-echo "mean loss: first 10 steps $first, last 10 steps $last" >&2
+loss_summary
 
 step "5/5 generate a sample"
 if command -v rwkv-generate >/dev/null 2>&1; then
