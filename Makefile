@@ -17,6 +17,7 @@ TOOLS    := $(patsubst bin/%.c,%,$(wildcard bin/*.c))
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/obj/%.o)
 UNIT     := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/*.c))
+HELPERS  := $(patsubst tests/helpers/%.c,$(B)/helpers/%,$(wildcard tests/helpers/*.c))
 FUZZ     := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/*.c))
 CUDA_SRC := $(wildcard cuda/*.cu)
 VOCAB    := $(B)/share/rwkv7c/rwkv_vocab_v20230424.txt
@@ -26,7 +27,7 @@ VOCAB    := $(B)/share/rwkv7c/rwkv_vocab_v20230424.txt
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 DEB_PKGS := build-essential clang libzstd-dev libxxhash-dev libopenblas-dev liblapacke-dev \
             python3-torch python3-numpy python3-pip zstd
-all: $(TOOLS:%=$(B)/bin/%) $(UNIT) $(VOCAB)
+all: $(TOOLS:%=$(B)/bin/%) $(UNIT) $(HELPERS) $(VOCAB)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -44,6 +45,11 @@ $(B)/tests/%: $(B)/obj/tests/unit/%.o $(B)/librwkv7c.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+# Programs the shell tests call (not tests themselves).
+$(B)/helpers/%: $(B)/obj/tests/helpers/%.o $(B)/librwkv7c.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 $(VOCAB): share/rwkv7c/rwkv_vocab_v20230424.txt
 	@mkdir -p $(@D)
 	cp $< $@
@@ -52,7 +58,7 @@ $(VOCAB): share/rwkv7c/rwkv_vocab_v20230424.txt
 FUZZ_CC ?= clang
 $(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) -std=gnu11 -g -O1 -fopenmp -Ilib -fsanitize=fuzzer,address,undefined $< $(LIB_SRC) $(LDLIBS) -o $@
+	$(FUZZ_CC) -std=gnu11 -g -O1 -fopenmp -Ilib -fsanitize=fuzzer,address,undefined -Wno-pass-failed $< $(LIB_SRC) $(LDLIBS) -o $@
 
 # CUDA objects compile and link wherever nvcc exists; nothing here runs them.
 cuda: $(CUDA_SRC:%.cu=$(B)/obj/%.o)
