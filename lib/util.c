@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,6 +82,29 @@ void cleanup_install(void)
         sa.sa_handler = on_signal;
         sigaction(sigs[i], &sa, NULL);
     }
+}
+
+int make_parent_dirs(const char *path, Error *e)
+{
+    char *copy = strdup(path);
+    if (!copy) return fail(e, "out of memory");
+    char *dir = dirname(copy);   /* may be a static "." or "/": never written to */
+    if (strcmp(dir, ".") == 0 || strcmp(dir, "/") == 0) { free(copy); return 0; }
+    for (char *p = dir + 1; ; p++) {
+        if (*p && *p != '/') continue;
+        char c = *p;
+        *p = 0;
+        if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+            int err = errno;
+            int r = fail(e, "%s: cannot create directory %s: %s", path, dir, strerror(err));
+            free(copy);
+            return r;
+        }
+        if (!c) break;
+        *p = c;
+    }
+    free(copy);
+    return 0;
 }
 
 int fsync_parent_dir(const char *path, Error *e)

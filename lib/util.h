@@ -36,6 +36,8 @@ int  atomic_commit(AtomicFile *f, Error *e);
 void atomic_abort(AtomicFile *f);
 /* Install exit/signal handlers that unlink live temporaries.  Call once in main(). */
 void cleanup_install(void);
+/* Create the directories leading to path (like mkdir -p of its dirname). */
+int  make_parent_dirs(const char *path, Error *e);
 /* fsync the directory holding path (after a rename). */
 int  fsync_parent_dir(const char *path, Error *e);
 

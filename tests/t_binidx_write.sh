@@ -128,6 +128,9 @@ expect_fail "write error (ulimit -f), SIGXFSZ not pre-ignored" "big2.bin: write 
     sh -c 'ulimit -f 100; exec binidx-write big2 < demo.stream'
 check "...no output or temporaries" none_left big2
 
+# Missing directories of the prefix are created (the README's `binidx-write data/demo`).
+check "prefix in a new directory" sh -c 'binidx-write -q new/sub/demo < demo.stream && test -s new/sub/demo.idx'
+
 # Ids above 65535 switch the dataset to int32 (dtype code 4).
 printf '1 70000 0\n2 0\n' | "$helper" --stream | binidx-write -q wide
 eq "int32 dtype code" "$(od -An -tu1 -j17 -N1 wide.idx | tr -d ' ')" 4
