@@ -46,6 +46,7 @@ int main(int argc, char **argv)
     if (!out || optind >= argc) { usage(stderr); return 2; }
 
     Error e;
+    if (binidx_prefix_check(out, &e)) return report(&e);
     int n = argc - optind;
     BinidxDataset *ds = calloc((size_t)n, sizeof *ds);
     if (!ds) { warnx_("out of memory"); return 1; }

@@ -55,6 +55,7 @@ int main(int argc, char **argv)
         warnx_("standard input is a terminal; pipe a token stream in (e.g. rwkv-tokenize FILE | binidx-write %s)", prefix);
         return 2;
     }
+    if (binidx_prefix_check(prefix, &e)) return report(&e);
     FILE *in = stdin;
     const char *in_name = "<stdin>";
     if (strcmp(stream, "-") != 0) {

@@ -261,8 +261,22 @@ uint64_t binidx_writer_documents(const BinidxWriter *w) { return w->ndoc - 1; }
 uint64_t binidx_writer_tokens(const BinidxWriter *w) { return w->tokens; }
 int binidx_writer_dtype(const BinidxWriter *w) { return w->dtype; }
 
+int binidx_prefix_check(const char *prefix_arg, Error *e)
+{
+    char *prefix = binidx_prefix(prefix_arg);
+    if (!prefix) return fail(e, "out of memory");
+    size_t n = strlen(prefix);
+    int bad = n == 0 || prefix[n - 1] == '/';
+    free(prefix);
+    if (bad)
+        return fail(e, "'%s': the output prefix names no file (want e.g. data/demo for "
+                       "data/demo.bin + data/demo.idx)", prefix_arg);
+    return 0;
+}
+
 BinidxWriter *binidx_writer_open(const char *prefix_arg, int overwrite, Error *e)
 {
+    if (binidx_prefix_check(prefix_arg, e)) return NULL;
     BinidxWriter *w = calloc(1, sizeof *w);
     char *prefix = binidx_prefix(prefix_arg);
     char *bin = prefix ? with_ext(prefix, ".bin") : NULL;

@@ -83,6 +83,10 @@ char *binidx_prefix(const char *arg);
 /* ---- streaming writer ---- */
 typedef struct BinidxWriter BinidxWriter;
 
+/* An output prefix must name files: not empty and not ending in '/' (after a
+ * .bin/.idx suffix is dropped), or the dataset would be hidden ".bin"/".idx". */
+int binidx_prefix_check(const char *prefix, Error *e);
+
 /* Fails at once if PREFIX.bin or PREFIX.idx exists and overwrite is 0. */
 BinidxWriter *binidx_writer_open(const char *prefix, int overwrite, Error *e);
 /* One document (its tokens, normally ending with 0).  The dataset is uint16

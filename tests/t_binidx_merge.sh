@@ -46,6 +46,10 @@ eq "mixed dtype code" "$(od -An -tu1 -j17 -N1 mixed.idx | tr -d ' ')" 4
 eq "mixed tokens" "$(od -An -tu4 -v mixed.bin | tr -s ' \n' '  ' | sed 's/^ //; s/ $//')" "3 4 0 1 70000 0 3 4 0"
 printf '3 4 0\n1 70000 0\n3 4 0\n' | "$helper" --stream | binidx-write -q mixed1
 check "mixed merge = one run" sh -c 'cmp -s mixed.bin mixed1.bin && cmp -s mixed.idx mixed1.idx'
+expect_fail "empty output prefix refused" "names no file" binidx-merge -o "" a
+check "...no hidden .bin/.idx" sh -c '! test -e .bin && ! test -e .idx'
+expect_fail "directory output prefix refused" "names no file" binidx-merge -o newdir/ a
+check "...no directory made" sh -c '! test -e newdir'
 binidx-merge a b 2>/dev/null; eq "no -o: exit 2" $? 2
 binidx-merge -o x 2>/dev/null; eq "no inputs: exit 2" $? 2
 finish

@@ -131,6 +131,15 @@ check "...no output or temporaries" none_left big2
 # Missing directories of the prefix are created (the README's `binidx-write data/demo`).
 check "prefix in a new directory" sh -c 'binidx-write -q new/sub/demo < demo.stream && test -s new/sub/demo.idx'
 
+# A prefix that names no file (empty, or a directory) is refused before anything is made,
+# instead of writing hidden .bin/.idx files or leaving half-made directories.
+expect_fail "empty prefix refused" "names no file" sh -c 'binidx-write "" < demo.stream'
+check "...no hidden .bin/.idx" sh -c '! test -e .bin && ! test -e .idx'
+expect_fail "directory prefix refused" "names no file" sh -c 'binidx-write nodir/sub/ < demo.stream'
+check "...no directory made" sh -c '! test -e nodir'
+expect_fail "dir/.bin prefix refused" "names no file" sh -c 'binidx-write nodir2/.bin < demo.stream'
+check "...no directory made" sh -c '! test -e nodir2'
+
 # Ids above 65535 switch the dataset to int32 (dtype code 4).
 printf '1 70000 0\n2 0\n' | "$helper" --stream | binidx-write -q wide
 eq "int32 dtype code" "$(od -An -tu1 -j17 -N1 wide.idx | tr -d ' ')" 4
