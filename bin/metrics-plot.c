@@ -17,7 +17,7 @@ static void usage(FILE *fp)
 "usage: metrics-plot [-o FILE.svg] [-s N] [-t TITLE] [METRICS.jsonl|-]\n"
 "Plot the loss (raw, and a moving average over N steps) and the learning rate\n"
 "from rwkv-train's metrics.jsonl (default: stdin) as an SVG (default: stdout).\n"
-"  -o, --output FILE   write FILE atomically instead of stdout\n"
+"  -o, --output FILE   write FILE atomically instead of stdout (-: stdout)\n"
 "  -s, --smooth N      moving-average window in steps (default: about 1/50 of the run)\n"
 "  -t, --title TEXT    title (default: the input name)\n"
 "  -f, --force         overwrite FILE\n"
@@ -154,7 +154,7 @@ int main(int argc, char **argv)
     int force = 0, c;
     while ((c = getopt_long(argc, argv, "o:s:t:f", opts, NULL)) != -1) {
         switch (c) {
-        case 'o': out = optarg; break;
+        case 'o': out = strcmp(optarg, "-") ? optarg : NULL; break;   /* -o -: stdout, not a file named '-' */
         case 's': if (parse_u64(optarg, &smooth) || smooth == 0) { warnx_("invalid --smooth '%s'", optarg); return 2; } break;
         case 't': title = optarg; break;
         case 'f': force = 1; break;

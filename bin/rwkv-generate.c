@@ -38,7 +38,8 @@ static void usage(FILE *f)
         "      --stop STRING      stop once STRING has been generated\n"
         "      --chat             chat mode (see above)\n"
         "      --logits-out FILE  write the logits that predict the token after the\n"
-        "                         prompt: vocab_size float32 values, little-endian\n"
+        "                         prompt (--chat: the first turn without --prompt):\n"
+        "                         vocab_size float32 values, little-endian\n"
         "      --vocab FILE       vocabulary (default: the installed %s)\n"
         "  -h, --help             show this help\n"
         "  -V, --version          show the version\n"
@@ -179,7 +180,11 @@ int main(int argc, char **argv)
             stop = optarg;
             break;
         case O_CHAT: chat = 1; break;
-        case O_LOGITS: logits_path = optarg; break;
+        case O_LOGITS:
+            /* a binary file, written atomically; on stdout it would mix with the text */
+            if (!strcmp(optarg, "-")) { warnx_("--logits-out: needs a file, not standard output"); return 2; }
+            logits_path = optarg;
+            break;
         case O_VOCAB: vocab_path = optarg; break;
         case 'h': usage(stdout); return close_stdout();
         case 'V': printf("rwkv-generate %s\n", RWKV7C_VERSION); return close_stdout();
@@ -227,6 +232,7 @@ int main(int argc, char **argv)
         char *line = NULL;
         size_t cap = 0;
         ssize_t len;
+        int turns = 0;
         int ended_blank = text_len == 0 || (text_len >= 2 && !strcmp(ptext + text_len - 2, "\n\n"));
         while ((len = getline(&line, &cap, stdin)) > 0) {
             while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
@@ -238,6 +244,8 @@ int main(int argc, char **argv)
             free(turn);
             if (!ids || model_prefill(&m, g.st, ids, n, g.logits, &e)) return report(&e);
             free(ids);
+            /* without --prompt, the first turn is the prompt whose logits are wanted */
+            if (logits_path && text_len == 0 && turns++ == 0 && write_logits(logits_path, g.logits, V, &e)) return report(&e);
             int32_t last = generate(&g, n_tokens ? (int)n_tokens : 1, stop ? stop : "\n\n");
             if (last > 0) model_step(&m, g.st, last, NULL);      /* the state includes the whole reply */
             ended_blank = g.out_len >= 2 && !memcmp(g.out + g.out_len - 2, "\n\n", 2);

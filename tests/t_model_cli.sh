@@ -1,0 +1,25 @@
+#!/bin/sh
+# Command-line corners of the model tools: "-" for outputs, --chat --logits-out.
+. "$TOP/tests/lib.sh"
+m=tiny.safetensors
+rwkv-init -q -L 2 -C 64 -s 5 -o $m || { echo "rwkv-init failed"; exit 1; }
+
+# --logits-out -: refused (binary on stdout would mix with the text), no file named '-'
+rwkv-generate -m $m --prompt x -n 0 --logits-out - >o.bin 2>e.txt
+eq "--logits-out -: usage error" $? 2
+check "--logits-out -: says why" grep -q "logits-out" e.txt
+check "--logits-out -: no file named '-'" test ! -e ./-
+
+# --chat without --prompt: the first turn is the prompt of --logits-out
+printf 'hi\n' | rwkv-generate -m $m --chat -n 1 --temperature 0 --logits-out chat.f32 >/dev/null
+check "--chat --logits-out writes the file" test -s chat.f32
+rwkv-generate -m $m --prompt "$(printf 'User: hi\n\nAssistant:')" -n 0 --logits-out plain.f32
+check "--chat logits = logits of the first turn as a prompt" cmp chat.f32 plain.f32
+
+# metrics-plot -o -: standard output, as without -o
+printf '{"step":1,"loss":2,"lr":0.1}\n{"step":2,"loss":1.5,"lr":0.1}\n' >m.jsonl
+metrics-plot -o - m.jsonl >a.svg
+metrics-plot m.jsonl >b.svg
+check "metrics-plot -o - writes stdout" cmp a.svg b.svg
+check "metrics-plot -o -: no file named '-'" test ! -e ./-
+finish
