@@ -100,7 +100,12 @@ TokReader *tokr_open(FILE *fp, const char *name, Error *e)
     r->fp = fp;
     unsigned char magic[8];
     size_t got = fread(magic, 1, 8, fp);
-    if (got == 0 && !ferror(fp)) {
+    if (ferror(fp)) {   /* e.g. a directory: say why, not "not a token stream" */
+        fail(e, "%s: read error: %s", name, strerror(errno));
+        tokr_free(r);
+        return NULL;
+    }
+    if (got == 0) {
         fail(e, "%s: empty token stream (did the producer fail?)", name);
         tokr_free(r);
         return NULL;

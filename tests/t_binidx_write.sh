@@ -140,6 +140,10 @@ check "...no directory made" sh -c '! test -e nodir'
 expect_fail "dir/.bin prefix refused" "names no file" sh -c 'binidx-write nodir2/.bin < demo.stream'
 check "...no directory made" sh -c '! test -e nodir2'
 
+# A stream that cannot be read (a directory) says why.
+expect_fail "unreadable stream: read error" "read error: Is a directory" binidx-write rd .
+check "...no output" none_left rd
+
 # Ids above 65535 switch the dataset to int32 (dtype code 4).
 printf '1 70000 0\n2 0\n' | "$helper" --stream | binidx-write -q wide
 eq "int32 dtype code" "$(od -An -tu1 -j17 -N1 wide.idx | tr -d ' ')" 4
