@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "pth.h"
 #include "safetensors.h"
@@ -36,7 +37,11 @@ int ckpt_read(const char *path, TensorSet *ts, Error *e)
     ts_init(ts);
     FILE *fp = fopen(path, "rb");
     if (!fp) return fail(e, "%s: %s", path, strerror(errno));
+    /* sniffing a pipe would eat its first bytes; the readers need a regular file anyway */
+    struct stat sb;
+    int regular = fstat(fileno(fp), &sb) == 0 && S_ISREG(sb.st_mode);
     fclose(fp);
+    if (!regular) return fail(e, "%s: not a regular file", path);
     switch (ckpt_format(path)) {
     case CKPT_SAFETENSORS:
         return st_read(path, ts, e);

@@ -16,6 +16,10 @@ check "--chat --logits-out writes the file" test -s chat.f32
 rwkv-generate -m $m --prompt "$(printf 'User: hi\n\nAssistant:')" -n 0 --logits-out plain.f32
 check "--chat logits = logits of the first turn as a prompt" cmp chat.f32 plain.f32
 
+# a checkpoint through a pipe: the format sniffing must not eat it and then call it "not a checkpoint"
+expect_fail "-m a pipe: not a regular file" "not a regular file" sh -c "cat $m | rwkv-generate -m /dev/stdin --prompt x -n 0"
+expect_fail "-m a directory: not a regular file" "not a regular file" rwkv-generate -m . --prompt x -n 0
+
 # metrics-plot -o -: standard output, as without -o
 printf '{"step":1,"loss":2,"lr":0.1}\n{"step":2,"loss":1.5,"lr":0.1}\n' >m.jsonl
 metrics-plot -o - m.jsonl >a.svg
