@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "input.h"
+#include "utf8.h"
 #include "util.h"
 
 typedef struct { double step, loss, lr; } Point;
@@ -42,14 +43,25 @@ static double field(const char *line, const char *key, int *present)
     return v;
 }
 
+/* Escaped for XML.  Control characters and bytes that are not UTF-8 (a file
+ * name in Latin-1, say) are not allowed in XML: each becomes U+FFFD. */
 static void xml_text(FILE *fp, const char *s)
 {
-    for (; *s; s++) {
-        if (*s == '<') fputs("&lt;", fp);
-        else if (*s == '>') fputs("&gt;", fp);
-        else if (*s == '&') fputs("&amp;", fp);
-        else if (*s == '"') fputs("&quot;", fp);
-        else fputc(*s, fp);
+    const uint8_t *u = (const uint8_t *)s;
+    size_t n = strlen(s);
+    while (n > 0) {
+        uint32_t cp;
+        int k = utf8_decode(u, n, &cp);
+        if (k == 0 || (cp < 0x20 && cp != '\t' && cp != '\n') || cp == 0x7f || cp == 0xfffe || cp == 0xffff) {
+            fputs("\xef\xbf\xbd", fp);
+            k = k ? k : 1;
+        } else if (cp == '<') fputs("&lt;", fp);
+        else if (cp == '>') fputs("&gt;", fp);
+        else if (cp == '&') fputs("&amp;", fp);
+        else if (cp == '"') fputs("&quot;", fp);
+        else fwrite(u, 1, (size_t)k, fp);
+        u += k;
+        n -= (size_t)k;
     }
 }
 

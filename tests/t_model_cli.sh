@@ -26,4 +26,10 @@ metrics-plot -o - m.jsonl >a.svg
 metrics-plot m.jsonl >b.svg
 check "metrics-plot -o - writes stdout" cmp a.svg b.svg
 check "metrics-plot -o -: no file named '-'" test ! -e ./-
+# a title (default: the file name) with control characters or non-UTF-8 bytes still gives well-formed XML
+metrics-plot -t "$(printf 'run\001 \377<1>')" m.jsonl >t.svg
+check "metrics-plot: odd title bytes, SVG parses" "$PYTHON" -c '
+import sys, xml.dom.minidom as m
+t = m.parse(sys.argv[1]).getElementsByTagName("text")[0].firstChild.data
+assert t.startswith("run\ufffd \ufffd<1>"), repr(t)' t.svg
 finish
