@@ -245,7 +245,11 @@ int main(int argc, char **argv)
             "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H, W, H);
     fputs("<text x=\"450\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", fp);
     xml_text(fp, title);
-    fprintf(fp, " (%zu steps, last loss %.4f)</text>\n", n, avg[n - 1]);
+    /* the last smoothed loss that exists: a run may end on skipped (null) steps */
+    size_t last = n;
+    while (last > 0 && !isfinite(avg[last - 1])) last--;
+    if (last) fprintf(fp, " (%zu steps, last loss %.4f)</text>\n", n, avg[last - 1]);
+    else fprintf(fp, " (%zu steps, no finite loss)</text>\n", n);
     axes(fp, &top, "loss", 0);
     polyline(fp, &top, pt, n, loss, "stroke=\"#9ecae1\" stroke-width=\"1\"");
     polyline(fp, &top, pt, n, avg, "stroke=\"#08519c\" stroke-width=\"2\"");

@@ -32,4 +32,9 @@ check "metrics-plot: odd title bytes, SVG parses" "$PYTHON" -c '
 import sys, xml.dom.minidom as m
 t = m.parse(sys.argv[1]).getElementsByTagName("text")[0].firstChild.data
 assert t.startswith("run\ufffd \ufffd<1>"), repr(t)' t.svg
+# a run that ends on skipped steps ("loss":null): the title shows the last loss there is, not nan
+printf '{"step":1,"loss":2,"lr":0.1}\n{"step":2,"loss":null,"lr":0.1}\n' | metrics-plot -s 1 >n.svg
+check "metrics-plot: last finite loss in the title" grep -q "2 steps, last loss 2.0000" n.svg
+printf '{"step":1,"loss":null,"lr":0.1}\n' | metrics-plot >n1.svg
+check "metrics-plot: no finite loss at all" grep -q "1 steps, no finite loss" n1.svg
 finish
