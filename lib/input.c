@@ -141,6 +141,12 @@ int input_getline(Input *in, char **line, size_t *len, Error *e)
             in->buf_start += nl ? n + 1 : n;
             if (n && start[n - 1] == '\r') n--;
             start[n] = 0;   /* safe: there is a '\n' or spare byte there */
+            /* A UTF-8 byte order mark opens the file, it is not part of line 1
+             * (RFC 8259 8.1); kept, it would end up mid-file after a shuffle. */
+            if (in->lineno == 0 && n >= 3 && memcmp(start, "\xEF\xBB\xBF", 3) == 0) {
+                start += 3;
+                n -= 3;
+            }
             in->lineno++;
             *line = start;
             *len = n;

@@ -17,7 +17,8 @@ const char *input_name(const Input *in);
 /* Read up to n decompressed bytes.  Returns bytes read, 0 at end, -1 on error. */
 ssize_t input_read(Input *in, void *buf, size_t n, Error *e);
 
-/* Next line without its "\n" (a "\r" before it is removed too); *line stays
+/* Next line without its "\n" (a "\r" before it is removed too, and a UTF-8
+ * byte order mark at the start of the input); *line stays
  * valid until the next call.  The last line may lack "\n".  Returns 1 for a
  * line, 0 at end, -1 on error (e.g. a line longer than max_line bytes).
  * input_lineno() is the 1-based number of the line just returned. */

@@ -177,4 +177,10 @@ eq "-n 0 is a usage error" "$rc" 2
 printf '' > empty.txt
 check "-n 2^64-1 on an empty input finishes" timeout 10 jsonl-shuf -n 18446744073709551615 --seed 1 empty.txt
 
+# A byte order mark opening the file is dropped, not shuffled into the middle of the output.
+printf '\357\273\277{"a":1}\n{"a":2}\n{"a":3}\n' > bom.jsonl
+jsonl-shuf --seed 1 bom.jsonl > bom_out.jsonl
+check "BOM not carried into the output" sh -c '! grep -q "$(printf "\357\273\277")" bom_out.jsonl'
+eq "BOM file: all lines kept" "$(sort bom_out.jsonl | tr '\n' ' ')" '{"a":1} {"a":2} {"a":3} '
+
 finish

@@ -95,4 +95,11 @@ sed '40000s/^40000 /40000x /' "$vocab" > badid.txt;            vocab_case badid 
 printf '' > empty.txt;                                         vocab_case empty "empty.txt: empty vocabulary"
 sed '1,256d' "$vocab" | head -n 10 > nobytes.txt;              vocab_case nobytes "nobytes.txt:1: token id 257, expected 1"
 vocab_case nonexistent "nonexistent.txt"
+
+# A UTF-8 byte order mark at the start of a file is not part of line 1 (RFC 8259 8.1);
+# anywhere else it is an error.
+printf '\357\273\277{"text":"a"}\n{"text":"b"}\n' > bom.jsonl
+eq "BOM at file start accepted" "$(rwkv-tokenize -t --vocab "$vocab" bom.jsonl 2>&1 | tr '\n' ' ')" "98 0 99 0 "
+printf '{"text":"a"}\n\357\273\277{"text":"b"}\n' > bom2.jsonl
+expect_fail "BOM on line 2 rejected" "bom2.jsonl:2: invalid JSON at column 1" rwkv-tokenize -t --vocab "$vocab" bom2.jsonl
 finish
