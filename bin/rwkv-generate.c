@@ -88,7 +88,11 @@ static int32_t generate(Gen *g, int n, const char *stop)
         if ((uint32_t)t <= g->v->n) {
             size_t len = vocab_token_len(g->v, (uint32_t)t);
             fwrite(vocab_token(g->v, (uint32_t)t), 1, len, stdout);
-            fflush(stdout);
+            if (fflush(stdout) != 0) {   /* full disk, closed pipe: stop now, not after n tokens */
+                int err = errno;
+                if (err != EPIPE) warnx_("write error on standard output: %s", strerror(err));
+                exit(1);
+            }
             if (g->out_len + len + 1 > g->out_cap) {
                 g->out_cap = (g->out_len + len + 1) * 2;
                 g->out = realloc(g->out, g->out_cap);

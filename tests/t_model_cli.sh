@@ -20,6 +20,13 @@ check "--chat logits = logits of the first turn as a prompt" cmp chat.f32 plain.
 expect_fail "-m a pipe: not a regular file" "not a regular file" sh -c "cat $m | rwkv-generate -m /dev/stdin --prompt x -n 0"
 expect_fail "-m a directory: not a regular file" "not a regular file" rwkv-generate -m . --prompt x -n 0
 
+# stdout on a full disk: stops at the first failed write, with the real reason
+if [ -w /dev/full ]; then
+    rwkv-generate -m $m --prompt x -n 300 >/dev/full 2>full.err
+    eq "rwkv-generate >/dev/full: exit 1" $? 1
+    check "rwkv-generate >/dev/full: says 'No space left'" grep -q "No space left on device" full.err
+fi
+
 # metrics-plot -o -: standard output, as without -o
 printf '{"step":1,"loss":2,"lr":0.1}\n{"step":2,"loss":1.5,"lr":0.1}\n' >m.jsonl
 metrics-plot -o - m.jsonl >a.svg
