@@ -430,15 +430,24 @@ static int decode_text(Decoder *d, Input *in, const char *prefix, size_t plen, c
 {
     const char *name = input_name(in);
     uint32_t *ids = NULL;
-    size_t cap = 0, bcap = 1 << 16, blen = plen;
+    /* buf[start..blen) is unprocessed; it is moved to the front only before a
+     * read, so each byte moves at most once per read (not once per line). */
+    size_t cap = 0, bcap = 1 << 16, blen = plen, start = 0;
     char *buf = malloc(bcap);
     uint64_t lineno = 0;
     int rc = 0, eof = 0;
     if (!buf) return fail(e, "out of memory");
     memcpy(buf, prefix, plen);
     while (!rc) {
-        char *nl = memchr(buf, '\n', blen);
+        char *line = buf + start;
+        size_t avail = blen - start;
+        char *nl = memchr(line, '\n', avail);
         if (!nl && !eof) {
+            if (start) {
+                memmove(buf, line, avail);
+                blen = avail;
+                start = 0;
+            }
             if (blen == bcap) {
                 char *nb = realloc(buf, bcap *= 2);
                 if (!nb) { rc = fail(e, "out of memory"); break; }
@@ -450,14 +459,12 @@ static int decode_text(Decoder *d, Input *in, const char *prefix, size_t plen, c
             blen += (size_t)r;
             continue;
         }
-        if (!nl && !blen) break;
-        size_t len = nl ? (size_t)(nl - buf) : blen;
+        if (!nl && !avail) break;
+        size_t len = nl ? (size_t)(nl - line) : avail;
         char where[512];
         snprintf(where, sizeof where, "%.400s:%llu", name, (unsigned long long)++lineno);
-        rc = decode_text_line(d, buf, len, &ids, &cap, where, v, e);
-        size_t used = nl ? len + 1 : len;
-        memmove(buf, buf + used, blen - used);
-        blen -= used;
+        rc = decode_text_line(d, line, len, &ids, &cap, where, v, e);
+        start += nl ? len + 1 : len;
     }
     free(buf);
     free(ids);

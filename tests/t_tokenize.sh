@@ -111,6 +111,13 @@ rwkv-tokenize --bogus >/dev/null 2>&1; eq "unknown option exits 2" $? 2
 rwkv-tokenize -j 0 "$demo" >/dev/null 2>&1; eq "-j 0 exits 2" $? 2
 RWKV7C_DATA=/nonexistent rwkv-tokenize --vocab "$vocab" --text vec.jsonl > vv.ids
 eq "--vocab FILE gives the same ids" "$(head -n 1 vv.ids)" "33155 40213 45 33 10464 11685 0"
+# --decode of the text form stays linear after a long line (zstd hands over a whole buffer
+# of short lines at once; moving the rest after every line was quadratic: minutes, not 1 s).
+awk 'BEGIN { for (i = 0; i < 2000000; i++) printf "5 "; print "0"; for (i = 0; i < 2000000; i++) print "5" }' > lin.ids
+if command -v zstd >/dev/null; then zstd -q -c lin.ids > lin.ids.zst; else cp lin.ids lin.ids.zst; fi
+check "--decode text form after a long line: linear time" sh -c 'timeout 10 rwkv-tokenize --vocab "$1" --decode lin.ids.zst > lin.txt' sh "$vocab"
+eq "...every line decoded" "$(wc -l < lin.txt | tr -d ' ')" 2000001
+
 if command -v script >/dev/null 2>&1; then
     script -qec "$BIN/rwkv-tokenize vec.jsonl" /dev/null > tty.txt 2>&1 < /dev/null
     check "refuses to write binary to a terminal" grep -q "refusing to write a binary token stream to a terminal" tty.txt
