@@ -230,12 +230,18 @@ int report(const Error *e)
 
 int close_stdout(void)
 {
-    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) {
-        if (errno == EPIPE) return 1;
-        fprintf(stderr, "%s: write error on standard output: %s\n", tool_name, strerror(errno));
-        return 1;
-    }
-    return 0;
+    /* errno is only meaningful for a call that just failed: an error flag left
+     * by an earlier write has no reason we can still name. */
+    errno = 0;
+    int flush_failed = fflush(stdout) != 0;
+    int err = flush_failed ? errno : 0;
+    int earlier = ferror(stdout);
+    if (fclose(stdout) != 0 && !err) err = errno;
+    if (!flush_failed && !earlier && !err) return 0;
+    if (err == EPIPE) return 1;
+    if (err) fprintf(stderr, "%s: write error on standard output: %s\n", tool_name, strerror(err));
+    else fprintf(stderr, "%s: write error on standard output\n", tool_name);
+    return 1;
 }
 
 int progress_wanted(void) { return isatty(2); }
