@@ -243,6 +243,7 @@ int main(int argc, char **argv)
             if (len == 0) continue;
             size_t tl = (size_t)len + 32;
             char *turn = malloc(tl);
+            if (!turn) { fail(&e, "out of memory"); return report(&e); }
             snprintf(turn, tl, "%sUser: %s\n\nAssistant:", ended_blank ? "" : "\n\n", line);
             int32_t *ids = encode(tok, turn, strlen(turn), V, &n, &e);
             free(turn);
@@ -250,7 +251,9 @@ int main(int argc, char **argv)
             free(ids);
             /* without --prompt, the first turn is the prompt whose logits are wanted */
             if (logits_path && text_len == 0 && turns++ == 0 && write_logits(logits_path, g.logits, V, &e)) return report(&e);
-            int32_t last = generate(&g, n_tokens ? (int)n_tokens : 1, stop ? stop : "\n\n");
+            /* -n 0: only read the turns (e.g. for --logits-out), as without --chat */
+            int32_t last = n_tokens > 0 ? generate(&g, (int)n_tokens, stop ? stop : "\n\n") : -1;
+            if (n_tokens == 0) g.out_len = 0;
             if (last > 0) model_step(&m, g.st, last, NULL);      /* the state includes the whole reply */
             ended_blank = g.out_len >= 2 && !memcmp(g.out + g.out_len - 2, "\n\n", 2);
             if (!ended_blank) fputs("\n\n", stdout);

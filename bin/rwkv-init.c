@@ -38,8 +38,8 @@ static void usage(FILE *fp)
 static int parse_int_opt(const char *opt, const char *s, int *out)
 {
     uint64_t v;
-    if (parse_u64(s, &v) || v > 1u << 30) {
-        warnx_("%s: not a valid count: '%s'", opt, s);
+    if (parse_u64(s, &v) || v == 0 || v > 1u << 30) {
+        warnx_("%s: not a valid count (want 1 or more): '%s'", opt, s);
         return -1;
     }
     *out = (int)v;

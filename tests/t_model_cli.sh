@@ -44,4 +44,10 @@ printf '{"step":1,"loss":2,"lr":0.1}\n{"step":2,"loss":null,"lr":0.1}\n' | metri
 check "metrics-plot: last finite loss in the title" grep -q "2 steps, last loss 2.0000" n.svg
 printf '{"step":1,"loss":null,"lr":0.1}\n' | metrics-plot >n1.svg
 check "metrics-plot: no finite loss at all" grep -q "1 steps, no finite loss" n1.svg
+# --chat -n 0 reads the turns and generates nothing (as -n 0 without --chat)
+printf 'hi\n' | rwkv-generate -m $m --chat -n 0 >chat0.txt 2>/dev/null
+check "--chat -n 0 generates no reply" sh -c '! grep -q "[^[:space:]]" chat0.txt'
+# a LoRA rank of 0 is an error, not "use the formula"
+expect_fail "rwkv-init --lora-decay 0 refused" "want 1 or more" rwkv-init -q -L 2 -C 64 --lora-decay 0 -o lora0.st
+check "...nothing written" test ! -e lora0.st
 finish

@@ -182,5 +182,7 @@ printf '\357\273\277{"a":1}\n{"a":2}\n{"a":3}\n' > bom.jsonl
 jsonl-shuf --seed 1 bom.jsonl > bom_out.jsonl
 check "BOM not carried into the output" sh -c '! grep -q "$(printf "\357\273\277")" bom_out.jsonl'
 eq "BOM file: all lines kept" "$(sort bom_out.jsonl | tr '\n' ' ')" '{"a":1} {"a":2} {"a":3} '
+check "-m accepts the largest 64-bit size" sh -c 'jsonl-shuf -m 18446744073709551615 -s 1 strip_in.jsonl >/dev/null'
+check "-m refuses one more" sh -c '! jsonl-shuf -m 18446744073709551616 -s 1 strip_in.jsonl >/dev/null 2>&1'
 
 finish
