@@ -6,6 +6,7 @@
 #include <zstd.h>
 
 #define RAW_CHUNK (1 << 20)
+#define MAX_LINE ((size_t)1 << 30)   /* longer lines are an error, not an out-of-memory */
 
 struct Input {
     FILE *fp;
@@ -17,13 +18,11 @@ struct Input {
     int raw_eof;
     ZSTD_DStream *zs;       /* NULL for plain input */
     int zs_frame_open;
-    uint64_t bytes_in;
     /* line buffer */
     char *buf;
     size_t buf_cap, buf_start, buf_end;
     int eof;
     uint64_t lineno;
-    size_t max_line;
 };
 
 static int fill_raw(Input *in, Error *e)
@@ -43,7 +42,6 @@ static int fill_raw(Input *in, Error *e)
         return 0;
     }
     in->raw_len += n;
-    in->bytes_in += n;
     return 1;
 }
 
@@ -51,7 +49,6 @@ Input *input_open(const char *path, Error *e)
 {
     Input *in = calloc(1, sizeof *in);
     if (!in) { fail(e, "out of memory"); return NULL; }
-    in->max_line = (size_t)1 << 30;
     if (!path || strcmp(path, "-") == 0) {
         in->fp = stdin;
         in->is_stdin = 1;
@@ -90,8 +87,6 @@ void input_close(Input *in)
 
 const char *input_name(const Input *in) { return in->name; }
 uint64_t input_lineno(const Input *in) { return in->lineno; }
-uint64_t input_bytes_in(const Input *in) { return in->bytes_in; }
-void input_set_max_line(Input *in, size_t max_line) { in->max_line = max_line; }
 
 ssize_t input_read(Input *in, void *buf, size_t n, Error *e)
 {
@@ -153,9 +148,9 @@ int input_getline(Input *in, char **line, size_t *len, Error *e)
             return 1;
         }
         if (in->eof) return 0;
-        if (avail > in->max_line)
+        if (avail > MAX_LINE)
             return fail(e, "%s:%llu: line longer than %zu bytes", in->name,
-                        (unsigned long long)in->lineno + 1, in->max_line);
+                        (unsigned long long)in->lineno + 1, MAX_LINE);
         /* compact, grow, refill */
         if (in->buf_start) {
             memmove(in->buf, start, avail);

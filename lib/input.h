@@ -20,11 +20,8 @@ ssize_t input_read(Input *in, void *buf, size_t n, Error *e);
 /* Next line without its "\n" (a "\r" before it is removed too, and a UTF-8
  * byte order mark at the start of the input); *line stays
  * valid until the next call.  The last line may lack "\n".  Returns 1 for a
- * line, 0 at end, -1 on error (e.g. a line longer than max_line bytes).
+ * line, 0 at end, -1 on error (e.g. a line longer than 1 GiB).
  * input_lineno() is the 1-based number of the line just returned. */
 int input_getline(Input *in, char **line, size_t *len, Error *e);
 uint64_t input_lineno(const Input *in);
-void input_set_max_line(Input *in, size_t max_line);   /* default 1 GiB */
-/* Total compressed bytes consumed so far (for progress). */
-uint64_t input_bytes_in(const Input *in);
 #endif
