@@ -53,7 +53,7 @@ int main(int argc, char **argv)
         switch (c) {
         case 'c': check = 1; break;
         case 'v':
-            if (parse_u64(optarg, &vocab) || vocab == 0) { warnx_("bad --vocab-size '%s'", optarg); return 2; }
+            if (parse_u64(optarg, &vocab) || vocab == 0) { tool_warn("bad --vocab-size '%s'", optarg); return 2; }
             break;
         case 'E': allow_no_eod = 1; break;
         case 'h': usage(stdout); return close_stdout();

@@ -49,7 +49,7 @@ int main(int argc, char **argv)
     if (binidx_prefix_check(out, &e)) return report(&e);
     int n = argc - optind;
     BinidxDataset *ds = calloc((size_t)n, sizeof *ds);
-    if (!ds) { warnx_("out of memory"); return 1; }
+    if (!ds) { tool_warn("out of memory"); return 1; }
     /* Validate every input before creating anything. */
     for (int i = 0; i < n; i++)
         if (binidx_open(argv[optind + i], &ds[i], &e)) {
@@ -76,7 +76,7 @@ int main(int argc, char **argv)
     if (rc) return report(&e);
     if (!quiet) {
         char *p = binidx_prefix(out);
-        warnx_("%s.bin/idx: %d datasets, %llu documents, %llu tokens (%s)", p ? p : out, n, docs, toks, dtype);
+        tool_warn("%s.bin/idx: %d datasets, %llu documents, %llu tokens (%s)", p ? p : out, n, docs, toks, dtype);
         free(p);
     }
     return 0;

@@ -52,7 +52,7 @@ int main(int argc, char **argv)
 
     Error e;
     if (strcmp(stream, "-") == 0 && isatty(0)) {
-        warnx_("standard input is a terminal; pipe a token stream in (e.g. rwkv-tokenize FILE | binidx-write %s)", prefix);
+        tool_warn("standard input is a terminal; pipe a token stream in (e.g. rwkv-tokenize FILE | binidx-write %s)", prefix);
         return 2;
     }
     if (binidx_prefix_check(prefix, &e)) return report(&e);
@@ -60,7 +60,7 @@ int main(int argc, char **argv)
     const char *in_name = "<stdin>";
     if (strcmp(stream, "-") != 0) {
         in_name = stream;
-        if (!(in = fopen(stream, "rb"))) { warnx_("%s: cannot open: %m", stream); return 1; }
+        if (!(in = fopen(stream, "rb"))) { tool_warn("%s: cannot open: %m", stream); return 1; }
     }
     if (make_parent_dirs(prefix, &e)) return report(&e);
     BinidxWriter *w = binidx_writer_open(prefix, force, &e);
@@ -100,7 +100,7 @@ int main(int argc, char **argv)
     if (binidx_writer_commit(w, &e)) return report(&e);
     if (!quiet) {
         char *p = binidx_prefix(prefix);
-        warnx_("%s.bin/idx: %llu documents, %llu tokens (%s)", p ? p : prefix, docs, toks, dtype);
+        tool_warn("%s.bin/idx: %llu documents, %llu tokens (%s)", p ? p : prefix, docs, toks, dtype);
         free(p);
     }
     return 0;

@@ -58,12 +58,12 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "n:s:m:T:o:vhV", opts, NULL)) != -1) {
         switch (c) {
         case 'n':
-            if (parse_u64(optarg, &copies) || copies == 0) { warnx_("invalid copy count '%s' (want N >= 1)", optarg); return 2; }
+            if (parse_u64(optarg, &copies) || copies == 0) { tool_warn("invalid copy count '%s' (want N >= 1)", optarg); return 2; }
             break;
         case 's': seed_text = optarg; break;
         case 'm':
             if (parse_size(optarg, &memory) || memory == 0) {
-                warnx_("invalid memory budget '%s' (want BYTES with an optional K, M, G or T suffix)", optarg);
+                tool_warn("invalid memory budget '%s' (want BYTES with an optional K, M, G or T suffix)", optarg);
                 return 2;
             }
             break;
@@ -84,11 +84,11 @@ int main(int argc, char **argv)
     } else {
         uint64_t seed;
         if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed) {
-            warnx_("cannot draw a seed from the OS; give --seed");
+            tool_warn("cannot draw a seed from the OS; give --seed");
             return 1;
         }
         mt_seed_u64(&rng, seed);
-        warnx_("seed %" PRIu64, seed);   /* so the run can be repeated */
+        tool_warn("seed %" PRIu64, seed);   /* so the run can be repeated */
     }
 
     LineShuf *ls = lineshuf_new(memory, tmpdir, &e);
@@ -111,7 +111,7 @@ int main(int argc, char **argv)
         if (r < 0) goto fail;
     }
     if (verbose)
-        warnx_("%" PRIu64 " lines, %" PRIu64 " bytes, shuffled %s", lineshuf_count(ls),
+        tool_warn("%" PRIu64 " lines, %" PRIu64 " bytes, shuffled %s", lineshuf_count(ls),
                lineshuf_bytes(ls), lineshuf_external(ls) ? "through temporary files" : "in memory");
 
     AtomicFile af = { 0 };

@@ -38,11 +38,11 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "c:t:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
-            if (parse_u64(optarg, &ctx) || ctx == 0) { warnx_("bad --ctx-len '%s' (a positive integer)", optarg); return 2; }
+            if (parse_u64(optarg, &ctx) || ctx == 0) { tool_warn("bad --ctx-len '%s' (a positive integer)", optarg); return 2; }
             have_ctx = 1;
             break;
         case 't':
-            if (parse_u64(optarg, &tokens)) { warnx_("bad --tokens '%s' (a non-negative integer)", optarg); return 2; }
+            if (parse_u64(optarg, &tokens)) { tool_warn("bad --tokens '%s' (a non-negative integer)", optarg); return 2; }
             have_tokens = 1;
             break;
         case 'h': usage(stdout); return close_stdout();

@@ -167,7 +167,7 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "o:s:t:f", opts, NULL)) != -1) {
         switch (c) {
         case 'o': out = strcmp(optarg, "-") ? optarg : NULL; break;   /* -o -: stdout, not a file named '-' */
-        case 's': if (parse_u64(optarg, &smooth) || smooth == 0) { warnx_("invalid --smooth '%s'", optarg); return 2; } break;
+        case 's': if (parse_u64(optarg, &smooth) || smooth == 0) { tool_warn("invalid --smooth '%s'", optarg); return 2; } break;
         case 't': title = optarg; break;
         case 'f': force = 1; break;
         case 'h': usage(stdout); return close_stdout();

@@ -151,11 +151,11 @@ int main(int argc, char **argv)
         switch (c) {
         case 'd':
             dt = !strcmp(optarg, "bf16") ? DT_BF16 : !strcmp(optarg, "fp16") ? DT_F16 : !strcmp(optarg, "fp32") ? DT_F32 : -2;
-            if (dt == -2) { warnx_("--dtype must be bf16, fp16 or fp32"); return 2; }
+            if (dt == -2) { tool_warn("--dtype must be bf16, fp16 or fp32"); return 2; }
             break;
         case 't':
             to = !strcmp(optarg, "pth") ? FMT_PTH : !strcmp(optarg, "safetensors") ? FMT_ST : -1;
-            if (to < 0) { warnx_("--to must be pth or safetensors"); return 2; }
+            if (to < 0) { tool_warn("--to must be pth or safetensors"); return 2; }
             break;
         case 'f': force = 1; break;
         case 'i': do_info = 1; break;
@@ -168,7 +168,7 @@ int main(int argc, char **argv)
     }
     if (argc - optind != (do_info ? 1 : 2)) { usage(stderr); return 2; }
     const char *in = argv[optind], *out = do_info ? NULL : argv[optind + 1];
-    if (out && !strcmp(out, "-")) { warnx_("OUT must be a file (it is written atomically)"); return 2; }
+    if (out && !strcmp(out, "-")) { tool_warn("OUT must be a file (it is written atomically)"); return 2; }
 
     Error e;
     TensorSet ts, conv;

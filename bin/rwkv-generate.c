@@ -90,13 +90,13 @@ static int32_t generate(Gen *g, int n, const char *stop)
             fwrite(vocab_token(g->v, (uint32_t)t), 1, len, stdout);
             if (fflush(stdout) != 0) {   /* full disk, closed pipe: stop now, not after n tokens */
                 int err = errno;
-                if (err != EPIPE) warnx_("write error on standard output: %s", strerror(err));
+                if (err != EPIPE) tool_warn("write error on standard output: %s", strerror(err));
                 exit(1);
             }
             if (g->out_len + len + 1 > g->out_cap) {
                 g->out_cap = (g->out_len + len + 1) * 2;
                 g->out = realloc(g->out, g->out_cap);
-                if (!g->out) { warnx_("out of memory"); exit(1); }
+                if (!g->out) { tool_warn("out of memory"); exit(1); }
             }
             memcpy(g->out + g->out_len, vocab_token(g->v, (uint32_t)t), len);
             g->out_len += len;
@@ -162,31 +162,31 @@ int main(int argc, char **argv)
         case 'm': model_path = optarg; break;
         case 'p': prompt = optarg; break;
         case 'n':
-            if (parse_u64(optarg, &n_tokens) || n_tokens > 100000000) { warnx_("bad --tokens '%s'", optarg); return 2; }
+            if (parse_u64(optarg, &n_tokens) || n_tokens > 100000000) { tool_warn("bad --tokens '%s'", optarg); return 2; }
             break;
         case 's':
-            if (parse_u64(optarg, &seed)) { warnx_("bad --seed '%s'", optarg); return 2; }
+            if (parse_u64(optarg, &seed)) { tool_warn("bad --seed '%s'", optarg); return 2; }
             break;
         case O_TEMP:
             if (parse_double(optarg, &temperature) || !(temperature >= 0 && temperature <= 100)) {
-                warnx_("bad --temperature '%s' (0 to 100)", optarg);
+                tool_warn("bad --temperature '%s' (0 to 100)", optarg);
                 return 2;
             }
             break;
         case O_TOPP:
-            if (parse_double(optarg, &top_p) || !(top_p > 0 && top_p <= 1)) { warnx_("bad --top-p '%s' (0 < P <= 1)", optarg); return 2; }
+            if (parse_double(optarg, &top_p) || !(top_p > 0 && top_p <= 1)) { tool_warn("bad --top-p '%s' (0 < P <= 1)", optarg); return 2; }
             break;
         case O_TOPK:
-            if (parse_u64(optarg, &top_k) || top_k > 1u << 30) { warnx_("bad --top-k '%s'", optarg); return 2; }
+            if (parse_u64(optarg, &top_k) || top_k > 1u << 30) { tool_warn("bad --top-k '%s'", optarg); return 2; }
             break;
         case O_STOP:
-            if (!*optarg) { warnx_("--stop needs a non-empty string"); return 2; }
+            if (!*optarg) { tool_warn("--stop needs a non-empty string"); return 2; }
             stop = optarg;
             break;
         case O_CHAT: chat = 1; break;
         case O_LOGITS:
             /* a binary file, written atomically; on stdout it would mix with the text */
-            if (!strcmp(optarg, "-")) { warnx_("--logits-out: needs a file, not standard output"); return 2; }
+            if (!strcmp(optarg, "-")) { tool_warn("--logits-out: needs a file, not standard output"); return 2; }
             logits_path = optarg;
             break;
         case O_VOCAB: vocab_path = optarg; break;
@@ -213,13 +213,13 @@ int main(int argc, char **argv)
     g.logits = malloc((size_t)V * sizeof(float));
     g.prob = malloc((size_t)V * sizeof(float));
     g.idx = malloc((size_t)V * sizeof(int32_t));
-    if (!g.logits || !g.prob || !g.idx) { warnx_("out of memory"); return 1; }
+    if (!g.logits || !g.prob || !g.idx) { tool_warn("out of memory"); return 1; }
     if (!(g.st = model_state_new(&m, &e))) return report(&e);
 
     char *text = NULL;
     size_t text_len = 0;
     if (prompt) text_len = strlen(prompt);
-    else if (!chat && !(text = read_all(stdin, &text_len))) { warnx_("cannot read the prompt from standard input"); return 1; }
+    else if (!chat && !(text = read_all(stdin, &text_len))) { tool_warn("cannot read the prompt from standard input"); return 1; }
     const char *ptext = prompt ? prompt : text;
     double t0 = now_seconds();
     int n = 0, n_gen = 0;

@@ -39,7 +39,7 @@ static int parse_int_opt(const char *opt, const char *s, int *out)
 {
     uint64_t v;
     if (parse_u64(s, &v) || v == 0 || v > 1u << 30) {
-        warnx_("%s: not a valid count (want 1 or more): '%s'", opt, s);
+        tool_warn("%s: not a valid count (want 1 or more): '%s'", opt, s);
         return -1;
     }
     *out = (int)v;
@@ -78,7 +78,7 @@ int main(int argc, char **argv)
         case O_LM: bad = parse_int_opt("--lora-mv", optarg, &lm); break;
         case O_LG: bad = parse_int_opt("--lora-gate", optarg, &lg); break;
         case 's':
-            if (parse_u64(optarg, &seed)) { warnx_("--seed: not a valid number: '%s'", optarg); bad = 1; }
+            if (parse_u64(optarg, &seed)) { tool_warn("--seed: not a valid number: '%s'", optarg); bad = 1; }
             have_seed = 1;
             break;
         case 'o': out = optarg; break;
@@ -89,7 +89,7 @@ int main(int argc, char **argv)
             if (strcmp(optarg, "bf16") == 0) dt = DT_BF16;
             else if (strcmp(optarg, "fp32") == 0) dt = DT_F32;
             else if (strcmp(optarg, "fp16") == 0) dt = DT_F16;
-            else { warnx_("--dtype: expected bf16, fp32 or fp16, got '%s'", optarg); bad = 1; }
+            else { tool_warn("--dtype: expected bf16, fp32 or fp16, got '%s'", optarg); bad = 1; }
             break;
         case 'h': usage(stdout); return close_stdout();
         case O_VERSION: printf("rwkv-init %s\n", RWKV7C_VERSION); return close_stdout();
@@ -97,13 +97,13 @@ int main(int argc, char **argv)
         }
         if (bad) return 2;
     }
-    if (optind < argc) { warnx_("unexpected argument '%s'", argv[optind]); usage(stderr); return 2; }
-    if (n_layer < 0 || n_embd < 0) { warnx_("--n-layer and --n-embd are required"); usage(stderr); return 2; }
-    if (strcmp(out, "-") == 0) { warnx_("-o: a checkpoint is written atomically to a file, not to stdout"); return 2; }
+    if (optind < argc) { tool_warn("unexpected argument '%s'", argv[optind]); usage(stderr); return 2; }
+    if (n_layer < 0 || n_embd < 0) { tool_warn("--n-layer and --n-embd are required"); usage(stderr); return 2; }
+    if (strcmp(out, "-") == 0) { tool_warn("-o: a checkpoint is written atomically to a file, not to stdout"); return 2; }
 
     Error e = { "" };
     ModelConfig cfg;
-    if (config_default(&cfg, n_layer, n_embd, vocab, head, &e)) { warnx_("%s", e.msg); return 2; }
+    if (config_default(&cfg, n_layer, n_embd, vocab, head, &e)) { tool_warn("%s", e.msg); return 2; }
     if (ld) cfg.d_decay = ld;
     if (la) cfg.d_aaa = la;
     if (lm) cfg.d_mv = lm;

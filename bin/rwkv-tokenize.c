@@ -38,7 +38,7 @@ static void usage(FILE *f)
 static void on_bad(void *ctx, const char *file, uint64_t line, const char *msg, uint64_t nth_bad)
 {
     (void)ctx;
-    if (nth_bad <= 10) warnx_("%s:%llu: %s (skipped)", file, (unsigned long long)line, msg);
+    if (nth_bad <= 10) tool_warn("%s:%llu: %s (skipped)", file, (unsigned long long)line, msg);
 }
 
 static void on_progress(void *ctx, const TokpipeCounts *c)
@@ -68,7 +68,7 @@ int main(int argc, char **argv)
         case 'E': o.eod = 0; break;
         case 'S': o.skip_bad = 1; break;
         case 'j':
-            if (parse_u64(optarg, &u) || u < 1 || u > 1024) { warnx_("bad --threads '%s' (1..1024)", optarg); return 2; }
+            if (parse_u64(optarg, &u) || u < 1 || u > 1024) { tool_warn("bad --threads '%s' (1..1024)", optarg); return 2; }
             o.threads = (int)u;
             break;
         case 't': o.text = 1; break;
@@ -79,7 +79,7 @@ int main(int argc, char **argv)
         }
     }
     if (!decode && !o.text && isatty(STDOUT_FILENO)) {
-        warnx_("refusing to write a binary token stream to a terminal (redirect it, or use --text)");
+        tool_warn("refusing to write a binary token stream to a terminal (redirect it, or use --text)");
         return 2;
     }
     Error e;
@@ -96,7 +96,7 @@ int main(int argc, char **argv)
     else {
         rc = tokpipe_encode(argv + optind, argc - optind, &o, stdout, &cnt, &e);
         if (progress_wanted()) fputc('\n', stderr);
-        if (!rc && cnt.bad) warnx_("skipped %llu bad line%s", (unsigned long long)cnt.bad, cnt.bad == 1 ? "" : "s");
+        if (!rc && cnt.bad) tool_warn("skipped %llu bad line%s", (unsigned long long)cnt.bad, cnt.bad == 1 ? "" : "s");
         if (!rc && progress_wanted())
             fprintf(stderr, "%s: %llu documents, %llu tokens, %.1f MB/s\n", tool_name, (unsigned long long)cnt.docs,
                     (unsigned long long)cnt.tokens, cnt.bytes / 1e6 / (now_seconds() - t0 + 1e-9));

@@ -212,7 +212,7 @@ void tool_init(const char *name)
     signal(SIGXFSZ, SIG_IGN);
 }
 
-void warnx_(const char *fmt, ...)
+void tool_warn(const char *fmt, ...)
 {
     va_list ap;
     fprintf(stderr, "%s: ", tool_name);
@@ -220,6 +220,30 @@ void warnx_(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+}
+
+int tool_version(void)
+{
+    printf("%s (rwkv7c) %s\n", tool_name, RWKV7C_VERSION);
+    return close_stdout();
+}
+
+int bad_option(const char *opt, const char *value, const char *want)
+{
+    while (*opt == '-') opt++;
+    fprintf(stderr, "%s: invalid value '%s' for --%s (want %s)\n", tool_name, value ? value : "", opt, want);
+    return 2;
+}
+
+int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", tool_name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '%s --help' for more information.\n", tool_name);
+    return 2;
 }
 
 int report(const Error *e)

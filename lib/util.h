@@ -44,7 +44,15 @@ int  fsync_parent_dir(const char *path, Error *e);
 /* ---- tool messages (bin/ only) ---- */
 extern const char *tool_name;
 void tool_init(const char *name);   /* sets tool_name, installs cleanup */
-void warnx_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));  /* "tool: msg\n" */
+void tool_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));  /* "tool: msg\n" */
+/* The one version line: "tool (rwkv7c) 0.1.0" on stdout.  Returns close_stdout(). */
+int  tool_version(void);
+/* The one phrasing of a bad option value, on stderr:
+ * "tool: invalid value 'VALUE' for --OPT (want WANT)".  Returns 2 (usage). */
+int  bad_option(const char *opt, const char *value, const char *want);
+/* A usage error that is not a bad value: "tool: msg" and
+ * "Try 'tool --help' for more information." on stderr.  Returns 2. */
+int  usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print "tool: e->msg" and return exit status 1. */
 int  report(const Error *e);
 /* Close stdout and report a failed write (e.g. a full disk).  Returns 0 or 1. */
