@@ -222,6 +222,20 @@ void tool_warn(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+int open_regular(const char *path, Error *e)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return fail(e, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st)) { int err = errno; close(fd); return fail(e, "%s: %s", path, strerror(err)); }
+    if (!S_ISREG(st.st_mode)) { close(fd); return fail(e, "%s: not a regular file", path); }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK)) {
+        int err = errno; close(fd); return fail(e, "%s: %s", path, strerror(err));
+    }
+    return fd;
+}
+
 int tool_version(void)
 {
     printf("%s (rwkv7c) %s\n", tool_name, RWKV7C_VERSION);

@@ -41,6 +41,13 @@ int  make_parent_dirs(const char *path, Error *e);
 /* fsync the directory holding path (after a rename). */
 int  fsync_parent_dir(const char *path, Error *e);
 
+/* ---- input files ----
+ * Open PATH read-only without blocking on a FIFO (O_NONBLOCK, cleared after the
+ * check) and refuse anything that is not a regular file ("PATH: not a regular
+ * file").  Every reader of a named file that must be mmap'd or sniffed uses it,
+ * so a FIFO or device among the inputs never hangs a tool.  Returns the fd or -1. */
+int  open_regular(const char *path, Error *e);
+
 /* ---- tool messages (bin/ only) ---- */
 extern const char *tool_name;
 void tool_init(const char *name);   /* sets tool_name, installs cleanup */
