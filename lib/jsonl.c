@@ -214,6 +214,8 @@ typedef struct {
     long value_len;          /* -1: not found yet */
     const char *bad_type;    /* last value of the field was not a string */
     size_t lone_column;
+    const uint8_t *raw;      /* JSON text of the field's last value (jsonl_member) */
+    size_t raw_len;
 } Target;
 
 static int parse_value(Parser *ps, int depth, Target *tg);
@@ -243,6 +245,7 @@ static int parse_object(Parser *ps, int depth, Target *tg)
         if (ps->p >= ps->end || *ps->p != ':') return error_at(ps, ps->p, "expected ':' after a key");
         ps->p++;
         skip_ws(ps);
+        const uint8_t *value_start = ps->p;
         if (is_target && ps->p < ps->end && *ps->p == '"') {
             ps->p++;
             Sink val = { (uint8_t *)tg->out, NULL, 0, 0, 0, 0 };
@@ -257,6 +260,7 @@ static int parse_object(Parser *ps, int depth, Target *tg)
             }
             if (parse_value(ps, depth + 1, NULL)) return -1;
         }
+        if (is_target) { tg->raw = value_start; tg->raw_len = (size_t)(ps->p - value_start); }
         skip_ws(ps);
         if (ps->p < ps->end && *ps->p == ',') { ps->p++; continue; }
         if (ps->p < ps->end && *ps->p == '}') { ps->p++; return 0; }
@@ -340,8 +344,8 @@ int jsonl_is_blank(const char *line, size_t n)
     return p == end;
 }
 
-long jsonl_extract(const char *line, size_t n, const char *field, size_t field_len,
-                   char *out, JsonError *err)
+/* Validate the whole record on line[0..n) and find tg's field in it. */
+static int parse_record(const char *line, size_t n, Target *tg, JsonError *err)
 {
     Parser ps = { (const uint8_t *)line, (const uint8_t *)line, (const uint8_t *)line + n, err };
     err->column = 0;
@@ -350,15 +354,22 @@ long jsonl_extract(const char *line, size_t n, const char *field, size_t field_l
     while (ps.p < ps.end && (k = space_at(ps.p, ps.end))) ps.p += k;
     while (ps.end > ps.p && (k = space_before(ps.p, ps.end))) ps.end -= k;
     if (ps.p >= ps.end) { snprintf(err->msg, sizeof err->msg, "empty record"); return -1; }
-    Target tg = { (const uint8_t *)field, field_len, (uint8_t *)out, -1, NULL, 0 };
     int is_object = *ps.p == '{';
-    if (parse_value(&ps, 0, is_object ? &tg : NULL)) return -1;
+    if (parse_value(&ps, 0, is_object ? tg : NULL)) return -1;
     skip_ws(&ps);
     if (ps.p != ps.end) {
         if (*ps.p >= 0x80 && !utf8_next(ps.p, ps.end, &(uint32_t){0})) return utf8_error(&ps, ps.p);
         return error_at(&ps, ps.p, "text after the JSON value");
     }
     if (!is_object) { snprintf(err->msg, sizeof err->msg, "record is not a JSON object"); return -1; }
+    return 0;
+}
+
+long jsonl_extract(const char *line, size_t n, const char *field, size_t field_len,
+                   char *out, JsonError *err)
+{
+    Target tg = { (const uint8_t *)field, field_len, (uint8_t *)out, -1, NULL, 0, NULL, 0 };
+    if (parse_record(line, n, &tg, err)) return -1;
     if (tg.bad_type) {
         snprintf(err->msg, sizeof err->msg, "field \"%.*s\" is %s, not a string", (int)(field_len > 40 ? 40 : field_len), field, tg.bad_type);
         return -1;
@@ -373,4 +384,15 @@ long jsonl_extract(const char *line, size_t n, const char *field, size_t field_l
         return -1;
     }
     return tg.value_len;
+}
+
+long jsonl_member(const char *line, size_t n, const char *field, size_t field_len,
+                  const char **value, JsonError *err)
+{
+    Target tg = { (const uint8_t *)field, field_len, NULL, -1, NULL, 0, NULL, 0 };
+    *value = NULL;
+    if (parse_record(line, n, &tg, err)) return -1;
+    if (!tg.raw) return 0;
+    *value = (const char *)tg.raw;
+    return (long)tg.raw_len;
 }

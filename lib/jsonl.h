@@ -22,6 +22,14 @@ typedef struct {
 long jsonl_extract(const char *line, size_t n, const char *field, size_t field_len,
                    char *out, JsonError *err);
 
+/* The same validation as jsonl_extract; then *value points at the JSON text of
+ * member `field` of the top-level object inside line (a number, "string",
+ * literal, object or array, as written) and its length (> 0) is returned.
+ * A member that is absent returns 0 with *value NULL; -1 with err filled for
+ * a line that is not one valid JSON object. */
+long jsonl_member(const char *line, size_t n, const char *field, size_t field_len,
+                  const char **value, JsonError *err);
+
 /* 1 if line[0..n) is empty or only whitespace by Python's str.isspace()
  * (make_data.py skips such lines), else 0. */
 int jsonl_is_blank(const char *line, size_t n);
