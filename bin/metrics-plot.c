@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "input.h"
+#include "jsonl.h"
 #include "utf8.h"
 #include "util.h"
 
@@ -15,32 +16,80 @@ typedef struct { double step, loss, lr; } Point;
 static void usage(FILE *fp)
 {
     fprintf(fp,
-"usage: metrics-plot [-o FILE.svg] [-s N] [-t TITLE] [METRICS.jsonl|-]\n"
+"Usage: metrics-plot [-o FILE.svg] [-s N] [-t TITLE] [-f] [METRICS.jsonl|-]\n"
 "Plot the loss (raw, and a moving average over N steps) and the learning rate\n"
 "from rwkv-train's metrics.jsonl (default: stdin) as an SVG (default: stdout).\n"
+"\n"
 "  -o, --output FILE   write FILE atomically instead of stdout (-: stdout)\n"
 "  -s, --smooth N      moving-average window in steps (default: about 1/50 of the run)\n"
 "  -t, --title TEXT    title (default: the input name)\n"
 "  -f, --force         overwrite FILE\n"
-"      --help, --version\n"
-"Records with \"loss\":null (skipped non-finite steps) are left out of the loss curve.\n");
+"  -h, --help          show this help\n"
+"  -V, --version       show the version\n"
+"\n"
+"Each line is one JSON object with \"step\" (a number), \"loss\" and \"lr\" (numbers,\n"
+"or null); records with \"loss\":null (skipped non-finite steps) are left out of\n"
+"the loss curve.  A line that is not such an object is an error (FILE:LINE).\n"
+"Exit status: 0 success, 1 bad or unreadable input or a failed write, 2 usage.\n");
 }
 
-/* The number after "key": in a flat JSON object; NAN for null or absent. */
-static double field(const char *line, const char *key, int *present)
+/* Member key of the metrics record on line: a JSON number (*v), or null
+ * (NAN) where null_ok.  Returns 0, or -1 with e saying what is wrong. */
+static int number_member(const char *line, size_t len, const char *key, int null_ok, double *v, Error *e)
 {
-    char pat[40];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(line, pat);
-    *present = p != NULL;
-    if (!p) return NAN;
-    p += strlen(pat);
-    while (*p == ' ') p++;
-    if (!strncmp(p, "null", 4)) return NAN;
+    const char *val;
+    JsonError je;
+    long n = jsonl_member(line, len, key, strlen(key), &val, &je);
+    if (n < 0) return fail(e, "%s", je.msg);
+    if (n == 0) return fail(e, "not a metrics record (needs \"step\", \"loss\" and \"lr\")");
+    if (null_ok && n == 4 && !memcmp(val, "null", 4)) { *v = NAN; return 0; }
     char *end;
-    double v = strtod(p, &end);
-    if (end == p) { *present = 0; return NAN; }
-    return v;
+    if (*val == '-' || (*val >= '0' && *val <= '9')) {   /* a validated JSON number: strtod reads all of it */
+        *v = strtod(val, &end);
+        if (end == val + n) return 0;
+    }
+    return fail(e, "\"%s\" is not a number%s", key, null_ok ? " or null" : "");
+}
+
+/* One line of metrics.jsonl: a JSON object with a finite "step" and numeric
+ * or null "loss" and "lr" (other members are ignored). */
+static int parse_record(const char *line, size_t len, Point *p, Error *e)
+{
+    if (number_member(line, len, "step", 0, &p->step, e) || number_member(line, len, "loss", 1, &p->loss, e) ||
+        number_member(line, len, "lr", 1, &p->lr, e))
+        return -1;
+    if (!isfinite(p->step)) return fail(e, "\"step\" is not a finite number");
+    return 0;
+}
+
+/* Every record of in into *pts (malloc'd, n > 0).  Errors name FILE:LINE. */
+static int read_points(Input *in, Point **pts, size_t *np, Error *e)
+{
+    Point *pt = NULL;
+    size_t n = 0, cap = 0;
+    char *line;
+    size_t len;
+    int r;
+    while ((r = input_getline(in, &line, &len, e)) == 1) {
+        if (jsonl_is_blank(line, len)) continue;
+        Point p;
+        if (parse_record(line, len, &p, e)) {
+            fail_prefix(e, "%s:%llu", input_name(in), (unsigned long long)input_lineno(in));
+            break;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            Point *grown = realloc(pt, cap * sizeof *pt);
+            if (!grown) { fail(e, "out of memory"); break; }
+            pt = grown;
+        }
+        pt[n++] = p;
+    }
+    if (r == 1 || r < 0) { free(pt); return -1; }
+    if (n == 0) { free(pt); return fail(e, "%s: no records", input_name(in)); }
+    *pts = pt;
+    *np = n;
+    return 0;
 }
 
 /* Escaped for XML.  Control characters and bytes that are not UTF-8 (a file
@@ -154,62 +203,12 @@ static void polyline(FILE *fp, const Panel *p, const Point *pt, size_t n, const 
     fputs("\"/>\n", fp);
 }
 
-int main(int argc, char **argv)
+/* The SVG of n points: loss (raw, and its trailing moving average over
+ * `smooth` records) above the learning rate.  -1 only when out of memory. */
+static int plot(FILE *fp, const char *title, const Point *pt, size_t n, uint64_t smooth, Error *e)
 {
-    tool_init("metrics-plot");
-    static const struct option opts[] = {
-        { "output", 1, 0, 'o' }, { "smooth", 1, 0, 's' }, { "title", 1, 0, 't' }, { "force", 0, 0, 'f' },
-        { "help", 0, 0, 'h' }, { "version", 0, 0, 'V' }, { 0, 0, 0, 0 }
-    };
-    const char *out = NULL, *title = NULL;
-    uint64_t smooth = 0;
-    int force = 0, c;
-    while ((c = getopt_long(argc, argv, "o:s:t:f", opts, NULL)) != -1) {
-        switch (c) {
-        case 'o': out = strcmp(optarg, "-") ? optarg : NULL; break;   /* -o -: stdout, not a file named '-' */
-        case 's': if (parse_u64(optarg, &smooth) || smooth == 0) { tool_warn("invalid --smooth '%s'", optarg); return 2; } break;
-        case 't': title = optarg; break;
-        case 'f': force = 1; break;
-        case 'h': usage(stdout); return close_stdout();
-        case 'V': printf("metrics-plot (rwkv7c) %s\n", RWKV7C_VERSION); return close_stdout();
-        default: usage(stderr); return 2;
-        }
-    }
-    if (argc - optind > 1) { usage(stderr); return 2; }
-    const char *path = optind < argc ? argv[optind] : "-";
-    Error e;
-    Input *in = input_open(path, &e);
-    if (!in) return report(&e);
-    Point *pt = NULL;
-    size_t n = 0, cap = 0;
-    char *line;
-    size_t len;
-    int r;
-    while ((r = input_getline(in, &line, &len, &e)) == 1) {
-        if (len == 0) continue;
-        int has_step, has_loss, has_lr;
-        Point p = { field(line, "step", &has_step), field(line, "loss", &has_loss), field(line, "lr", &has_lr) };
-        if (line[0] != '{' || !has_step || !isfinite(p.step) || !has_loss || !has_lr) {
-            fail(&e, "%s:%llu: not a metrics record (needs \"step\", \"loss\" and \"lr\")", input_name(in),
-                 (unsigned long long)input_lineno(in));
-            input_close(in);
-            return report(&e);
-        }
-        if (n == cap) {
-            cap = cap ? 2 * cap : 1024;
-            Point *np = realloc(pt, cap * sizeof *pt);
-            if (!np) { fail(&e, "out of memory"); input_close(in); return report(&e); }
-            pt = np;
-        }
-        pt[n++] = p;
-    }
-    if (r < 0) { input_close(in); return report(&e); }
-    if (!title) title = input_name(in);
-    if (n == 0) { fail(&e, "%s: no records", input_name(in)); input_close(in); return report(&e); }
-
-    /* Smoothed loss: trailing moving average over finite values. */
-    if (!smooth) smooth = n / 50 > 1 ? n / 50 : 1;
     double *loss = malloc(n * sizeof *loss), *avg = malloc(n * sizeof *avg), *lr = malloc(n * sizeof *lr);
+    if (!loss || !avg || !lr) { free(loss); free(avg); free(lr); return fail(e, "out of memory"); }
     long double sum = 0; /* long double: a sum of doubles near 1e308 does not overflow */
     size_t cnt = 0;
     Real lmin = INFINITY, lmax = -INFINITY, rmin = 0, rmax = 0, smin = pt[0].step, smax = pt[0].step;
@@ -232,12 +231,6 @@ int main(int argc, char **argv)
     if (rmax == rmin) rmax = 1;
     widen(&rmin, &rmax, 0, 0);
 
-    AtomicFile af;
-    FILE *fp = stdout;
-    if (out) {
-        if (atomic_open(&af, out, force, &e)) { input_close(in); return report(&e); }
-        fp = af.fp;
-    }
     const double W = 900, H = 620;
     Panel top = { 80, 50, 790, 330, smin, smax, lmin - 0.05L * (lmax - lmin), lmax + 0.05L * (lmax - lmin) };
     Panel bot = { 80, 440, 790, 130, smin, smax, rmin * 1.05L, rmax * 1.05L };
@@ -258,12 +251,60 @@ int main(int argc, char **argv)
     axes(fp, &bot, "learning rate", 1);
     polyline(fp, &bot, pt, n, lr, "stroke=\"#d94801\" stroke-width=\"2\"");
     fprintf(fp, "<text x=\"475\" y=\"610\" text-anchor=\"middle\">step</text>\n</svg>\n");
-    free(loss); free(avg); free(lr); free(pt);
-    input_close(in);
-    if (out) {
-        if (ferror(fp)) { atomic_abort(&af); fail(&e, "%s: write failed", out); return report(&e); }
-        if (atomic_commit(&af, &e)) return report(&e);
-        return 0;
+    free(loss); free(avg); free(lr);
+    return 0;
+}
+
+/* The SVG into path, atomically. */
+static int write_svg(const char *path, int force, const char *title, const Point *pt, size_t n, uint64_t smooth, Error *e)
+{
+    AtomicFile af;
+    if (atomic_open(&af, path, force, e)) return -1;
+    if (plot(af.fp, title, pt, n, smooth, e)) { atomic_abort(&af); return -1; }
+    if (ferror(af.fp)) { atomic_abort(&af); return fail(e, "%s: write failed", path); }
+    return atomic_commit(&af, e);
+}
+
+int main(int argc, char **argv)
+{
+    tool_init("metrics-plot");
+    static const struct option opts[] = {
+        { "output", required_argument, 0, 'o' }, { "smooth", required_argument, 0, 's' },
+        { "title", required_argument, 0, 't' },  { "force", no_argument, 0, 'f' },
+        { "help", no_argument, 0, 'h' },         { "version", no_argument, 0, 'V' }, { 0, 0, 0, 0 }
+    };
+    const char *out = NULL, *title = NULL;
+    uint64_t smooth = 0;
+    int force = 0, c;
+    while ((c = getopt_long(argc, argv, "o:s:t:fhV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = strcmp(optarg, "-") ? optarg : NULL; break;   /* -o -: stdout, not a file named '-' */
+        case 's':
+            if (parse_u64(optarg, &smooth) || smooth == 0) return bad_option("smooth", optarg, "a number of steps, 1 or more");
+            break;
+        case 't': title = optarg; break;
+        case 'f': force = 1; break;
+        case 'h': usage(stdout); return close_stdout();
+        case 'V': return tool_version();
+        default: usage(stderr); return 2;
+        }
     }
-    return close_stdout();
+    if (argc - optind > 1) return usage_error("one input at most, got '%s' and '%s'", argv[optind], argv[optind + 1]);
+    const char *path = optind < argc ? argv[optind] : "-";
+
+    Error e;
+    Input *in = input_open(path, &e);
+    if (!in) return report(&e);
+    Point *pt = NULL;
+    size_t n = 0;
+    int rc = read_points(in, &pt, &n, &e);
+    if (!rc) {
+        if (!smooth) smooth = n / 50 > 1 ? n / 50 : 1;
+        if (!title) title = input_name(in);
+        rc = out ? write_svg(out, force, title, pt, n, smooth, &e) : plot(stdout, title, pt, n, smooth, &e);
+    }
+    free(pt);
+    input_close(in);
+    if (rc) return report(&e);
+    return out ? 0 : close_stdout();
 }

@@ -69,9 +69,9 @@ plot_degenerate "steps 16 apart past 2^53" '{"step":100000000000000000,"loss":1,
 plot_degenerate "spans past the double range" '{"step":0,"loss":1e308,"lr":1e308}
 {"step":1,"loss":-1e308,"lr":1e-300}
 {"step":2,"loss":1.7e308,"lr":0}'
-plot_degenerate "null, inf and nan values" '{"step":0,"loss":null,"lr":null}
-{"step":1,"loss":inf,"lr":nan}
-{"step":2,"loss":-inf,"lr":inf}'
+plot_degenerate "null and overflowing values" '{"step":0,"loss":null,"lr":null}
+{"step":1,"loss":1e999,"lr":null}
+{"step":2,"loss":-1e999,"lr":1e999}'
 plot_degenerate "tiny equal values" '{"step":0,"loss":1e-300,"lr":1e-300}
 {"step":5,"loss":1e-300,"lr":1e-300}'
 plot_degenerate "negative learning rate" '{"step":0,"loss":1,"lr":-0.5}
