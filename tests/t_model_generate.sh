@@ -5,7 +5,8 @@
 . "$TOP/tests/lib.sh"
 need_torch
 ref="$TOP/tests/ref/x070.py"
-# "Hello world, 你好" -> these ids (rwkv7-reference §1.2, golden/README.md)
+# "Hello world, 你好" -> these ids (the RWKV World tokenizer: RWKV-LM-V7
+# data/tokenizer/rwkv_tokenizer.py TRIE_TOKENIZER, as tests/ref/trie_tokenizer.py)
 ids="33155 40213 45 33 10464 11685"
 prompt="Hello world, 你好"
 cmp_logits() {  # FILE REFDIR -> prints the max relative error, fails above 1e-4
@@ -57,9 +58,12 @@ c2=$(rwkv-generate -m $m --prompt "$(printf 'User: hi\n\nAssistant:')" -n 8 --te
 eq "chat turn = User/Assistant prompt" "$c1" "$c2"
 eq "prompt from stdin = --prompt" "$(printf '%s' "$prompt" | rwkv-generate -m $m -n 6 --temperature 0)" "$g2"
 # errors
-expect_fail "no model" "Usage" rwkv-generate --prompt x
+expect_fail "no model" "rwkv-generate: a checkpoint is required: -m MODEL" rwkv-generate --prompt x
 eq "usage exit 2" "$(rwkv-generate --prompt x >/dev/null 2>&1; echo $?)" 2
 eq "bad --top-p exit 2" "$(rwkv-generate -m $m --top-p 0 >/dev/null 2>&1; echo $?)" 2
+for bad in "--top-p 0" "--top-k -1" "--temperature nan" "-n 1e9" "--seed x" "--stop="; do
+    expect_fail "$bad: one phrasing" "rwkv-generate: invalid value '${bad#*[ =]}' for --" rwkv-generate -m $m $bad
+done
 expect_fail "missing checkpoint" "nope.safetensors" rwkv-generate -m nope.safetensors --prompt x
 head -c 100000 $m > trunc.safetensors
 expect_fail "truncated checkpoint" "trunc.safetensors" rwkv-generate -m trunc.safetensors --prompt x
@@ -71,8 +75,14 @@ check "failed write names the reason" grep -q "big.f32: write failed: File too l
 check "failed write leaves no file" test ! -e big.f32
 eq "failed write leaves no temp file" "$(ls -a | grep -c 'big\.f32')" 0
 "$PYTHON" "$ref" small --layers 2 --embd 64 --vocab 300 --ranks 32,32,32,32 --no-grad >/dev/null
-expect_fail "prompt token beyond a small vocabulary" "outside the model's vocabulary" \
+# D18: the message names the checkpoint, the token and the vocabulary size
+# (24281 is "User", the first token of a chat turn)
+expect_fail "prompt token beyond a small vocabulary" \
+    "rwkv-generate: small/model.safetensors: prompt token 33155 is outside the model's vocabulary (size 300)" \
     rwkv-generate -m small/model.safetensors --prompt "Hello world"
+expect_fail "chat turn token beyond a small vocabulary" \
+    "rwkv-generate: small/model.safetensors: token 24281 of chat line 2 is outside the model's vocabulary (size 300)" \
+    sh -c 'printf "\nHello world\n" | rwkv-generate -m small/model.safetensors --chat -n 1' 
 check "--help" sh -c 'rwkv-generate --help | grep -q Usage'
 check "man page renders" sh -c "MANWIDTH=80 man -l '$TOP/man/rwkv-generate.1' >/dev/null 2>&1 || ! command -v man >/dev/null"
 finish
