@@ -14,12 +14,12 @@
 static void usage(FILE *fp)
 {
     fprintf(fp,
-        "usage: rwkv-init --n-layer L --n-embd C [options]\n"
+        "Usage: rwkv-init -L LAYERS -C EMBD [--vocab-size V] [-s SEED] [-o FILE] [OPTION]...\n"
         "Write a freshly initialised RWKV-7 (x070) model, as RWKV-LM's rwkv-init.pth, in safetensors.\n"
         "\n"
         "  -L, --n-layer L        number of layers (>= 2)\n"
         "  -C, --n-embd C         embedding size (a multiple of 64)\n"
-        "  -V, --vocab-size V     vocabulary size (default 65536)\n"
+        "      --vocab-size V     vocabulary size (default 65536)\n"
         "      --head-size N      head size (default 64; the kernels need 64)\n"
         "  -s, --seed S           random seed (default: picked at random and printed)\n"
         "  -o, --output FILE      output file (default rwkv-init.safetensors)\n"
@@ -32,16 +32,14 @@ static void usage(FILE *fp)
         "      --no-layer0-v      omit blocks.0.att.v0/v1/v2 (unused; absent in released models)\n"
         "  -q, --quiet            do not print the seed, table and parameter count\n"
         "  -h, --help             show this help\n"
-        "      --version          show the version\n");
+        "  -V, --version          show the version\n");
 }
 
-static int parse_int_opt(const char *opt, const char *s, int *out)
+/* A count option: 1 to 2^30.  Returns 0, or the usage exit status. */
+static int parse_count(const char *opt, const char *s, int *out)
 {
     uint64_t v;
-    if (parse_u64(s, &v) || v == 0 || v > 1u << 30) {
-        tool_warn("%s: not a valid count (want 1 or more): '%s'", opt, s);
-        return -1;
-    }
+    if (parse_u64(s, &v) || v == 0 || v > 1u << 30) return bad_option(opt, s, "a whole number from 1 to 1073741824");
     *out = (int)v;
     return 0;
 }
@@ -49,36 +47,36 @@ static int parse_int_opt(const char *opt, const char *s, int *out)
 int main(int argc, char **argv)
 {
     tool_init("rwkv-init");
-    enum { O_HEAD = 256, O_DTYPE, O_LD, O_LA, O_LM, O_LG, O_NOV0, O_VERSION };
+    enum { O_VOCAB = 256, O_HEAD, O_DTYPE, O_LD, O_LA, O_LM, O_LG, O_NOV0 };
     static const struct option opts[] = {
         { "n-layer", required_argument, 0, 'L' }, { "n-embd", required_argument, 0, 'C' },
-        { "vocab-size", required_argument, 0, 'V' }, { "head-size", required_argument, 0, O_HEAD },
+        { "vocab-size", required_argument, 0, O_VOCAB }, { "head-size", required_argument, 0, O_HEAD },
         { "seed", required_argument, 0, 's' }, { "output", required_argument, 0, 'o' },
         { "force", no_argument, 0, 'f' }, { "dtype", required_argument, 0, O_DTYPE },
         { "lora-decay", required_argument, 0, O_LD }, { "lora-aaa", required_argument, 0, O_LA },
         { "lora-mv", required_argument, 0, O_LM }, { "lora-gate", required_argument, 0, O_LG },
         { "no-layer0-v", no_argument, 0, O_NOV0 }, { "quiet", no_argument, 0, 'q' },
-        { "help", no_argument, 0, 'h' }, { "version", no_argument, 0, O_VERSION }, { 0, 0, 0, 0 },
+        { "help", no_argument, 0, 'h' }, { "version", no_argument, 0, 'V' }, { 0, 0, 0, 0 },
     };
     int n_layer = -1, n_embd = -1, vocab = 65536, head = 64, force = 0, quiet = 0, no_v0 = 0;
-    int ld = 0, la = 0, lm = 0, lg = 0, have_seed = 0;
+    int ld = 0, la = 0, lm = 0, lg = 0, have_seed = 0, version = 0;
     uint64_t seed = 0;
     const char *out = "rwkv-init.safetensors";
     DType dt = DT_BF16;
     int c;
-    while ((c = getopt_long(argc, argv, "L:C:V:s:o:fqh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "L:C:s:o:fqhV", opts, NULL)) != -1) {
         int bad = 0;
         switch (c) {
-        case 'L': bad = parse_int_opt("--n-layer", optarg, &n_layer); break;
-        case 'C': bad = parse_int_opt("--n-embd", optarg, &n_embd); break;
-        case 'V': bad = parse_int_opt("--vocab-size", optarg, &vocab); break;
-        case O_HEAD: bad = parse_int_opt("--head-size", optarg, &head); break;
-        case O_LD: bad = parse_int_opt("--lora-decay", optarg, &ld); break;
-        case O_LA: bad = parse_int_opt("--lora-aaa", optarg, &la); break;
-        case O_LM: bad = parse_int_opt("--lora-mv", optarg, &lm); break;
-        case O_LG: bad = parse_int_opt("--lora-gate", optarg, &lg); break;
+        case 'L': bad = parse_count("n-layer", optarg, &n_layer); break;
+        case 'C': bad = parse_count("n-embd", optarg, &n_embd); break;
+        case O_VOCAB: bad = parse_count("vocab-size", optarg, &vocab); break;
+        case O_HEAD: bad = parse_count("head-size", optarg, &head); break;
+        case O_LD: bad = parse_count("lora-decay", optarg, &ld); break;
+        case O_LA: bad = parse_count("lora-aaa", optarg, &la); break;
+        case O_LM: bad = parse_count("lora-mv", optarg, &lm); break;
+        case O_LG: bad = parse_count("lora-gate", optarg, &lg); break;
         case 's':
-            if (parse_u64(optarg, &seed)) { tool_warn("--seed: not a valid number: '%s'", optarg); bad = 1; }
+            if (parse_u64(optarg, &seed)) bad = bad_option("seed", optarg, "a whole number from 0 to 2^64-1");
             have_seed = 1;
             break;
         case 'o': out = optarg; break;
@@ -89,21 +87,25 @@ int main(int argc, char **argv)
             if (strcmp(optarg, "bf16") == 0) dt = DT_BF16;
             else if (strcmp(optarg, "fp32") == 0) dt = DT_F32;
             else if (strcmp(optarg, "fp16") == 0) dt = DT_F16;
-            else { tool_warn("--dtype: expected bf16, fp32 or fp16, got '%s'", optarg); bad = 1; }
+            else bad = bad_option("dtype", optarg, "bf16, fp32 or fp16");
             break;
         case 'h': usage(stdout); return close_stdout();
-        case O_VERSION: printf("rwkv-init %s\n", RWKV7C_VERSION); return close_stdout();
+        case 'V': version = 1; break;
         default: usage(stderr); return 2;
         }
-        if (bad) return 2;
+        if (bad) return bad;
     }
-    if (optind < argc) { tool_warn("unexpected argument '%s'", argv[optind]); usage(stderr); return 2; }
-    if (n_layer < 0 || n_embd < 0) { tool_warn("--n-layer and --n-embd are required"); usage(stderr); return 2; }
-    if (strcmp(out, "-") == 0) { tool_warn("-o: a checkpoint is written atomically to a file, not to stdout"); return 2; }
+    /* -V used to mean --vocab-size: an old "-V 16" must not print the version and exit 0 */
+    if (version && optind < argc)
+        return usage_error("unexpected argument '%s' (-V is --version; the vocabulary size is --vocab-size)", argv[optind]);
+    if (version) return tool_version();
+    if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    if (n_layer < 0 || n_embd < 0) return usage_error("--n-layer (-L) and --n-embd (-C) are required");
+    if (strcmp(out, "-") == 0) return bad_option("output", out, "a file: a checkpoint is written atomically, not to standard output");
 
     Error e = { "" };
     ModelConfig cfg;
-    if (config_default(&cfg, n_layer, n_embd, vocab, head, &e)) { tool_warn("%s", e.msg); return 2; }
+    if (config_default(&cfg, n_layer, n_embd, vocab, head, &e)) return usage_error("%s", e.msg);
     if (ld) cfg.d_decay = ld;
     if (la) cfg.d_aaa = la;
     if (lm) cfg.d_mv = lm;

@@ -5,7 +5,7 @@
 . "$TOP/tests/lib.sh"
 need_torch
 ref="$PYTHON $TOP/tests/ref/init_ref.py"
-rwkv-init -L 12 -C 768 -V 1024 --seed 3 -o l12.st > l12.txt
+rwkv-init -L 12 -C 768 --vocab-size 1024 --seed 3 -o l12.st > l12.txt
 eq "L12-D768 init" $? 0
 check "§2.4 sanity values (bf16)" $ref sanity l12.st
 check "§2.3 every tensor at L12-D768" $ref check l12.st 12 768 1024
