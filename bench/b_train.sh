@@ -17,7 +17,7 @@ run() {   # L C V ctx bsz grad_cp
     d="$tmp/L$L-C$C-V$V"
     [ -f "$tmp/data$V.bin" ] || "$py" "$top/tests/train_util.py" random "$tmp/data$V" 300000 "$V" 1 || return
     rm -rf "$d"; mkdir -p "$d"
-    "$bin/rwkv-init" -L "$L" -C "$C" -V "$V" -s 1 -q -o "$d/rwkv-init.safetensors" || return
+    "$bin/rwkv-init" -L "$L" -C "$C" --vocab-size "$V" -s 1 -q -o "$d/rwkv-init.safetensors" || return
     "$bin/rwkv-train" --proj_dir "$d" --data_file "$tmp/data$V" --ctx_len "$T" --micro_bsz "$B" --grad_cp "$cp" \
         --exit_after_steps "$steps" --save_minutes 0 --timing 2>"$d/err" || { cat "$d/err"; return; }
     awk -v name="L$L-D$C V$V ctx$T bsz$B grad_cp$cp" '/timing:/ {

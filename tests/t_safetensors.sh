@@ -9,7 +9,7 @@ drv="$TOP/build/tests/st_roundtrip"
 pyrun() { "$PYTHON" -c "import sys; sys.path.insert(0, '$TOP/tests/ref'); from init_ref import *
 $1"; }
 
-rwkv-init -q -L 2 -C 64 -V 96 --seed 1 --dtype fp32 -o good.st
+rwkv-init -q -L 2 -C 64 --vocab-size 96 --seed 1 --dtype fp32 -o good.st
 check "good checkpoint loads" sh -c "$drv load good.st | grep -q 'loaded 2 layers, C=64, V=96'"
 
 # HF writer layout (sorted by dtype alignment then name, every dtype, empty, scalar,

@@ -10,7 +10,7 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 $U copy train 20000 11 || exit 1
 $U copy test 500 12 || exit 1
 mkdir p
-rwkv-init -L 2 -C 64 -V 16 -s 1 -q -o p/rwkv-init.safetensors || exit 1
+rwkv-init -L 2 -C 64 --vocab-size 16 -s 1 -q -o p/rwkv-init.safetensors || exit 1
 EVAL=$TOP/build/helpers/train_copy_eval
 before=$($EVAL p/rwkv-init.safetensors test 64 | awk '{print $2}')
 check "train one pass" rwkv-train --proj_dir p --data_file train --ctx_len 64 --micro_bsz 8 \

@@ -9,7 +9,7 @@ U="$PYTHON $TOP/tests/train_util.py"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 $U copy data 3000 7 || exit 1
 mkdir p r
-rwkv-init -L 2 -C 64 -V 16 -s 3 -q -o p/rwkv-init.safetensors || exit 1
+rwkv-init -L 2 -C 64 --vocab-size 16 -s 3 -q -o p/rwkv-init.safetensors || exit 1
 common="--data_file data --ctx_len 2 --micro_bsz 96 --my_exit_tokens 201600 --allow_repeat --epoch_save 1 --save_minutes 0"
 check "2.5 miniepochs" rwkv-train --proj_dir p $common 2>err.txt
 check "finished at step 1050" grep -q 'finished at step 1050 (201600 tokens)' err.txt

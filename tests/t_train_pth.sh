@@ -10,7 +10,7 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 need_torch
 $U copy data 3000 7 || exit 1
 mkdir p q r s t
-rwkv-init -L 2 -C 64 -V 16 -s 3 -q -o init.safetensors || exit 1
+rwkv-init -L 2 -C 64 --vocab-size 16 -s 3 -q -o init.safetensors || exit 1
 cp init.safetensors p/rwkv-init.safetensors
 # ctx_len 2 x micro_bsz 96: a miniepoch is 420 steps; exit at step 430.
 common="--data_file data --ctx_len 2 --micro_bsz 96 --my_exit_tokens 82560 --allow_repeat --epoch_save 1 --save_minutes 0"

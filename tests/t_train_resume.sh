@@ -11,7 +11,7 @@ U="$PYTHON $TOP/tests/train_util.py"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 # ~99k tokens: ~780 steps, a few seconds, long enough for several kills mid-run.
 $U copy data 9000 7 || exit 1
-rwkv-init -L 2 -C 64 -V 16 -s 3 -q -o init.safetensors || exit 1
+rwkv-init -L 2 -C 64 --vocab-size 16 -s 3 -q -o init.safetensors || exit 1
 common="--data_file data --ctx_len 32 --micro_bsz 4 --lr_init 2e-3 --lr_final 1e-4 --warmup_steps 5 --weight_decay 0.01 --save_steps 3 --save_minutes 0"
 mkdir a b c
 cp init.safetensors a/rwkv-init.safetensors
