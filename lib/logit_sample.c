@@ -26,7 +26,8 @@ static int by_prob_desc(const void *a, const void *b, void *key)
     return *(const int32_t *)a - *(const int32_t *)b;
 }
 
-/* The rwkv pip package's convention (sample_logits, as in ChatRWKV): top-p and
+/* The rwkv pip package's convention (BlinkDL/ChatRWKV
+ * rwkv_pip_package/src/rwkv/utils.py, PIPELINE.sample_logits): top-p and
  * top-k cut on the UNtempered softmax, and the temperature reshapes only the
  * tokens kept (probs ** (1/T)).  So --top-p means the same set of tokens at
  * every temperature. */

@@ -1,7 +1,10 @@
 /* logit_sample.h: choosing the next token from a model's logits — greedy,
  * or sampled with temperature, top-k and top-p (nucleus), reproducibly from a
- * seed.  The order is the rwkv pip package's (sample_logits): the top-p and
- * top-k cuts on the softmax at T = 1, then the kept probabilities ** (1/T). */
+ * seed.  The order is the rwkv pip package's (BlinkDL/ChatRWKV
+ * rwkv_pip_package/src/rwkv/utils.py, PIPELINE.sample_logits): the top-p and
+ * top-k cuts on the softmax at T = 1, then the kept probabilities ** (1/T).
+ * Callers that must not sample from garbage check the logits first
+ * (rwkv-generate stops on a non-finite one). */
 #ifndef RWKV7C_LOGIT_SAMPLE_H
 #define RWKV7C_LOGIT_SAMPLE_H
 #include <stdint.h>
