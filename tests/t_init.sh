@@ -1,14 +1,16 @@
 #!/bin/sh
-# rwkv-init: names, shapes and order (§2.2), every deterministic tensor against
-# tests/ref/init_ref.py (torch, §2.3: bf16 bit-exact; fp32 exact float32 formula),
-# orthogonality and gain, zeros, emb range/uniformity, parameter counts (§2.1),
+# rwkv-init: names, shapes and order (the state_dict order of RWKV-LM-V7
+# src/model.py), every deterministic tensor against tests/ref/init_ref.py (torch,
+# the constructors of src/model.py and src/trainer.py generate_init_weight: bf16
+# bit-exact; fp32 exact float32 formula), orthogonality and gain, zeros, emb
+# range/uniformity, parameter counts and LoRA ranks (RWKV_Tmix_x070.__init__),
 # reproducibility, options and errors.
 . "$TOP/tests/lib.sh"
 need_torch
 ref="$PYTHON $TOP/tests/ref/init_ref.py"
 
-# §2.1 counts and the LoRA rank table, computed independently in Python
-check "§2.1 counts and ranks (python)" $ref counts
+# parameter counts and the LoRA rank table (src/model.py), computed independently in Python
+check "counts and LoRA ranks (python)" $ref counts
 
 # fp32 and bf16, small model with V > C and V < C (head gain 0.5*sqrt(V/C) vs 0.5)
 rwkv-init -L 3 -C 256 --vocab-size 1000 --seed 5 --dtype fp32 -o f32.st > f32.txt
