@@ -1,11 +1,14 @@
 #!/bin/sh
-# D15: rwkv-generate and metrics-plot free everything on their error exits too.
+# D15: rwkv-generate and metrics-plot free everything on their error exits too
+# (and UBSan reports nothing new).
 # Runs the error paths under AddressSanitizer/LeakSanitizer binaries, built by
 #   make B=build-asan CC=clang CFLAGS='-fsanitize=address,undefined -fno-omit-frame-pointer -g -O1' \
 #        LDFLAGS='-fsanitize=address,undefined' ARCHFLAGS= -j2
-# (or in $ASAN_BIN); skipped when there are none.
+# (or in $ASAN_BIN, or build/asan/bin, where `make check-asan` may put them);
+# skipped when there are none.
 . "$TOP/tests/lib.sh"
 A=${ASAN_BIN:-$TOP/build-asan/bin}
+[ -x "$A/rwkv-generate" ] || [ -n "${ASAN_BIN:-}" ] || A=$TOP/build/asan/bin
 [ -x "$A/rwkv-generate" ] && [ -x "$A/metrics-plot" ] || { echo "no ASan build in $A"; exit 77; }
 export ASAN_OPTIONS=detect_leaks=1:exitcode=99 RWKV7C_DATA="$TOP/share/rwkv7c"
 # clean RUN DESCRIPTION WANTED-STATUS COMMAND...: the status, and no sanitizer report
@@ -13,6 +16,8 @@ clean() {
     d=$1 want=$2; shift 2
     "$@" >/dev/null 2>san.err
     rc=$?
+    # UBSan reports too (lib/input.c:131 is known, D14, fixed on another branch)
+    grep "runtime error" san.err | grep -v "lib/input.c:131" >>ub.txt
     if grep -q "ERROR: \(Leak\|Address\)Sanitizer" san.err; then bad "$d: $(grep -m1 -A3 'ERROR:' san.err | tr '\n' ' ' | head -c 400)"
     elif [ $rc -ne "$want" ]; then bad "$d: exit $rc, want $want: $(head -c 300 san.err)"
     else ok "$d"; fi
@@ -43,4 +48,5 @@ clean "plot: a torn line" 1 "$P" torn.jsonl
 clean "plot: no records" 1 "$P" /dev/null
 clean "plot: output exists" 1 sh -c ': >o.svg; exec "$1" -o o.svg good.jsonl' sh "$P"
 [ -w /dev/full ] && clean "plot: standard output on a full disk" 1 sh -c 'exec "$1" good.jsonl >/dev/full' sh "$P"
+check "no undefined behaviour reported" test ! -s ub.txt
 finish
