@@ -349,7 +349,7 @@ static int parse_options(int argc, char **argv, Options *o)
         case O_LOGITS:
             /* binary logits on the stdout the text goes to would be mixed with it */
             if (!strcmp(optarg, "-"))
-                return bad_option("logits-out", optarg, "a file; the text goes to standard output (/dev/stdout with -n 0)");
+                return bad_option("logits-out", optarg, "a file: the generated text is on standard output");
             o->logits_path = optarg;
             break;
         case 'f': o->force = 1; break;
