@@ -44,6 +44,40 @@ static int parse_count(const char *opt, const char *s, int *out)
     return 0;
 }
 
+/* The seed, every tensor with its shape and initialisation, the parameter count. */
+static void print_table(const Model *m, uint64_t seed)
+{
+    printf("seed %llu\n", (unsigned long long)seed);
+    for (int i = 0; i < m->layout.n; i++) {
+        const ParamInfo *p = &m->layout.p[i];
+        char shape[64];
+        int n = 0;
+        for (int k = 0; k < p->ndim; k++) n += snprintf(shape + n, sizeof shape - n, "%s%lld", k ? " x " : "", (long long)p->shape[k]);
+        double gain;
+        InitKind kind = init_kind(&m->cfg, p->name, &gain);
+        printf("%-34s %-16s %s", p->name, shape, init_kind_name(kind));
+        if (kind == INIT_ORTHOGONAL) printf(" gain %.6g", gain);
+        if (kind == INIT_UNIFORM) printf(" +-%g", gain);
+        printf("\n");
+    }
+    printf("model params %zu\n", m->layout.total);
+}
+
+/* m as safetensors in dt, with the seed in the metadata, atomically. */
+static int write_model(const Model *m, uint64_t seed, DType dt, const char *path, int force, Error *e)
+{
+    char sbuf[32];
+    snprintf(sbuf, sizeof sbuf, "%llu", (unsigned long long)seed);
+    TensorSet ts;
+    ts_init(&ts);
+    int rc = model_to_tensors(m, &ts, dt, e);
+    if (!rc) rc = ts_set_meta(&ts, "init_seed", sbuf, e);
+    if (!rc) rc = ts_set_meta(&ts, "creator", "rwkv-init " RWKV7C_VERSION, e);
+    if (!rc) rc = st_write(path, &ts, force, e);
+    ts_free(&ts);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     tool_init("rwkv-init");
@@ -121,33 +155,9 @@ int main(int argc, char **argv)
     double t0 = now_seconds();
     if (init_model(&m, seed, &e)) { model_free(&m); return report(&e); }
     double t1 = now_seconds();
-    if (!quiet) {
-        printf("seed %llu\n", (unsigned long long)seed);
-        for (int i = 0; i < m.layout.n; i++) {
-            const ParamInfo *p = &m.layout.p[i];
-            char shape[64];
-            int n = 0;
-            for (int k = 0; k < p->ndim; k++) n += snprintf(shape + n, sizeof shape - n, "%s%lld", k ? " x " : "", (long long)p->shape[k]);
-            double gain;
-            InitKind kind = init_kind(&cfg, p->name, &gain);
-            printf("%-34s %-16s %s", p->name, shape, init_kind_name(kind));
-            if (kind == INIT_ORTHOGONAL) printf(" gain %.6g", gain);
-            if (kind == INIT_UNIFORM) printf(" +-%g", gain);
-            printf("\n");
-        }
-        printf("model params %zu\n", m.layout.total);
-    }
+    if (!quiet) print_table(&m, seed);
     if (progress_wanted()) fprintf(stderr, "rwkv-init: initialised in %.2f s, writing %s\n", t1 - t0, out);
-
-    char sbuf[32];
-    snprintf(sbuf, sizeof sbuf, "%llu", (unsigned long long)seed);
-    TensorSet ts;
-    ts_init(&ts);
-    int rc = model_to_tensors(&m, &ts, dt, &e);
-    if (!rc) rc = ts_set_meta(&ts, "init_seed", sbuf, &e);
-    if (!rc) rc = ts_set_meta(&ts, "creator", "rwkv-init " RWKV7C_VERSION, &e);
-    if (!rc) rc = st_write(out, &ts, force, &e);
-    ts_free(&ts);
+    int rc = write_model(&m, seed, dt, out, force, &e);
     model_free(&m);
     if (rc) return report(&e);
     return close_stdout();
