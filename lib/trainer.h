@@ -58,8 +58,8 @@ typedef struct Trainer Trainer;
 
 /* o is used (and updated with the values in effect) until trainer_close. */
 int  trainer_open(TrainOptions *o, Trainer **out, Error *e);
-void trainer_print_plan(const Trainer *t, FILE *fp);
+void trainer_print_plan(const Trainer *tr, FILE *fp);
 /* Returns 0, 1 (error, already passed to o->message), TRAIN_EXIT_NONFINITE or TRAIN_EXIT_SIGNAL. */
-int  trainer_run(Trainer *t);
-void trainer_close(Trainer *t);
+int  trainer_run(Trainer *tr);
+void trainer_close(Trainer *tr);
 #endif
