@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,18 +38,43 @@ void train_options_default(TrainOptions *o)
 }
 
 /* ---------------------------------------------------------------- signals */
+/* SIGINT, SIGTERM, SIGHUP (terminal gone) and SIGPIPE (stderr's reader gone)
+ * all finish the current step, save and exit TRAIN_EXIT_SIGNAL. */
+static const int stop_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE };
+#define N_STOP_SIGNALS (int)(sizeof stop_signals / sizeof *stop_signals)
+static struct sigaction old_actions[N_STOP_SIGNALS];
 static volatile sig_atomic_t stop_signal;
-static struct sigaction old_int, old_term;
 
 static void on_stop_signal(int sig)
 {
-    if (stop_signal) {   /* second signal: give up now; the cleanup handler unlinks temporaries */
-        struct sigaction *old = sig == SIGINT ? &old_int : &old_term;
-        sigaction(sig, old, NULL);
+    if (sig == SIGPIPE) {   /* every later message raises it again: never a reason to give up */
+        if (!stop_signal) stop_signal = sig;
+        return;
+    }
+    if (stop_signal && stop_signal != SIGPIPE) {   /* second signal: give up now; the cleanup handler unlinks temporaries */
+        for (int i = 0; i < N_STOP_SIGNALS; i++)
+            if (stop_signals[i] == sig) sigaction(sig, &old_actions[i], NULL);
         raise(sig);
         return;
     }
     stop_signal = sig;
+}
+
+static const char *signal_name(int sig)
+{
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGPIPE (stderr closed)";
+}
+
+/* A .bin truncated under the running trainer turns reads of its mapping into
+ * SIGBUS; fill_batch catches that and reports it (D13 of the 2026-12 review). */
+static sigjmp_buf batch_jump;
+static volatile sig_atomic_t batch_guarded;
+
+static void on_bus_error(int sig)
+{
+    if (batch_guarded) siglongjmp(batch_jump, 1);
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 static void install_signals(void)
@@ -57,8 +83,9 @@ static void install_signals(void)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    for (int i = 0; i < N_STOP_SIGNALS; i++) sigaction(stop_signals[i], &sa, &old_actions[i]);
+    sa.sa_handler = on_bus_error;
+    sigaction(SIGBUS, &sa, NULL);
     signal(SIGXFSZ, SIG_IGN);   /* a file-size limit becomes a write error we report, not a crash */
 }
 
@@ -205,16 +232,21 @@ struct Trainer {
     BackendConfig bc;
     TrainCounters c;
     Backend *be;
-    Model host;            /* host copy of the masters for saving */
+    Model host;            /* weights being saved as rwkv-E / rwkv-final */
     Model start;           /* starting weights (not resumed) */
     TrainState st;         /* the resumed state */
     int resumed;
     const char *source;    /* the starting file */
-    float *m, *v;
+    /* The state after the newest step that left every value finite: what is
+     * saved, and what a step that would make a value non-finite rolls back to. */
+    float *good_w, *good_m, *good_v;
+    float *new_w, *new_m, *new_v;   /* the state after a step, checked before it becomes good */
     uint64_t data_xxh3, exit_step, world;
+    dev_t bin_dev;         /* the .bin being trained on, to notice it being truncated */
+    ino_t bin_ino;
     double last_save_time;
     const char *precision;
-    FILE *metrics;
+    int metrics_fd;        /* metrics.jsonl (O_APPEND), -1 when closed */
     char *metrics_path, *log_path, *final_path, *init_path;
     Found *states, *epochs;
     int nstates_all, nepochs;
@@ -244,7 +276,6 @@ static void fmt_double(char *b, size_t n, double v) { snprintf(b, n, "%a", v); }
 /* Run configuration stored in the state, checked or inherited on resume. */
 static int save_state(Trainer *tr, Error *e)
 {
-    if (tr->be->get_state(tr->be, tr->host.w, tr->m, tr->v, e)) return -1;
     char v[16][64];
     snprintf(v[0], 64, "%" PRIu64, tr->smp.ctx_len);
     snprintf(v[1], 64, "%" PRIu64, tr->smp.micro_bsz);
@@ -269,7 +300,7 @@ static int save_state(Trainer *tr, Error *e)
                          "precision", tr->precision, NULL };
     char *path = state_path(tr->o->proj_dir, tr->c.step);
     if (!path) return fail(e, "out of memory");
-    int rc = trainstate_write(path, &tr->cfg, &tr->c, tr->host.w, tr->m, tr->v, kv, e);
+    int rc = trainstate_write(path, &tr->cfg, &tr->c, tr->good_w, tr->good_m, tr->good_v, kv, e);
     if (rc == 0) {
         tr->last_save_time = now_seconds();
         /* Keep the newest K states; older ones go only after the new one is committed. */
@@ -286,7 +317,7 @@ static int save_state(Trainer *tr, Error *e)
 /* Weights as NAME.safetensors and/or NAME.pth (--save_format), bf16. */
 static int save_weights(Trainer *tr, const char *name, Error *e)
 {
-    if (tr->be->get_state(tr->be, tr->host.w, NULL, NULL, e)) return -1;
+    memcpy(tr->host.w, tr->good_w, tr->layout.total * sizeof(float));
     static const char *const ext[] = { ".safetensors", ".pth" };
     for (int k = 0; k < 2; k++) {
         if (!(tr->o->save_format & (k ? SAVE_PTH : SAVE_SAFETENSORS))) continue;
@@ -313,12 +344,33 @@ static void now_string(char *b, size_t n)
     snprintf(b + k, n - k, ".%06ld", (long)tv.tv_usec);
 }
 
-static void append_log(Trainer *tr, const char *line)
+/* Append one record with one write to fd (O_APPEND).  A record that does not
+ * fit whole (full disk, file-size limit) is cut off again, so a later write
+ * never splices two records; the caller stops the run. */
+static int append_record(int fd, const char *path, const char *rec, Error *e)
 {
-    FILE *fp = fopen(tr->log_path, "a");
-    if (!fp) { say(tr, "warning: cannot append to %s: %s", tr->log_path, strerror(errno)); return; }
-    fputs(line, fp);
-    if (fclose(fp)) say(tr, "warning: cannot write %s: %s", tr->log_path, strerror(errno));
+    size_t len = strlen(rec), done = 0;
+    off_t end = lseek(fd, 0, SEEK_END);
+    while (done < len) {
+        ssize_t n = write(fd, rec + done, len - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            int err = n < 0 ? errno : EIO;
+            if (done && end >= 0 && ftruncate(fd, end)) { /* the error below is what matters */ }
+            return fail(e, "%s: write failed: %s", path, strerror(err));
+        }
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+static int append_log(Trainer *tr, const char *line, Error *e)
+{
+    int fd = open(tr->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) return fail(e, "cannot append to %s: %s", tr->log_path, strerror(errno));
+    int rc = append_record(fd, tr->log_path, line, e);
+    if (close(fd) && rc == 0) rc = fail(e, "%s: write failed: %s", tr->log_path, strerror(errno));
+    return rc;
 }
 
 static void fmt_count(char *b, size_t n, double v)
@@ -563,6 +615,7 @@ int trainer_open(TrainOptions *a, Trainer **out, Error *e)
     *out = tr;
     tr->o = a;
     tr->lock_fd = -1;
+    tr->metrics_fd = -1;
     tr->precision = a->precision;
     tr->world = a->devices * a->num_nodes;
 
@@ -571,6 +624,8 @@ int trainer_open(TrainOptions *a, Trainer **out, Error *e)
     if (binidx_scan(&tr->ds, &tr->bst, e)) return -1;
     if (tr->bst.negative_ids) return fail(e, "%s: %" PRIu64 " negative token ids", tr->ds.bin_path, tr->bst.negative_ids);
     tr->data_xxh3 = tr->bst.bin_xxh3;
+    struct stat bin_st;
+    if (stat(tr->ds.bin_path, &bin_st) == 0) { tr->bin_dev = bin_st.st_dev; tr->bin_ino = bin_st.st_ino; }
 
     /* ---- starting point ---- */
     if (!a->dry_run && mkdir(a->proj_dir, 0777) && errno != EEXIST)
@@ -657,17 +712,40 @@ void trainer_print_plan(const Trainer *tr, FILE *fp)
     }
 }
 
+/* A batch whose activations cannot fit is a flag problem (exit 2), not an
+ * error of the machine: say which flags. */
+static int too_big_for_memory(const Trainer *tr, Error *e)
+{
+    const TrainOptions *a = tr->o;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return 0;
+    double have = (double)pages * (double)page;
+    double need = (double)backend_memory_estimate(a->accelerator, &tr->cfg, &tr->bc);
+    if (need <= have) return 0;
+    return fail(e, "--micro_bsz %" PRIu64 " x --ctx_len %" PRIu64 " needs about %.1f GiB (weights, Adam state and "
+                "activations%s), more than this machine's %.1f GiB: lower --micro_bsz or --ctx_len%s",
+                a->micro_bsz, a->ctx_len, need / 1073741824.0, a->grad_cp ? ", with --grad_cp 1" : "",
+                have / 1073741824.0, a->grad_cp ? "" : ", or add --grad_cp 1");
+}
+
 static int open_backend(Trainer *tr, Error *e)
 {
     TrainOptions *a = tr->o;
     char why[256];
     if (cannot_run(tr, why, sizeof why)) return fail(e, "%s", why);
+    if (too_big_for_memory(tr, e)) return TRAIN_EXIT_USAGE;
     if (model_alloc(&tr->host, &tr->cfg, e)) return -1;
-    tr->m = calloc(tr->layout.total, sizeof(float));
-    tr->v = calloc(tr->layout.total, sizeof(float));
-    if (!tr->m || !tr->v) return fail(e, "out of memory");
-    if (backend_open(a->accelerator, &tr->cfg, tr->resumed ? tr->st.w : tr->start.w, &tr->bc, &tr->be, e)) return -1;
+    float **bufs[6] = { &tr->good_w, &tr->good_m, &tr->good_v, &tr->new_w, &tr->new_m, &tr->new_v };
+    for (int i = 0; i < 6; i++)
+        if (!(*bufs[i] = calloc(tr->layout.total, sizeof(float)))) return fail(e, "out of memory");
+    if (backend_open(a->accelerator, &tr->cfg, tr->resumed ? tr->st.w : tr->start.w, &tr->bc, &tr->be, e)) {
+        if (strncmp(e->msg, "out of memory", 13)) return -1;
+        fail_prefix(e, "--micro_bsz %" PRIu64 " x --ctx_len %" PRIu64 " is too large for this machine (lower them, or add "
+                    "--grad_cp 1)", a->micro_bsz, a->ctx_len);
+        return TRAIN_EXIT_USAGE;
+    }
     if (tr->resumed && tr->be->set_state(tr->be, tr->st.w, tr->st.m, tr->st.v, e)) return -1;
+    if (tr->be->get_state(tr->be, tr->good_w, tr->good_m, tr->good_v, e)) return -1;
     if (tr->resumed) trainstate_free(&tr->st);
     tr->resumed = tr->resumed ? 2 : 0;   /* 2: state consumed (freed) */
     model_free(&tr->start);
@@ -676,8 +754,8 @@ static int open_backend(Trainer *tr, Error *e)
 
     /* ---- logs ---- */
     if (trim_metrics(tr->metrics_path, tr->c.step, e)) return -1;
-    tr->metrics = fopen(tr->metrics_path, "a");
-    if (!tr->metrics) return fail(e, "cannot open %s: %s", tr->metrics_path, strerror(errno));
+    tr->metrics_fd = open(tr->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    if (tr->metrics_fd < 0) return fail(e, "cannot open %s: %s", tr->metrics_path, strerror(errno));
     char ts[64], line[2048];
     now_string(ts, sizeof ts);
     snprintf(line, sizeof line, "NEW RUN %s\n{'load_model': '%s', 'proj_dir': '%s', 'data_file': '%s', 'ctx_len': %" PRIu64
@@ -691,169 +769,297 @@ static int open_backend(Trainer *tr, Error *e)
              a->adam_eps, a->weight_decay, a->grad_clip, a->grad_cp, a->epoch_save, tr->c.step / tr->smp.epoch_steps,
              tr->smp.epoch_steps, tr->smp.epoch_count, tr->smp.real_bsz, a->magic_prime, a->exit_tokens, tr->precision,
              a->accelerator, tr->c.step);
-    append_log(tr, line);
+    return append_log(tr, line, e);
+}
+
+/* The step loop's own bookkeeping (timings, this run's counts). */
+typedef struct {
+    int32_t *x, *y;
+    double run_start, last_end, time0, loop_start;
+    uint64_t run_steps, run_start_step;
+    double t_sample, t_model, t_update, t_log, t_save;
+    int finished, save_failed;
+} Loop;
+
+/* Nonzero (with e set) when the .bin has shrunk under its mapping.  A .bin
+ * replaced by another file (rename) is harmless: the mapping keeps the old one. */
+static int data_truncated(const Trainer *tr, Error *e)
+{
+    struct stat sb;
+    if (stat(tr->ds.bin_path, &sb) || sb.st_dev != tr->bin_dev || sb.st_ino != tr->bin_ino
+        || (uint64_t)sb.st_size >= (uint64_t)tr->ds.bin_len)
+        return 0;
+    return fail(e, "%s: truncated while training (now %lld bytes, was %zu)", tr->ds.bin_path,
+                (long long)sb.st_size, tr->ds.bin_len);
+}
+
+/* The micro-batch of step tr->c.step: inputs x and targets y (shifted by one). */
+static int fill_batch(Trainer *tr, int32_t *x, int32_t *y, Error *e)
+{
+    const TrainOptions *a = tr->o;
+    if (data_truncated(tr, e)) return -1;
+    if (sigsetjmp(batch_jump, 1)) {
+        batch_guarded = 0;
+        if (!data_truncated(tr, e)) fail(e, "%s: read error (SIGBUS) in the mapped data", tr->ds.bin_path);
+        return -1;
+    }
+    batch_guarded = 1;
+    for (uint64_t m = 0; m < a->micro_bsz; m++) {
+        uint64_t pos = sampler_step_pos(&tr->smp, tr->c.step, 0, m);
+        for (uint64_t t = 0; t < a->ctx_len; t++) {
+            x[m * a->ctx_len + t] = (int32_t)binidx_token(&tr->ds, pos + t);
+            y[m * a->ctx_len + t] = (int32_t)binidx_token(&tr->ds, pos + t + 1);
+        }
+    }
+    batch_guarded = 0;
     return 0;
 }
 
-int trainer_run(Trainer *tr)
+/* Where the first non-finite value of a state is (or a negative second moment),
+ * as "adam_v of head.weight"; 0 when there is none. */
+static int find_nonfinite(const Trainer *tr, const float *w, const float *m, const float *v, char *where, size_t n)
 {
-    TrainOptions *a = tr->o;
-    Error e;
-    if (open_backend(tr, &e)) { say(tr, "%s", e.msg); return 1; }
+    size_t total = tr->layout.total, first = total;
+    #pragma omp parallel for reduction(min:first) schedule(static)
+    for (size_t i = 0; i < total; i++)
+        if (!isfinite(w[i]) || !isfinite(m[i]) || !isfinite(v[i]) || !(v[i] >= 0)) first = i < first ? i : first;
+    if (first == total) return 0;
+    const char *what = !isfinite(w[first]) ? "the weight" : !isfinite(m[first]) ? "adam_m" : "adam_v";
+    const char *name = "?";
+    for (int k = 0; k < tr->layout.n; k++)
+        if (first >= tr->layout.p[k].offset && first - tr->layout.p[k].offset < tr->layout.p[k].numel) name = tr->layout.p[k].name;
+    snprintf(where, n, "%s of %s", what, name);
+    return 1;
+}
 
-    install_signals();
-    size_t BT = (size_t)a->micro_bsz * a->ctx_len;
-    int32_t *x = malloc(BT * sizeof *x), *y = malloc(BT * sizeof *y);
-    if (!x || !y) { free(x); free(y); say(tr, "out of memory"); return 1; }
-    FILE *progress = a->progress;
-    double run_start = now_seconds(), last_end = run_start, time0 = tr->c.elapsed;
-    tr->last_save_time = run_start;
-    uint64_t run_steps = 0, run_start_step = tr->c.step;
-    int status = 0, finished = 0, save_failed = 0;
-    double lr = 0;
-    double t_sample = 0, t_model = 0, t_update = 0, t_log = 0, t_save = 0, loop_start = now_seconds();
-    for (;;) {
-        if (stop_signal) { status = TRAIN_EXIT_SIGNAL; break; }
-        int done;
-        lr = lr_at(&tr->sched, tr->c.step, tr->c.warm_step, &done);
-        if (done) { finished = 1; break; }
-        if (a->exit_after && run_steps >= a->exit_after) break;
-        if (a->max_minutes > 0 && now_seconds() - run_start >= a->max_minutes * 60) break;
-        double ts0 = now_seconds();
-        for (uint64_t m = 0; m < a->micro_bsz; m++) {
-            uint64_t pos = sampler_step_pos(&tr->smp, tr->c.step, 0, m);
-            for (uint64_t t = 0; t < a->ctx_len; t++) {
-                x[m * a->ctx_len + t] = (int32_t)binidx_token(&tr->ds, pos + t);
-                y[m * a->ctx_len + t] = (int32_t)binidx_token(&tr->ds, pos + t + 1);
-            }
-        }
-        t_sample += now_seconds() - ts0;
-        StepArgs sa = { .adam_step = tr->c.adam_step + 1, .lr = lr, .poison = poisoned(tr->c.step) };
-        StepResult res;
-        if (tr->be->step(tr->be, x, y, &sa, &res, &e)) { say(tr, "%s", e.msg); status = 1; break; }
-        t_model += res.t_model;
-        t_update += res.t_update;
-        uint64_t step_done = tr->c.step;
-        tr->c.step++;
-        tr->c.warm_step++;
-        run_steps++;
-        double t_end = now_seconds(), dt = t_end - last_end;
-        last_end = t_end;
-        tr->c.elapsed = time0 + (t_end - run_start);
-        if (res.applied) {
-            tr->c.adam_step++;
-            tr->c.bad_in_row = 0;
-            tr->c.epoch_loss_sum += res.loss;
-            tr->c.epoch_loss_n++;
+/* One optimizer step.  An update that would leave any weight or Adam moment
+ * non-finite (e.g. g^2 overflowing fp32 with --grad_clip 0) is undone: the
+ * backend gets the previous state back and the step counts as skipped, like a
+ * step with a non-finite loss, so a saved state is always finite. */
+static int train_step(Trainer *tr, Loop *lp, double lr, StepResult *res, Error *e)
+{
+    double ts0 = now_seconds();
+    if (fill_batch(tr, lp->x, lp->y, e)) return -1;
+    lp->t_sample += now_seconds() - ts0;
+    StepArgs sa = { .adam_step = tr->c.adam_step + 1, .lr = lr, .poison = poisoned(tr->c.step) };
+    if (tr->be->step(tr->be, lp->x, lp->y, &sa, res, e)) return -1;
+    lp->t_model += res->t_model;
+    lp->t_update += res->t_update;
+    char where[160] = "";
+    if (res->applied) {
+        double tc0 = now_seconds();
+        if (tr->be->get_state(tr->be, tr->new_w, tr->new_m, tr->new_v, e)) return -1;
+        if (find_nonfinite(tr, tr->new_w, tr->new_m, tr->new_v, where, sizeof where)) {
+            if (tr->be->set_state(tr->be, tr->good_w, tr->good_m, tr->good_v, e)) return -1;
+            res->applied = 0;
         } else {
-            tr->c.bad_in_row++;
-            tr->c.bad_total++;
-            end_progress_line(tr);
-            say(tr, "step %" PRIu64 ": non-finite %s (loss %g, grad norm %g): update skipped (%" PRIu64 " in a row, %" PRIu64
-                " in all)", step_done, isfinite(res.loss) ? "gradient norm" : "loss", res.loss, res.grad_norm,
-                tr->c.bad_in_row, tr->c.bad_total);
+            float *t;
+            t = tr->good_w; tr->good_w = tr->new_w; tr->new_w = t;
+            t = tr->good_m; tr->good_m = tr->new_m; tr->new_m = t;
+            t = tr->good_v; tr->good_v = tr->new_v; tr->new_v = t;
         }
-        double tl0 = now_seconds();
-        char sl[32], sg[32];
-        json_num(sl, sizeof sl, res.loss, "%.6f");
-        json_num(sg, sizeof sg, res.grad_norm, "%.6g");
-        struct timeval tv;
-        gettimeofday(&tv, NULL);
-        double tokens_per_s = dt > 0 ? (double)tr->sched.tokens_per_step / dt : 0;
-        fprintf(tr->metrics, "{\"step\":%" PRIu64 ",\"loss\":%s,\"lr\":%.8g,\"grad_norm\":%s,\"tokens\":%" PRIu64
-                ",\"tokens_per_s\":%.1f,\"time\":%.3f%s}\n", step_done, sl, lr, sg, tr->c.step * tr->sched.tokens_per_step,
-                tokens_per_s, (double)tv.tv_sec + tv.tv_usec / 1e6, res.applied ? "" : ",\"skipped\":true");
-        fflush(tr->metrics);
-        if (tr->c.bad_in_row >= a->max_bad) {
-            end_progress_line(tr);
-            say(tr, "stopping: %" PRIu64 " non-finite steps in a row (last at step %" PRIu64 "); the weights were not updated "
-                "by them; the newest training state in %s is finite", tr->c.bad_in_row, step_done, a->proj_dir);
-            status = TRAIN_EXIT_NONFINITE;
-            break;
-        }
-        if (progress) {
-            double avg = tr->c.epoch_loss_n ? tr->c.epoch_loss_sum / (double)tr->c.epoch_loss_n : NAN;
-            double per_step = (t_end - run_start) / (double)run_steps;
-            char eta[32], done_tok[32];
-            fmt_duration(eta, sizeof eta, per_step * (double)(tr->exit_step - tr->c.step));
-            fmt_count(done_tok, sizeof done_tok, (double)(tr->c.step * tr->sched.tokens_per_step));
-            fprintf(progress, "\rstep %" PRIu64 "/%" PRIu64 "  loss %.4f  lr %.3e  %.2f kt/s  %s tokens  ETA %s   ",
-                    tr->c.step, tr->exit_step, avg, lr, tokens_per_s / 1e3, done_tok, eta);
-        }
-        double tl1 = now_seconds();
-        t_log += tl1 - tl0;
-        /* Miniepoch end: train_log line, rwkv-E (absolute epoch numbering, see the man page). */
-        int saved_state = 0;
-        if (tr->c.step % tr->smp.epoch_steps == 0) {
-            uint64_t ep = tr->c.step / tr->smp.epoch_steps - 1;
-            double avg = tr->c.epoch_loss_n ? tr->c.epoch_loss_sum / (double)tr->c.epoch_loss_n : NAN;
-            char ts[64], line[256];
-            now_string(ts, sizeof ts);
-            snprintf(line, sizeof line, "%" PRIu64 " %.6f %.4f %.8f %s %" PRIu64 "\n", ep, avg, exp(avg), lr, ts,
-                     ep - run_start_step / tr->smp.epoch_steps);
-            append_log(tr, line);
-            tr->c.epoch_loss_sum = 0;
-            tr->c.epoch_loss_n = 0;
-            if (ep % a->epoch_save == 0 || ep + 1 == tr->smp.epoch_count) {
-                char name[64];
-                snprintf(name, sizeof name, "rwkv-%" PRIu64, ep);
-                if (save_weights(tr, name, &e)) { say(tr, "warning: %s", e.msg); save_failed = 1; }
-                if (save_state(tr, &e)) { say(tr, "warning: state not saved: %s", e.msg); save_failed = 1; }
-                else saved_state = 1;
-            }
-        }
-        if (!saved_state && ((a->save_steps && tr->c.step % a->save_steps == 0)
-                             || (a->save_minutes > 0 && now_seconds() - tr->last_save_time >= a->save_minutes * 60))) {
-            if (save_state(tr, &e)) { say(tr, "warning: state not saved (training continues): %s", e.msg); save_failed = 1; }
-        }
-        t_save += now_seconds() - tl1;
+        lp->t_update += now_seconds() - tc0;
     }
-    double loop_time = now_seconds() - loop_start;
-    if (progress) fputc('\n', progress);
-    if (status == 0 || status == TRAIN_EXIT_SIGNAL || status == TRAIN_EXIT_NONFINITE) {
-        if (finished && save_weights(tr, "rwkv-final", &e)) { say(tr, "%s", e.msg); status = 1; }
-        if (save_state(tr, &e)) { say(tr, "training state not saved: %s", e.msg); status = 1; }
-        else if (status == TRAIN_EXIT_SIGNAL)
-            say(tr, "stopped by %s after step %" PRIu64 "; state saved, resume by running the same command",
-                stop_signal == SIGINT ? "SIGINT" : "SIGTERM", tr->c.step);
+    uint64_t step_done = tr->c.step;
+    tr->c.step++;
+    tr->c.warm_step++;
+    lp->run_steps++;
+    if (res->applied) {
+        tr->c.adam_step++;
+        tr->c.bad_in_row = 0;
+        tr->c.epoch_loss_sum += res->loss;
+        tr->c.epoch_loss_n++;
+        return 0;
     }
-    if (finished && status == 0) {
+    tr->c.bad_in_row++;
+    tr->c.bad_total++;
+    end_progress_line(tr);
+    if (*where)
+        say(tr, "step %" PRIu64 ": the update would make %s non-finite (loss %g, grad norm %g): update skipped, weights and "
+            "moments kept (%" PRIu64 " in a row, %" PRIu64 " in all)%s", step_done, where, res->loss, res->grad_norm,
+            tr->c.bad_in_row, tr->c.bad_total,
+            tr->adam.grad_clip > 0 ? "" : "; --grad_clip 0 turns clipping off, so a huge gradient can overflow fp32");
+    else
+        say(tr, "step %" PRIu64 ": non-finite %s (loss %g, grad norm %g): update skipped (%" PRIu64 " in a row, %" PRIu64
+            " in all)", step_done, isfinite(res->loss) ? "gradient norm" : "loss", res->loss, res->grad_norm,
+            tr->c.bad_in_row, tr->c.bad_total);
+    return 0;
+}
+
+/* metrics.jsonl record and progress line of the step just done. */
+static int log_step(Trainer *tr, Loop *lp, double lr, const StepResult *res, Error *e)
+{
+    FILE *progress = tr->o->progress;
+    double tl0 = now_seconds(), dt = tl0 - lp->last_end;
+    lp->last_end = tl0;
+    tr->c.elapsed = lp->time0 + (tl0 - lp->run_start);
+    char sl[32], sg[32], rec[512];
+    json_num(sl, sizeof sl, res->loss, "%.6f");
+    json_num(sg, sizeof sg, res->grad_norm, "%.6g");
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    double tokens_per_s = dt > 0 ? (double)tr->sched.tokens_per_step / dt : 0;
+    snprintf(rec, sizeof rec, "{\"step\":%" PRIu64 ",\"loss\":%s,\"lr\":%.8g,\"grad_norm\":%s,\"tokens\":%" PRIu64
+             ",\"tokens_per_s\":%.1f,\"time\":%.3f%s}\n", tr->c.step - 1, sl, lr, sg, tr->c.step * tr->sched.tokens_per_step,
+             tokens_per_s, (double)tv.tv_sec + tv.tv_usec / 1e6, res->applied ? "" : ",\"skipped\":true");
+    if (append_record(tr->metrics_fd, tr->metrics_path, rec, e)) return -1;
+    if (progress) {
+        double avg = tr->c.epoch_loss_n ? tr->c.epoch_loss_sum / (double)tr->c.epoch_loss_n : NAN;
+        double per_step = (tl0 - lp->run_start) / (double)lp->run_steps;
+        char eta[32], done_tok[32];
+        fmt_duration(eta, sizeof eta, per_step * (double)(tr->exit_step - tr->c.step));
+        fmt_count(done_tok, sizeof done_tok, (double)(tr->c.step * tr->sched.tokens_per_step));
+        fprintf(progress, "\rstep %" PRIu64 "/%" PRIu64 "  loss %.4f  lr %.3e  %.2f kt/s  %s tokens  ETA %s   ",
+                tr->c.step, tr->exit_step, avg, lr, tokens_per_s / 1e3, done_tok, eta);
+    }
+    lp->t_log += now_seconds() - tl0;
+    return 0;
+}
+
+/* At a miniepoch's end the train_log line and, every --epoch_save miniepochs,
+ * rwkv-E (absolute epoch numbering, see the man page) with a state; otherwise
+ * a state when --save_steps or --save_minutes says so.  A failed save is a
+ * warning (training continues); a failed train_log write stops the run. */
+static int save_if_due(Trainer *tr, Loop *lp, double lr, Error *e)
+{
+    const TrainOptions *a = tr->o;
+    double ts0 = now_seconds();
+    int saved_state = 0, rc = 0;
+    Error se;
+    if (tr->c.step % tr->smp.epoch_steps == 0) {
+        uint64_t ep = tr->c.step / tr->smp.epoch_steps - 1;
+        double avg = tr->c.epoch_loss_n ? tr->c.epoch_loss_sum / (double)tr->c.epoch_loss_n : NAN;
+        char ts[64], line[256];
+        now_string(ts, sizeof ts);
+        snprintf(line, sizeof line, "%" PRIu64 " %.6f %.4f %.8f %s %" PRIu64 "\n", ep, avg, exp(avg), lr, ts,
+                 ep - lp->run_start_step / tr->smp.epoch_steps);
+        rc = append_log(tr, line, e);
+        tr->c.epoch_loss_sum = 0;
+        tr->c.epoch_loss_n = 0;
+        if (rc == 0 && (ep % a->epoch_save == 0 || ep + 1 == tr->smp.epoch_count)) {
+            char name[64];
+            snprintf(name, sizeof name, "rwkv-%" PRIu64, ep);
+            if (save_weights(tr, name, &se)) { say(tr, "warning: %s", se.msg); lp->save_failed = 1; }
+            if (save_state(tr, &se)) { say(tr, "warning: state not saved: %s", se.msg); lp->save_failed = 1; }
+            else saved_state = 1;
+        }
+    }
+    if (rc == 0 && !saved_state && ((a->save_steps && tr->c.step % a->save_steps == 0)
+                                    || (a->save_minutes > 0 && now_seconds() - tr->last_save_time >= a->save_minutes * 60))) {
+        if (save_state(tr, &se)) { say(tr, "warning: state not saved (training continues): %s", se.msg); lp->save_failed = 1; }
+    }
+    lp->t_save += now_seconds() - ts0;
+    return rc;
+}
+
+/* The final save and what the run says at its end; returns the exit status. */
+static int report_end(Trainer *tr, Loop *lp, int status)
+{
+    const TrainOptions *a = tr->o;
+    Error e;
+    double loop_time = now_seconds() - lp->loop_start;
+    if (a->progress) fputc('\n', a->progress);
+    /* The good state is finite and matches the counters whatever stopped the run. */
+    if (lp->finished && status == 0 && save_weights(tr, "rwkv-final", &e)) { say(tr, "%s", e.msg); status = 1; }
+    char *path = state_path(a->proj_dir, tr->c.step);
+    if (save_state(tr, &e)) {
+        say(tr, "training state not saved: %s", e.msg);
+        status = 1;
+    } else if (status == TRAIN_EXIT_SIGNAL)
+        say(tr, "stopped by %s after step %" PRIu64 "; state saved, resume by running the same command",
+            signal_name(stop_signal), tr->c.step);
+    else if (status != 0)
+        say(tr, "state saved as %s (step %" PRIu64 "); resume by running the same command", path ? path : "?", tr->c.step);
+    free(path);
+    if (lp->finished && status == 0) {
         char also[512] = "";
         if (a->save_format == SAVE_BOTH) snprintf(also, sizeof also, " and %s/rwkv-final.pth", a->proj_dir);
-        if (run_steps == 0)   /* only a resumed state can be at the end (trainer_open refuses a fresh start there) */
+        if (lp->run_steps == 0)   /* only a resumed state can be at the end (trainer_open refuses a fresh start there) */
             say(tr, "already complete: %s is at step %" PRIu64 ", the last step of this run; nothing trained; rewrote %s%s",
                 tr->source, tr->c.step, tr->final_path, also);
         else
             say(tr, "finished at step %" PRIu64 " (%" PRIu64 " tokens); wrote %s%s", tr->c.step,
                 tr->c.step * tr->sched.tokens_per_step, tr->final_path, also);
     }
-    if (a->timing && run_steps) {
+    if (a->timing && lp->run_steps) {
         double T = loop_time > 0 ? loop_time : 1;
         say(tr, "timing: %" PRIu64 " steps, %" PRIu64 " tokens in %.3f s: %.1f tokens/s; "
-            "model forward+backward %.2f%%, optimizer (norm, clip, Adam, bf16 copy) %.2f%%, data sampling %.2f%%, "
-            "metrics/progress %.2f%%, saving %.2f%%, other %.2f%%", run_steps,
-            run_steps * tr->sched.tokens_per_step, loop_time, (double)(run_steps * tr->sched.tokens_per_step) / T,
-            100 * t_model / T, 100 * t_update / T, 100 * t_sample / T, 100 * t_log / T, 100 * t_save / T,
-            100 * (T - t_model - t_update - t_sample - t_log - t_save) / T);
+            "model forward+backward %.2f%%, optimizer (norm, clip, Adam, bf16 copy, finiteness check) %.2f%%, data sampling "
+            "%.2f%%, metrics/progress %.2f%%, saving %.2f%%, other %.2f%%", lp->run_steps,
+            lp->run_steps * tr->sched.tokens_per_step, loop_time, (double)(lp->run_steps * tr->sched.tokens_per_step) / T,
+            100 * lp->t_model / T, 100 * lp->t_update / T, 100 * lp->t_sample / T, 100 * lp->t_log / T,
+            100 * lp->t_save / T, 100 * (T - lp->t_model - lp->t_update - lp->t_sample - lp->t_log - lp->t_save) / T);
     }
-    if (status == 0 && save_failed) say(tr, "note: some periodic saves failed (see above)");
-    if (fclose(tr->metrics)) { say(tr, "cannot write %s", tr->metrics_path); if (!status) status = 1; }
-    tr->metrics = NULL;
-    free(x);
-    free(y);
+    if (status == 0 && lp->save_failed) say(tr, "note: some periodic saves failed (see above)");
+    if (close(tr->metrics_fd) && status == 0) {
+        say(tr, "%s: write failed: %s", tr->metrics_path, strerror(errno));
+        status = 1;
+    }
+    tr->metrics_fd = -1;
+    return status;
+}
+
+int trainer_run(Trainer *tr)
+{
+    TrainOptions *a = tr->o;
+    Error e;
+    install_signals();   /* before the first message: a closed stderr must not kill the run */
+    int rc = open_backend(tr, &e);
+    if (rc) { say(tr, "%s", e.msg); return rc == TRAIN_EXIT_USAGE ? rc : 1; }
+    Loop lp = { 0 };
+    size_t bt = (size_t)a->micro_bsz * a->ctx_len;
+    lp.x = malloc(bt * sizeof *lp.x);
+    lp.y = malloc(bt * sizeof *lp.y);
+    if (!lp.x || !lp.y) { free(lp.x); free(lp.y); say(tr, "out of memory"); return 1; }
+    lp.run_start = lp.last_end = lp.loop_start = now_seconds();
+    lp.time0 = tr->c.elapsed;
+    lp.run_start_step = tr->c.step;
+    tr->last_save_time = lp.run_start;
+    int status = 0;
+    for (;;) {
+        if (stop_signal) { status = TRAIN_EXIT_SIGNAL; break; }
+        int done;
+        double lr = lr_at(&tr->sched, tr->c.step, tr->c.warm_step, &done);
+        if (done) { lp.finished = 1; break; }
+        if (a->exit_after && lp.run_steps >= a->exit_after) break;
+        if (a->max_minutes > 0 && now_seconds() - lp.run_start >= a->max_minutes * 60) break;
+        StepResult res;
+        if (train_step(tr, &lp, lr, &res, &e) || log_step(tr, &lp, lr, &res, &e)) {
+            end_progress_line(tr);
+            say(tr, "%s; stopping", e.msg);
+            status = 1;
+            break;
+        }
+        if (tr->c.bad_in_row >= a->max_bad) {
+            end_progress_line(tr);
+            say(tr, "stopping: %" PRIu64 " non-finite steps in a row (last at step %" PRIu64 "); their updates were not "
+                "applied", tr->c.bad_in_row, tr->c.step - 1);
+            status = TRAIN_EXIT_NONFINITE;
+            break;
+        }
+        if (save_if_due(tr, &lp, lr, &e)) {
+            end_progress_line(tr);
+            say(tr, "%s; stopping", e.msg);
+            status = 1;
+            break;
+        }
+    }
+    status = report_end(tr, &lp, status);
+    free(lp.x);
+    free(lp.y);
     return status;
 }
 
 void trainer_close(Trainer *tr)
 {
     if (!tr) return;
-    if (tr->metrics) fclose(tr->metrics);   /* only after a failed start */
+    if (tr->metrics_fd >= 0) close(tr->metrics_fd);   /* only after a failed start */
     if (tr->be) tr->be->free(tr->be);
     if (tr->resumed == 1) trainstate_free(&tr->st);
     model_free(&tr->start);
     model_free(&tr->host);
-    free(tr->m);
-    free(tr->v);
+    free(tr->good_w); free(tr->good_m); free(tr->good_v);
+    free(tr->new_w); free(tr->new_m); free(tr->new_v);
     free_found(tr->states, tr->nstates_all);
     free_found(tr->epochs, tr->nepochs);
     layout_free(&tr->layout);

@@ -21,8 +21,9 @@
 #include "util.h"
 
 /* trainer_run's exit statuses besides 0 (done, or stopped at a requested limit) and 1 (error) */
+#define TRAIN_EXIT_USAGE     2    /* the options cannot work here (a batch too large for memory) */
 #define TRAIN_EXIT_NONFINITE 4    /* --max_bad_steps non-finite steps in a row */
-#define TRAIN_EXIT_SIGNAL   75    /* EX_TEMPFAIL: stopped on SIGINT/SIGTERM, state saved, resumable */
+#define TRAIN_EXIT_SIGNAL   75    /* EX_TEMPFAIL: stopped on SIGINT/SIGTERM/SIGHUP/SIGPIPE, state saved, resumable */
 
 /* Which weight files rwkv-E / rwkv-final are written as. */
 enum { SAVE_SAFETENSORS = 1, SAVE_PTH = 2, SAVE_BOTH = 3 };
@@ -59,7 +60,9 @@ typedef struct Trainer Trainer;
 /* o is used (and updated with the values in effect) until trainer_close. */
 int  trainer_open(TrainOptions *o, Trainer **out, Error *e);
 void trainer_print_plan(const Trainer *tr, FILE *fp);
-/* Returns 0, 1 (error, already passed to o->message), TRAIN_EXIT_NONFINITE or TRAIN_EXIT_SIGNAL. */
+/* Returns 0, 1 (error, already passed to o->message), TRAIN_EXIT_USAGE,
+ * TRAIN_EXIT_NONFINITE or TRAIN_EXIT_SIGNAL.  Every stop after the backend
+ * opened saves the training state (the newest state whose values are all finite). */
 int  trainer_run(Trainer *tr);
 void trainer_close(Trainer *tr);
 #endif
