@@ -487,9 +487,25 @@ static int find_start(Trainer *tr, Error *e)
         }
         nstates = 0;
     }
+    /* A damaged state is skipped for the next older one; only a state that
+     * verified is compared with the flags (inherit_config). */
     for (int i = 0; i < nstates && !tr->resumed; i++) {
-        if (trainstate_read(tr->states[i].path, &tr->st, e) == 0) { tr->resumed = 1; tr->source = tr->states[i].path; break; }
-        say(tr, "warning: skipping %s: %s", tr->states[i].path, e->msg);
+        const char *path = tr->states[i].path;
+        if (trainstate_read(path, &tr->st, e)) {
+            say(tr, "warning: skipping %s: %s", path, e->msg);
+            continue;
+        }
+        if (tr->st.c.step != tr->states[i].num) {
+            say(tr, "warning: skipping %s: damaged training state: its header says step %" PRIu64 ", its name step %" PRIu64,
+                path, tr->st.c.step, tr->states[i].num);
+            trainstate_free(&tr->st);
+            continue;
+        }
+        if (tr->st.meta_unverified)
+            say(tr, "warning: %s predates metadata checksums (training state version 1): its counters and settings "
+                "cannot be verified", path);
+        tr->resumed = 1;
+        tr->source = path;
     }
     tr->c.seed = a->seed;
     if (tr->resumed) {
@@ -600,6 +616,9 @@ static int derive_schedule(Trainer *tr, Error *e)
     if (lr_schedule_check(&tr->sched, e)) return -1;
     tr->adam = (AdamConfig){ .beta1 = a->beta1, .beta2 = a->beta2, .eps = a->adam_eps, .weight_decay = a->weight_decay,
                             .grad_clip = a->grad_clip };
+    if (!((float)tr->adam.eps > 0))   /* only an inherited value can be 0 here: rwkv-train refuses --adam_eps 0 */
+        return fail(e, "adam_eps %g (from %s) is 0 in fp32: Adam would divide 0 by 0 where a gradient is 0; give --adam_eps "
+                    "(1e-18 is the reference's default)", a->adam_eps, tr->source);
     if (!tr->resumed) tr->c.step = tr->c.epoch_begin * tr->smp.epoch_steps;
     tr->exit_step = lr_exit_step(&tr->sched);
     tr->bc = (BackendConfig){ .B = (int)a->micro_bsz, .T = (int)a->ctx_len, .grad_cp = a->grad_cp,
