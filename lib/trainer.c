@@ -798,6 +798,7 @@ typedef struct {
     uint64_t run_steps, run_start_step;
     double t_sample, t_model, t_update, t_log, t_save;
     int finished, save_failed;
+    int swapped;           /* the last step's update became the good state (the previous one is in new_*) */
 } Loop;
 
 /* Nonzero (with e set) when the .bin has shrunk under its mapping.  A .bin
@@ -851,6 +852,14 @@ static int find_nonfinite(const Trainer *tr, const float *w, const float *m, con
     return 1;
 }
 
+static void swap_good(Trainer *tr)
+{
+    float *t;
+    t = tr->good_w; tr->good_w = tr->new_w; tr->new_w = t;
+    t = tr->good_m; tr->good_m = tr->new_m; tr->new_m = t;
+    t = tr->good_v; tr->good_v = tr->new_v; tr->new_v = t;
+}
+
 /* One optimizer step.  An update that would leave any weight or Adam moment
  * non-finite (e.g. g^2 overflowing fp32 with --grad_clip 0) is undone: the
  * backend gets the previous state back and the step counts as skipped, like a
@@ -865,6 +874,7 @@ static int train_step(Trainer *tr, Loop *lp, double lr, StepResult *res, Error *
     lp->t_model += res->t_model;
     lp->t_update += res->t_update;
     char where[160] = "";
+    lp->swapped = 0;
     if (res->applied) {
         double tc0 = now_seconds();
         if (tr->be->get_state(tr->be, tr->new_w, tr->new_m, tr->new_v, e)) return -1;
@@ -872,10 +882,8 @@ static int train_step(Trainer *tr, Loop *lp, double lr, StepResult *res, Error *
             if (tr->be->set_state(tr->be, tr->good_w, tr->good_m, tr->good_v, e)) return -1;
             res->applied = 0;
         } else {
-            float *t;
-            t = tr->good_w; tr->good_w = tr->new_w; tr->new_w = t;
-            t = tr->good_m; tr->good_m = tr->new_m; tr->new_m = t;
-            t = tr->good_v; tr->good_v = tr->new_v; tr->new_v = t;
+            swap_good(tr);
+            lp->swapped = 1;
         }
         lp->t_update += now_seconds() - tc0;
     }
@@ -1042,10 +1050,21 @@ int trainer_run(Trainer *tr)
         if (done) { lp.finished = 1; break; }
         if (a->exit_after && lp.run_steps >= a->exit_after) break;
         if (a->max_minutes > 0 && now_seconds() - lp.run_start >= a->max_minutes * 60) break;
+        TrainCounters before = tr->c;
         StepResult res;
-        if (train_step(tr, &lp, lr, &res, &e) || log_step(tr, &lp, lr, &res, &e)) {
+        if (train_step(tr, &lp, lr, &res, &e)) {
             end_progress_line(tr);
             say(tr, "%s; stopping", e.msg);
+            status = 1;
+            break;
+        }
+        if (log_step(tr, &lp, lr, &res, &e)) {
+            /* Take the step back, so the state saved is the one before it and
+             * the next run redoes it: metrics.jsonl then has no gap. */
+            if (lp.swapped) swap_good(tr);
+            tr->c = before;
+            end_progress_line(tr);
+            say(tr, "%s; stopping (step %" PRIu64 " is not counted: the next run redoes it)", e.msg, tr->c.step);
             status = 1;
             break;
         }
@@ -1056,9 +1075,11 @@ int trainer_run(Trainer *tr)
             status = TRAIN_EXIT_NONFINITE;
             break;
         }
-        if (save_if_due(tr, &lp, lr, &e)) {
+        if (save_if_due(tr, &lp, lr, &e)) {   /* train_log.txt: the same as for metrics.jsonl */
+            if (lp.swapped) swap_good(tr);
+            tr->c = before;
             end_progress_line(tr);
-            say(tr, "%s; stopping", e.msg);
+            say(tr, "%s; stopping (step %" PRIu64 " is not counted: the next run redoes it)", e.msg, tr->c.step);
             status = 1;
             break;
         }
