@@ -6,10 +6,11 @@
  * rwkv-init), inherits or checks the run configuration of a resumed state, and
  * derives magic_prime, my_exit_tokens, the sampler, the LR schedule and the
  * Adam settings.  trainer_print_plan prints the --dry-run plan.  trainer_run
- * opens the backend and runs the step loop (rwkv7-reference §1.5, §5): it
+ * opens the backend and runs the step loop (RWKV-LM-V7 train.py and
+ * src/trainer.py train_callback; state format and resume: doc/training-state.md): it
  * writes metrics.jsonl and train_log.txt, saves rwkv-E / rwkv-final weights
  * and the resumable training state, shows a progress line, and finishes the
- * current step and saves on SIGINT/SIGTERM.
+ * current step and saves on SIGINT/SIGTERM/SIGHUP/SIGPIPE.
  *
  * Library code: errors come back in an Error; warnings and notes go to
  * opt->message (one line, without the tool name), the progress line to

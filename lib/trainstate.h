@@ -1,6 +1,6 @@
 /* trainstate.h: everything a resumed run needs to continue exactly where an
  * uninterrupted run would be (doc/training-state.md): fp32 master weights,
- * Adam m and v, the step counters (the step is also the data position, §1.5),
+ * Adam m and v, the step counters (the step is also the data position: src/dataset.py),
  * the running miniepoch loss, the seed and the run configuration.
  *
  * One safetensors file (st_write: atomic, XXH3 checksum per tensor, verified
