@@ -403,6 +403,7 @@ static int trim_metrics(const char *path, uint64_t from, Error *e)
         const char *s = strstr(line, "\"step\":");
         unsigned long long st;
         if (!s || sscanf(s + 7, "%llu", &st) != 1 || st >= from || line[len - 1] != '\n') continue;
+        if (strstr(line + 1, "{\"step\":")) continue;   /* two records spliced (a torn write by an older build) */
         fputs(line, f.fp);
     }
     free(line);
