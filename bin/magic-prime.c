@@ -38,20 +38,22 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "c:t:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
-            if (parse_u64(optarg, &ctx) || ctx == 0) { tool_warn("bad --ctx-len '%s' (a positive integer)", optarg); return 2; }
+            if (parse_u64(optarg, &ctx) || ctx == 0) return bad_option("ctx-len", optarg, "a positive integer");
             have_ctx = 1;
             break;
         case 't':
-            if (parse_u64(optarg, &tokens)) { tool_warn("bad --tokens '%s' (a non-negative integer)", optarg); return 2; }
+            if (parse_u64(optarg, &tokens)) return bad_option("tokens", optarg, "a non-negative integer");
             have_tokens = 1;
             break;
         case 'h': usage(stdout); return close_stdout();
-        case 'V': printf("magic-prime %s\n", RWKV7C_VERSION); return close_stdout();
-        default: usage(stderr); return 2;
+        case 'V': return tool_version();
+        default: return usage_error("unknown option or missing value (see above)");
         }
     }
     int nargs = argc - optind;
-    if (!have_ctx || (have_tokens ? nargs != 0 : nargs != 1)) { usage(stderr); return 2; }
+    if (!have_ctx) return usage_error("-c CTX_LEN is required");
+    if (have_tokens ? nargs != 0 : nargs != 1)
+        return usage_error(have_tokens ? "-t TOKENS takes no PREFIX" : "one PREFIX (or -t TOKENS) is required");
 
     Error e;
     if (!have_tokens) {

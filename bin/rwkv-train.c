@@ -1,5 +1,6 @@
 /* rwkv-train: pre-train an RWKV-7 (x070) model on a binidx data set with the
- * reference's sampling, optimizer and schedule (rwkv7-reference §1.5, §5),
+ * reference's sampling, optimizer and schedule (RWKV-LM-V7 train.py,
+ * src/dataset.py, src/trainer.py),
  * saving checkpoints and a resumable state that continues bit-identically.
  * This file parses the options; the run itself is lib/trainer.h. */
 #include <getopt.h>
@@ -83,8 +84,8 @@ static void usage(FILE *fp)
 "  --allow_repeat          accept --my_exit_tokens above the data size\n"
 "optimizer and schedule:\n"
 "  --lr_init X (6e-4)  --lr_final X (1e-5)  --warmup_steps N (-1 = none)\n"
-"  --beta1 X (0.9)  --beta2 X (0.99)  --adam_eps X (1e-18)\n"
-"  --weight_decay X (0)  --grad_clip X (1.0)\n"
+"  --beta1 X (0.9)  --beta2 X (0.99)  --adam_eps X (1e-18, must be > 0)\n"
+"  --weight_decay X (0)  --grad_clip X (1.0; 0 = no clipping)\n"
 "  --precision bf16|fp32|tf32 (bf16: forward on bf16 copies of fp32 masters)\n"
 "  --grad_cp 0|1           recompute blocks in the backward (less memory)\n"
 "  --accelerator cpu       (gpu/cuda: not built yet)  --devices 1  --num_nodes 1\n"
@@ -96,8 +97,8 @@ static void usage(FILE *fp)
 "  --keep K                training states to keep (2)\n"
 "  --resume auto|never     never: start fresh; refuses a used DIR unless --force\n"
 "  --force                 with --resume never: remove old states and metrics\n"
-"  --exit_after_steps N    stop after N steps of this run (state saved, exit 0)\n"
-"  --max_minutes M         stop after M minutes of this run (state saved, exit 0)\n"
+"  --exit_after_steps N    stop after N steps of this run (state saved, exit 0; 0 = no limit)\n"
+"  --max_minutes M         stop after M minutes of this run (state saved, exit 0; 0 = no limit)\n"
 "  --max_bad_steps K       stop after K non-finite steps in a row (3)\n"
 "  --seed N                recorded in the state (training itself uses no randomness)\n"
 "  --dry-run               print the plan and exit (it says if this build cannot run it)\n"
@@ -106,15 +107,11 @@ static void usage(FILE *fp)
 "Accepted for script compatibility: --wandb \"\" --data_type binidx --my_testing x070\n"
 "--train_stage --epoch_steps --epoch_count --epoch_begin --strategy --kernel --head_chunk\n"
 "--ds_bucket_mb --load_partial 0 --random_seed --enable_progress_bar.\n"
-"Exit status: 0 done or stopped at a requested limit, 1 error, 2 usage,\n"
-"4 too many non-finite steps, 75 stopped by SIGINT/SIGTERM (state saved, resumable).\n");
+"Exit status: 0 done or stopped at a requested limit, 1 error, 2 usage (also a\n"
+"batch too large for this machine's memory), 4 too many non-finite steps in a row,\n"
+"75 stopped by SIGINT/SIGTERM/SIGHUP/SIGPIPE (state saved, resumable).\n");
 }
 
-static int bad_value(const char *opt, const char *v)
-{
-    fprintf(stderr, "%s: invalid value '%s' for --%s\n", tool_name, v, opt);
-    return 2;
-}
 
 static int parse_bool(const char *s, int *out)
 {
@@ -133,70 +130,69 @@ static int parse_args(int argc, char **argv, TrainOptions *a)
     int progress_bar = 1;
     int c, idx;
     while ((c = getopt_long(argc, argv, "", long_opts, &idx)) != -1) {
-        if (c == '?') { usage(stderr); return 2; }
+        if (c == '?') return usage_error("unknown option or missing value (see above)");
         const char *v = optarg, *name = long_opts[idx].name;
         if (c >= O_LOAD_MODEL && c < O_END) GIVEN(c) = 1;
         int64_t i64; uint64_t u64; double d;
         switch (c) {
         case O_HELP: usage(stdout); exit(close_stdout());
-        case O_VERSION: printf("rwkv-train (rwkv7c) %s\n", RWKV7C_VERSION); exit(close_stdout());
+        case O_VERSION: exit(tool_version());
         case O_LOAD_MODEL: a->load_model = (!strcmp(v, "") || !strcmp(v, "0")) ? NULL : v; break;
         case O_PROJ_DIR: a->proj_dir = v; break;
         case O_DATA_FILE: a->data_file = v; break;
         case O_ACCELERATOR: a->accelerator = v; break;
         case O_RESUME:
-            if (strcmp(v, "auto") && strcmp(v, "never")) return bad_value(name, v);
+            if (strcmp(v, "auto") && strcmp(v, "never")) return bad_option(name, v, "auto or never");
             resume = v; break;
         case O_SAVE_FORMAT:
             if (!strcmp(v, "safetensors")) a->save_format = SAVE_SAFETENSORS;
             else if (!strcmp(v, "pth")) a->save_format = SAVE_PTH;
             else if (!strcmp(v, "both")) a->save_format = SAVE_BOTH;
-            else return bad_value(name, v);
+            else return bad_option(name, v, "safetensors, pth or both");
             break;
         case O_PRECISION:
             if (!strcmp(v, "bf16") || !strcmp(v, "fp32") || !strcmp(v, "tf32")) { a->precision = v; break; }
-            if (!strcmp(v, "fp16")) { fprintf(stderr, "%s: --precision fp16 is not supported (use bf16 or fp32)\n", tool_name); return 2; }
-            return bad_value(name, v);
+            return bad_option(name, v, !strcmp(v, "fp16") ? "bf16, fp32 or tf32; fp16 is not supported" : "bf16, fp32 or tf32");
         case O_WANDB:
-            if (*v) fprintf(stderr, "%s: note: --wandb is not supported; metrics go to PROJ_DIR/metrics.jsonl\n", tool_name);
+            if (*v) tool_warn("note: --wandb is not supported; metrics go to PROJ_DIR/metrics.jsonl");
             break;
         case O_DATA_TYPE:
-            if (strcmp(v, "binidx")) { fprintf(stderr, "%s: --data_type %s: only binidx is supported\n", tool_name, v); return 2; }
+            if (strcmp(v, "binidx")) return bad_option(name, v, "binidx, the only supported type");
             break;
         case O_MY_TESTING:
-            if (strcmp(v, "x070")) { fprintf(stderr, "%s: --my_testing %s: only x070 (RWKV-7) is supported\n", tool_name, v); return 2; }
+            if (strcmp(v, "x070")) return bad_option(name, v, "x070 (RWKV-7), the only supported model");
             break;
         case O_TRAIN_STAGE:
-            if (parse_i64(v, &i64)) return bad_value(name, v);
-            if (i64 == 1) { fprintf(stderr, "%s: --train_stage 1 builds the initial model: use rwkv-init\n", tool_name); return 2; }
+            if (parse_i64(v, &i64)) return bad_option(name, v, "an integer");
+            if (i64 == 1) return bad_option(name, v, "not 1: stage 1 builds the initial model, use rwkv-init");
             break;
         case O_LOAD_PARTIAL:
-            if (strcmp(v, "0")) { fprintf(stderr, "%s: --load_partial is not supported (checkpoints must be complete)\n", tool_name); return 2; }
+            if (strcmp(v, "0")) return bad_option(name, v, "0: partial loading is not supported, checkpoints must be complete");
             break;
         case O_STRATEGY: case O_KERNEL: case O_HEAD_CHUNK: case O_DS_BUCKET_MB: case O_EPOCH_STEPS: case O_EPOCH_COUNT:
             break;   /* GPU/DeepSpeed tuning, or values the reference overwrites */
-        case O_PROGRESS_BAR: if (parse_bool(v, &progress_bar)) return bad_value(name, v); break;
+        case O_PROGRESS_BAR: if (parse_bool(v, &progress_bar)) return bad_option(name, v, "0, 1, true or false"); break;
         case O_FORCE: a->force = 1; break;
         case O_DRY_RUN: a->dry_run = 1; break;
         case O_ALLOW_REPEAT: a->allow_repeat = 1; break;
         case O_TIMING: a->timing = 1; break;
         case O_VOCAB_SIZE: case O_N_LAYER: case O_N_EMBD: case O_HEAD_SIZE: case O_DIM_ATT: case O_DIM_FFN:
-            if (parse_i64(v, &i64) || i64 < 0 || i64 > (1 << 30)) return bad_value(name, v);
+            if (parse_i64(v, &i64) || i64 < 0 || i64 > (1 << 30)) return bad_option(name, v, "an integer from 0 to 2^30");
             *(c == O_VOCAB_SIZE ? &a->vocab_size : c == O_N_LAYER ? &a->n_layer : c == O_N_EMBD ? &a->n_embd
               : c == O_HEAD_SIZE ? &a->head_size : c == O_DIM_ATT ? &a->dim_att : &a->dim_ffn) = i64;
             break;
         case O_WARMUP_STEPS:
-            if (parse_i64(v, &a->warmup_steps) || a->warmup_steps < -1) return bad_value(name, v);
+            if (parse_i64(v, &a->warmup_steps) || a->warmup_steps < -1) return bad_option(name, v, "-1 (none) or a step count");
             break;
         case O_GRAD_CP:
-            if (parse_u64(v, &u64) || u64 > 1) return bad_value(name, v);
+            if (parse_u64(v, &u64) || u64 > 1) return bad_option(name, v, "0 or 1");
             a->grad_cp = (int)u64; break;
         case O_RANDOM_SEED: case O_SEED:
-            if (parse_i64(v, &i64)) return bad_value(name, v);
+            if (parse_i64(v, &i64)) return bad_option(name, v, "an integer");
             a->seed = (uint64_t)i64; break;
         case O_CTX_LEN: case O_MICRO_BSZ: case O_DEVICES: case O_NUM_NODES: case O_EPOCH_SAVE: case O_EPOCH_BEGIN:
         case O_MAGIC_PRIME: case O_MY_EXIT_TOKENS: case O_SAVE_STEPS: case O_KEEP: case O_MAX_BAD: case O_EXIT_AFTER: {
-            if (parse_u64(v, &u64)) return bad_value(name, v);
+            if (parse_u64(v, &u64)) return bad_option(name, v, "a non-negative integer");
             uint64_t *dst = c == O_CTX_LEN ? &a->ctx_len : c == O_MICRO_BSZ ? &a->micro_bsz : c == O_DEVICES ? &a->devices
                 : c == O_NUM_NODES ? &a->num_nodes : c == O_EPOCH_SAVE ? &a->epoch_save : c == O_EPOCH_BEGIN ? &a->epoch_begin
                 : c == O_MAGIC_PRIME ? &a->magic_prime : c == O_MY_EXIT_TOKENS ? &a->exit_tokens
@@ -206,25 +202,29 @@ static int parse_args(int argc, char **argv, TrainOptions *a)
         }
         case O_LR_INIT: case O_LR_FINAL: case O_BETA1: case O_BETA2: case O_ADAM_EPS: case O_WEIGHT_DECAY:
         case O_GRAD_CLIP: case O_SAVE_MINUTES: case O_MAX_MINUTES: {
-            if (parse_double(v, &d) || !isfinite(d) || d < 0) return bad_value(name, v);
+            if (parse_double(v, &d) || !isfinite(d) || d < 0) return bad_option(name, v, "a finite number >= 0");
+            /* With eps 0 Adam divides 0 by 0 for every weight whose gradient
+             * is 0 (e.g. embedding rows of tokens absent from a batch). */
+            if (c == O_ADAM_EPS && !((float)d > 0))
+                return bad_option(name, v, "a number > 0 that is not 0 in fp32; with 0 Adam divides 0 by 0 where a gradient is 0");
             double *dst = c == O_LR_INIT ? &a->lr_init : c == O_LR_FINAL ? &a->lr_final : c == O_BETA1 ? &a->beta1
                 : c == O_BETA2 ? &a->beta2 : c == O_ADAM_EPS ? &a->adam_eps : c == O_WEIGHT_DECAY ? &a->weight_decay
                 : c == O_GRAD_CLIP ? &a->grad_clip : c == O_SAVE_MINUTES ? &a->save_minutes : &a->max_minutes;
             *dst = d;
             break;
         }
-        default: usage(stderr); return 2;
+        default: return usage_error("unknown option");
         }
     }
-    if (optind < argc) { fprintf(stderr, "%s: unexpected argument '%s'\n", tool_name, argv[optind]); usage(stderr); return 2; }
-    if (!a->data_file) { fprintf(stderr, "%s: --data_file PREFIX is required\n", tool_name); usage(stderr); return 2; }
-    if (a->ctx_len == 0 || a->micro_bsz == 0) { fprintf(stderr, "%s: --ctx_len and --micro_bsz must be positive\n", tool_name); return 2; }
-    if (a->ctx_len > (1u << 24) || a->micro_bsz > 40320) { fprintf(stderr, "%s: --ctx_len or --micro_bsz too large\n", tool_name); return 2; }
-    if (a->epoch_save == 0) { fprintf(stderr, "%s: --epoch_save must be positive\n", tool_name); return 2; }
-    if (a->keep == 0) { fprintf(stderr, "%s: --keep must be at least 1\n", tool_name); return 2; }
-    if (a->max_bad == 0) { fprintf(stderr, "%s: --max_bad_steps must be at least 1\n", tool_name); return 2; }
-    if (!(a->beta1 < 1) || !(a->beta2 < 1)) { fprintf(stderr, "%s: --beta1 and --beta2 must be below 1\n", tool_name); return 2; }
-    if (GIVEN(O_FORCE) && strcmp(resume, "never")) { fprintf(stderr, "%s: --force only applies with --resume never\n", tool_name); return 2; }
+    if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    if (!a->data_file) return usage_error("--data_file PREFIX is required");
+    if (a->ctx_len == 0 || a->ctx_len > (1u << 24)) return usage_error("--ctx_len must be from 1 to 2^24");
+    if (a->micro_bsz == 0 || a->micro_bsz > 40320) return usage_error("--micro_bsz must be from 1 to 40320");
+    if (a->epoch_save == 0) return usage_error("--epoch_save must be positive");
+    if (a->keep == 0) return usage_error("--keep must be at least 1");
+    if (a->max_bad == 0) return usage_error("--max_bad_steps must be at least 1");
+    if (!(a->beta1 < 1) || !(a->beta2 < 1)) return usage_error("--beta1 and --beta2 must be below 1");
+    if (GIVEN(O_FORCE) && strcmp(resume, "never")) return usage_error("--force only applies with --resume never");
     a->resume_never = !strcmp(resume, "never");
     a->progress = progress_bar && progress_wanted() ? stderr : NULL;
     a->given = (TrainGiven){
@@ -240,7 +240,7 @@ static int parse_args(int argc, char **argv, TrainOptions *a)
 
 static void print_message(const char *line)
 {
-    fprintf(stderr, "%s: %s\n", tool_name, line);
+    tool_warn("%s", line);
 }
 
 int main(int argc, char **argv)
@@ -251,14 +251,14 @@ int main(int argc, char **argv)
     if (rc) return rc;
     o.message = print_message;
     Error e;
-    Trainer *t;
-    if (trainer_open(&o, &t, &e)) { trainer_close(t); return report(&e); }
+    Trainer *tr;
+    if (trainer_open(&o, &tr, &e)) { trainer_close(tr); return report(&e); }
     if (o.dry_run) {
-        trainer_print_plan(t, stdout);
-        trainer_close(t);
+        trainer_print_plan(tr, stdout);
+        trainer_close(tr);
         return close_stdout();
     }
-    rc = trainer_run(t);
-    trainer_close(t);
+    rc = trainer_run(tr);
+    trainer_close(tr);
     return rc;
 }

@@ -1,4 +1,7 @@
+/* magic.c: magic_prime and its checks (magic.h). */
 #include "magic.h"
+
+#include <stdio.h>
 
 static uint64_t mulmod(uint64_t a, uint64_t b, uint64_t m)
 {
@@ -60,17 +63,45 @@ int magic_prime(uint64_t tokens, uint64_t ctx_len, uint64_t *prime, Error *e)
     return fail(e, "no prime p %% 3 == 2 below %llu", (unsigned long long)n_chunk);
 }
 
+/* What the data calls for, as the end of an error message. */
+static void data_hint(char *b, size_t n, uint64_t tokens, uint64_t ctx_len)
+{
+    uint64_t want;
+    Error ignored;
+    if (magic_prime(tokens, ctx_len, &want, &ignored) == 0)
+        snprintf(b, n, "this data (%llu tokens, ctx_len %llu) calls for --magic_prime %llu (or leave it out)",
+                 (unsigned long long)tokens, (unsigned long long)ctx_len, (unsigned long long)want);
+    else
+        snprintf(b, n, "this data (%llu tokens) is too small for ctx_len %llu: it needs at least 3 x ctx_len tokens",
+                 (unsigned long long)tokens, (unsigned long long)ctx_len);
+}
+
 int magic_prime_check(uint64_t prime, uint64_t tokens, uint64_t ctx_len, Error *e)
 {
     if (ctx_len == 0) return fail(e, "ctx_len must be positive");
     uint64_t slots = tokens / ctx_len;
-    if (!is_prime(prime) || prime % 3 != 2)
-        return fail(e, "magic_prime %llu is not a prime with p %% 3 == 2", (unsigned long long)prime);
+    char hint[200];
+    data_hint(hint, sizeof hint, tokens, ctx_len);
+    if (!is_prime(prime))
+        return fail(e, "--magic_prime %llu is not prime; %s", (unsigned long long)prime, hint);
+    if (prime % 3 != 2)
+        return fail(e, "--magic_prime %llu %% 3 != 2, so ii^3 mod p does not visit every chunk; %s",
+                    (unsigned long long)prime, hint);
     /* 0.9 < p / slots <= 1, in integers: 9 * slots < 10 * p and p <= slots. */
     if (prime > slots || (unsigned __int128)9 * slots >= (unsigned __int128)10 * prime)
-        return fail(e, "magic_prime %llu does not fit %llu tokens at ctx_len %llu "
-                       "(need 0.9 < p / %llu <= 1); recompute it with magic-prime",
-                    (unsigned long long)prime, (unsigned long long)tokens,
-                    (unsigned long long)ctx_len, (unsigned long long)slots);
+        return fail(e, "--magic_prime %llu does not fit the data: it must lie in (0.9, 1] x %llu chunks of ctx_len "
+                       "(were the numbers copied from another data set, e.g. minipile's 2926181?); %s",
+                    (unsigned long long)prime, (unsigned long long)slots, hint);
+    /* The last window starts at (p - 1) * ctx_len and reads ctx_len + 1 tokens. */
+    if ((unsigned __int128)(prime - 1) * ctx_len + ctx_len + 1 > tokens)
+        return fail(e, "--magic_prime %llu: the last window would read past the end of the data; %s",
+                    (unsigned long long)prime, hint);
     return 0;
+}
+
+int magic_prime_accept(uint64_t prime, uint64_t tokens, uint64_t ctx_len, Error *e)
+{
+    uint64_t want;
+    if (magic_prime(tokens, ctx_len, &want, e) == 0 && prime == want) return 0;
+    return magic_prime_check(prime, tokens, ctx_len, e);
 }

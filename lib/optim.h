@@ -1,4 +1,5 @@
-/* optim.h: the reference optimizer (rwkv7-reference §5.2, §5.4): three
+/* optim.h: the reference optimizer (RWKV-LM-V7 src/model.py
+ * RWKV.configure_optimizers; DeepSpeed ops/adam FusedAdam): three
  * parameter groups, DeepSpeed FusedAdam (bias correction, eps after the sqrt,
  * AdamW mode when weight_decay > 0) on fp32 masters, and ZeRO's global-norm
  * clipping ((norm + 1e-6) / clip). */
@@ -10,7 +11,7 @@
 
 typedef enum { GROUP_LR_1X = 0, GROUP_LR_2X = 1, GROUP_DECAY = 2 } ParamGroup;
 
-/* The §5.4 rule: "att.w0" -> 2x; 2-D+ ".weight" with wd > 0 -> decay; else 1x. */
+/* configure_optimizers' rule: "att.w0" -> 2x; 2-D+ ".weight" with wd > 0 -> decay; else 1x. */
 ParamGroup  param_group(const ParamInfo *p, double weight_decay);
 const char *param_group_name(ParamGroup g);      /* "lr_1x", "lr_2x", "decay" */
 double      param_group_lr_scale(ParamGroup g);   /* 1 or 2 */

@@ -1,5 +1,6 @@
 /* sampler.h: which ctx_len+1 token window each micro-batch element trains on
- * (rwkv7-reference §1.4, §1.5).  The position is a pure function of
+ * (RWKV-LM-V7 src/dataset.py MyDataset.__getitem__, with the step from
+ * src/trainer.py train_callback).  magic_prime itself is lib/magic.h.  The position is a pure function of
  * (real_step, rank, element), so the step counter is the whole data-loader state. */
 #ifndef RWKV7C_SAMPLER_H
 #define RWKV7C_SAMPLER_H
@@ -25,13 +26,4 @@ uint64_t sampler_pos(const Sampler *s, uint64_t epoch, uint64_t idx, uint64_t ra
 /* Offset for micro-batch element m of rank r at optimizer step real_step. */
 uint64_t sampler_step_pos(const Sampler *s, uint64_t real_step, uint64_t rank, uint64_t m);
 
-/* 6k±1 trial division, 64-bit safe. */
-int      is_prime_u64(uint64_t n);
-/* Largest prime p <= tokens/ctx_len - 1 with p % 3 == 2; 0 if none. */
-uint64_t magic_prime_for(uint64_t tokens, uint64_t ctx_len);
-/* The reference's checks of magic_prime against the data (prime, p % 3 == 2,
- * 0.9 < p/(tokens/ctx) <= 1) plus "every window fits"; explains what is wrong
- * and the value the data calls for.  The value make_data.py computes for the
- * data is always accepted (on small data it can fail the 0.9 ratio). */
-int      sampler_check_magic(uint64_t data_tokens, uint64_t ctx_len, uint64_t magic_prime, Error *e);
 #endif

@@ -1,4 +1,5 @@
-/* schedule.h: the reference learning rate (rwkv7-reference §5.5): cosine from
+/* schedule.h: the reference learning rate (RWKV-LM-V7 src/trainer.py
+ * train_callback.on_train_batch_start): cosine from
  * lr_init to lr_final over my_exit_tokens, linear warmup 1% -> 100%. */
 #ifndef RWKV7C_SCHEDULE_H
 #define RWKV7C_SCHEDULE_H

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 
 #include "backend.h"
 #include "binidx.h"
+#include "magic.h"
 #include "model.h"
 #include "optim.h"
 #include "sampler.h"
@@ -36,18 +38,43 @@ void train_options_default(TrainOptions *o)
 }
 
 /* ---------------------------------------------------------------- signals */
+/* SIGINT, SIGTERM, SIGHUP (terminal gone) and SIGPIPE (stderr's reader gone)
+ * all finish the current step, save and exit TRAIN_EXIT_SIGNAL. */
+static const int stop_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE };
+#define N_STOP_SIGNALS (int)(sizeof stop_signals / sizeof *stop_signals)
+static struct sigaction old_actions[N_STOP_SIGNALS];
 static volatile sig_atomic_t stop_signal;
-static struct sigaction old_int, old_term;
 
 static void on_stop_signal(int sig)
 {
-    if (stop_signal) {   /* second signal: give up now; the cleanup handler unlinks temporaries */
-        struct sigaction *old = sig == SIGINT ? &old_int : &old_term;
-        sigaction(sig, old, NULL);
+    if (sig == SIGPIPE) {   /* every later message raises it again: never a reason to give up */
+        if (!stop_signal) stop_signal = sig;
+        return;
+    }
+    if (stop_signal && stop_signal != SIGPIPE) {   /* second signal: give up now; the cleanup handler unlinks temporaries */
+        for (int i = 0; i < N_STOP_SIGNALS; i++)
+            if (stop_signals[i] == sig) sigaction(sig, &old_actions[i], NULL);
         raise(sig);
         return;
     }
     stop_signal = sig;
+}
+
+static const char *signal_name(int sig)
+{
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGPIPE (stderr closed)";
+}
+
+/* A .bin truncated under the running trainer turns reads of its mapping into
+ * SIGBUS; fill_batch catches that and reports it (D13 of the 2026-12 review). */
+static sigjmp_buf batch_jump;
+static volatile sig_atomic_t batch_guarded;
+
+static void on_bus_error(int sig)
+{
+    if (batch_guarded) siglongjmp(batch_jump, 1);
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 static void install_signals(void)
@@ -56,8 +83,9 @@ static void install_signals(void)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    for (int i = 0; i < N_STOP_SIGNALS; i++) sigaction(stop_signals[i], &sa, &old_actions[i]);
+    sa.sa_handler = on_bus_error;
+    sigaction(SIGBUS, &sa, NULL);
     signal(SIGXFSZ, SIG_IGN);   /* a file-size limit becomes a write error we report, not a crash */
 }
 
@@ -204,78 +232,82 @@ struct Trainer {
     BackendConfig bc;
     TrainCounters c;
     Backend *be;
-    Model host;            /* host copy of the masters for saving */
+    Model host;            /* weights being saved as rwkv-E / rwkv-final */
     Model start;           /* starting weights (not resumed) */
     TrainState st;         /* the resumed state */
     int resumed;
     const char *source;    /* the starting file */
-    float *m, *v;
+    /* The state after the newest step that left every value finite: what is
+     * saved, and what a step that would make a value non-finite rolls back to. */
+    float *good_w, *good_m, *good_v;
+    float *new_w, *new_m, *new_v;   /* the state after a step, checked before it becomes good */
     uint64_t data_xxh3, exit_step, world;
+    dev_t bin_dev;         /* the .bin being trained on, to notice it being truncated */
+    ino_t bin_ino;
     double last_save_time;
     const char *precision;
-    FILE *metrics;
+    int metrics_fd;        /* metrics.jsonl (O_APPEND), -1 when closed */
     char *metrics_path, *log_path, *final_path, *init_path;
     Found *states, *epochs;
     int nstates_all, nepochs;
     int lock_fd;           /* PROJ_DIR/.rwkv-train.lock, held for the run; -1 in a dry run */
 };
 
-static void say(const Trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(const Trainer *t, const char *fmt, ...)
+static void say(const Trainer *tr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const Trainer *tr, const char *fmt, ...)
 {
-    if (!t->o->message) return;
+    if (!tr->o->message) return;
     char line[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    t->o->message(line);
+    tr->o->message(line);
 }
 
 /* A message while the progress line is showing starts on a line of its own. */
-static void end_progress_line(const Trainer *t)
+static void end_progress_line(const Trainer *tr)
 {
-    if (t->o->progress) fputc('\n', t->o->progress);
+    if (tr->o->progress) fputc('\n', tr->o->progress);
 }
 
 static void fmt_double(char *b, size_t n, double v) { snprintf(b, n, "%a", v); }
 
 /* Run configuration stored in the state, checked or inherited on resume. */
-static int save_state(Trainer *r, Error *e)
+static int save_state(Trainer *tr, Error *e)
 {
-    if (r->be->get_state(r->be, r->host.w, r->m, r->v, e)) return -1;
     char v[16][64];
-    snprintf(v[0], 64, "%" PRIu64, r->smp.ctx_len);
-    snprintf(v[1], 64, "%" PRIu64, r->smp.micro_bsz);
-    snprintf(v[2], 64, "%" PRIu64, r->smp.world);
-    snprintf(v[3], 64, "%" PRIu64, r->smp.magic_prime);
-    snprintf(v[4], 64, "%" PRIu64, r->sched.exit_tokens);
-    fmt_double(v[5], 64, r->sched.lr_init);
-    fmt_double(v[6], 64, r->sched.lr_final);
-    snprintf(v[7], 64, "%" PRId64, r->sched.warmup_steps);
-    fmt_double(v[8], 64, r->adam.beta1);
-    fmt_double(v[9], 64, r->adam.beta2);
-    fmt_double(v[10], 64, r->adam.eps);
-    fmt_double(v[11], 64, r->adam.weight_decay);
-    fmt_double(v[12], 64, r->adam.grad_clip);
-    snprintf(v[13], 64, "%" PRIu64, r->ds.token_count);
-    snprintf(v[14], 64, "%016" PRIx64, r->data_xxh3);
-    snprintf(v[15], 64, "%" PRIu64, r->o->epoch_save);
+    snprintf(v[0], 64, "%" PRIu64, tr->smp.ctx_len);
+    snprintf(v[1], 64, "%" PRIu64, tr->smp.micro_bsz);
+    snprintf(v[2], 64, "%" PRIu64, tr->smp.world);
+    snprintf(v[3], 64, "%" PRIu64, tr->smp.magic_prime);
+    snprintf(v[4], 64, "%" PRIu64, tr->sched.exit_tokens);
+    fmt_double(v[5], 64, tr->sched.lr_init);
+    fmt_double(v[6], 64, tr->sched.lr_final);
+    snprintf(v[7], 64, "%" PRId64, tr->sched.warmup_steps);
+    fmt_double(v[8], 64, tr->adam.beta1);
+    fmt_double(v[9], 64, tr->adam.beta2);
+    fmt_double(v[10], 64, tr->adam.eps);
+    fmt_double(v[11], 64, tr->adam.weight_decay);
+    fmt_double(v[12], 64, tr->adam.grad_clip);
+    snprintf(v[13], 64, "%" PRIu64, tr->ds.token_count);
+    snprintf(v[14], 64, "%016" PRIx64, tr->data_xxh3);
+    snprintf(v[15], 64, "%" PRIu64, tr->o->epoch_save);
     const char *kv[] = { "ctx_len", v[0], "micro_bsz", v[1], "world", v[2], "magic_prime", v[3],
                          "my_exit_tokens", v[4], "lr_init", v[5], "lr_final", v[6], "warmup_steps", v[7],
                          "beta1", v[8], "beta2", v[9], "adam_eps", v[10], "weight_decay", v[11],
                          "grad_clip", v[12], "data_tokens", v[13], "data_xxh3", v[14], "epoch_save", v[15],
-                         "precision", r->precision, NULL };
-    char *path = state_path(r->o->proj_dir, r->c.step);
+                         "precision", tr->precision, NULL };
+    char *path = state_path(tr->o->proj_dir, tr->c.step);
     if (!path) return fail(e, "out of memory");
-    int rc = trainstate_write(path, &r->cfg, &r->c, r->host.w, r->m, r->v, kv, e);
+    int rc = trainstate_write(path, &tr->cfg, &tr->c, tr->good_w, tr->good_m, tr->good_v, kv, e);
     if (rc == 0) {
-        r->last_save_time = now_seconds();
+        tr->last_save_time = now_seconds();
         /* Keep the newest K states; older ones go only after the new one is committed. */
         Found *f;
-        int n = list_numbered(r->o->proj_dir, "train-state-", 0, &f);
-        for (int i = (int)r->o->keep; i < n; i++)
-            if (unlink(f[i].path)) say(r, "warning: cannot remove %s: %s", f[i].path, strerror(errno));
+        int n = list_numbered(tr->o->proj_dir, "train-state-", 0, &f);
+        for (int i = (int)tr->o->keep; i < n; i++)
+            if (unlink(f[i].path)) say(tr, "warning: cannot remove %s: %s", f[i].path, strerror(errno));
         free_found(f, n);
     }
     free(path);
@@ -283,19 +315,19 @@ static int save_state(Trainer *r, Error *e)
 }
 
 /* Weights as NAME.safetensors and/or NAME.pth (--save_format), bf16. */
-static int save_weights(Trainer *r, const char *name, Error *e)
+static int save_weights(Trainer *tr, const char *name, Error *e)
 {
-    if (r->be->get_state(r->be, r->host.w, NULL, NULL, e)) return -1;
+    memcpy(tr->host.w, tr->good_w, tr->layout.total * sizeof(float));
     static const char *const ext[] = { ".safetensors", ".pth" };
     for (int k = 0; k < 2; k++) {
-        if (!(r->o->save_format & (k ? SAVE_PTH : SAVE_SAFETENSORS))) continue;
+        if (!(tr->o->save_format & (k ? SAVE_PTH : SAVE_SAFETENSORS))) continue;
         char file[128];
         snprintf(file, sizeof file, "%s%s", name, ext[k]);
-        for (size_t i = 0; i < r->layout.total; i++)
-            if (!isfinite(r->host.w[i])) return fail(e, "refusing to save non-finite weights to %s", file);
-        char *path = path_join(r->o->proj_dir, file);
+        for (size_t i = 0; i < tr->layout.total; i++)
+            if (!isfinite(tr->host.w[i])) return fail(e, "refusing to save non-finite weights to %s", file);
+        char *path = path_join(tr->o->proj_dir, file);
         if (!path) return fail(e, "out of memory");
-        int rc = model_save(&r->host, path, DT_BF16, 1, e);
+        int rc = model_save(&tr->host, path, DT_BF16, 1, e);
         free(path);
         if (rc) return rc;
     }
@@ -312,12 +344,33 @@ static void now_string(char *b, size_t n)
     snprintf(b + k, n - k, ".%06ld", (long)tv.tv_usec);
 }
 
-static void append_log(Trainer *r, const char *line)
+/* Append one record with one write to fd (O_APPEND).  A record that does not
+ * fit whole (full disk, file-size limit) is cut off again, so a later write
+ * never splices two records; the caller stops the run. */
+static int append_record(int fd, const char *path, const char *rec, Error *e)
 {
-    FILE *fp = fopen(r->log_path, "a");
-    if (!fp) { say(r, "warning: cannot append to %s: %s", r->log_path, strerror(errno)); return; }
-    fputs(line, fp);
-    if (fclose(fp)) say(r, "warning: cannot write %s: %s", r->log_path, strerror(errno));
+    size_t len = strlen(rec), done = 0;
+    off_t end = lseek(fd, 0, SEEK_END);
+    while (done < len) {
+        ssize_t n = write(fd, rec + done, len - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            int err = n < 0 ? errno : EIO;
+            if (done && end >= 0 && ftruncate(fd, end)) { /* the error below is what matters */ }
+            return fail(e, "%s: write failed: %s", path, strerror(err));
+        }
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+static int append_log(Trainer *tr, const char *line, Error *e)
+{
+    int fd = open(tr->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) return fail(e, "cannot append to %s: %s", tr->log_path, strerror(errno));
+    int rc = append_record(fd, tr->log_path, line, e);
+    if (close(fd) && rc == 0) rc = fail(e, "%s: write failed: %s", tr->log_path, strerror(errno));
+    return rc;
 }
 
 static void fmt_count(char *b, size_t n, double v)
@@ -350,6 +403,7 @@ static int trim_metrics(const char *path, uint64_t from, Error *e)
         const char *s = strstr(line, "\"step\":");
         unsigned long long st;
         if (!s || sscanf(s + 7, "%llu", &st) != 1 || st >= from || line[len - 1] != '\n') continue;
+        if (strstr(line + 1, "{\"step\":")) continue;   /* two records spliced (a torn write by an older build) */
         fputs(line, f.fp);
     }
     free(line);
@@ -385,14 +439,14 @@ static uint64_t get_meta_u64(const TrainState *st, const char *key, uint64_t dfl
 }
 
 /* Inherit a hyperparameter from the state unless given; note a changed one. */
-static void inherit_f64(const Trainer *t, int given, const char *name, double *val)
+static void inherit_f64(const Trainer *tr, int given, const char *name, double *val)
 {
-    const char *s = trainstate_get(&t->st, name);
+    const char *s = trainstate_get(&tr->st, name);
     if (!s) return;
     double saved = strtod(s, NULL);
     if (!given) *val = saved;
     else if (*val != saved)
-        say(t, "note: --%s %g differs from the resumed run's %g; the run is no longer identical to an uninterrupted one",
+        say(tr, "note: --%s %g differs from the resumed run's %g; the run is no longer identical to an uninterrupted one",
             name, *val, saved);
 }
 
@@ -414,210 +468,231 @@ static int check_dims(const TrainOptions *a, const ModelConfig *c, const char *s
 
 /* The starting point: the newest complete state, else --load_model, else the
  * newest rwkv-N (.safetensors or .pth), else rwkv-init. */
-static int find_start(Trainer *r, Error *e)
+static int find_start(Trainer *tr, Error *e)
 {
-    TrainOptions *a = r->o;
-    int nstates = r->nstates_all;
+    TrainOptions *a = tr->o;
+    int nstates = tr->nstates_all;
     if (a->resume_never) {
         char *final_st = path_join(a->proj_dir, "rwkv-final.safetensors");
         char *final_pth = path_join(a->proj_dir, "rwkv-final.pth");
-        int used = nstates || r->nepochs || (final_st && file_exists(final_st)) || (final_pth && file_exists(final_pth))
-                   || file_exists(r->metrics_path) || file_exists(r->log_path);
+        int used = nstates || tr->nepochs || (final_st && file_exists(final_st)) || (final_pth && file_exists(final_pth))
+                   || file_exists(tr->metrics_path) || file_exists(tr->log_path);
         free(final_st);
         free(final_pth);
         if (used && !a->force)
             return fail(e, "--resume never: %s already holds a run (training states, rwkv-N, rwkv-final, metrics.jsonl or "
                         "train_log.txt); use --force to start over there, or another --proj_dir", a->proj_dir);
         if (used && !a->dry_run) {
-            for (int i = 0; i < nstates; i++) unlink(r->states[i].path);
-            unlink(r->metrics_path);
+            for (int i = 0; i < nstates; i++) unlink(tr->states[i].path);
+            unlink(tr->metrics_path);
         }
         nstates = 0;
     }
-    for (int i = 0; i < nstates && !r->resumed; i++) {
-        if (trainstate_read(r->states[i].path, &r->st, e) == 0) { r->resumed = 1; r->source = r->states[i].path; break; }
-        say(r, "warning: skipping %s: %s", r->states[i].path, e->msg);
+    /* A damaged state is skipped for the next older one; only a state that
+     * verified is compared with the flags (inherit_config). */
+    for (int i = 0; i < nstates && !tr->resumed; i++) {
+        const char *path = tr->states[i].path;
+        if (trainstate_read(path, &tr->st, e)) {
+            say(tr, "warning: skipping %s: %s", path, e->msg);
+            continue;
+        }
+        if (tr->st.c.step != tr->states[i].num) {
+            say(tr, "warning: skipping %s: damaged training state: its header says step %" PRIu64 ", its name step %" PRIu64,
+                path, tr->st.c.step, tr->states[i].num);
+            trainstate_free(&tr->st);
+            continue;
+        }
+        if (tr->st.meta_unverified)
+            say(tr, "warning: %s predates metadata checksums (training state version 1): its counters and settings "
+                "cannot be verified", path);
+        tr->resumed = 1;
+        tr->source = path;
     }
-    r->c.seed = a->seed;
-    if (r->resumed) {
-        if (a->load_model) say(r, "note: --load_model %s ignored: resuming from %s", a->load_model, r->source);
-        r->cfg = r->st.cfg;
-        r->c = r->st.c;
+    tr->c.seed = a->seed;
+    if (tr->resumed) {
+        if (a->load_model) say(tr, "note: --load_model %s ignored: resuming from %s", a->load_model, tr->source);
+        tr->cfg = tr->st.cfg;
+        tr->c = tr->st.c;
         return 0;
     }
     if (a->load_model) {
-        if (model_load(&r->start, a->load_model, e)) return -1;
-        r->source = a->load_model;
-        r->c.epoch_begin = a->epoch_begin;
+        if (model_load(&tr->start, a->load_model, e)) return -1;
+        tr->source = a->load_model;
+        tr->c.epoch_begin = a->epoch_begin;
     } else {
-        for (int i = 0; i < r->nepochs && !r->source; i++) {
-            if (model_load(&r->start, r->epochs[i].path, e) == 0) {
-                r->source = r->epochs[i].path;
-                r->c.epoch_begin = r->epochs[i].num + 1;      /* the reference's auto-resume */
+        for (int i = 0; i < tr->nepochs && !tr->source; i++) {
+            if (model_load(&tr->start, tr->epochs[i].path, e) == 0) {
+                tr->source = tr->epochs[i].path;
+                tr->c.epoch_begin = tr->epochs[i].num + 1;      /* the reference's auto-resume */
                 if (a->warmup_steps < 0) a->warmup_steps = 10;
             } else
-                say(r, "warning: skipping %s: %s", r->epochs[i].path, e->msg);
+                say(tr, "warning: skipping %s: %s", tr->epochs[i].path, e->msg);
         }
-        if (!r->source) {
-            if (!file_exists(r->init_path)) {
+        if (!tr->source) {
+            if (!file_exists(tr->init_path)) {
                 /* the reference's rwkv-init.pth works too */
                 char *pth = path_join(a->proj_dir, "rwkv-init.pth");
-                if (pth && file_exists(pth)) { free(r->init_path); r->init_path = pth; }
+                if (pth && file_exists(pth)) { free(tr->init_path); tr->init_path = pth; }
                 else free(pth);
             }
-            if (!file_exists(r->init_path))
+            if (!file_exists(tr->init_path))
                 return fail(e, "no starting checkpoint: %s has no training state, rwkv-N.safetensors or rwkv-init.safetensors "
-                            "(create one with `rwkv-init -o %s ...`, or give --load_model FILE)", a->proj_dir, r->init_path);
-            if (model_load(&r->start, r->init_path, e)) return -1;
-            r->source = r->init_path;
-            r->c.epoch_begin = a->epoch_begin;
+                            "(create one with `rwkv-init -o %s ...`, or give --load_model FILE)", a->proj_dir, tr->init_path);
+            if (model_load(&tr->start, tr->init_path, e)) return -1;
+            tr->source = tr->init_path;
+            tr->c.epoch_begin = a->epoch_begin;
         }
     }
-    r->cfg = r->start.cfg;
+    tr->cfg = tr->start.cfg;
     return 0;
 }
 
 /* A resumed run keeps its data order and inherits the hyperparameters not given. */
-static int inherit_config(Trainer *r, Error *e)
+static int inherit_config(Trainer *tr, Error *e)
 {
-    TrainOptions *a = r->o;
+    TrainOptions *a = tr->o;
     const TrainGiven *g = &a->given;
     struct { int given; const char *name; uint64_t *val; } fixed[] = {
         { g->ctx_len, "ctx_len", &a->ctx_len }, { g->micro_bsz, "micro_bsz", &a->micro_bsz },
         { g->magic_prime, "magic_prime", &a->magic_prime },
     };
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
-        uint64_t saved = get_meta_u64(&r->st, fixed[i].name, 0);
+        uint64_t saved = get_meta_u64(&tr->st, fixed[i].name, 0);
         if (!fixed[i].given) *fixed[i].val = saved;
         else if (*fixed[i].val != saved && !a->force)
             return fail(e, "--%s %" PRIu64 " differs from the run being resumed (%" PRIu64 " in %s): the data order would change; "
-                        "use a new --proj_dir (or --resume never --force)", fixed[i].name, *fixed[i].val, saved, r->source);
+                        "use a new --proj_dir (or --resume never --force)", fixed[i].name, *fixed[i].val, saved, tr->source);
     }
-    if (get_meta_u64(&r->st, "world", 1) != r->world)
+    if (get_meta_u64(&tr->st, "world", 1) != tr->world)
         return fail(e, "the run being resumed used %" PRIu64 " devices, this one %" PRIu64,
-                    get_meta_u64(&r->st, "world", 1), r->world);
-    const char *dx = trainstate_get(&r->st, "data_xxh3");
+                    get_meta_u64(&tr->st, "world", 1), tr->world);
+    const char *dx = trainstate_get(&tr->st, "data_xxh3");
     char have[32];
-    snprintf(have, sizeof have, "%016" PRIx64, r->data_xxh3);
+    snprintf(have, sizeof have, "%016" PRIx64, tr->data_xxh3);
     if (dx && strcmp(dx, have)) {
-        const char *dt = trainstate_get(&r->st, "data_tokens");
+        const char *dt = trainstate_get(&tr->st, "data_tokens");
         return fail(e, "%s is not the data the run in %s was trained on (%s tokens then, %" PRIu64 " now; checksums differ)",
-                    r->ds.bin_path, a->proj_dir, dt ? dt : "?", r->ds.token_count);
+                    tr->ds.bin_path, a->proj_dir, dt ? dt : "?", tr->ds.token_count);
     }
     if (!g->exit_tokens) {
-        a->exit_tokens = get_meta_u64(&r->st, "my_exit_tokens", 0);
+        a->exit_tokens = get_meta_u64(&tr->st, "my_exit_tokens", 0);
         a->allow_repeat = 1;   /* validated when the run began */
     }
-    if (!g->epoch_save) a->epoch_save = get_meta_u64(&r->st, "epoch_save", a->epoch_save);
+    if (!g->epoch_save) a->epoch_save = get_meta_u64(&tr->st, "epoch_save", a->epoch_save);
     double wu = (double)a->warmup_steps;
-    inherit_f64(r, g->lr_init, "lr_init", &a->lr_init);
-    inherit_f64(r, g->lr_final, "lr_final", &a->lr_final);
-    inherit_f64(r, g->warmup_steps, "warmup_steps", &wu);
+    inherit_f64(tr, g->lr_init, "lr_init", &a->lr_init);
+    inherit_f64(tr, g->lr_final, "lr_final", &a->lr_final);
+    inherit_f64(tr, g->warmup_steps, "warmup_steps", &wu);
     a->warmup_steps = (int64_t)wu;
-    inherit_f64(r, g->beta1, "beta1", &a->beta1);
-    inherit_f64(r, g->beta2, "beta2", &a->beta2);
-    inherit_f64(r, g->adam_eps, "adam_eps", &a->adam_eps);
-    inherit_f64(r, g->weight_decay, "weight_decay", &a->weight_decay);
-    inherit_f64(r, g->grad_clip, "grad_clip", &a->grad_clip);
-    const char *pr = trainstate_get(&r->st, "precision");
-    if (pr && !g->precision) r->precision = !strcmp(pr, "fp32") ? "fp32" : !strcmp(pr, "tf32") ? "tf32" : "bf16";
+    inherit_f64(tr, g->beta1, "beta1", &a->beta1);
+    inherit_f64(tr, g->beta2, "beta2", &a->beta2);
+    inherit_f64(tr, g->adam_eps, "adam_eps", &a->adam_eps);
+    inherit_f64(tr, g->weight_decay, "weight_decay", &a->weight_decay);
+    inherit_f64(tr, g->grad_clip, "grad_clip", &a->grad_clip);
+    const char *pr = trainstate_get(&tr->st, "precision");
+    if (pr && !g->precision) tr->precision = !strcmp(pr, "fp32") ? "fp32" : !strcmp(pr, "tf32") ? "tf32" : "bf16";
     return 0;
 }
 
 /* magic_prime and my_exit_tokens against the data; sampler, schedule, Adam. */
-static int derive_schedule(Trainer *r, Error *e)
+static int derive_schedule(Trainer *tr, Error *e)
 {
-    TrainOptions *a = r->o;
-    uint64_t data_tokens = r->ds.token_count;
+    TrainOptions *a = tr->o;
+    uint64_t data_tokens = tr->ds.token_count;
     if (!a->magic_prime) {
-        a->magic_prime = magic_prime_for(data_tokens, a->ctx_len);
-        if (!a->magic_prime)
+        if (magic_prime(data_tokens, a->ctx_len, &a->magic_prime, e))
             return fail(e, "%s has %" PRIu64 " tokens: too few for --ctx_len %" PRIu64 " (at least %" PRIu64 " needed)",
-                        r->ds.bin_path, data_tokens, a->ctx_len, 3 * a->ctx_len);
-    } else if (sampler_check_magic(data_tokens, a->ctx_len, a->magic_prime, e)) {
-        return fail_prefix(e, "%s", r->ds.bin_path);
+                        tr->ds.bin_path, data_tokens, a->ctx_len, 3 * a->ctx_len);
+    } else if (magic_prime_accept(a->magic_prime, data_tokens, a->ctx_len, e)) {
+        return fail_prefix(e, "%s", tr->ds.bin_path);
     }
     if (!a->exit_tokens) a->exit_tokens = data_tokens;
     else if (a->exit_tokens > data_tokens && !a->allow_repeat)
         return fail(e, "--my_exit_tokens %" PRIu64 " exceeds the %" PRIu64 " tokens in %s: the run would pass over the data %.1f times "
                     "(were the numbers copied from another data set?); leave it out to train one pass, or add --allow_repeat",
-                    a->exit_tokens, data_tokens, r->ds.bin_path, (double)a->exit_tokens / (double)data_tokens);
-    if (sampler_init(&r->smp, a->magic_prime, a->ctx_len, a->micro_bsz, r->world, e)) return -1;
-    r->sched = (LrSchedule){ .lr_init = a->lr_init, .lr_final = a->lr_final, .warmup_steps = a->warmup_steps,
-                             .tokens_per_step = a->ctx_len * r->smp.real_bsz, .exit_tokens = a->exit_tokens };
-    if (lr_schedule_check(&r->sched, e)) return -1;
-    r->adam = (AdamConfig){ .beta1 = a->beta1, .beta2 = a->beta2, .eps = a->adam_eps, .weight_decay = a->weight_decay,
+                    a->exit_tokens, data_tokens, tr->ds.bin_path, (double)a->exit_tokens / (double)data_tokens);
+    if (sampler_init(&tr->smp, a->magic_prime, a->ctx_len, a->micro_bsz, tr->world, e)) return -1;
+    tr->sched = (LrSchedule){ .lr_init = a->lr_init, .lr_final = a->lr_final, .warmup_steps = a->warmup_steps,
+                             .tokens_per_step = a->ctx_len * tr->smp.real_bsz, .exit_tokens = a->exit_tokens };
+    if (lr_schedule_check(&tr->sched, e)) return -1;
+    tr->adam = (AdamConfig){ .beta1 = a->beta1, .beta2 = a->beta2, .eps = a->adam_eps, .weight_decay = a->weight_decay,
                             .grad_clip = a->grad_clip };
-    if (!r->resumed) r->c.step = r->c.epoch_begin * r->smp.epoch_steps;
-    r->exit_step = lr_exit_step(&r->sched);
-    r->bc = (BackendConfig){ .B = (int)a->micro_bsz, .T = (int)a->ctx_len, .grad_cp = a->grad_cp,
-                             .bf16 = !strcmp(r->precision, "bf16"), .adam = r->adam };
+    if (!((float)tr->adam.eps > 0))   /* only an inherited value can be 0 here: rwkv-train refuses --adam_eps 0 */
+        return fail(e, "adam_eps %g (from %s) is 0 in fp32: Adam would divide 0 by 0 where a gradient is 0; give --adam_eps "
+                    "(1e-18 is the reference's default)", a->adam_eps, tr->source);
+    if (!tr->resumed) tr->c.step = tr->c.epoch_begin * tr->smp.epoch_steps;
+    tr->exit_step = lr_exit_step(&tr->sched);
+    tr->bc = (BackendConfig){ .B = (int)a->micro_bsz, .T = (int)a->ctx_len, .grad_cp = a->grad_cp,
+                             .bf16 = !strcmp(tr->precision, "bf16"), .adam = tr->adam };
     return 0;
 }
 
 int trainer_open(TrainOptions *a, Trainer **out, Error *e)
 {
     *out = NULL;
-    Trainer *r = calloc(1, sizeof *r);
-    if (!r) return fail(e, "out of memory");
-    *out = r;
-    r->o = a;
-    r->lock_fd = -1;
-    r->precision = a->precision;
-    r->world = a->devices * a->num_nodes;
+    Trainer *tr = calloc(1, sizeof *tr);
+    if (!tr) return fail(e, "out of memory");
+    *out = tr;
+    tr->o = a;
+    tr->lock_fd = -1;
+    tr->metrics_fd = -1;
+    tr->precision = a->precision;
+    tr->world = a->devices * a->num_nodes;
 
     /* ---- data ---- */
-    if (binidx_open(a->data_file, &r->ds, e)) return -1;
-    if (binidx_scan(&r->ds, &r->bst, e)) return -1;
-    if (r->bst.negative_ids) return fail(e, "%s: %" PRIu64 " negative token ids", r->ds.bin_path, r->bst.negative_ids);
-    r->data_xxh3 = r->bst.bin_xxh3;
+    if (binidx_open(a->data_file, &tr->ds, e)) return -1;
+    if (binidx_scan(&tr->ds, &tr->bst, e)) return -1;
+    if (tr->bst.negative_ids) return fail(e, "%s: %" PRIu64 " negative token ids", tr->ds.bin_path, tr->bst.negative_ids);
+    tr->data_xxh3 = tr->bst.bin_xxh3;
+    struct stat bin_st;
+    if (stat(tr->ds.bin_path, &bin_st) == 0) { tr->bin_dev = bin_st.st_dev; tr->bin_ino = bin_st.st_ino; }
 
     /* ---- starting point ---- */
     if (!a->dry_run && mkdir(a->proj_dir, 0777) && errno != EEXIST)
         return fail(e, "cannot create --proj_dir %s: %s", a->proj_dir, strerror(errno));
-    if (!a->dry_run && lock_proj_dir(a->proj_dir, &r->lock_fd, e)) return -1;
+    if (!a->dry_run && lock_proj_dir(a->proj_dir, &tr->lock_fd, e)) return -1;
     if (!a->dry_run) remove_stale_temps(a->proj_dir);
-    r->nstates_all = list_numbered(a->proj_dir, "train-state-", 0, &r->states);
-    r->nepochs = list_numbered(a->proj_dir, "rwkv-", 1, &r->epochs);
-    r->metrics_path = path_join(a->proj_dir, "metrics.jsonl");
-    r->log_path = path_join(a->proj_dir, "train_log.txt");
-    r->final_path = path_join(a->proj_dir, a->save_format == SAVE_PTH ? "rwkv-final.pth" : "rwkv-final.safetensors");
-    r->init_path = path_join(a->proj_dir, "rwkv-init.safetensors");
-    if (!r->metrics_path || !r->log_path || !r->final_path || !r->init_path) return fail(e, "out of memory");
-    if (find_start(r, e)) return -1;
-    if (check_dims(a, &r->cfg, r->source, e)) return -1;
-    if (a->dim_ffn && a->dim_ffn != 4 * (int64_t)r->cfg.n_embd)
-        say(r, "note: --dim_ffn %" PRId64 " ignored: x070's FFN is 4 x n_embd = %" PRId64 " wide (as in the reference)",
-            a->dim_ffn, 4 * (int64_t)r->cfg.n_embd);
-    if (layout_build(&r->cfg, &r->layout, e)) return -1;
-    if (r->bst.max_id >= (uint64_t)r->cfg.vocab_size)
+    tr->nstates_all = list_numbered(a->proj_dir, "train-state-", 0, &tr->states);
+    tr->nepochs = list_numbered(a->proj_dir, "rwkv-", 1, &tr->epochs);
+    tr->metrics_path = path_join(a->proj_dir, "metrics.jsonl");
+    tr->log_path = path_join(a->proj_dir, "train_log.txt");
+    tr->final_path = path_join(a->proj_dir, a->save_format == SAVE_PTH ? "rwkv-final.pth" : "rwkv-final.safetensors");
+    tr->init_path = path_join(a->proj_dir, "rwkv-init.safetensors");
+    if (!tr->metrics_path || !tr->log_path || !tr->final_path || !tr->init_path) return fail(e, "out of memory");
+    if (find_start(tr, e)) return -1;
+    if (check_dims(a, &tr->cfg, tr->source, e)) return -1;
+    if (a->dim_ffn && a->dim_ffn != 4 * (int64_t)tr->cfg.n_embd)
+        say(tr, "note: --dim_ffn %" PRId64 " ignored: x070's FFN is 4 x n_embd = %" PRId64 " wide (as in the reference)",
+            a->dim_ffn, 4 * (int64_t)tr->cfg.n_embd);
+    if (layout_build(&tr->cfg, &tr->layout, e)) return -1;
+    if (tr->bst.max_id >= (uint64_t)tr->cfg.vocab_size)
         return fail(e, "%s holds token id %" PRIu64 " but the model's vocab_size is %d (data made with another tokenizer?)",
-                    r->ds.bin_path, r->bst.max_id, r->cfg.vocab_size);
+                    tr->ds.bin_path, tr->bst.max_id, tr->cfg.vocab_size);
 
     /* ---- run configuration (inherited from the state when resuming) ---- */
-    if (r->resumed && inherit_config(r, e)) return -1;
-    if (derive_schedule(r, e)) return -1;
+    if (tr->resumed && inherit_config(tr, e)) return -1;
+    if (derive_schedule(tr, e)) return -1;
     /* A fresh start at or past the end would "finish" at once and write its
      * untrained starting weights as rwkv-final. */
-    if (!r->resumed && r->c.step >= r->exit_step)
+    if (!tr->resumed && tr->c.step >= tr->exit_step)
         return fail(e, "nothing to train: starting from %s at miniepoch %" PRIu64 " means step %" PRIu64 ", but the run "
                     "ends at step %" PRIu64 " (--my_exit_tokens %" PRIu64 ", %" PRIu64 " tokens/step); lower --epoch_begin "
-                    "or raise --my_exit_tokens (with --allow_repeat beyond the data)", r->source, r->c.epoch_begin,
-                    r->c.step, r->exit_step, a->exit_tokens, r->sched.tokens_per_step);
+                    "or raise --my_exit_tokens (with --allow_repeat beyond the data)", tr->source, tr->c.epoch_begin,
+                    tr->c.step, tr->exit_step, a->exit_tokens, tr->sched.tokens_per_step);
     return 0;
 }
 
 /* Why this build cannot run the configuration, or NULL.  backend.h has no
  * availability query, so this follows backend_open: only the CPU backend
  * exists, and it trains on one device. */
-static const char *cannot_run(const Trainer *r, char *buf, size_t n)
+static const char *cannot_run(const Trainer *tr, char *buf, size_t n)
 {
-    const TrainOptions *a = r->o;
+    const TrainOptions *a = tr->o;
     if (!strcmp(a->accelerator, "gpu") || !strcmp(a->accelerator, "cuda"))
         snprintf(buf, n, "--accelerator %s: CUDA backend not built yet (use --accelerator cpu)", a->accelerator);
     else if (strcmp(a->accelerator, "cpu"))
         snprintf(buf, n, "unknown --accelerator '%s' (use cpu)", a->accelerator);
-    else if (r->world != 1)
+    else if (tr->world != 1)
         snprintf(buf, n, "--devices %" PRIu64 " --num_nodes %" PRIu64 ": the CPU backend trains on one device",
                  a->devices, a->num_nodes);
     else
@@ -625,59 +700,82 @@ static const char *cannot_run(const Trainer *r, char *buf, size_t n)
     return buf;
 }
 
-void trainer_print_plan(const Trainer *r, FILE *fp)
+void trainer_print_plan(const Trainer *tr, FILE *fp)
 {
-    const TrainOptions *a = r->o;
-    uint64_t mem = backend_memory_estimate(a->accelerator, &r->cfg, &r->bc);
-    uint64_t todo = r->exit_step > r->c.step ? r->exit_step - r->c.step : 0;
-    fprintf(fp, "start        %s%s\n", r->source, r->resumed ? " (training state)" : "");
+    const TrainOptions *a = tr->o;
+    uint64_t mem = backend_memory_estimate(a->accelerator, &tr->cfg, &tr->bc);
+    uint64_t todo = tr->exit_step > tr->c.step ? tr->exit_step - tr->c.step : 0;
+    fprintf(fp, "start        %s%s\n", tr->source, tr->resumed ? " (training state)" : "");
     fprintf(fp, "model        x070 L%d D%d, vocab %d, head_size %d: %" PRIu64 " parameters (%.1f MB in bf16)\n",
-            r->cfg.n_layer, r->cfg.n_embd, r->cfg.vocab_size, r->cfg.head_size, (uint64_t)r->layout.total,
-            r->layout.total * 2 / 1e6);
-    fprintf(fp, "data         %s: %" PRIu64 " tokens, %" PRIu64 " documents, %s, max id %" PRIu64 "\n", r->ds.bin_path,
-            r->ds.token_count, r->ds.documents, binidx_dtype_name(r->ds.index.dtype), r->bst.max_id);
+            tr->cfg.n_layer, tr->cfg.n_embd, tr->cfg.vocab_size, tr->cfg.head_size, (uint64_t)tr->layout.total,
+            tr->layout.total * 2 / 1e6);
+    fprintf(fp, "data         %s: %" PRIu64 " tokens, %" PRIu64 " documents, %s, max id %" PRIu64 "\n", tr->ds.bin_path,
+            tr->ds.token_count, tr->ds.documents, binidx_dtype_name(tr->ds.index.dtype), tr->bst.max_id);
     fprintf(fp, "batch        ctx_len %" PRIu64 " x micro_bsz %" PRIu64 " x %" PRIu64 " devices = %" PRIu64 " tokens/step\n",
-            a->ctx_len, a->micro_bsz, r->world, r->sched.tokens_per_step);
+            a->ctx_len, a->micro_bsz, tr->world, tr->sched.tokens_per_step);
     fprintf(fp, "miniepoch    %" PRIu64 " steps (40320 samples, %" PRIu64 " tokens); epoch_count %" PRIu64 "\n",
-            r->smp.epoch_steps, 40320 * a->ctx_len, r->smp.epoch_count);
+            tr->smp.epoch_steps, 40320 * a->ctx_len, tr->smp.epoch_count);
     fprintf(fp, "sampling     --magic_prime %" PRIu64 " --my_exit_tokens %" PRIu64 "\n", a->magic_prime, a->exit_tokens);
     fprintf(fp, "schedule     lr %g -> %g, warmup %" PRId64 ", Adam betas (%g, %g) eps %g, weight_decay %g, grad_clip %g, %s\n",
             a->lr_init, a->lr_final, a->warmup_steps, a->beta1, a->beta2, a->adam_eps, a->weight_decay, a->grad_clip,
-            r->precision);
+            tr->precision);
     fprintf(fp, "steps        start at step %" PRIu64 " (miniepoch %" PRIu64 "), exit at step %" PRIu64 ": %" PRIu64
-            " steps, %" PRIu64 " tokens\n", r->c.step, r->c.step / r->smp.epoch_steps, r->exit_step, todo,
-            todo * r->sched.tokens_per_step);
+            " steps, %" PRIu64 " tokens\n", tr->c.step, tr->c.step / tr->smp.epoch_steps, tr->exit_step, todo,
+            todo * tr->sched.tokens_per_step);
     fprintf(fp, "memory       about %.1f MiB per device (%s, grad_cp %d)\n", mem / 1048576.0, a->accelerator, a->grad_cp);
-    if (r->resumed && todo == 0)
+    if (tr->resumed && todo == 0)
         fprintf(fp, "status       already complete: nothing to train (a run would rewrite rwkv-final)\n");
     char why[256];
-    if (cannot_run(r, why, sizeof why)) {
+    if (cannot_run(tr, why, sizeof why)) {
         fprintf(fp, "status       CANNOT RUN with this build: %s\n", why);
-        say(r, "warning: the plan is for a configuration this build cannot run: %s", why);
+        say(tr, "warning: the plan is for a configuration this build cannot run: %s", why);
     }
 }
 
-static int open_backend(Trainer *r, Error *e)
+/* A batch whose activations cannot fit is a flag problem (exit 2), not an
+ * error of the machine: say which flags. */
+static int too_big_for_memory(const Trainer *tr, Error *e)
 {
-    TrainOptions *a = r->o;
+    const TrainOptions *a = tr->o;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return 0;
+    double have = (double)pages * (double)page;
+    double need = (double)backend_memory_estimate(a->accelerator, &tr->cfg, &tr->bc);
+    if (need <= have) return 0;
+    return fail(e, "--micro_bsz %" PRIu64 " x --ctx_len %" PRIu64 " needs about %.1f GiB (weights, Adam state and "
+                "activations%s), more than this machine's %.1f GiB: lower --micro_bsz or --ctx_len%s",
+                a->micro_bsz, a->ctx_len, need / 1073741824.0, a->grad_cp ? ", with --grad_cp 1" : "",
+                have / 1073741824.0, a->grad_cp ? "" : ", or add --grad_cp 1");
+}
+
+static int open_backend(Trainer *tr, Error *e)
+{
+    TrainOptions *a = tr->o;
     char why[256];
-    if (cannot_run(r, why, sizeof why)) return fail(e, "%s", why);
-    if (model_alloc(&r->host, &r->cfg, e)) return -1;
-    r->m = calloc(r->layout.total, sizeof(float));
-    r->v = calloc(r->layout.total, sizeof(float));
-    if (!r->m || !r->v) return fail(e, "out of memory");
-    if (backend_open(a->accelerator, &r->cfg, r->resumed ? r->st.w : r->start.w, &r->bc, &r->be, e)) return -1;
-    if (r->resumed && r->be->set_state(r->be, r->st.w, r->st.m, r->st.v, e)) return -1;
-    if (r->resumed) trainstate_free(&r->st);
-    r->resumed = r->resumed ? 2 : 0;   /* 2: state consumed (freed) */
-    model_free(&r->start);
-    say(r, "%s %s (step %" PRIu64 ", miniepoch %" PRIu64 ")", r->resumed ? "resuming from" : "starting from",
-        r->source, r->c.step, r->c.step / r->smp.epoch_steps);
+    if (cannot_run(tr, why, sizeof why)) return fail(e, "%s", why);
+    if (too_big_for_memory(tr, e)) return TRAIN_EXIT_USAGE;
+    if (model_alloc(&tr->host, &tr->cfg, e)) return -1;
+    float **bufs[6] = { &tr->good_w, &tr->good_m, &tr->good_v, &tr->new_w, &tr->new_m, &tr->new_v };
+    for (int i = 0; i < 6; i++)
+        if (!(*bufs[i] = calloc(tr->layout.total, sizeof(float)))) return fail(e, "out of memory");
+    if (backend_open(a->accelerator, &tr->cfg, tr->resumed ? tr->st.w : tr->start.w, &tr->bc, &tr->be, e)) {
+        if (strncmp(e->msg, "out of memory", 13)) return -1;
+        fail_prefix(e, "--micro_bsz %" PRIu64 " x --ctx_len %" PRIu64 " is too large for this machine (lower them, or add "
+                    "--grad_cp 1)", a->micro_bsz, a->ctx_len);
+        return TRAIN_EXIT_USAGE;
+    }
+    if (tr->resumed && tr->be->set_state(tr->be, tr->st.w, tr->st.m, tr->st.v, e)) return -1;
+    if (tr->be->get_state(tr->be, tr->good_w, tr->good_m, tr->good_v, e)) return -1;
+    if (tr->resumed) trainstate_free(&tr->st);
+    tr->resumed = tr->resumed ? 2 : 0;   /* 2: state consumed (freed) */
+    model_free(&tr->start);
+    say(tr, "%s %s (step %" PRIu64 ", miniepoch %" PRIu64 ")", tr->resumed ? "resuming from" : "starting from",
+        tr->source, tr->c.step, tr->c.step / tr->smp.epoch_steps);
 
     /* ---- logs ---- */
-    if (trim_metrics(r->metrics_path, r->c.step, e)) return -1;
-    r->metrics = fopen(r->metrics_path, "a");
-    if (!r->metrics) return fail(e, "cannot open %s: %s", r->metrics_path, strerror(errno));
+    if (trim_metrics(tr->metrics_path, tr->c.step, e)) return -1;
+    tr->metrics_fd = open(tr->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    if (tr->metrics_fd < 0) return fail(e, "cannot open %s: %s", tr->metrics_path, strerror(errno));
     char ts[64], line[2048];
     now_string(ts, sizeof ts);
     snprintf(line, sizeof line, "NEW RUN %s\n{'load_model': '%s', 'proj_dir': '%s', 'data_file': '%s', 'ctx_len': %" PRIu64
@@ -686,182 +784,331 @@ static int open_backend(Trainer *r, Error *e)
              "'grad_clip': %g, 'grad_cp': %d, 'epoch_save': %" PRIu64 ", 'epoch_begin': %" PRIu64 ", 'epoch_steps': %" PRIu64
              ", 'epoch_count': %" PRIu64 ", 'real_bsz': %" PRIu64 ", 'magic_prime': %" PRIu64 ", 'my_exit_tokens': %" PRIu64
              ", 'precision': '%s', 'accelerator': '%s', 'resume_step': %" PRIu64 "}\n",
-             ts, r->source, a->proj_dir, a->data_file, a->ctx_len, a->micro_bsz, r->cfg.n_layer, r->cfg.n_embd,
-             r->cfg.vocab_size, r->cfg.head_size, a->lr_init, a->lr_final, a->warmup_steps, a->beta1, a->beta2,
-             a->adam_eps, a->weight_decay, a->grad_clip, a->grad_cp, a->epoch_save, r->c.step / r->smp.epoch_steps,
-             r->smp.epoch_steps, r->smp.epoch_count, r->smp.real_bsz, a->magic_prime, a->exit_tokens, r->precision,
-             a->accelerator, r->c.step);
-    append_log(r, line);
+             ts, tr->source, a->proj_dir, a->data_file, a->ctx_len, a->micro_bsz, tr->cfg.n_layer, tr->cfg.n_embd,
+             tr->cfg.vocab_size, tr->cfg.head_size, a->lr_init, a->lr_final, a->warmup_steps, a->beta1, a->beta2,
+             a->adam_eps, a->weight_decay, a->grad_clip, a->grad_cp, a->epoch_save, tr->c.step / tr->smp.epoch_steps,
+             tr->smp.epoch_steps, tr->smp.epoch_count, tr->smp.real_bsz, a->magic_prime, a->exit_tokens, tr->precision,
+             a->accelerator, tr->c.step);
+    return append_log(tr, line, e);
+}
+
+/* The step loop's own bookkeeping (timings, this run's counts). */
+typedef struct {
+    int32_t *x, *y;
+    double run_start, last_end, time0, loop_start;
+    uint64_t run_steps, run_start_step;
+    double t_sample, t_model, t_update, t_log, t_save;
+    int finished, save_failed;
+    int swapped;           /* the last step's update became the good state (the previous one is in new_*) */
+} Loop;
+
+/* Nonzero (with e set) when the .bin has shrunk under its mapping.  A .bin
+ * replaced by another file (rename) is harmless: the mapping keeps the old one. */
+static int data_truncated(const Trainer *tr, Error *e)
+{
+    struct stat sb;
+    if (stat(tr->ds.bin_path, &sb) || sb.st_dev != tr->bin_dev || sb.st_ino != tr->bin_ino
+        || (uint64_t)sb.st_size >= (uint64_t)tr->ds.bin_len)
+        return 0;
+    return fail(e, "%s: truncated while training (now %lld bytes, was %zu)", tr->ds.bin_path,
+                (long long)sb.st_size, tr->ds.bin_len);
+}
+
+/* The micro-batch of step tr->c.step: inputs x and targets y (shifted by one). */
+static int fill_batch(Trainer *tr, int32_t *x, int32_t *y, Error *e)
+{
+    const TrainOptions *a = tr->o;
+    if (data_truncated(tr, e)) return -1;
+    if (sigsetjmp(batch_jump, 1)) {
+        batch_guarded = 0;
+        if (!data_truncated(tr, e)) fail(e, "%s: read error (SIGBUS) in the mapped data", tr->ds.bin_path);
+        return -1;
+    }
+    batch_guarded = 1;
+    for (uint64_t m = 0; m < a->micro_bsz; m++) {
+        uint64_t pos = sampler_step_pos(&tr->smp, tr->c.step, 0, m);
+        for (uint64_t t = 0; t < a->ctx_len; t++) {
+            x[m * a->ctx_len + t] = (int32_t)binidx_token(&tr->ds, pos + t);
+            y[m * a->ctx_len + t] = (int32_t)binidx_token(&tr->ds, pos + t + 1);
+        }
+    }
+    batch_guarded = 0;
     return 0;
 }
 
-int trainer_run(Trainer *r)
+/* Where the first non-finite value of a state is (or a negative second moment),
+ * as "adam_v of head.weight"; 0 when there is none. */
+static int find_nonfinite(const Trainer *tr, const float *w, const float *m, const float *v, char *where, size_t n)
 {
-    TrainOptions *a = r->o;
-    Error e;
-    if (open_backend(r, &e)) { say(r, "%s", e.msg); return 1; }
+    size_t total = tr->layout.total, first = total;
+    #pragma omp parallel for reduction(min:first) schedule(static)
+    for (size_t i = 0; i < total; i++)
+        if (!isfinite(w[i]) || !isfinite(m[i]) || !isfinite(v[i]) || !(v[i] >= 0)) first = i < first ? i : first;
+    if (first == total) return 0;
+    const char *what = !isfinite(w[first]) ? "the weight" : !isfinite(m[first]) ? "adam_m" : "adam_v";
+    const char *name = "?";
+    for (int k = 0; k < tr->layout.n; k++)
+        if (first >= tr->layout.p[k].offset && first - tr->layout.p[k].offset < tr->layout.p[k].numel) name = tr->layout.p[k].name;
+    snprintf(where, n, "%s of %s", what, name);
+    return 1;
+}
 
-    install_signals();
-    size_t BT = (size_t)a->micro_bsz * a->ctx_len;
-    int32_t *x = malloc(BT * sizeof *x), *y = malloc(BT * sizeof *y);
-    if (!x || !y) { free(x); free(y); say(r, "out of memory"); return 1; }
-    FILE *progress = a->progress;
-    double run_start = now_seconds(), last_end = run_start, time0 = r->c.elapsed;
-    r->last_save_time = run_start;
-    uint64_t run_steps = 0, run_start_step = r->c.step;
-    int status = 0, finished = 0, save_failed = 0;
-    double lr = 0;
-    double t_sample = 0, t_model = 0, t_update = 0, t_log = 0, t_save = 0, loop_start = now_seconds();
-    for (;;) {
-        if (stop_signal) { status = TRAIN_EXIT_SIGNAL; break; }
-        int done;
-        lr = lr_at(&r->sched, r->c.step, r->c.warm_step, &done);
-        if (done) { finished = 1; break; }
-        if (a->exit_after && run_steps >= a->exit_after) break;
-        if (a->max_minutes > 0 && now_seconds() - run_start >= a->max_minutes * 60) break;
-        double ts0 = now_seconds();
-        for (uint64_t m = 0; m < a->micro_bsz; m++) {
-            uint64_t pos = sampler_step_pos(&r->smp, r->c.step, 0, m);
-            for (uint64_t t = 0; t < a->ctx_len; t++) {
-                x[m * a->ctx_len + t] = (int32_t)binidx_token(&r->ds, pos + t);
-                y[m * a->ctx_len + t] = (int32_t)binidx_token(&r->ds, pos + t + 1);
-            }
-        }
-        t_sample += now_seconds() - ts0;
-        StepArgs sa = { .adam_step = r->c.adam_step + 1, .lr = lr, .poison = poisoned(r->c.step) };
-        StepResult res;
-        if (r->be->step(r->be, x, y, &sa, &res, &e)) { say(r, "%s", e.msg); status = 1; break; }
-        t_model += res.t_model;
-        t_update += res.t_update;
-        uint64_t step_done = r->c.step;
-        r->c.step++;
-        r->c.warm_step++;
-        run_steps++;
-        double t_end = now_seconds(), dt = t_end - last_end;
-        last_end = t_end;
-        r->c.elapsed = time0 + (t_end - run_start);
-        if (res.applied) {
-            r->c.adam_step++;
-            r->c.bad_in_row = 0;
-            r->c.epoch_loss_sum += res.loss;
-            r->c.epoch_loss_n++;
+static void swap_good(Trainer *tr)
+{
+    float *t;
+    t = tr->good_w; tr->good_w = tr->new_w; tr->new_w = t;
+    t = tr->good_m; tr->good_m = tr->new_m; tr->new_m = t;
+    t = tr->good_v; tr->good_v = tr->new_v; tr->new_v = t;
+}
+
+/* One optimizer step.  An update that would leave any weight or Adam moment
+ * non-finite (e.g. g^2 overflowing fp32 with --grad_clip 0) is undone: the
+ * backend gets the previous state back and the step counts as skipped, like a
+ * step with a non-finite loss, so a saved state is always finite. */
+static int train_step(Trainer *tr, Loop *lp, double lr, StepResult *res, Error *e)
+{
+    double ts0 = now_seconds();
+    if (fill_batch(tr, lp->x, lp->y, e)) return -1;
+    lp->t_sample += now_seconds() - ts0;
+    StepArgs sa = { .adam_step = tr->c.adam_step + 1, .lr = lr, .poison = poisoned(tr->c.step) };
+    if (tr->be->step(tr->be, lp->x, lp->y, &sa, res, e)) return -1;
+    lp->t_model += res->t_model;
+    lp->t_update += res->t_update;
+    char where[160] = "";
+    lp->swapped = 0;
+    if (res->applied) {
+        double tc0 = now_seconds();
+        if (tr->be->get_state(tr->be, tr->new_w, tr->new_m, tr->new_v, e)) return -1;
+        if (find_nonfinite(tr, tr->new_w, tr->new_m, tr->new_v, where, sizeof where)) {
+            if (tr->be->set_state(tr->be, tr->good_w, tr->good_m, tr->good_v, e)) return -1;
+            res->applied = 0;
         } else {
-            r->c.bad_in_row++;
-            r->c.bad_total++;
-            end_progress_line(r);
-            say(r, "step %" PRIu64 ": non-finite %s (loss %g, grad norm %g): update skipped (%" PRIu64 " in a row, %" PRIu64
-                " in all)", step_done, isfinite(res.loss) ? "gradient norm" : "loss", res.loss, res.grad_norm,
-                r->c.bad_in_row, r->c.bad_total);
+            swap_good(tr);
+            lp->swapped = 1;
         }
-        double tl0 = now_seconds();
-        char sl[32], sg[32];
-        json_num(sl, sizeof sl, res.loss, "%.6f");
-        json_num(sg, sizeof sg, res.grad_norm, "%.6g");
-        struct timeval tv;
-        gettimeofday(&tv, NULL);
-        double tokens_per_s = dt > 0 ? (double)r->sched.tokens_per_step / dt : 0;
-        fprintf(r->metrics, "{\"step\":%" PRIu64 ",\"loss\":%s,\"lr\":%.8g,\"grad_norm\":%s,\"tokens\":%" PRIu64
-                ",\"tokens_per_s\":%.1f,\"time\":%.3f%s}\n", step_done, sl, lr, sg, r->c.step * r->sched.tokens_per_step,
-                tokens_per_s, (double)tv.tv_sec + tv.tv_usec / 1e6, res.applied ? "" : ",\"skipped\":true");
-        fflush(r->metrics);
-        if (r->c.bad_in_row >= a->max_bad) {
-            end_progress_line(r);
-            say(r, "stopping: %" PRIu64 " non-finite steps in a row (last at step %" PRIu64 "); the weights were not updated "
-                "by them; the newest training state in %s is finite", r->c.bad_in_row, step_done, a->proj_dir);
-            status = TRAIN_EXIT_NONFINITE;
-            break;
-        }
-        if (progress) {
-            double avg = r->c.epoch_loss_n ? r->c.epoch_loss_sum / (double)r->c.epoch_loss_n : NAN;
-            double per_step = (t_end - run_start) / (double)run_steps;
-            char eta[32], done_tok[32];
-            fmt_duration(eta, sizeof eta, per_step * (double)(r->exit_step - r->c.step));
-            fmt_count(done_tok, sizeof done_tok, (double)(r->c.step * r->sched.tokens_per_step));
-            fprintf(progress, "\rstep %" PRIu64 "/%" PRIu64 "  loss %.4f  lr %.3e  %.2f kt/s  %s tokens  ETA %s   ",
-                    r->c.step, r->exit_step, avg, lr, tokens_per_s / 1e3, done_tok, eta);
-        }
-        double tl1 = now_seconds();
-        t_log += tl1 - tl0;
-        /* Miniepoch end: train_log line, rwkv-E (absolute epoch numbering, see the man page). */
-        int saved_state = 0;
-        if (r->c.step % r->smp.epoch_steps == 0) {
-            uint64_t ep = r->c.step / r->smp.epoch_steps - 1;
-            double avg = r->c.epoch_loss_n ? r->c.epoch_loss_sum / (double)r->c.epoch_loss_n : NAN;
-            char ts[64], line[256];
-            now_string(ts, sizeof ts);
-            snprintf(line, sizeof line, "%" PRIu64 " %.6f %.4f %.8f %s %" PRIu64 "\n", ep, avg, exp(avg), lr, ts,
-                     ep - run_start_step / r->smp.epoch_steps);
-            append_log(r, line);
-            r->c.epoch_loss_sum = 0;
-            r->c.epoch_loss_n = 0;
-            if (ep % a->epoch_save == 0 || ep + 1 == r->smp.epoch_count) {
-                char name[64];
-                snprintf(name, sizeof name, "rwkv-%" PRIu64, ep);
-                if (save_weights(r, name, &e)) { say(r, "warning: %s", e.msg); save_failed = 1; }
-                if (save_state(r, &e)) { say(r, "warning: state not saved: %s", e.msg); save_failed = 1; }
-                else saved_state = 1;
-            }
-        }
-        if (!saved_state && ((a->save_steps && r->c.step % a->save_steps == 0)
-                             || (a->save_minutes > 0 && now_seconds() - r->last_save_time >= a->save_minutes * 60))) {
-            if (save_state(r, &e)) { say(r, "warning: state not saved (training continues): %s", e.msg); save_failed = 1; }
-        }
-        t_save += now_seconds() - tl1;
+        lp->t_update += now_seconds() - tc0;
     }
-    double loop_time = now_seconds() - loop_start;
-    if (progress) fputc('\n', progress);
-    if (status == 0 || status == TRAIN_EXIT_SIGNAL || status == TRAIN_EXIT_NONFINITE) {
-        if (finished && save_weights(r, "rwkv-final", &e)) { say(r, "%s", e.msg); status = 1; }
-        if (save_state(r, &e)) { say(r, "training state not saved: %s", e.msg); status = 1; }
-        else if (status == TRAIN_EXIT_SIGNAL)
-            say(r, "stopped by %s after step %" PRIu64 "; state saved, resume by running the same command",
-                stop_signal == SIGINT ? "SIGINT" : "SIGTERM", r->c.step);
+    uint64_t step_done = tr->c.step;
+    tr->c.step++;
+    tr->c.warm_step++;
+    lp->run_steps++;
+    if (res->applied) {
+        tr->c.adam_step++;
+        tr->c.bad_in_row = 0;
+        tr->c.epoch_loss_sum += res->loss;
+        tr->c.epoch_loss_n++;
+        return 0;
     }
-    if (finished && status == 0) {
+    tr->c.bad_in_row++;
+    tr->c.bad_total++;
+    end_progress_line(tr);
+    if (*where)
+        say(tr, "step %" PRIu64 ": the update would make %s non-finite (loss %g, grad norm %g): update skipped, weights and "
+            "moments kept (%" PRIu64 " in a row, %" PRIu64 " in all)%s", step_done, where, res->loss, res->grad_norm,
+            tr->c.bad_in_row, tr->c.bad_total,
+            tr->adam.grad_clip > 0 ? "" : "; --grad_clip 0 turns clipping off, so a huge gradient can overflow fp32");
+    else
+        say(tr, "step %" PRIu64 ": non-finite %s (loss %g, grad norm %g): update skipped (%" PRIu64 " in a row, %" PRIu64
+            " in all)", step_done, isfinite(res->loss) ? "gradient norm" : "loss", res->loss, res->grad_norm,
+            tr->c.bad_in_row, tr->c.bad_total);
+    return 0;
+}
+
+/* metrics.jsonl record and progress line of the step just done. */
+static int log_step(Trainer *tr, Loop *lp, double lr, const StepResult *res, Error *e)
+{
+    FILE *progress = tr->o->progress;
+    double tl0 = now_seconds(), dt = tl0 - lp->last_end;
+    lp->last_end = tl0;
+    tr->c.elapsed = lp->time0 + (tl0 - lp->run_start);
+    char sl[32], sg[32], rec[512];
+    json_num(sl, sizeof sl, res->loss, "%.6f");
+    json_num(sg, sizeof sg, res->grad_norm, "%.6g");
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    double tokens_per_s = dt > 0 ? (double)tr->sched.tokens_per_step / dt : 0;
+    snprintf(rec, sizeof rec, "{\"step\":%" PRIu64 ",\"loss\":%s,\"lr\":%.8g,\"grad_norm\":%s,\"tokens\":%" PRIu64
+             ",\"tokens_per_s\":%.1f,\"time\":%.3f%s}\n", tr->c.step - 1, sl, lr, sg, tr->c.step * tr->sched.tokens_per_step,
+             tokens_per_s, (double)tv.tv_sec + tv.tv_usec / 1e6, res->applied ? "" : ",\"skipped\":true");
+    if (append_record(tr->metrics_fd, tr->metrics_path, rec, e)) return -1;
+    if (progress) {
+        double avg = tr->c.epoch_loss_n ? tr->c.epoch_loss_sum / (double)tr->c.epoch_loss_n : NAN;
+        double per_step = (tl0 - lp->run_start) / (double)lp->run_steps;
+        char eta[32], done_tok[32];
+        fmt_duration(eta, sizeof eta, per_step * (double)(tr->exit_step - tr->c.step));
+        fmt_count(done_tok, sizeof done_tok, (double)(tr->c.step * tr->sched.tokens_per_step));
+        fprintf(progress, "\rstep %" PRIu64 "/%" PRIu64 "  loss %.4f  lr %.3e  %.2f kt/s  %s tokens  ETA %s   ",
+                tr->c.step, tr->exit_step, avg, lr, tokens_per_s / 1e3, done_tok, eta);
+    }
+    lp->t_log += now_seconds() - tl0;
+    return 0;
+}
+
+/* At a miniepoch's end the train_log line and, every --epoch_save miniepochs,
+ * rwkv-E (absolute epoch numbering, see the man page) with a state; otherwise
+ * a state when --save_steps or --save_minutes says so.  A failed save is a
+ * warning (training continues); a failed train_log write stops the run. */
+static int save_if_due(Trainer *tr, Loop *lp, double lr, Error *e)
+{
+    const TrainOptions *a = tr->o;
+    double ts0 = now_seconds();
+    int saved_state = 0, rc = 0;
+    Error se;
+    if (tr->c.step % tr->smp.epoch_steps == 0) {
+        uint64_t ep = tr->c.step / tr->smp.epoch_steps - 1;
+        double avg = tr->c.epoch_loss_n ? tr->c.epoch_loss_sum / (double)tr->c.epoch_loss_n : NAN;
+        char ts[64], line[256];
+        now_string(ts, sizeof ts);
+        snprintf(line, sizeof line, "%" PRIu64 " %.6f %.4f %.8f %s %" PRIu64 "\n", ep, avg, exp(avg), lr, ts,
+                 ep - lp->run_start_step / tr->smp.epoch_steps);
+        rc = append_log(tr, line, e);
+        tr->c.epoch_loss_sum = 0;
+        tr->c.epoch_loss_n = 0;
+        if (rc == 0 && (ep % a->epoch_save == 0 || ep + 1 == tr->smp.epoch_count)) {
+            char name[64];
+            snprintf(name, sizeof name, "rwkv-%" PRIu64, ep);
+            if (save_weights(tr, name, &se)) { say(tr, "warning: %s", se.msg); lp->save_failed = 1; }
+            if (save_state(tr, &se)) { say(tr, "warning: state not saved: %s", se.msg); lp->save_failed = 1; }
+            else saved_state = 1;
+        }
+    }
+    if (rc == 0 && !saved_state && ((a->save_steps && tr->c.step % a->save_steps == 0)
+                                    || (a->save_minutes > 0 && now_seconds() - tr->last_save_time >= a->save_minutes * 60))) {
+        if (save_state(tr, &se)) { say(tr, "warning: state not saved (training continues): %s", se.msg); lp->save_failed = 1; }
+    }
+    lp->t_save += now_seconds() - ts0;
+    return rc;
+}
+
+/* The final save and what the run says at its end; returns the exit status. */
+static int report_end(Trainer *tr, Loop *lp, int status)
+{
+    const TrainOptions *a = tr->o;
+    Error e;
+    double loop_time = now_seconds() - lp->loop_start;
+    if (a->progress) fputc('\n', a->progress);
+    /* The good state is finite and matches the counters whatever stopped the run. */
+    if (lp->finished && status == 0 && save_weights(tr, "rwkv-final", &e)) { say(tr, "%s", e.msg); status = 1; }
+    char *path = state_path(a->proj_dir, tr->c.step);
+    if (save_state(tr, &e)) {
+        say(tr, "training state not saved: %s", e.msg);
+        status = 1;
+    } else if (status == TRAIN_EXIT_SIGNAL)
+        say(tr, "stopped by %s after step %" PRIu64 "; state saved, resume by running the same command",
+            signal_name(stop_signal), tr->c.step);
+    else if (status != 0)
+        say(tr, "state saved as %s (step %" PRIu64 "); resume by running the same command", path ? path : "?", tr->c.step);
+    free(path);
+    if (lp->finished && status == 0) {
         char also[512] = "";
         if (a->save_format == SAVE_BOTH) snprintf(also, sizeof also, " and %s/rwkv-final.pth", a->proj_dir);
-        if (run_steps == 0)   /* only a resumed state can be at the end (trainer_open refuses a fresh start there) */
-            say(r, "already complete: %s is at step %" PRIu64 ", the last step of this run; nothing trained; rewrote %s%s",
-                r->source, r->c.step, r->final_path, also);
+        if (lp->run_steps == 0)   /* only a resumed state can be at the end (trainer_open refuses a fresh start there) */
+            say(tr, "already complete: %s is at step %" PRIu64 ", the last step of this run; nothing trained; rewrote %s%s",
+                tr->source, tr->c.step, tr->final_path, also);
         else
-            say(r, "finished at step %" PRIu64 " (%" PRIu64 " tokens); wrote %s%s", r->c.step,
-                r->c.step * r->sched.tokens_per_step, r->final_path, also);
+            say(tr, "finished at step %" PRIu64 " (%" PRIu64 " tokens); wrote %s%s", tr->c.step,
+                tr->c.step * tr->sched.tokens_per_step, tr->final_path, also);
     }
-    if (a->timing && run_steps) {
+    if (a->timing && lp->run_steps) {
         double T = loop_time > 0 ? loop_time : 1;
-        say(r, "timing: %" PRIu64 " steps, %" PRIu64 " tokens in %.3f s: %.1f tokens/s; "
-            "model forward+backward %.2f%%, optimizer (norm, clip, Adam, bf16 copy) %.2f%%, data sampling %.2f%%, "
-            "metrics/progress %.2f%%, saving %.2f%%, other %.2f%%", run_steps,
-            run_steps * r->sched.tokens_per_step, loop_time, (double)(run_steps * r->sched.tokens_per_step) / T,
-            100 * t_model / T, 100 * t_update / T, 100 * t_sample / T, 100 * t_log / T, 100 * t_save / T,
-            100 * (T - t_model - t_update - t_sample - t_log - t_save) / T);
+        say(tr, "timing: %" PRIu64 " steps, %" PRIu64 " tokens in %.3f s: %.1f tokens/s; "
+            "model forward+backward %.2f%%, optimizer (norm, clip, Adam, bf16 copy, finiteness check) %.2f%%, data sampling "
+            "%.2f%%, metrics/progress %.2f%%, saving %.2f%%, other %.2f%%", lp->run_steps,
+            lp->run_steps * tr->sched.tokens_per_step, loop_time, (double)(lp->run_steps * tr->sched.tokens_per_step) / T,
+            100 * lp->t_model / T, 100 * lp->t_update / T, 100 * lp->t_sample / T, 100 * lp->t_log / T,
+            100 * lp->t_save / T, 100 * (T - lp->t_model - lp->t_update - lp->t_sample - lp->t_log - lp->t_save) / T);
     }
-    if (status == 0 && save_failed) say(r, "note: some periodic saves failed (see above)");
-    if (fclose(r->metrics)) { say(r, "cannot write %s", r->metrics_path); if (!status) status = 1; }
-    r->metrics = NULL;
-    free(x);
-    free(y);
+    if (status == 0 && lp->save_failed) say(tr, "note: some periodic saves failed (see above)");
+    if (close(tr->metrics_fd) && status == 0) {
+        say(tr, "%s: write failed: %s", tr->metrics_path, strerror(errno));
+        status = 1;
+    }
+    tr->metrics_fd = -1;
     return status;
 }
 
-void trainer_close(Trainer *r)
+int trainer_run(Trainer *tr)
 {
-    if (!r) return;
-    if (r->metrics) fclose(r->metrics);   /* only after a failed start */
-    if (r->be) r->be->free(r->be);
-    if (r->resumed == 1) trainstate_free(&r->st);
-    model_free(&r->start);
-    model_free(&r->host);
-    free(r->m);
-    free(r->v);
-    free_found(r->states, r->nstates_all);
-    free_found(r->epochs, r->nepochs);
-    layout_free(&r->layout);
-    binidx_close(&r->ds);
-    free(r->final_path);
-    free(r->init_path);
-    free(r->metrics_path);
-    free(r->log_path);
-    if (r->lock_fd >= 0) close(r->lock_fd);
-    free(r);
+    TrainOptions *a = tr->o;
+    Error e;
+    install_signals();   /* before the first message: a closed stderr must not kill the run */
+    int rc = open_backend(tr, &e);
+    if (rc) { say(tr, "%s", e.msg); return rc == TRAIN_EXIT_USAGE ? rc : 1; }
+    Loop lp = { 0 };
+    size_t bt = (size_t)a->micro_bsz * a->ctx_len;
+    lp.x = malloc(bt * sizeof *lp.x);
+    lp.y = malloc(bt * sizeof *lp.y);
+    if (!lp.x || !lp.y) { free(lp.x); free(lp.y); say(tr, "out of memory"); return 1; }
+    lp.run_start = lp.last_end = lp.loop_start = now_seconds();
+    lp.time0 = tr->c.elapsed;
+    lp.run_start_step = tr->c.step;
+    tr->last_save_time = lp.run_start;
+    int status = 0;
+    for (;;) {
+        if (stop_signal) { status = TRAIN_EXIT_SIGNAL; break; }
+        int done;
+        double lr = lr_at(&tr->sched, tr->c.step, tr->c.warm_step, &done);
+        if (done) { lp.finished = 1; break; }
+        if (a->exit_after && lp.run_steps >= a->exit_after) break;
+        if (a->max_minutes > 0 && now_seconds() - lp.run_start >= a->max_minutes * 60) break;
+        TrainCounters before = tr->c;
+        StepResult res;
+        if (train_step(tr, &lp, lr, &res, &e)) {
+            end_progress_line(tr);
+            say(tr, "%s; stopping", e.msg);
+            status = 1;
+            break;
+        }
+        if (log_step(tr, &lp, lr, &res, &e)) {
+            /* Take the step back, so the state saved is the one before it and
+             * the next run redoes it: metrics.jsonl then has no gap. */
+            if (lp.swapped) swap_good(tr);
+            tr->c = before;
+            end_progress_line(tr);
+            say(tr, "%s; stopping (step %" PRIu64 " is not counted: the next run redoes it)", e.msg, tr->c.step);
+            status = 1;
+            break;
+        }
+        if (tr->c.bad_in_row >= a->max_bad) {
+            end_progress_line(tr);
+            say(tr, "stopping: %" PRIu64 " non-finite steps in a row (last at step %" PRIu64 "); their updates were not "
+                "applied", tr->c.bad_in_row, tr->c.step - 1);
+            status = TRAIN_EXIT_NONFINITE;
+            break;
+        }
+        if (save_if_due(tr, &lp, lr, &e)) {   /* train_log.txt: the same as for metrics.jsonl */
+            if (lp.swapped) swap_good(tr);
+            tr->c = before;
+            end_progress_line(tr);
+            say(tr, "%s; stopping (step %" PRIu64 " is not counted: the next run redoes it)", e.msg, tr->c.step);
+            status = 1;
+            break;
+        }
+    }
+    status = report_end(tr, &lp, status);
+    free(lp.x);
+    free(lp.y);
+    return status;
+}
+
+void trainer_close(Trainer *tr)
+{
+    if (!tr) return;
+    if (tr->metrics_fd >= 0) close(tr->metrics_fd);   /* only after a failed start */
+    if (tr->be) tr->be->free(tr->be);
+    if (tr->resumed == 1) trainstate_free(&tr->st);
+    model_free(&tr->start);
+    model_free(&tr->host);
+    free(tr->good_w); free(tr->good_m); free(tr->good_v);
+    free(tr->new_w); free(tr->new_m); free(tr->new_v);
+    free_found(tr->states, tr->nstates_all);
+    free_found(tr->epochs, tr->nepochs);
+    layout_free(&tr->layout);
+    binidx_close(&tr->ds);
+    free(tr->final_path);
+    free(tr->init_path);
+    free(tr->metrics_path);
+    free(tr->log_path);
+    if (tr->lock_fd >= 0) close(tr->lock_fd);
+    free(tr);
 }

@@ -6,10 +6,11 @@
  * rwkv-init), inherits or checks the run configuration of a resumed state, and
  * derives magic_prime, my_exit_tokens, the sampler, the LR schedule and the
  * Adam settings.  trainer_print_plan prints the --dry-run plan.  trainer_run
- * opens the backend and runs the step loop (rwkv7-reference §1.5, §5): it
+ * opens the backend and runs the step loop (RWKV-LM-V7 train.py and
+ * src/trainer.py train_callback; state format and resume: doc/training-state.md): it
  * writes metrics.jsonl and train_log.txt, saves rwkv-E / rwkv-final weights
  * and the resumable training state, shows a progress line, and finishes the
- * current step and saves on SIGINT/SIGTERM.
+ * current step and saves on SIGINT/SIGTERM/SIGHUP/SIGPIPE.
  *
  * Library code: errors come back in an Error; warnings and notes go to
  * opt->message (one line, without the tool name), the progress line to
@@ -21,8 +22,9 @@
 #include "util.h"
 
 /* trainer_run's exit statuses besides 0 (done, or stopped at a requested limit) and 1 (error) */
+#define TRAIN_EXIT_USAGE     2    /* the options cannot work here (a batch too large for memory) */
 #define TRAIN_EXIT_NONFINITE 4    /* --max_bad_steps non-finite steps in a row */
-#define TRAIN_EXIT_SIGNAL   75    /* EX_TEMPFAIL: stopped on SIGINT/SIGTERM, state saved, resumable */
+#define TRAIN_EXIT_SIGNAL   75    /* EX_TEMPFAIL: stopped on SIGINT/SIGTERM/SIGHUP/SIGPIPE, state saved, resumable */
 
 /* Which weight files rwkv-E / rwkv-final are written as. */
 enum { SAVE_SAFETENSORS = 1, SAVE_PTH = 2, SAVE_BOTH = 3 };
@@ -58,8 +60,10 @@ typedef struct Trainer Trainer;
 
 /* o is used (and updated with the values in effect) until trainer_close. */
 int  trainer_open(TrainOptions *o, Trainer **out, Error *e);
-void trainer_print_plan(const Trainer *t, FILE *fp);
-/* Returns 0, 1 (error, already passed to o->message), TRAIN_EXIT_NONFINITE or TRAIN_EXIT_SIGNAL. */
-int  trainer_run(Trainer *t);
-void trainer_close(Trainer *t);
+void trainer_print_plan(const Trainer *tr, FILE *fp);
+/* Returns 0, 1 (error, already passed to o->message), TRAIN_EXIT_USAGE,
+ * TRAIN_EXIT_NONFINITE or TRAIN_EXIT_SIGNAL.  Every stop after the backend
+ * opened saves the training state (the newest state whose values are all finite). */
+int  trainer_run(Trainer *tr);
+void trainer_close(Trainer *tr);
 #endif

@@ -6,7 +6,11 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 #include "safetensors.h"
+
+#define META_SUM_KEY "meta_xxh3"
+#define TENSOR_SUM_PREFIX "xxh3:"
 
 static int set_u64(TensorSet *ts, const char *k, uint64_t v, Error *e)
 {
@@ -22,6 +26,45 @@ static int set_f64(TensorSet *ts, const char *k, double v, Error *e)
     return ts_set_meta(ts, k, b, e);
 }
 
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* XXH3 of the metadata in a canonical form: the keys in byte order, each
+ * "key\0value\0", leaving out the checksum itself and the per-tensor
+ * checksums (st_read verifies those).  Returns -1 on out of memory. */
+static int meta_checksum(const TensorSet *ts, uint64_t *out)
+{
+    char **keys = malloc((size_t)(ts->nmeta ? ts->nmeta : 1) * sizeof *keys);
+    XXH3_state_t *h = XXH3_createState();
+    if (!keys || !h) { free(keys); XXH3_freeState(h); return -1; }
+    int n = 0;
+    for (int i = 0; i < ts->nmeta; i++)
+        if (strcmp(ts->meta_key[i], META_SUM_KEY) && strncmp(ts->meta_key[i], TENSOR_SUM_PREFIX, strlen(TENSOR_SUM_PREFIX)))
+            keys[n++] = ts->meta_key[i];
+    qsort(keys, (size_t)n, sizeof *keys, cmp_str);
+    XXH3_64bits_reset(h);
+    for (int i = 0; i < n; i++) {
+        const char *v = ts_get_meta(ts, keys[i]);
+        XXH3_64bits_update(h, keys[i], strlen(keys[i]) + 1);
+        XXH3_64bits_update(h, v, strlen(v) + 1);
+    }
+    *out = XXH3_64bits_digest(h);
+    XXH3_freeState(h);
+    free(keys);
+    return 0;
+}
+
+/* The first non-finite value of a state (or a negative second moment), as
+ * "adam_v element 17", or NULL: a state holding one is useless on resume. */
+static const char *first_bad_value(const float *w, const float *m, const float *v, size_t n, size_t *at)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(w[i])) { *at = i; return "master"; }
+        if (!isfinite(m[i])) { *at = i; return "adam_m"; }
+        if (!isfinite(v[i]) || !(v[i] >= 0)) { *at = i; return "adam_v"; }
+    }
+    return NULL;
+}
+
 int trainstate_write(const char *path, const ModelConfig *cfg, const TrainCounters *c,
                      const float *w, const float *m, const float *v, const char *const *kv, Error *e)
 {
@@ -30,8 +73,9 @@ int trainstate_write(const char *path, const ModelConfig *cfg, const TrainCounte
     int64_t shape[1] = { (int64_t)l.total };
     size_t n = l.total;
     layout_free(&l);
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(w[i])) return fail(e, "%s: refusing to save non-finite weights (element %zu)", path, i);
+    size_t at;
+    const char *bad = first_bad_value(w, m, v, n, &at);
+    if (bad) return fail(e, "%s: refusing to save a non-finite value (%s element %zu)", path, bad, at);
     TensorSet ts;
     ts_init(&ts);
     int rc = -1;
@@ -53,6 +97,11 @@ int trainstate_write(const char *path, const ModelConfig *cfg, const TrainCounte
         goto out;
     for (int i = 0; kv && kv[i] && kv[i + 1]; i += 2)
         if (ts_set_meta(&ts, kv[i], kv[i + 1], e)) goto out;
+    uint64_t sum;
+    char hex[17];
+    if (meta_checksum(&ts, &sum)) { fail(e, "%s: out of memory", path); goto out; }
+    snprintf(hex, sizeof hex, "%016" PRIx64, sum);
+    if (ts_set_meta(&ts, META_SUM_KEY, hex, e)) goto out;
     rc = st_write(path, &ts, 1, e);
 out:
     ts_free(&ts);
@@ -99,7 +148,31 @@ int trainstate_read(const char *path, TrainState *st, Error *e)
     uint64_t ver;
     if (!fmt || strcmp(fmt, TRAINSTATE_FORMAT)) { fail(e, "%s: not a training state (format \"%s\")", path, fmt ? fmt : "none"); goto out; }
     if (get_u64(&ts, path, "version", &ver, e)) goto out;
-    if (ver != TRAINSTATE_VERSION) { fail(e, "%s: training state version %" PRIu64 " (this build reads %d)", path, ver, TRAINSTATE_VERSION); goto out; }
+    if (ver != 1 && ver != TRAINSTATE_VERSION) {
+        fail(e, "%s: training state version %" PRIu64 " (this build reads 1 and %d)", path, ver, TRAINSTATE_VERSION);
+        goto out;
+    }
+    /* Every tensor must have carried its checksum (a damaged key name would
+     * otherwise leave a tensor unverified). */
+    const char *names[3] = { "master", "adam_m", "adam_v" };
+    for (int i = 0; i < 3; i++) {
+        char key[32];
+        snprintf(key, sizeof key, TENSOR_SUM_PREFIX "%s", names[i]);
+        if (!ts_get_meta(&ts, key)) { fail(e, "%s: damaged training state: no checksum for tensor %s", path, names[i]); goto out; }
+    }
+    if (ver == 1)   /* written before version 2 added the metadata checksum */
+        st->meta_unverified = 1;
+    else {
+        const char *stored = ts_get_meta(&ts, META_SUM_KEY);
+        uint64_t sum;
+        char hex[17];
+        if (meta_checksum(&ts, &sum)) { fail(e, "%s: out of memory", path); goto out; }
+        snprintf(hex, sizeof hex, "%016" PRIx64, sum);
+        if (!stored || strcmp(stored, hex)) {
+            fail(e, "%s: damaged training state: metadata checksum %s, computed %s", path, stored ? stored : "missing", hex);
+            goto out;
+        }
+    }
     ModelConfig *c = &st->cfg;
     if (get_int(&ts, path, "n_layer", &c->n_layer, e) || get_int(&ts, path, "n_embd", &c->n_embd, e)
         || get_int(&ts, path, "vocab_size", &c->vocab_size, e) || get_int(&ts, path, "head_size", &c->head_size, e)
@@ -120,7 +193,6 @@ int trainstate_read(const char *path, TrainState *st, Error *e)
     if (layout_build(c, &l, e)) { fail_prefix(e, "%s", path); goto out; }
     st->n = l.total;
     layout_free(&l);
-    const char *names[3] = { "master", "adam_m", "adam_v" };
     float **dst[3] = { &st->w, &st->m, &st->v };
     for (int i = 0; i < 3; i++) {
         const Tensor *t = ts_find(&ts, names[i]);
@@ -133,13 +205,11 @@ int trainstate_read(const char *path, TrainState *st, Error *e)
         if (!*dst[i]) { fail(e, "%s: out of memory", path); goto out; }
         memcpy(*dst[i], t->data, st->n * sizeof(float));
     }
-    for (size_t i = 0; i < st->n; i++)
-        if (!isfinite(st->w[i]) || !isfinite(st->m[i]) || !(st->v[i] >= 0) || !isfinite(st->v[i])) {
-            fail(e, "%s: non-finite value in the training state (element %zu)", path, i);
-            goto out;
-        }
+    size_t at;
+    const char *bad = first_bad_value(st->w, st->m, st->v, st->n, &at);
+    if (bad) { fail(e, "%s: non-finite value in the training state (%s element %zu)", path, bad, at); goto out; }
     for (int i = 0; i < ts.nmeta; i++)
-        if (strncmp(ts.meta_key[i], "xxh3:", 5) && ts_set_meta(&st->meta, ts.meta_key[i], ts.meta_val[i], e)) goto out;
+        if (strncmp(ts.meta_key[i], TENSOR_SUM_PREFIX, strlen(TENSOR_SUM_PREFIX)) && ts_set_meta(&st->meta, ts.meta_key[i], ts.meta_val[i], e)) goto out;
     rc = 0;
 out:
     ts_free(&ts);

@@ -1,13 +1,16 @@
 /* trainstate.h: everything a resumed run needs to continue exactly where an
- * uninterrupted run would be (formats-reliability §B2): fp32 master weights,
- * Adam m and v, the step counters (the step is also the data position, §1.5),
+ * uninterrupted run would be (doc/training-state.md): fp32 master weights,
+ * Adam m and v, the step counters (the step is also the data position: src/dataset.py),
  * the running miniepoch loss, the seed and the run configuration.
  *
  * One safetensors file (st_write: atomic, XXH3 checksum per tensor, verified
  * on read) holding three flat F32 tensors "master", "adam_m", "adam_v" in
  * Layout order and string metadata; doubles are stored as C99 hex floats so
- * they round-trip bit for bit.  trainstate_read accepts a file only when every
- * tensor and every key is present and consistent. */
+ * they round-trip bit for bit.  The metadata is covered by one more entry,
+ * "meta_xxh3" (XXH3 of the sorted "key\0value\0" pairs).  trainstate_write
+ * refuses a non-finite value in any tensor; trainstate_read accepts a file
+ * only when every checksum verifies and every tensor and key is present,
+ * finite and consistent. */
 #ifndef RWKV7C_TRAINSTATE_H
 #define RWKV7C_TRAINSTATE_H
 #include <stddef.h>
@@ -17,7 +20,7 @@
 #include "util.h"
 
 #define TRAINSTATE_FORMAT "rwkv7c-trainstate"
-#define TRAINSTATE_VERSION 1
+#define TRAINSTATE_VERSION 2   /* 2: metadata checksum "meta_xxh3"; 1 is still read */
 
 typedef struct {
     uint64_t step;            /* next real_step to run (= steps done, absolute) */
@@ -37,6 +40,7 @@ typedef struct {
     float   *w, *m, *v;       /* malloc'd */
     TrainCounters c;
     TensorSet meta;           /* metadata only (tensors dropped), for run-config keys */
+    int      meta_unverified; /* a version-1 state: its metadata has no checksum */
 } TrainState;
 
 /* kv: NULL-terminated list of key, value, key, value ... (run configuration). */

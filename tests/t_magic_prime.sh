@@ -1,5 +1,5 @@
 #!/bin/sh
-# magic-prime: the golden table (rwkv7-reference.md §1.4, shared/golden/README.md),
+# magic-prime: the golden table (RWKV-LM-V7 data/make_data.py; shared/golden/README.md),
 # the < 3 x ctx_len error, dataset mode with validation, usage.
 . "$TOP/tests/lib.sh"
 helper=$TOP/build/tests/binidx_test
@@ -11,7 +11,8 @@ for row in "66833 512 113" "200499 4096 47" "1498226207 512 2926181" "1498226207
 done
 expect_fail "fewer than 3 x ctx_len" "fewer than 3 x ctx_len" magic-prime -c 4096 -t 12287
 expect_fail "no tokens at all" "fewer than 3 x ctx_len" magic-prime -c 1 -t 0
-expect_fail "-c 0 is a usage error" "bad --ctx-len" magic-prime -c 0 -t 100
+expect_fail "-c 0 is a usage error" "invalid value '0' for --ctx-len (want a positive integer)" magic-prime -c 0 -t 100
+check "--version in the one format" sh -c 'test "$(magic-prime --version)" = "magic-prime (rwkv7c) 0.1.0"'
 magic-prime -c x -t 100 2>/dev/null; eq "bad -c: exit 2" $? 2
 magic-prime -t 100 2>/dev/null; eq "missing -c: exit 2" $? 2
 magic-prime -c 10 2>/dev/null; eq "neither -t nor PREFIX: exit 2" $? 2

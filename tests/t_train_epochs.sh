@@ -1,7 +1,8 @@
 #!/bin/sh
 # Miniepochs: with ctx_len 2 and micro_bsz 96 a miniepoch (40320 samples) is
 # 420 steps, so a short run crosses two of them: train_log.txt gets the
-# reference's per-miniepoch lines (§5.7), rwkv-0/rwkv-1 are written
+# reference's per-miniepoch lines (src/trainer.py
+# train_callback.on_train_epoch_end), rwkv-0/rwkv-1 are written
 # (--epoch_save 1), then rwkv-final.  Starting from an rwkv-N file without a
 # training state follows the reference: epoch_begin = N+1, warmup 10.
 . "$TOP/tests/lib.sh"

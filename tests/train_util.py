@@ -73,6 +73,93 @@ def cmp_pth(pth, st):
     print("equal: %d tensors" % len(sd))
 
 
+def scale_tensor(src, dst, name, factor):
+    """Copy a bf16 safetensors file with one tensor multiplied by factor and the
+    checksums dropped, so it passes every load check (review D3's start)."""
+    import json
+    import numpy as np
+    b = open(src, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    h["__metadata__"] = {k: v for k, v in h.get("__metadata__", {}).items() if not k.startswith("xxh3:")}
+    d = bytearray(b[8 + n:])
+    o0, o1 = h[name]["data_offsets"]
+    a = (np.frombuffer(bytes(d[o0:o1]), np.uint16).astype(np.uint32) << 16).view(np.float32) * np.float32(factor)
+    d[o0:o1] = (a.view(np.uint32) >> 16).astype(np.uint16).tobytes()
+    hb = json.dumps(h, separators=(",", ":")).encode()
+    hb += b" " * (-len(hb) % 8)
+    open(dst, "wb").write(struct.pack("<Q", len(hb)) + hb + bytes(d))
+
+
+def all_finite(path):
+    """Exit 0 when every F32 tensor of a training state is finite."""
+    import numpy as np
+    _, t = read_safetensors(path)
+    bad = {k: int((~np.isfinite(np.frombuffer(v, np.float32))).sum()) for k, v in t.items()}
+    bad = {k: n for k, n in bad.items() if n}
+    if bad:
+        sys.exit("non-finite values: %s" % bad)
+
+
+def flip_sweep(state, every, cmd, want):
+    """Flip bit 0 of every EVERY-th byte of STATE's header (length prefix
+    included); each time run CMD (a shell command that resumes for one step
+    and writes OUT.safetensors) and classify the result against WANT, the
+    state an undamaged resume writes: the run must either say it skipped the
+    damaged state and resume from the older one, or give WANT's masters and
+    moments.  Prints one line per bad case and a summary; exit 1 if any."""
+    import glob
+    import os
+    import shutil
+    import subprocess
+    orig = open(state, "rb").read()
+    n = 8 + struct.unpack("<Q", orig[:8])[0]
+    want_t = read_safetensors(want)[1]
+    proj = os.path.dirname(state) or "."
+    saved = {f: open(f, "rb").read() for f in KEEP}
+    counts = {"fallback": 0, "identical": 0}
+    bad = 0
+    for i in range(0, n, every):
+        b = bytearray(orig)
+        b[i] ^= 1
+        open(state, "wb").write(b)
+        r = subprocess.run(cmd, shell=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        err = r.stderr.decode(errors="replace")
+        outs = sorted(glob.glob(os.path.join(proj, "train-state-*.safetensors")))
+        newest = outs[-1] if outs else None
+        if r.returncode != 0:
+            print("byte %d: exit %d: %s" % (i, r.returncode, err.strip()[-300:]))
+            bad += 1
+        elif "skipping " + state in err:
+            counts["fallback"] += 1
+        elif newest and read_safetensors(newest)[1] == want_t:
+            counts["identical"] += 1
+        else:
+            print("byte %d: silent divergence: %s" % (i, err.strip()[-300:]))
+            bad += 1
+        # back to the undamaged states for the next flip (--keep may have pruned one)
+        for f in outs:
+            os.unlink(f)
+        for f, data in saved.items():
+            open(f, "wb").write(data)
+    print("header %d bytes, %d flips: %d fell back with a warning, %d identical, %d bad"
+          % (n, len(range(0, n, every)), counts["fallback"], counts["identical"], bad))
+    sys.exit(1 if bad else 0)
+
+
+def run_closed_stderr(cmd):
+    """Run cmd with stderr a pipe whose reader is already gone; print its exit status."""
+    import os
+    import subprocess
+    r, w = os.pipe()
+    os.close(r)
+    p = subprocess.run(cmd, stderr=w)
+    os.close(w)
+    print(p.returncode)
+
+
+KEEP = []
+
 if __name__ == "__main__":
     kind, prefix = sys.argv[1], sys.argv[2]
     if kind == "copy":      # copy PREFIX NDOCS SEED
@@ -90,5 +177,14 @@ if __name__ == "__main__":
             sys.exit("differ: " + " ".join(bad))
     elif kind == "cmppth":  # cmppth PTH SAFETENSORS
         cmp_pth(prefix, sys.argv[3])
+    elif kind == "scale":  # scale SRC DST TENSOR FACTOR
+        scale_tensor(prefix, sys.argv[3], sys.argv[4], float(sys.argv[5]))
+    elif kind == "finite":  # finite STATE
+        all_finite(prefix)
+    elif kind == "flipsweep":  # flipsweep STATE EVERY WANT KEEP1,KEEP2 CMD
+        KEEP[:] = sys.argv[5].split(",")
+        flip_sweep(prefix, int(sys.argv[3]), sys.argv[6], sys.argv[4])
+    elif kind == "closedstderr":  # closedstderr CMD ARGS...
+        run_closed_stderr(sys.argv[2:])
     else:
         sys.exit("usage: train_util.py copy PREFIX NDOCS SEED | random PREFIX NTOKENS VOCAB SEED")

@@ -1,4 +1,4 @@
-/* Parameter groups (rwkv7-reference §5.4), one and two Adam steps against a
+/* Parameter groups (RWKV-LM-V7 src/model.py configure_optimizers), one and two Adam steps against a
  * hand computation, AdamW decay, and global-norm clipping. */
 #include <math.h>
 #include <stdio.h>

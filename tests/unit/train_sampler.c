@@ -1,9 +1,11 @@
-/* Sampling positions (rwkv7-reference §1.5) and the LR schedule (§5.5)
+/* Sampling positions (RWKV-LM-V7 src/dataset.py) and the LR schedule
+ * (src/trainer.py train_callback.on_train_batch_start)
  * against the reference's worked examples. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include "magic.h"
 #include "sampler.h"
 #include "schedule.h"
 
@@ -59,17 +61,21 @@ int main(void)
     CHECK(sampler_init(&s, 2926181, 512, 0, 1, &e) == -1, "0 rejected");
 
     /* magic prime: golden table */
-    CHECK(magic_prime_for(1498226207, 512) == 2926181, "minipile 512");
-    CHECK(magic_prime_for(1498226207, 4096) == 365759, "minipile 4096");
-    CHECK(magic_prime_for(332115325534ull, 4096) == 81082817, "pile");
-    CHECK(magic_prime_for(66833, 512) == 113, "demo 512");
-    CHECK(magic_prime_for(200499, 4096) == 47, "demo x3 4096");
-    CHECK(sampler_check_magic(66833, 512, 113, &e) == 0, "113 ok: %s", e.msg);
-    CHECK(sampler_check_magic(66833, 512, 2926181, &e) == -1 && strstr(e.msg, "--magic_prime 113"), "minipile prime on demo: %s", e.msg);
-    CHECK(sampler_check_magic(66833, 512, 109, &e) == -1 && strstr(e.msg, "% 3"), "109 %% 3 == 1: %s", e.msg);
-    CHECK(sampler_check_magic(66833, 512, 111, &e) == -1 && strstr(e.msg, "not prime"), "111: %s", e.msg);
-    CHECK(sampler_check_magic(66833, 512, 89, &e) == -1, "89 too small a share");
-    CHECK(sampler_check_magic(1000, 512, 2, &e) == -1 && strstr(e.msg, "too small"), "tiny data: %s", e.msg);
+    uint64_t mp;
+    CHECK(magic_prime(1498226207, 512, &mp, &e) == 0 && mp == 2926181, "minipile 512");
+    CHECK(magic_prime(1498226207, 4096, &mp, &e) == 0 && mp == 365759, "minipile 4096");
+    CHECK(magic_prime(332115325534ull, 4096, &mp, &e) == 0 && mp == 81082817, "pile");
+    CHECK(magic_prime(66833, 512, &mp, &e) == 0 && mp == 113, "demo 512");
+    CHECK(magic_prime(200499, 4096, &mp, &e) == 0 && mp == 47, "demo x3 4096");
+    CHECK(magic_prime_accept(113, 66833, 512, &e) == 0, "113 ok: %s", e.msg);
+    CHECK(magic_prime_accept(2926181, 66833, 512, &e) == -1 && strstr(e.msg, "--magic_prime 113"), "minipile prime on demo: %s", e.msg);
+    CHECK(magic_prime_accept(109, 66833, 512, &e) == -1 && strstr(e.msg, "% 3"), "109 %% 3 == 1: %s", e.msg);
+    CHECK(magic_prime_accept(111, 66833, 512, &e) == -1 && strstr(e.msg, "not prime"), "111: %s", e.msg);
+    CHECK(magic_prime_accept(89, 66833, 512, &e) == -1, "89 too small a share");
+    CHECK(magic_prime_accept(2, 1000, 512, &e) == -1 && strstr(e.msg, "too small"), "tiny data: %s", e.msg);
+    /* p = 5 of 5 chunks fits the ratio, but the last window needs token 20 of 20 */
+    CHECK(magic_prime_check(5, 20, 4, &e) == -1 && strstr(e.msg, "past the end"), "window past the end: %s", e.msg);
+    CHECK(magic_prime_check(5, 21, 4, &e) == 0, "one token of slack: %s", e.msg);
 
     /* LR schedule: minipile demo, bsz 16, ctx 512, 6e-4 -> 6e-5, warmup 10 */
     LrSchedule ls = { .lr_init = 6e-4, .lr_final = 6e-5, .warmup_steps = 10, .tokens_per_step = 8192,

@@ -1,4 +1,6 @@
-/* Training state round trip (bit-exact), checksum and completeness checks. */
+/* Training state round trip (bit-exact), checksums (tensors and metadata),
+ * completeness checks, and the refusal to write non-finite values. */
+#define _GNU_SOURCE   /* memmem */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +53,50 @@ int main(void)
     w[5] = NAN;
     CHECK(trainstate_write(path, &c, &tc, w, m, v, NULL, &e) == -1 && strstr(e.msg, "non-finite"), "NaN refused: %s", e.msg);
     CHECK(trainstate_read(path, &st, &e) == 0 && st.w[5] == sinf(5.0f), "previous state intact");
+    CHECK(!st.meta_unverified, "a version-2 state is verified");
     trainstate_free(&st);
+    w[5] = sinf(5.0f);
+    /* Nor non-finite Adam moments (review D3: inf in adam_v after g^2 overflowed). */
+    v[7] = INFINITY;
+    CHECK(trainstate_write(path, &c, &tc, w, m, v, NULL, &e) == -1 && strstr(e.msg, "adam_v element 7"), "inf in v refused: %s", e.msg);
+    v[7] = 0;
+    m[9] = NAN;
+    CHECK(trainstate_write(path, &c, &tc, w, m, v, NULL, &e) == -1 && strstr(e.msg, "adam_m element 9"), "NaN in m refused: %s", e.msg);
+    m[9] = 0;
+    /* The metadata is checksummed (review D4): "step":"123" -> "step":"128" is caught;
+     * the same file marked version 1 (no metadata checksum) is read, flagged as unverified. */
+    CHECK(trainstate_write(path, &c, &tc, w, m, v, kv, &e) == 0, "rewrite: %s", e.msg);
+    size_t len;
+    char *buf = NULL;
+    fp = fopen(path, "rb");
+    fseek(fp, 0, SEEK_END);
+    len = (size_t)ftell(fp);
+    rewind(fp);
+    buf = malloc(len);
+    CHECK(fread(buf, 1, len, fp) == len, "read back");
+    fclose(fp);
+    char *at = memmem(buf, len, "\"step\":\"123\"", 12);
+    CHECK(at != NULL, "step key found");
+    if (at) {
+        at[10] = '8';
+        fp = fopen(path, "wb");
+        fwrite(buf, 1, len, fp);
+        fclose(fp);
+        CHECK(trainstate_read(path, &st, &e) == -1 && strstr(e.msg, "damaged training state: metadata checksum"),
+              "metadata flip caught: %s", e.msg);
+        char *ver = memmem(buf, len, "\"version\":\"2\"", 13);
+        CHECK(ver != NULL, "version key found");
+        if (ver) {
+            ver[11] = '1';
+            fp = fopen(path, "wb");
+            fwrite(buf, 1, len, fp);
+            fclose(fp);
+            CHECK(trainstate_read(path, &st, &e) == 0 && st.meta_unverified && st.c.step == 128,
+                  "a version-1 state is read, marked unverified: %s", e.msg);
+            trainstate_free(&st);
+        }
+    }
+    free(buf);
     unlink(path);
     layout_free(&l);
     free(w); free(m); free(v);
