@@ -135,7 +135,9 @@ template <class F> Launcher<F> make_launcher(const char *name, F *func, dim3 gri
 // declaration must run in every thread that uses the variable (declare at the top of the kernel).
 #define SHARED(T, name, dims) \
     static const char emu_site_##name = 0; \
-    T (&name) dims = *reinterpret_cast<T (*) dims>(::emu::shared_static(&emu_site_##name, sizeof(T dims), __FILE__, __LINE__))
+    using emu_type_##name = T dims; \
+    emu_type_##name &name = *reinterpret_cast<emu_type_##name *>( \
+        ::emu::shared_static(&emu_site_##name, sizeof(emu_type_##name), __FILE__, __LINE__))
 #define DYN_SHARED(T, name) T *name = reinterpret_cast<T *>(::emu::shared_dynamic())
 
 // ------------------------------------------------------------------------- synchronisation
