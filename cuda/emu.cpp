@@ -119,7 +119,7 @@ struct Fiber {
     int line;
     WarpOpKind op; // the warp operation it waits in
     unsigned mask;
-    uint64_t value, result;
+    uint64_t value, result; // a warp operation's operand and result; a barrier's predicate
     int param, width;
     void *fake_stack; // ASan's record of this fiber's stack while it is switched out
     char *stack;
@@ -134,6 +134,7 @@ struct Block {
     Fiber *running;
     std::vector<std::pair<const void *, void *>> statics;
     size_t static_bytes, dyn_bytes, shared_limit;
+    int barrier_count; // of the barrier last released: threads with a nonzero predicate
     void *dyn;
     bool failed;
     void *sched_fake_stack;
@@ -419,7 +420,11 @@ bool run_block(Block &b) {
                              waiting->file, waiting->line, where(f).c_str(), f.file, f.line);
                 goto out;
             }
-        for (Fiber &f : b.fibers) f.state = RUNNABLE;
+        b.barrier_count = 0;
+        for (Fiber &f : b.fibers) {
+            b.barrier_count += f.value != 0;
+            f.state = RUNNABLE;
+        }
     }
 out:
     ok = !b.failed;
@@ -434,13 +439,15 @@ bool valid_stream(cudaStream_t s) { return s == nullptr || streams.count(s); }
 
 } // namespace
 
-void syncthreads(const char *file, int line) {
+int syncthreads(const char *file, int line, int predicate) {
     Block &b = *blk;
     Fiber &f = *b.running;
     f.state = AT_BARRIER;
     f.file = file;
     f.line = line;
+    f.value = predicate != 0;
     park(b, f);
+    return b.barrier_count; // read before any other barrier can be released: that needs this thread
 }
 
 uint64_t warp_op(WarpOpKind kind, unsigned mask, uint64_t value, int param, int width, const char *file, int line) {

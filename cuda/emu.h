@@ -39,6 +39,8 @@
 #error "cuda/emu.h needs the CUDA toolkit's headers: add -I$(CUDA_HOME)/include"
 #endif
 #include <cuda_bf16.h>
+// cuda_runtime.h's host templates would clash with the emulation's: make including it a no-op.
+#define __CUDA_RUNTIME_H__
 
 // host_defines.h already makes __global__/__device__/__host__ empty for a host compiler.
 #ifndef __global__
@@ -83,7 +85,7 @@ extern thread_local const ThreadView *cur;
 
 enum WarpOpKind { WARP_SYNC, SHFL_IDX, SHFL_UP, SHFL_DOWN, SHFL_XOR, VOTE_BALLOT, VOTE_ANY, VOTE_ALL };
 
-void syncthreads(const char *file, int line);
+int syncthreads(const char *file, int line, int predicate); // returns how many threads passed a nonzero predicate
 uint64_t warp_op(WarpOpKind kind, unsigned mask, uint64_t value, int param, int width, const char *file, int line);
 void *shared_static(const void *site, size_t bytes, const char *file, int line);
 void *shared_dynamic();
@@ -141,7 +143,10 @@ template <class F> Launcher<F> make_launcher(const char *name, F *func, dim3 gri
 #define DYN_SHARED(T, name) T *name = reinterpret_cast<T *>(::emu::shared_dynamic())
 
 // ------------------------------------------------------------------------- synchronisation
-#define __syncthreads() ::emu::syncthreads(__FILE__, __LINE__)
+#define __syncthreads() ((void)::emu::syncthreads(__FILE__, __LINE__, 0))
+#define __syncthreads_count(pred) ::emu::syncthreads(__FILE__, __LINE__, (pred) ? 1 : 0)
+#define __syncthreads_and(pred) (::emu::syncthreads(__FILE__, __LINE__, (pred) ? 1 : 0) == (int)(blockDim.x * blockDim.y * blockDim.z))
+#define __syncthreads_or(pred) (::emu::syncthreads(__FILE__, __LINE__, (pred) ? 1 : 0) != 0)
 #define __syncwarp(...) ((void)::emu::warp_op(::emu::WARP_SYNC, emu_mask_or_all(__VA_ARGS__), 0, 0, 32, __FILE__, __LINE__))
 inline unsigned emu_mask_or_all(unsigned mask = 0xffffffffu) { return mask; }
 #define __shfl_sync(mask, v, src, ...) ::emu::shfl(::emu::SHFL_IDX, (mask), (v), (src), emu_width(__VA_ARGS__), __FILE__, __LINE__)

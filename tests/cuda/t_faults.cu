@@ -26,6 +26,14 @@ __global__ void shift_ok(const float *x, float *y) {
     y[threadIdx.x] = buf[(threadIdx.x + 1) % N];
 }
 
+// y[i] = x[i-1]: in index order the lower neighbour has always written before it is read, so
+// only another order shows the missing barrier.
+__global__ void shift_lower_racy(const float *x, float *y) {
+    SHARED(float, buf, [N]);
+    buf[threadIdx.x] = x[threadIdx.x];
+    y[threadIdx.x] = threadIdx.x > 0 ? buf[threadIdx.x - 1] : 0.0f; // BUG: no __syncthreads() before the read
+}
+
 // acc[i] = sum over t of x[t][i+1]: the buffer is refilled every step, so the step's reads must
 // finish before the next step's writes.  Poison cannot show this one; the order does.
 __global__ void steps_racy(const float *x, float *acc, int steps) {
@@ -118,6 +126,8 @@ int main(int argc, char **argv) {
     const int steps = 4;
     std::vector<float> x(steps * N), y(N);
     for (int i = 0; i < steps * N; i++) x[i] = (float)(i % 97) + 1.0f;
+    // In index order shift_lower_racy happens to work; the reverse order must expose it.
+    int lower_nans = 0;
     const char *orders[] = {"forward", "reverse", "shuffle:1"};
     for (const char *order : orders) {
         CUDA_OK(cudaEmuSetOrder(order));
@@ -138,6 +148,13 @@ int main(int argc, char **argv) {
         CUDA_OK(cudaMemcpy(y.data(), dy, N * sizeof(float), cudaMemcpyDeviceToHost));
         CHECK(count_nans(y) > 0, "%s: the missing barrier in shift_racy read no poisoned shared memory", order);
 
+        LAUNCH(shift_lower_racy, 1, N, 0, 0)(dx, dy);
+        CUDA_OK(cudaGetLastError());
+        CUDA_OK(cudaMemcpy(y.data(), dy, N * sizeof(float), cudaMemcpyDeviceToHost));
+        printf("%s order: shift_lower_racy reads %d poisoned values\n", order, count_nans(y));
+        CHECK(strcmp(order, "reverse") != 0 || count_nans(y) > 0, "reverse order: the missing barrier in shift_lower_racy went unnoticed");
+        if (strcmp(order, "forward") != 0) lower_nans += count_nans(y);
+
         LAUNCH(steps_racy, 1, N, 0, 0)(dx, dy, steps);
         CUDA_OK(cudaGetLastError());
         CUDA_OK(cudaMemcpy(y.data(), dy, N * sizeof(float), cudaMemcpyDeviceToHost));
@@ -151,6 +168,8 @@ int main(int argc, char **argv) {
         CUDA_OK(cudaFree(dx));
         CUDA_OK(cudaFree(dy));
     }
+
+    CHECK(lower_nans > 0, "the missing barrier in shift_lower_racy went unnoticed in the reverse and shuffled orders");
 
     CUDA_OK(cudaEmuSetOrder("forward"));
     float *dy;

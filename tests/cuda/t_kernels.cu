@@ -66,6 +66,17 @@ __global__ void warp_ops(int *out) {
     __syncwarp();
 }
 
+// Barrier votes: out = {count, and, or} of (threadIdx.x % 3 == 0), and the and/or of always-true.
+__global__ void barrier_votes(int *out) {
+    int third = threadIdx.x % 3 == 0;
+    int count = __syncthreads_count(third);
+    int all_third = __syncthreads_and(third), any_third = __syncthreads_or(third);
+    int all_true = __syncthreads_and(1), any_false = __syncthreads_or(0);
+    if (threadIdx.x == 5) {
+        out[0] = count, out[1] = all_third, out[2] = any_third, out[3] = all_true, out[4] = any_false;
+    }
+}
+
 struct Totals {
     float f;
     int i;
@@ -146,6 +157,16 @@ int main() {
         } else
             CHECK(o[3] == -1 && o[4] == -1 && o[5] == -1, "thread %d: odd lane voted", t);
     }
+
+    // Barrier votes in a block of 100 threads: 34 of them are multiples of 3.
+    int votes[5], *dvotes;
+    CUDA_OK(cudaMalloc(&dvotes, sizeof votes));
+    LAUNCH(barrier_votes, 1, 100, 0, 0)(dvotes);
+    CUDA_OK(cudaGetLastError());
+    CUDA_OK(cudaMemcpy(votes, dvotes, sizeof votes, cudaMemcpyDeviceToHost));
+    CHECK(votes[0] == 34 && votes[1] == 0 && votes[2] == 1 && votes[3] == 1 && votes[4] == 0,
+          "barrier votes: count %d and %d or %d, and(1) %d, or(0) %d", votes[0], votes[1], votes[2], votes[3], votes[4]);
+    CUDA_OK(cudaFree(dvotes));
 
     // Atomics from 4 blocks of 128 threads.
     Totals zero, got;

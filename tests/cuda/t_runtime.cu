@@ -65,6 +65,8 @@ int main() {
     CHECK(cudaGetLastError() == cudaSuccess, "no error pending before the limit checks");
     LAUNCH(scale, 1, 1025, 0, 0)(a, n, 1.0f);
     CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration, "1025 threads per block accepted");
+    LAUNCH(scale, 1, dim3(32, 33), 0, 0)(a, n, 1.0f);
+    CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration, "32x33 threads per block accepted");
     LAUNCH(scale, 1, dim3(32, 1, 65), 0, 0)(a, n, 1.0f);
     CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration, "blockDim.z 65 accepted");
     LAUNCH(scale, dim3(1, 65536), 32, 0, 0)(a, n, 1.0f);

@@ -77,6 +77,7 @@ int main() {
 
     // The reference: the same recurrence as plain loops over the whole state matrix.
     double worst = 0.0;
+    int bad = 0;
     std::vector<float> S(N * N);
     for (int bb = 0; bb < B; bb++)
         for (int hh = 0; hh < H; hh++) {
@@ -94,12 +95,13 @@ int main() {
                     }
                     float got = __bfloat162float(y[base + i]);
                     double err = fabs(got - want) / (fabs(want) + 0.05); // bf16 output: 2^-8 relative
-                    if (err > worst) worst = err;
-                    CHECK(err < 1e-2, "b %d h %d t %d row %d: y %g, want %g", bb, hh, t, i, got, want);
+                    if (!(err <= worst)) worst = err; // NaN too
+                    if (!(err < 1e-2) && bad++ < 5) printf("b %d h %d t %d row %d: y %g, want %g\n", bb, hh, t, i, got, want);
                 }
             }
         }
     printf("worst relative error %.2e\n", worst);
+    CHECK(bad == 0, "%d of %d outputs off by more than 1e-2 relative", bad, n);
     for (int i = 0; i < 7; i++) CUDA_OK(cudaFree(d[i]));
     return check_finish("t_wkv");
 }
