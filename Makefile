@@ -74,7 +74,12 @@ ALL_NVCCFLAGS  = -std=c++17 $(GENCODE) --Werror all-warnings -Xcompiler -Wall,-W
                  -Xptxas -v -Icuda -Ilib -MMD -MP $(NVCCFLAGS)
 CUDA_GPU_TESTS := $(patsubst tests/cuda/%.cu,$(B)/cuda/tests/%,$(CUDA_TEST_SRC))
 cuda: $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.o) $(CUDA_GPU_TESTS)
-$(B)/cuda/obj/%.o: %.cu cuda/ptxas-budget.sh cuda/ptxas-budget.txt
+# Rewritten only when the flags change (another CUDA_ARCH, say), so that the objects follow them.
+$(B)/cuda/flags: cuda-flags-check
+	@mkdir -p $(@D)
+	@echo '$(NVCC) $(ALL_NVCCFLAGS)' | cmp -s - $@ || echo '$(NVCC) $(ALL_NVCCFLAGS)' >$@
+.PHONY: cuda-flags-check
+$(B)/cuda/obj/%.o: %.cu $(B)/cuda/flags cuda/ptxas-budget.sh cuda/ptxas-budget.txt
 	@mkdir -p $(@D)
 	$(NVCC) $(ALL_NVCCFLAGS) -c $< -o $@ 2>$@.ptxas || { cat $@.ptxas; exit 1; }
 	@sh cuda/ptxas-budget.sh cuda/ptxas-budget.txt $@.ptxas
