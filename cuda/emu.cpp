@@ -18,6 +18,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <csignal>
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -178,6 +179,46 @@ void order_indices(std::vector<int> &idx, int n) {
         for (int i = n - 1; i > 0; i--) std::swap(idx[i], idx[next_random() % (uint64_t)(i + 1)]);
 }
 
+// A fiber that overflows its stack faults on the guard page below it: say so before the
+// process dies, since a bare "Segmentation fault" in a kernel does not suggest the stack size.
+// (ASan reports stack overflows itself.)
+#ifndef EMU_ASAN
+struct sigaction previous_segv;
+
+void on_segv(int sig, siginfo_t *info, void *) {
+    uintptr_t addr = (uintptr_t)info->si_addr, page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (char *stack : stack_pool)
+        if (addr >= (uintptr_t)stack - page && addr < (uintptr_t)stack) {
+            char msg[256];
+            const ThreadView *v = cur;
+            int n = snprintf(msg, sizeof msg,
+                             "cuda-emu: kernel '%s' block (%u,%u,%u) thread (%u,%u,%u) overflowed its %zu KiB fiber stack "
+                             "(set CUDA_EMU_STACK_KIB)\n",
+                             blk ? blk->kernel : "?", v ? v->block_idx.x : 0, v ? v->block_idx.y : 0, v ? v->block_idx.z : 0,
+                             v ? v->thread_idx.x : 0, v ? v->thread_idx.y : 0, v ? v->thread_idx.z : 0, stack_bytes / 1024);
+            ssize_t ignored = write(2, msg, (size_t)n);
+            (void)ignored;
+            break;
+        }
+    // Back to the previous handler; returning retries the access, which faults again.
+    sigaction(sig, &previous_segv, nullptr);
+}
+
+void watch_stack_overflow() {
+    static char alt[64 * 1024]; // the handler cannot run on the stack that overflowed
+    stack_t ss = {};
+    ss.ss_sp = alt;
+    ss.ss_size = sizeof alt;
+    struct sigaction sa = {};
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    if (sigaltstack(&ss, nullptr) == 0) sigaction(SIGSEGV, &sa, &previous_segv);
+}
+#else
+void watch_stack_overflow() {}
+#endif
+
 void init() {
     if (initialised) return;
     initialised = true;
@@ -194,6 +235,7 @@ void init() {
     const char *s = getenv("CUDA_EMU_STACK_KIB");
     if (s && atoi(s) >= 16) kib = (size_t)atoi(s);
     stack_bytes = kib * 1024;
+    watch_stack_overflow();
 }
 
 // Fiber stacks are mmap'd with a PROT_NONE page below them, so an overflow faults at once

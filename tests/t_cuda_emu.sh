@@ -28,6 +28,8 @@ done
 [ -x "$emu/asan/t_faults" ] &&
     expect_fail "ASan stops a write past a SHARED array" "heap-buffer-overflow" \
         env ASAN_OPTIONS=detect_leaks=0 "$emu/asan/t_faults" shared-overflow
+expect_fail "a fiber stack overflow is reported" "overflowed its 64 KiB fiber stack" \
+    env CUDA_EMU_STACK_KIB=64 "$emu/tests/t_faults" stack-overflow
 check "a bad CUDA_EMU_ORDER fails the launches" sh -c "! CUDA_EMU_ORDER=sideways '$emu/tests/t_kernels' >/dev/null 2>&1"
 
 # nvcc builds run only where there is a device (they exit 77 without one).

@@ -86,6 +86,15 @@ __global__ void shared_overflow(float *y) {
     y[threadIdx.x] = buf[threadIdx.x];
 }
 
+// Recursion deep enough to overflow a 64 KiB fiber stack: the guard page must stop it with a
+// message (tests/t_cuda_emu.sh).
+__device__ int deep(int depth) {
+    volatile char frame[512];
+    frame[0] = (char)depth;
+    return depth == 0 ? frame[0] : deep(depth - 1) + frame[0];
+}
+__global__ void stack_overflow(int *y) { y[threadIdx.x] = deep(100000); }
+
 #if CUDA_EMU // ptxas refuses it at build time
 __global__ void too_much_static_shared(float *y) {
     SHARED(float, big, [13000]); // 52000 bytes: over the 48 KiB static limit
@@ -121,6 +130,13 @@ int main(int argc, char **argv) {
         CUDA_OK(cudaMalloc(&y, N * sizeof(float)));
         LAUNCH(shared_overflow, 1, N, 0, 0)(y);
         printf("shared_overflow ran to the end\n");
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "stack-overflow")) { // must die with a message
+        int *y;
+        CUDA_OK(cudaMalloc(&y, N * sizeof(int)));
+        LAUNCH(stack_overflow, 1, N, 0, 0)(y);
+        printf("stack_overflow ran to the end\n");
         return 0;
     }
     const int steps = 4;
