@@ -98,7 +98,7 @@ EMU_FLAGS     = -std=c++17 -Wall -Wextra -Wshadow -Wno-unknown-pragmas -Icuda -I
 EMU_SAN       = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 EMU_TESTS    := $(patsubst tests/cuda/%.cu,$(B)/cuda-emu/tests/%,$(CUDA_TEST_SRC))
 EMU_SAN_TESTS := $(patsubst tests/cuda/%.cu,$(B)/cuda-emu/asan/%,$(CUDA_TEST_SRC))
-cuda-emu: $(EMU_TESTS) $(EMU_SAN_TESTS)
+cuda-emu: $(EMU_TESTS) $(if $(shell command -v $(EMU_SAN_CXX)),$(EMU_SAN_TESTS))
 ifneq ($(wildcard $(CUDA_HOME)/include/cuda_bf16.h),)
 all: cuda-emu
 endif
