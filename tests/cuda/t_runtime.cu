@@ -7,9 +7,16 @@
 #include <cstring>
 #include <vector>
 
+__constant__ float offsets[2];
+
 __global__ void scale(float *x, int n, float by) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) x[i] *= by;
+}
+
+__global__ void add_offsets(float *x, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] += offsets[i % 2];
 }
 
 // Touches every byte of its dynamic shared memory.
@@ -55,6 +62,15 @@ int main() {
     int wrong = 0;
     for (int i = 0; i < n; i++) wrong += back[i] != 2.0f * h[i];
     CHECK(wrong == 0, "round trip: %d of %d values wrong", wrong, n);
+    // Constant memory.
+    const float offs[2] = {0.5f, -0.25f};
+    CUDA_OK(cudaMemcpyToSymbol(offsets, offs, sizeof offs));
+    LAUNCH(add_offsets, (n + 127) / 128, 128, 0, 0)(b, n);
+    CUDA_OK(cudaGetLastError());
+    CUDA_OK(cudaMemcpy(back.data(), b, n * sizeof(float), cudaMemcpyDeviceToHost));
+    wrong = 0;
+    for (int i = 0; i < n; i++) wrong += back[i] != 2.0f * h[i] + offs[i % 2];
+    CHECK(wrong == 0, "constant memory: %d of %d values wrong", wrong, n);
     CUDA_OK(cudaMemset(b, 0, n * sizeof(float)));
     CUDA_OK(cudaMemcpy(back.data(), b, n * sizeof(float), cudaMemcpyDeviceToHost));
     wrong = 0;

@@ -45,9 +45,12 @@ __global__ void __launch_bounds__(N, 2) wkv_forward_test(int T, int H, const bf1
     }
 }
 
-int main() {
+// Usage: t_wkv [B H T] (default 2 3 32); larger shapes measure the emulation's speed.
+int main(int argc, char **argv) {
     check_device();
-    const int N = 64, B = 2, H = 3, T = 32, n = B * T * H * N;
+    const int N = 64;
+    const int B = argc > 3 ? atoi(argv[1]) : 2, H = argc > 3 ? atoi(argv[2]) : 3, T = argc > 3 ? atoi(argv[3]) : 32;
+    const int n = B * T * H * N;
     unsigned seed = 7;
     // Inputs as the model makes them: a = -kk, b = kk*a_gate with kk a unit vector per head, so
     // the state stays bounded.
@@ -71,8 +74,17 @@ int main() {
     const std::vector<bf16> *host[6] = {&r, &w, &k, &v, &a, &b};
     for (int i = 0; i < 7; i++) CUDA_OK(cudaMalloc(&d[i], n * sizeof(bf16)));
     for (int i = 0; i < 6; i++) CUDA_OK(cudaMemcpy(d[i], host[i]->data(), n * sizeof(bf16), cudaMemcpyHostToDevice));
+    cudaEvent_t start, stop;
+    CUDA_OK(cudaEventCreate(&start));
+    CUDA_OK(cudaEventCreate(&stop));
+    CUDA_OK(cudaEventRecord(start, 0));
     LAUNCH(wkv_forward_test<N>, dim3(H, B), N, 0, 0)(T, H, d[0], d[1], d[2], d[3], d[4], d[5], d[6]);
     CUDA_OK(cudaGetLastError());
+    CUDA_OK(cudaEventRecord(stop, 0));
+    CUDA_OK(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    CUDA_OK(cudaEventElapsedTime(&ms, start, stop));
+    printf("B %d H %d T %d: kernel %.1f ms\n", B, H, T, ms);
     CUDA_OK(cudaMemcpy(y.data(), d[6], n * sizeof(bf16), cudaMemcpyDeviceToHost));
 
     // The reference: the same recurrence as plain loops over the whole state matrix.
