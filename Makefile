@@ -23,7 +23,7 @@ FUZZ     := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/*.c))
 CUDA_SRC := $(wildcard cuda/*.cu)
 VOCAB    := $(B)/share/rwkv7c/rwkv_vocab_v20230424.txt
 
-.PHONY: all check bench fuzz demo deps install uninstall clean cuda cuda-emu help
+.PHONY: all check bench fuzz demo deps install uninstall clean cuda help
 
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 DEB_PKGS := build-essential clang libzstd-dev libxxhash-dev libopenblas-dev liblapacke-dev \
@@ -78,7 +78,7 @@ cuda: $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.o) $(CUDA_GPU_TESTS)
 $(B)/cuda/flags: cuda-flags-check
 	@mkdir -p $(@D)
 	@echo '$(NVCC) $(ALL_NVCCFLAGS)' | cmp -s - $@ || echo '$(NVCC) $(ALL_NVCCFLAGS)' >$@
-.PHONY: cuda-flags-check
+.PHONY: cuda-flags-check cuda-emu
 $(B)/cuda/obj/%.o: %.cu $(B)/cuda/flags cuda/ptxas-budget.sh cuda/ptxas-budget.txt
 	@mkdir -p $(@D)
 	$(NVCC) $(ALL_NVCCFLAGS) -c $< -o $@ 2>$@.ptxas || { cat $@.ptxas; exit 1; }
@@ -160,7 +160,7 @@ clean:
 	rm -rf $(B)
 
 help:
-	@echo "targets: all check bench fuzz demo install uninstall clean cuda cuda-emu"
+	@echo "targets: all check bench fuzz demo install uninstall clean cuda"
 	@echo "tools:   $(TOOLS)"
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
