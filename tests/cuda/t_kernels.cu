@@ -77,6 +77,28 @@ __global__ void barrier_votes(int *out) {
     }
 }
 
+// The classic tiled transpose: a 2-D block (32 x 8), a 2-D shared tile padded against bank
+// conflicts, staged through a __device__ helper that declares its own SHARED counter.
+__device__ void count_block(int *blocks_seen) {
+    SHARED(int, arrivals, );
+    if (threadIdx.x == 0 && threadIdx.y == 0) arrivals = 0;
+    __syncthreads();
+    atomicAdd(&arrivals, 1);
+    __syncthreads();
+    if (threadIdx.x == 0 && threadIdx.y == 0 && arrivals == (int)(blockDim.x * blockDim.y)) atomicAdd(blocks_seen, 1);
+}
+__global__ void transpose(const float *in, float *out, int rows, int cols, int *blocks_seen) {
+    SHARED(float, tile, [32][33]);
+    int x = blockIdx.x * 32 + threadIdx.x, y = blockIdx.y * 32 + threadIdx.y;
+    for (int j = 0; j < 32; j += 8)
+        if (x < cols && y + j < rows) tile[threadIdx.y + j][threadIdx.x] = in[(size_t)(y + j) * cols + x];
+    __syncthreads();
+    x = blockIdx.y * 32 + threadIdx.x, y = blockIdx.x * 32 + threadIdx.y;
+    for (int j = 0; j < 32; j += 8)
+        if (x < rows && y + j < cols) out[(size_t)(y + j) * rows + x] = tile[threadIdx.x][threadIdx.y + j];
+    count_block(blocks_seen);
+}
+
 struct Totals {
     float f;
     int i;
@@ -167,6 +189,30 @@ int main() {
     CHECK(votes[0] == 34 && votes[1] == 0 && votes[2] == 1 && votes[3] == 1 && votes[4] == 0,
           "barrier votes: count %d and %d or %d, and(1) %d, or(0) %d", votes[0], votes[1], votes[2], votes[3], votes[4]);
     CUDA_OK(cudaFree(dvotes));
+
+    // Transpose of a 70 x 45 matrix: partial tiles on both edges.
+    const int tr = 70, tc = 45;
+    std::vector<float> tin(tr * tc), tout(tr * tc);
+    for (float &f : tin) f = check_random(&seed);
+    float *dtin, *dtout;
+    int seen = 0, *dseen;
+    CUDA_OK(cudaMalloc(&dtin, tin.size() * sizeof(float)));
+    CUDA_OK(cudaMalloc(&dtout, tout.size() * sizeof(float)));
+    CUDA_OK(cudaMalloc(&dseen, sizeof(int)));
+    CUDA_OK(cudaMemset(dseen, 0, sizeof(int)));
+    CUDA_OK(cudaMemcpy(dtin, tin.data(), tin.size() * sizeof(float), cudaMemcpyHostToDevice));
+    LAUNCH(transpose, dim3((tc + 31) / 32, (tr + 31) / 32), dim3(32, 8), 0, 0)(dtin, dtout, tr, tc, dseen);
+    CUDA_OK(cudaGetLastError());
+    CUDA_OK(cudaMemcpy(tout.data(), dtout, tout.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(&seen, dseen, sizeof(int), cudaMemcpyDeviceToHost));
+    int wrong = 0;
+    for (int r = 0; r < tr; r++)
+        for (int c = 0; c < tc; c++) wrong += tout[c * tr + r] != tin[r * tc + c];
+    CHECK(wrong == 0, "transpose: %d of %d values wrong", wrong, tr * tc);
+    CHECK(seen == 6, "transpose: %d blocks counted all their threads, want 6", seen);
+    CUDA_OK(cudaFree(dtin));
+    CUDA_OK(cudaFree(dtout));
+    CUDA_OK(cudaFree(dseen));
 
     // Atomics from 4 blocks of 128 threads.
     Totals zero, got;
