@@ -1,11 +1,12 @@
 # rwkv7c: RWKV-7 pre-training toolkit.  `make` builds every tool into build/bin.
-# Honours PREFIX, DESTDIR, CC, NVCC, CUDA_ARCH, CFLAGS, LDFLAGS.
+# Honours PREFIX, DESTDIR, CC, CUDA_HOME, NVCC, CUDA_ARCH, CFLAGS, LDFLAGS.
 PREFIX    ?= /usr/local
 BINDIR    ?= $(PREFIX)/bin
 DATADIR   ?= $(PREFIX)/share/rwkv7c
 MANDIR    ?= $(PREFIX)/share/man
-NVCC      ?= nvcc
-CUDA_ARCH ?= sm_90
+CUDA_HOME ?= /usr/local/cuda
+NVCC      ?= $(CUDA_HOME)/bin/nvcc
+CUDA_ARCH ?= sm_80 sm_86 sm_89 sm_90
 CFLAGS    ?= -O2 -g
 ARCHFLAGS ?= -march=native
 WARN      := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla
@@ -60,11 +61,65 @@ $(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -std=gnu11 -g -O1 -fopenmp -Ilib -fsanitize=fuzzer,address,undefined -Wno-pass-failed $< $(LIB_SRC) $(LDLIBS) -o $@
 
-# CUDA objects compile and link wherever nvcc exists; nothing here runs them.
-cuda: $(CUDA_SRC:%.cu=$(B)/obj/%.o)
-$(B)/obj/%.o: %.cu
+# CUDA (cuda/README.md).  `make cuda`: every cuda/*.cu and tests/cuda/*.cu through nvcc as one
+# fat binary for all of CUDA_ARCH, warnings as errors, ptxas's register/spill report held to
+# cuda/ptxas-budget.txt; the tests are linked too, to run where there is a GPU.  Nothing in
+# `make check` needs nvcc or a GPU.
+CUDA_TEST_SRC := $(wildcard tests/cuda/*.cu)
+# SASS for each architecture, and PTX of the newest for GPUs newer than all of them.
+GENCODE        = $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a:sm_%=%),code=$(a)) \
+                 -gencode arch=compute_$(lastword $(CUDA_ARCH:sm_%=%)),code=compute_$(lastword $(CUDA_ARCH:sm_%=%))
+NVCCFLAGS     ?= -O3
+ALL_NVCCFLAGS  = -std=c++17 $(GENCODE) --Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror \
+                 -Xptxas -v -Icuda -Ilib -MMD -MP $(NVCCFLAGS)
+CUDA_GPU_TESTS := $(patsubst tests/cuda/%.cu,$(B)/cuda/tests/%,$(CUDA_TEST_SRC))
+cuda: $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.o) $(CUDA_GPU_TESTS)
+# Rewritten only when the flags change (another CUDA_ARCH, say), so that the objects follow them.
+$(B)/cuda/flags: cuda-flags-check
 	@mkdir -p $(@D)
-	$(NVCC) -O3 -arch=$(CUDA_ARCH) -Ilib -c $< -o $@
+	@echo '$(NVCC) $(ALL_NVCCFLAGS)' | cmp -s - $@ || echo '$(NVCC) $(ALL_NVCCFLAGS)' >$@
+.PHONY: cuda-flags-check cuda-emu
+$(B)/cuda/obj/%.o: %.cu $(B)/cuda/flags cuda/ptxas-budget.sh cuda/ptxas-budget.txt
+	@mkdir -p $(@D)
+	$(NVCC) $(ALL_NVCCFLAGS) -c $< -o $@ 2>$@.ptxas || { cat $@.ptxas; exit 1; }
+	@sh cuda/ptxas-budget.sh cuda/ptxas-budget.txt $@.ptxas
+$(B)/cuda/tests/%: $(B)/cuda/obj/tests/cuda/%.o
+	@mkdir -p $(@D)
+	$(NVCC) $(GENCODE) $^ -o $@
+
+# `make cuda-emu`: the same sources through cuda/emu.h and a host C++ compiler (no nvcc, no GPU;
+# the toolkit's headers only), plus an ASan/UBSan build; tests/t_cuda_emu.sh runs them in
+# several thread orders.  The trainer with the CUDA backend under emulation will be
+# $(B)/cuda-emu/bin/rwkv-train, built from the same objects.
+EMU_CXX      ?= g++
+EMU_SAN_CXX  ?= clang++
+EMU_CXXFLAGS ?= -O1 -g
+EMU_FLAGS     = -std=c++17 -Wall -Wextra -Wshadow -Wno-unknown-pragmas -Icuda -Ilib -isystem $(CUDA_HOME)/include -MMD -MP
+EMU_SAN       = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+EMU_TESTS    := $(patsubst tests/cuda/%.cu,$(B)/cuda-emu/tests/%,$(CUDA_TEST_SRC))
+EMU_SAN_TESTS := $(patsubst tests/cuda/%.cu,$(B)/cuda-emu/asan/%,$(CUDA_TEST_SRC))
+cuda-emu: $(EMU_TESTS) $(if $(shell command -v $(EMU_SAN_CXX)),$(EMU_SAN_TESTS))
+ifneq ($(wildcard $(CUDA_HOME)/include/cuda_bf16.h),)
+all: cuda-emu
+endif
+$(B)/cuda-emu/obj/%.o: %.cu
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) $(EMU_CXXFLAGS) -x c++ -c $< -o $@
+$(B)/cuda-emu/obj/%.o: %.cpp
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) $(EMU_CXXFLAGS) -c $< -o $@
+$(B)/cuda-emu/tests/%: $(B)/cuda-emu/obj/tests/cuda/%.o $(B)/cuda-emu/obj/cuda/emu.o
+	@mkdir -p $(@D)
+	$(EMU_CXX) $^ -o $@
+$(B)/cuda-emu/asan-obj/%.o: %.cu
+	@mkdir -p $(@D)
+	$(EMU_SAN_CXX) $(EMU_FLAGS) $(EMU_SAN) -O1 -g -x c++ -c $< -o $@
+$(B)/cuda-emu/asan-obj/%.o: %.cpp
+	@mkdir -p $(@D)
+	$(EMU_SAN_CXX) $(EMU_FLAGS) $(EMU_SAN) -O1 -g -c $< -o $@
+$(B)/cuda-emu/asan/%: $(B)/cuda-emu/asan-obj/tests/cuda/%.o $(B)/cuda-emu/asan-obj/cuda/emu.o
+	@mkdir -p $(@D)
+	$(EMU_SAN_CXX) $(EMU_SAN) $^ -o $@
 
 check: all
 	@sh tests/run.sh
@@ -109,4 +164,5 @@ help:
 	@echo "tools:   $(TOOLS)"
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/cuda $(B)/cuda-emu -name '*.d' 2>/dev/null)
 .SECONDARY:
