@@ -204,6 +204,36 @@ static void fill_rows(float *out, const float *vec, size_t rows, int C)
     for (size_t n = 0; n < rows; n++) memcpy(out + n * C, vec, (size_t)C * sizeof *out);
 }
 
+/* ------------------------------------------------------------- parameters */
+
+int model_alloc(Model *m, const ModelConfig *c, Error *e)
+{
+    memset(m, 0, sizeof *m);
+    if (layout_build(c, &m->layout, e)) return -1;
+    m->cfg = *c;
+    m->w = calloc(m->layout.total ? m->layout.total : 1, sizeof *m->w);
+    if (!m->w) {
+        size_t total = m->layout.total;
+        layout_free(&m->layout);
+        return fail(e, "out of memory for %zu parameters", total);
+    }
+    return 0;
+}
+
+void model_free(Model *m)
+{
+    if (!m) return;
+    free(m->w);
+    layout_free(&m->layout);
+    memset(m, 0, sizeof *m);
+}
+
+float *model_param(const Model *m, const char *name)
+{
+    const ParamInfo *p = layout_find(&m->layout, name);
+    return p ? m->w + p->offset : NULL;
+}
+
 /* ------------------------------------------------------------- setup */
 
 static size_t off_of(const Layout *L, int layer, const char *name)
