@@ -27,7 +27,7 @@ typedef struct ModelWork ModelWork;   /* activations and scratch for B x T */
 ModelWork *model_work_new(const Model *m, int B, int T, int grad_cp, Error *e);
 void       model_work_free(ModelWork *w);
 /* x, y: B*T token ids.  Returns the mean cross-entropy over B*T.  grad (layout.total
- * floats) is overwritten with d(loss)/d(w) including the L2Wrap term (§3.6). */
+ * floats) is overwritten with d(loss)/d(w) including the L2Wrap term (src/model.py L2Wrap). */
 float model_forward_backward(const Model *m, ModelWork *w, const int32_t *x, const int32_t *y, float *grad);
 /* Token ids outside [0, vocab_size) make the loss NaN (and logits NaN); callers validate. */
 /* Loss only (no backward). */
