@@ -22,7 +22,7 @@
 
 #include "ops.h"
 
-#define HS OPS_HEAD_SIZE             /* head size (layout.c enforces 64) */
+#define HS OPS_HEAD_SIZE            /* head size (layout.c enforces 64) */
 #define PREFILL_CHUNK 128           /* tokens per parallel-mode pass in model_prefill */
 #define HEAD_CHUNK_FLOATS (32u << 20) /* logits held at once in training (128 MiB): rows per head pass */
 #define NONE ((size_t)-1)
