@@ -4,7 +4,7 @@
  * moments, and does forward + backward + clip + update in one call, so a
  * GPU backend can keep everything on the device and fuse the update.
  * The CPU backend (backend_cpu.c) runs lib/model.h; a CUDA backend will
- * implement the same struct. */
+ * implement the same struct; backend.c picks one by its --accelerator name. */
 #ifndef RWKV7C_BACKEND_H
 #define RWKV7C_BACKEND_H
 #include <stddef.h>
@@ -46,12 +46,24 @@ struct Backend {
     void (*free)(Backend *b);
 };
 
-/* accelerator: "cpu"; "gpu"/"cuda" fail with "CUDA backend not built yet".
- * w: initial fp32 weights in Layout order; moments start at zero. */
+/* backend.c: the accelerator names, dispatched to the backends this build has. */
+/* 0 if this build can open `accelerator` ("cpu"; "gpu"/"cuda" once built with
+ * RWKV7C_CUDA), else -1 with the reason and the alternative in e. */
+int backend_check(const char *accelerator, Error *e);
+/* w: initial fp32 weights in Layout order; moments start at zero. */
 int backend_open(const char *accelerator, const ModelConfig *c, const float *w, const BackendConfig *bc,
                  Backend **out, Error *e);
 /* Bytes one device needs (weights, masters, moments, gradients, activations),
- * plus the host's fp32 staging copies used for saving. */
+ * plus the host's fp32 staging copies used for saving.  An accelerator this
+ * build lacks gets the CPU backend's figure (backend_check says why it cannot run). */
 uint64_t backend_memory_estimate(const char *accelerator, const ModelConfig *c, const BackendConfig *bc);
+
+/* backend_cpu.c */
 int backend_cpu_open(const ModelConfig *c, const float *w, const BackendConfig *bc, Backend **out, Error *e);
+uint64_t backend_cpu_memory_estimate(const ModelConfig *c, const BackendConfig *bc);
+#ifdef RWKV7C_CUDA
+/* cuda/backend_cuda.cu */
+int backend_cuda_open(const ModelConfig *c, const float *w, const BackendConfig *bc, Backend **out, Error *e);
+uint64_t backend_cuda_memory_estimate(const ModelConfig *c, const BackendConfig *bc);
+#endif
 #endif

@@ -112,16 +112,7 @@ int backend_cpu_open(const ModelConfig *mc, const float *w, const BackendConfig 
     return 0;
 }
 
-int backend_open(const char *accelerator, const ModelConfig *c, const float *w, const BackendConfig *bc,
-                 Backend **out, Error *e)
-{
-    if (!strcmp(accelerator, "cpu")) return backend_cpu_open(c, w, bc, out, e);
-    if (!strcmp(accelerator, "gpu") || !strcmp(accelerator, "cuda"))
-        return fail(e, "--accelerator %s: CUDA backend not built yet (use --accelerator cpu)", accelerator);
-    return fail(e, "unknown --accelerator '%s' (use cpu)", accelerator);
-}
-
-uint64_t backend_memory_estimate(const char *accelerator, const ModelConfig *c, const BackendConfig *bc)
+uint64_t backend_cpu_memory_estimate(const ModelConfig *c, const BackendConfig *bc)
 {
     uint64_t P = config_param_count(c), BT = (uint64_t)bc->B * bc->T;
     uint64_t L = (uint64_t)c->n_layer, C = (uint64_t)c->n_embd, V = (uint64_t)c->vocab_size;
@@ -136,6 +127,5 @@ uint64_t backend_memory_estimate(const char *accelerator, const ModelConfig *c, 
     /* logits: the CPU model holds at most 128 MiB of them at once (row chunks) */
     uint64_t logits = BT * V * 4;
     acts += logits < (128u << 20) ? logits : (128u << 20);
-    (void)accelerator;
     return weights + acts;
 }

@@ -1,4 +1,4 @@
-/* init.c: x070 initialisation (init.h, rwkv7-reference §2.3). */
+/* init.c: x070 initialisation (init.h; RWKV-LM-V7 src/model.py, doc/model.md "Initialisation"). */
 #include "init.h"
 
 #include <cblas.h>
@@ -176,7 +176,7 @@ const char *init_kind_name(InitKind k)
     return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
 
-/* ---------------- the formulas of §2.3, in float32 steps ---------------- */
+/* ------- the formulas of RWKV_Tmix_x070/RWKV_CMix_x070.__init__, in float32 steps ------- */
 
 /* float32 pow as the reference's torch.pow(float tensor, scalar): correctly
  * rounded here (torch's vectorised powf is within 1 ulp of this; the bf16

@@ -1,4 +1,6 @@
-/* init.h: the x070 initialisation of RWKV-LM (rwkv7-reference §2.3).
+/* init.h: the x070 initialisation of RWKV-LM (RWKV-LM-V7 src/model.py: the
+ * RWKV_Tmix_x070 and RWKV_CMix_x070 constructors, then RWKV.generate_init_weight;
+ * doc/model.md "Initialisation").
  *
  * Deterministic tensors (x_*, w0, a0, v0, k_k, k_a, r_k, ln_x.weight, LayerNorms)
  * follow the reference formulas in float32 steps, so their bf16 values equal

@@ -1,6 +1,7 @@
 /* layout.h: the x070 parameter list — names, shapes and order exactly as the
- * RWKV-LM state_dict (rwkv7-reference §2.2) — and the model dimensions, which
- * are always read from a checkpoint's tensor shapes, never typed by hand. */
+ * RWKV-LM state_dict (RWKV-LM-V7 src/model.py, module order; doc/model.md) —
+ * and the model dimensions, which are always read from a checkpoint's tensor
+ * shapes, never typed by hand. */
 #ifndef RWKV7C_LAYOUT_H
 #define RWKV7C_LAYOUT_H
 #include <stddef.h>

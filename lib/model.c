@@ -1,11 +1,12 @@
-/* model.c: the x070 compute on the CPU in fp32 (rwkv7-reference §3, §4.2):
- * the parallel (sequence) forward, its backward, and the recurrent mode.
+/* model.c: the x070 compute on the CPU in fp32 (RWKV-LM-V7 src/model.py,
+ * RWKV.forward with RWKV_Tmix_x070 and RWKV_CMix_x070; doc/model.md): the
+ * parallel (sequence) forward, its backward, and the recurrent mode.
  *
  * Rows are tokens, n = b*T + t; every activation is a row-major [B*T, width]
- * matrix.  Matrix products go to BLAS (cblas_sgemm); elementwise work and the
- * WKV recurrence are parallel over rows / (batch, head) with OpenMP.
- * Reductions over rows (the gradients of per-channel vectors) run sequentially
- * per column, so results do not depend on the thread count.
+ * matrix.  Matrix products go to BLAS (cblas_sgemm); everything else is an op
+ * of ops.h (kernel-shaped, the CPU twins of the CUDA kernels), so this file
+ * holds the parameter offsets, the work area, and the order of the steps.
+ * Results do not depend on the thread count.
  *
  * The recurrent mode reuses the parallel code with T = 1 (or a prefill chunk),
  * carrying the token-shift inputs and the WKV state between calls, so both
@@ -19,9 +20,9 @@
 #include <string.h>
 #include <time.h>
 
-#define HS 64                       /* head size (layout.c enforces 64) */
-#define WKV_CHUNK 16                /* state kept every 16 steps for the backward */
-#define W_SCALE (-0.60653065971263342f)   /* -exp(-0.5) */
+#include "ops.h"
+
+#define HS OPS_HEAD_SIZE            /* head size (layout.c enforces 64) */
 #define PREFILL_CHUNK 128           /* tokens per parallel-mode pass in model_prefill */
 #define HEAD_CHUNK_FLOATS (32u << 20) /* logits held at once in training (128 MiB): rows per head pass */
 #define NONE ((size_t)-1)
@@ -79,8 +80,6 @@ struct ModelState {
 };
 
 /* ------------------------------------------------------------------ helpers */
-
-static inline float sigmoidf_(float z) { return 1.0f / (1.0f + expf(-z)); }
 
 /* Threads.  OpenBLAS's own threads and OpenMP's spin-waiting threads fight
  * over the cores (5-10x slower, measured on 2 shared cores), so BLAS runs
@@ -198,28 +197,6 @@ static void gemm_tn(int M, int N, int K, const float *A, const float *Bm, float 
     gemm(1, 0, M, N, K, A, Bm, Cm, beta);
 }
 
-/* g[c] += sum_n A[n][c] * Bm[n][c] (Bm NULL: 1).  Each column is summed in row
- * order in double, so the bits do not depend on the number of threads. */
-static void colsum(float *g, const float *A, const float *Bm, size_t rows, int C)
-{
-    int nblk = (C + 15) / 16;
-#pragma omp parallel for schedule(static)
-    for (int blk = 0; blk < nblk; blk++) {
-        int c0 = blk * 16, nc = C - c0 < 16 ? C - c0 : 16;
-        double acc[16] = { 0 };
-        for (size_t n = 0; n < rows; n++) {
-            const float *a = A + n * C + c0;
-            if (Bm) {
-                const float *b = Bm + n * C + c0;
-                for (int c = 0; c < nc; c++) acc[c] += (double)a[c] * b[c];
-            } else {
-                for (int c = 0; c < nc; c++) acc[c] += a[c];
-            }
-        }
-        for (int c = 0; c < nc; c++) g[c0 + c] += (float)acc[c];
-    }
-}
-
 /* out[n][c] = vec[c] for every row (bias broadcast before a beta=1 GEMM) */
 static void fill_rows(float *out, const float *vec, size_t rows, int C)
 {
@@ -227,232 +204,34 @@ static void fill_rows(float *out, const float *vec, size_t rows, int C)
     for (size_t n = 0; n < rows; n++) memcpy(out + n * C, vec, (size_t)C * sizeof *out);
 }
 
-static void layernorm_fwd(const float *x, float *y, float *mean, float *rstd, const float *gamma,
-                          const float *beta, size_t rows, int C, float eps)
+/* ------------------------------------------------------------- parameters */
+
+int model_alloc(Model *m, const ModelConfig *c, Error *e)
 {
-#pragma omp parallel for schedule(static)
-    for (size_t n = 0; n < rows; n++) {
-        const float *xr = x + n * C;
-        double s = 0, ss = 0;
-        for (int c = 0; c < C; c++) s += xr[c];
-        double mu = s / C;
-        for (int c = 0; c < C; c++) { double d = xr[c] - mu; ss += d * d; }
-        float m = (float)mu, rs = (float)(1.0 / sqrt(ss / C + eps));
-        mean[n] = m;
-        rstd[n] = rs;
-        float *yr = y + n * C;
-        for (int c = 0; c < C; c++) yr[c] = (xr[c] - m) * rs * gamma[c] + beta[c];
+    memset(m, 0, sizeof *m);
+    if (layout_build(c, &m->layout, e)) return -1;
+    m->cfg = *c;
+    m->w = calloc(m->layout.total ? m->layout.total : 1, sizeof *m->w);
+    if (!m->w) {
+        size_t total = m->layout.total;
+        layout_free(&m->layout);
+        return fail(e, "out of memory for %zu parameters", total);
     }
+    return 0;
 }
 
-/* dx (+)= d LayerNorm / dx . dy; ggamma/gbeta += parameter grads.  tmp: rows*C scratch. */
-static void layernorm_bwd(const float *x, const float *mean, const float *rstd, const float *gamma,
-                          const float *dy, float *dx, int accumulate, float *ggamma, float *gbeta,
-                          float *tmp, size_t rows, int C)
+void model_free(Model *m)
 {
-#pragma omp parallel for schedule(static)
-    for (size_t n = 0; n < rows; n++) {
-        const float *xr = x + n * C, *dyr = dy + n * C;
-        float *dxr = dx + n * C, *tr = tmp + n * C;
-        float m = mean[n], rs = rstd[n];
-        double m1 = 0, m2 = 0;
-        for (int c = 0; c < C; c++) {
-            float xh = (xr[c] - m) * rs, dxh = dyr[c] * gamma[c];
-            m1 += dxh;
-            m2 += (double)dxh * xh;
-            tr[c] = dyr[c] * xh;
-        }
-        float f1 = (float)(m1 / C), f2 = (float)(m2 / C);
-        for (int c = 0; c < C; c++) {
-            float xh = (xr[c] - m) * rs, dxh = dyr[c] * gamma[c];
-            float v = (dxh - f1 - xh * f2) * rs;
-            dxr[c] = accumulate ? dxr[c] + v : v;
-        }
-    }
-    colsum(ggamma, tmp, NULL, rows, C);
-    colsum(gbeta, dy, NULL, rows, C);
+    if (!m) return;
+    free(m->w);
+    layout_free(&m->layout);
+    memset(m, 0, sizeof *m);
 }
 
-/* Token shift + lerps: out_i[t] = h[t] + (h[t-1] - h[t]) * mu_i, h[-1] = init (or 0). */
-static void shift_mix_fwd(const float *h, const float *init, int B, int T, int C,
-                          const float *const *mu, float *const *out, int nmu)
+float *model_param(const Model *m, const char *name)
 {
-    size_t rows = (size_t)B * T;
-#pragma omp parallel for schedule(static)
-    for (size_t n = 0; n < rows; n++) {
-        int t = (int)(n % T);
-        const float *hr = h + n * C;
-        const float *prev = t ? hr - C : init;
-        for (int c = 0; c < C; c++) {
-            float xx = (prev ? prev[c] : 0.0f) - hr[c];
-            for (int i = 0; i < nmu; i++) out[i][n * C + c] = hr[c] + xx * mu[i][c];
-        }
-    }
-}
-
-/* Backward of shift_mix_fwd with a zero initial shift (training). dh = d h;
- * gmu_i += sum_n dout_i * (h_prev - h).  tmp: rows*C scratch. */
-static void shift_mix_bwd(const float *h, int B, int T, int C, const float *const *mu,
-                          float *const *dout, int nmu, float *dh, float *const *gmu, float *tmp)
-{
-    size_t rows = (size_t)B * T;
-#pragma omp parallel for schedule(static)
-    for (size_t n = 0; n < rows; n++) {
-        int t = (int)(n % T);
-        const float *hr = h + n * C;
-        float *dhr = dh + n * C, *xx = tmp + n * C;
-        for (int c = 0; c < C; c++) {
-            float s = 0;
-            for (int i = 0; i < nmu; i++) s += dout[i][n * C + c] * (1.0f - mu[i][c]);
-            if (t + 1 < T)
-                for (int i = 0; i < nmu; i++) s += dout[i][(n + 1) * C + c] * mu[i][c];
-            dhr[c] = s;
-            xx[c] = (t ? hr[c - C] : 0.0f) - hr[c];
-        }
-    }
-    for (int i = 0; i < nmu; i++) colsum(gmu[i], dout[i], tmp, rows, C);
-}
-
-/* ------------------------------------------------------------- WKV7 (§3.5) */
-
-/* S = S diag(d) + (S a) b^T + v k^T;  y = S r;  a = -kk, b = kk*a_icl.
- * ckpt (optional): the state before steps 0, 16, 32, ...
- * state (optional, B == 1): the initial state of every head, replaced by the final one. */
-static void wkv_forward(int B, int T, int H, const float *r, const float *w, const float *k,
-                        const float *v, const float *kk, const float *aicl, float *y,
-                        float *ckpt, float *state)
-{
-    int C = H * HS, nch = (T + WKV_CHUNK - 1) / WKV_CHUNK;
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < B * H; bh++) {
-        int b = bh / H, h = bh % H;
-        float S[HS * HS], d[HS], aa[HS], bb[HS];
-        if (state) memcpy(S, state + (size_t)h * HS * HS, sizeof S);
-        else memset(S, 0, sizeof S);
-        for (int t = 0; t < T; t++) {
-            if (ckpt && t % WKV_CHUNK == 0)
-                memcpy(ckpt + ((size_t)bh * nch + t / WKV_CHUNK) * HS * HS, S, sizeof S);
-            size_t base = ((size_t)b * T + t) * C + (size_t)h * HS;
-            const float *rt = r + base, *wt = w + base, *kt = k + base, *vt = v + base;
-            for (int j = 0; j < HS; j++) {
-                d[j] = expf(W_SCALE * sigmoidf_(wt[j]));
-                aa[j] = -kk[base + j];
-                bb[j] = kk[base + j] * aicl[base + j];
-            }
-            for (int i = 0; i < HS; i++) {
-                float *Si = S + i * HS;
-                float sa = 0, yi = 0, vi = vt[i];
-#pragma omp simd reduction(+:sa)
-                for (int j = 0; j < HS; j++) sa += Si[j] * aa[j];
-#pragma omp simd reduction(+:yi)
-                for (int j = 0; j < HS; j++) {
-                    float s = Si[j] * d[j] + (sa * bb[j] + vi * kt[j]);
-                    Si[j] = s;
-                    yi += s * rt[j];
-                }
-                y[base + i] = yi;
-            }
-        }
-        if (state) memcpy(state + (size_t)h * HS * HS, S, sizeof S);
-    }
-}
-
-/* Backward of wkv_forward from zero initial state.  Each 16-step chunk is
- * recomputed forward from its checkpoint (exact states, no division by the
- * decay), then walked backward.  dr, dk, dv are accumulated (+=); dw (raw w),
- * dkk and da_icl are written.  scratch: per thread (WKV_CHUNK+1)*64*64 + WKV_CHUNK*64. */
-static void wkv_backward(int B, int T, int H, const float *r, const float *w, const float *k,
-                         const float *v, const float *kk, const float *aicl, const float *ckpt,
-                         const float *dy, float *dr, float *dw, float *dk, float *dv, float *dkk,
-                         float *daicl, float *scratch, int nthreads)
-{
-    int C = H * HS, nch = (T + WKV_CHUNK - 1) / WKV_CHUNK;
-    size_t stride = (size_t)(WKV_CHUNK + 1) * HS * HS + WKV_CHUNK * HS;
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int bh = 0; bh < B * H; bh++) {
-        int b = bh / H, h = bh % H;
-        float *Ss = scratch + (size_t)omp_get_thread_num() * stride;
-        float *sas = Ss + (size_t)(WKV_CHUNK + 1) * HS * HS;
-        float dS[HS * HS], d[HS], aa[HS], bb[HS], sig[HS];
-        memset(dS, 0, sizeof dS);
-        for (int c = nch - 1; c >= 0; c--) {
-            int t0 = c * WKV_CHUNK, nt = T - t0 < WKV_CHUNK ? T - t0 : WKV_CHUNK;
-            memcpy(Ss, ckpt + ((size_t)bh * nch + c) * HS * HS, sizeof(float) * HS * HS);
-            for (int tt = 0; tt < nt; tt++) {
-                size_t base = ((size_t)b * T + t0 + tt) * C + (size_t)h * HS;
-                const float *kt = k + base, *vt = v + base;
-                for (int j = 0; j < HS; j++) {
-                    d[j] = expf(W_SCALE * sigmoidf_(w[base + j]));
-                    aa[j] = -kk[base + j];
-                    bb[j] = kk[base + j] * aicl[base + j];
-                }
-                const float *P = Ss + (size_t)tt * HS * HS;
-                float *N = Ss + (size_t)(tt + 1) * HS * HS;
-                for (int i = 0; i < HS; i++) {
-                    const float *Pi = P + i * HS;
-                    float *Ni = N + i * HS;
-                    float sa = 0, vi = vt[i];
-#pragma omp simd reduction(+:sa)
-                    for (int j = 0; j < HS; j++) sa += Pi[j] * aa[j];
-                    sas[tt * HS + i] = sa;
-#pragma omp simd
-                    for (int j = 0; j < HS; j++) Ni[j] = Pi[j] * d[j] + (sa * bb[j] + vi * kt[j]);
-                }
-            }
-            for (int tt = nt - 1; tt >= 0; tt--) {
-                size_t base = ((size_t)b * T + t0 + tt) * C + (size_t)h * HS;
-                const float *rt = r + base, *kt = k + base, *vt = v + base, *dyt = dy + base;
-                for (int j = 0; j < HS; j++) {
-                    sig[j] = sigmoidf_(w[base + j]);
-                    d[j] = expf(W_SCALE * sig[j]);
-                    aa[j] = -kk[base + j];
-                    bb[j] = kk[base + j] * aicl[base + j];
-                }
-                const float *P = Ss + (size_t)tt * HS * HS, *N = Ss + (size_t)(tt + 1) * HS * HS;
-                const float *sa = sas + tt * HS;
-                float drv[HS] = { 0 }, ddv[HS] = { 0 }, dkv[HS] = { 0 }, dbv[HS] = { 0 }, dav[HS] = { 0 };
-                /* y_t = S_t r_t:  dS += dy r^T,  dr = S_t^T dy */
-                for (int i = 0; i < HS; i++) {
-                    float dyi = dyt[i];
-                    float *dSi = dS + i * HS;
-                    const float *Ni = N + i * HS;
-#pragma omp simd
-                    for (int j = 0; j < HS; j++) {
-                        dSi[j] += dyi * rt[j];
-                        drv[j] += Ni[j] * dyi;
-                    }
-                }
-                /* S_t = P diag(d) + (P a) b^T + v k^T */
-                for (int i = 0; i < HS; i++) {
-                    float *dSi = dS + i * HS;
-                    const float *Pi = P + i * HS;
-                    float dvi = 0, dsai = 0, vi = vt[i], sai = sa[i];
-#pragma omp simd reduction(+:dvi, dsai)
-                    for (int j = 0; j < HS; j++) {
-                        dvi += dSi[j] * kt[j];
-                        dsai += dSi[j] * bb[j];
-                    }
-#pragma omp simd
-                    for (int j = 0; j < HS; j++) {
-                        ddv[j] += dSi[j] * Pi[j];
-                        dkv[j] += dSi[j] * vi;
-                        dbv[j] += dSi[j] * sai;
-                        dav[j] += Pi[j] * dsai;
-                        dSi[j] = dSi[j] * d[j] + dsai * aa[j];
-                    }
-                    dv[base + i] += dvi;
-                }
-                for (int j = 0; j < HS; j++) {
-                    float ai = aicl[base + j], kkj = kk[base + j];
-                    dr[base + j] += drv[j];
-                    dk[base + j] += dkv[j];
-                    dw[base + j] = ddv[j] * d[j] * W_SCALE * sig[j] * (1.0f - sig[j]);
-                    dkk[base + j] = -dav[j] + dbv[j] * ai;
-                    daicl[base + j] = dbv[j] * kkj;
-                }
-            }
-        }
-    }
+    const ParamInfo *p = layout_find(&m->layout, name);
+    return p ? m->w + p->offset : NULL;
 }
 
 /* ------------------------------------------------------------- setup */
@@ -522,7 +301,6 @@ static void carve_all(ModelWork *W, Carver *cv)
     const ModelConfig *c = &W->cfg;
     size_t C = c->n_embd, H = c->n_head, V = c->vocab_size, BT = (size_t)W->B * W->T;
     int train = W->mode != MODE_INFER;
-    int nch = (W->T + WKV_CHUNK - 1) / WKV_CHUNK;
     size_t maxD = c->d_decay;
     if ((size_t)c->d_aaa > maxD) maxD = c->d_aaa;
     if ((size_t)c->d_mv > maxD) maxD = c->d_mv;
@@ -537,7 +315,7 @@ static void carve_all(ModelWork *W, Carver *cv)
         A->ah = take(cv, BT * c->d_aaa); A->a = take(cv, BT * C);
         A->gh = take(cv, BT * c->d_gate); A->g = take(cv, BT * C);
         A->kk = take(cv, BT * C); A->inv = take(cv, BT * H); A->kp = take(cv, BT * C); A->vm = take(cv, BT * C);
-        A->ckpt = train ? take(cv, (size_t)W->B * H * nch * HS * HS) : NULL;
+        A->ckpt = train ? take(cv, wkv7_ckpt_floats(W->B, W->T, (int)H)) : NULL;
         A->y = take(cv, BT * C); A->gn_mean = take(cv, BT * H); A->gn_rstd = take(cv, BT * H);
         A->bonus = take(cv, BT * H); A->out = take(cv, BT * C);
         A->xmid = take(cv, BT * C); A->ln2_mean = take(cv, BT); A->ln2_rstd = take(cv, BT);
@@ -560,7 +338,7 @@ static void carve_all(ModelWork *W, Carver *cv)
     for (int i = 0; i < NMIX; i++) W->dmix[i] = take(cv, BT * C);
     W->dlora = take(cv, BT * maxD);
     W->dact = take(cv, BT * 4 * C);
-    W->wkv_scratch = take(cv, (size_t)W->nthreads * ((WKV_CHUNK + 1) * HS * HS + WKV_CHUNK * HS));
+    W->wkv_scratch = take(cv, wkv7_bwd_scratch_floats(W->nthreads));
 }
 
 static ModelWork *work_new(const Model *m, int B, int T, int mode, Error *e)
@@ -610,7 +388,8 @@ void model_work_free(ModelWork *W)
 
 /* ------------------------------------------------------------- forward */
 
-/* One block: xout = xin + TimeMix(LN1 xin) then + ChannelMix(LN2 .).
+/* One block: xout = xin + TimeMix(LN1 xin) then + ChannelMix(LN2 .)
+ * (src/model.py Block.forward, RWKV_Tmix_x070.forward, RWKV_CMix_x070.forward).
  * st (B == 1 only): recurrent state read as the initial token shifts and WKV
  * state, and replaced by the final ones. */
 static void block_forward(const Model *m, ModelWork *W, int l, LayerAct *A, int B, int T,
@@ -623,21 +402,23 @@ static void block_forward(const Model *m, ModelWork *W, int l, LayerAct *A, int 
     size_t BT = (size_t)B * T;
     int Dw = c->d_decay, Da = c->d_aaa, Dv = c->d_mv, Dg = c->d_gate;
 
-    layernorm_fwd(xin, A->h1, A->ln1_mean, A->ln1_rstd, P + o->ln1_w, P + o->ln1_b, BT, C, 1e-5f);
+    /* h1 = LN1(x) */
+    layernorm_fwd(A->h1, A->ln1_mean, A->ln1_rstd, xin, P + o->ln1_w, P + o->ln1_b, BT, C, 1e-5f);
+    /* token shift and the six lerps x_r .. x_g (the recurrent mode carries h[T-1]) */
     const float *mu[NMIX];
     for (int i = 0; i < NMIX; i++) mu[i] = P + o->mix[i];
     float *att_shift = st ? st->att_shift + (size_t)l * C : NULL;
-    shift_mix_fwd(A->h1, att_shift, B, T, C, mu, A->mix, NMIX);
+    shift_mix_fwd(A->mix, A->h1, att_shift, mu, NMIX, B, T, C);
     if (st) memcpy(att_shift, A->h1 + (size_t)(T - 1) * C, (size_t)C * sizeof(float));
 
+    /* r, k, v projections */
     gemm_nt((int)BT, C, C, A->mix[MIX_R], P + o->Wr, A->r, 0);
     gemm_nt((int)BT, C, C, A->mix[MIX_K], P + o->Wk, A->k, 0);
     gemm_nt((int)BT, C, C, A->mix[MIX_V], P + o->Wv, A->v, 0);
 
     /* decay: w = w0 + tanh(xw w1) w2 (raw; the WKV turns it into exp(-e^-0.5 sigmoid(w))) */
     gemm_nn((int)BT, Dw, C, A->mix[MIX_W], P + o->w1, A->tw, 0);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < BT * Dw; i++) A->tw[i] = tanhf(A->tw[i]);
+    tanh_fwd(A->tw, BT * Dw);
     fill_rows(A->w, P + o->w0, BT, C);
     gemm_nn((int)BT, C, Dw, A->tw, P + o->w2, A->w, 1);
 
@@ -649,83 +430,44 @@ static void block_forward(const Model *m, ModelWork *W, int l, LayerAct *A, int 
         gemm_nn((int)BT, Dv, C, A->mix[MIX_V], P + o->v1, A->vh, 0);
         fill_rows(A->vgate, P + o->v0, BT, C);
         gemm_nn((int)BT, C, Dv, A->vh, P + o->v2, A->vgate, 1);
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < BT * C; i++) {
-            float gt = sigmoidf_(A->vgate[i]);
-            A->vgate[i] = gt;
-            A->vm[i] = A->v[i] + (W->vfirst[i] - A->v[i]) * gt;
-        }
+        value_residual_fwd(A->vm, A->vgate, A->v, W->vfirst, BT * C);
     }
 
     /* in-context learning rate a = sigmoid(a0 + xa a1 a2) */
     gemm_nn((int)BT, Da, C, A->mix[MIX_A], P + o->a1, A->ah, 0);
     fill_rows(A->a, P + o->a0, BT, C);
     gemm_nn((int)BT, C, Da, A->ah, P + o->a2, A->a, 1);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < BT * C; i++) A->a[i] = sigmoidf_(A->a[i]);
+    sigmoid_fwd(A->a, BT * C);
 
     /* gate g = sigmoid(xg g1) g2 */
     gemm_nn((int)BT, Dg, C, A->mix[MIX_G], P + o->g1, A->gh, 0);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < BT * Dg; i++) A->gh[i] = sigmoidf_(A->gh[i]);
+    sigmoid_fwd(A->gh, BT * Dg);
     gemm_nn((int)BT, C, Dg, A->gh, P + o->g2, A->g, 0);
 
     /* key prep per head: kk = normalize(k*k_k), k' = k*(1 + (a-1)*k_a) */
-    const float *k_k = P + o->k_k, *k_a = P + o->k_a;
-#pragma omp parallel for schedule(static)
-    for (size_t nh = 0; nh < BT * H; nh++) {
-        size_t base = (nh / H) * C + (nh % H) * HS;
-        int c0 = (int)(nh % H) * HS;
-        double ss = 0;
-        for (int j = 0; j < HS; j++) { float u = A->k[base + j] * k_k[c0 + j]; ss += (double)u * u; }
-        float norm = (float)sqrt(ss);
-        float inv = 1.0f / (norm > 1e-12f ? norm : 1e-12f);
-        A->inv[nh] = inv;
-        for (int j = 0; j < HS; j++) {
-            float kj = A->k[base + j];
-            A->kk[base + j] = kj * k_k[c0 + j] * inv;
-            A->kp[base + j] = kj * (1.0f + (A->a[base + j] - 1.0f) * k_a[c0 + j]);
-        }
-    }
+    keyprep_fwd(A->kk, A->kp, A->inv, A->k, A->a, P + o->k_k, P + o->k_a, BT, H);
 
-    wkv_forward(B, T, H, A->r, A->w, A->kp, A->vm, A->kk, A->a, A->y, A->ckpt,
-                st ? st->wkv + (size_t)l * H * HS * HS : NULL);
+    /* WKV7 recurrence: y = S r, with the state kept every 16 steps for the backward */
+    wkv7_fwd(A->y, A->ckpt, st ? st->wkv + (size_t)l * H * HS * HS : NULL,
+             A->r, A->w, A->kp, A->vm, A->kk, A->a, B, T, H);
 
     /* GroupNorm(H, eps 64e-5) + bonus (sum r k' r_k) v, times the gate */
-    const float *lw = P + o->lnx_w, *lb = P + o->lnx_b, *rk = P + o->r_k;
-#pragma omp parallel for schedule(static)
-    for (size_t nh = 0; nh < BT * H; nh++) {
-        size_t base = (nh / H) * C + (nh % H) * HS;
-        int c0 = (int)(nh % H) * HS;
-        const float *yv = A->y + base;
-        double s1 = 0, s2 = 0, sb = 0;
-        for (int j = 0; j < HS; j++) s1 += yv[j];
-        double mean = s1 / HS;
-        for (int j = 0; j < HS; j++) { double dd = yv[j] - mean; s2 += dd * dd; }
-        for (int j = 0; j < HS; j++) sb += (double)A->r[base + j] * A->kp[base + j] * rk[c0 + j];
-        float fm = (float)mean, rs = (float)(1.0 / sqrt(s2 / HS + 64e-5)), s = (float)sb;
-        A->gn_mean[nh] = fm;
-        A->gn_rstd[nh] = rs;
-        A->bonus[nh] = s;
-        for (int j = 0; j < HS; j++)
-            A->out[base + j] = ((yv[j] - fm) * rs * lw[c0 + j] + lb[c0 + j] + s * A->vm[base + j]) * A->g[base + j];
-    }
+    gn_bonus_gate_fwd(A->out, A->gn_mean, A->gn_rstd, A->bonus, A->y, A->r, A->kp, A->vm, A->g,
+                      P + o->lnx_w, P + o->lnx_b, P + o->r_k, BT, H);
+    /* xmid = x + out Wo^T */
     memcpy(A->xmid, xin, BT * C * sizeof(float));
     gemm_nt((int)BT, C, C, A->out, P + o->Wo, A->xmid, 1);
 
-    /* ChannelMix: relu(lerp(h, h_prev, x_k) Kw^T)^2 Vw^T */
-    layernorm_fwd(A->xmid, A->h2, A->ln2_mean, A->ln2_rstd, P + o->ln2_w, P + o->ln2_b, BT, C, 1e-5f);
+    /* ChannelMix: h2 = LN2(xmid), cmix = lerp(h2, h2_prev, x_k) */
+    layernorm_fwd(A->h2, A->ln2_mean, A->ln2_rstd, A->xmid, P + o->ln2_w, P + o->ln2_b, BT, C, 1e-5f);
     const float *fmu[1] = { P + o->fx_k };
     float *fout[1] = { A->cmix };
     float *ffn_shift = st ? st->ffn_shift + (size_t)l * C : NULL;
-    shift_mix_fwd(A->h2, ffn_shift, B, T, C, fmu, fout, 1);
+    shift_mix_fwd(fout, A->h2, ffn_shift, fmu, 1, B, T, C);
     if (st) memcpy(ffn_shift, A->h2 + (size_t)(T - 1) * C, (size_t)C * sizeof(float));
+    /* act = relu(cmix Kw^T)^2;  xout = xmid + act Vw^T */
     gemm_nt((int)BT, 4 * C, C, A->cmix, P + o->Fk, A->act, 0);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < BT * 4 * C; i++) {
-        float p = A->act[i] > 0 ? A->act[i] : 0.0f;
-        A->act[i] = p * p;
-    }
+    relu_sq_fwd(A->act, BT * 4 * C);
     memcpy(xout, A->xmid, BT * C * sizeof(float));
     gemm_nt((int)BT, C, 4 * C, A->act, P + o->Fv, xout, 1);
 }
@@ -736,11 +478,9 @@ static void forward_blocks(const Model *m, ModelWork *W, int B, int T, const int
     const ModelConfig *c = &m->cfg;
     int C = c->n_embd;
     size_t BT = (size_t)B * T;
-    const float *emb = m->w + W->off.emb;
-#pragma omp parallel for schedule(static)
-    for (size_t n = 0; n < BT; n++) memcpy(W->x_emb + n * C, emb + (size_t)x[n] * C, (size_t)C * sizeof(float));
+    embedding_fwd(W->x_emb, x, m->w + W->off.emb, BT, C);
     const LayerOff *o0 = &W->off.l[0];
-    layernorm_fwd(W->x_emb, W->xin[0], W->ln0_mean, W->ln0_rstd, m->w + o0->ln0_w, m->w + o0->ln0_b, BT, C, 1e-5f);
+    layernorm_fwd(W->xin[0], W->ln0_mean, W->ln0_rstd, W->x_emb, m->w + o0->ln0_w, m->w + o0->ln0_b, BT, C, 1e-5f);
     for (int l = 0; l < c->n_layer; l++)
         block_forward(m, W, l, &W->act[W->nact == 1 ? 0 : l], B, T, W->xin[l], W->xin[l + 1], st);
 }
@@ -752,66 +492,15 @@ static void head_forward(const Model *m, ModelWork *W, int B, int T, float *logi
     const float *gw = m->w + W->off.lnout_w, *gb = m->w + W->off.lnout_b, *head = m->w + W->off.head;
     if (!last_only) {
         size_t BT = (size_t)B * T;
-        layernorm_fwd(W->xin[L], W->hf, W->lnf_mean, W->lnf_rstd, gw, gb, BT, C, 1e-5f);
+        layernorm_fwd(W->hf, W->lnf_mean, W->lnf_rstd, W->xin[L], gw, gb, BT, C, 1e-5f);
         gemm_nt((int)BT, V, C, W->hf, head, logits, 0);
         return;
     }
     for (int b = 0; b < B; b++) {
         size_t n = (size_t)b * T + T - 1;
-        layernorm_fwd(W->xin[L] + n * C, W->hf + (size_t)b * C, W->lnf_mean + b, W->lnf_rstd + b, gw, gb, 1, C, 1e-5f);
+        layernorm_fwd(W->hf + (size_t)b * C, W->lnf_mean + b, W->lnf_rstd + b, W->xin[L] + n * C, gw, gb, 1, C, 1e-5f);
     }
     gemm_nt(B, V, C, W->hf, head, logits, 0);
-}
-
-/* expf for x <= 0 that vectorizes (Cephes polynomial, about 1 ulp); glibc's
- * expf is scalar without -ffast-math and took ~10% of a training step. */
-static inline float exp_neg(float x)
-{
-    x = x < -87.0f ? -87.0f : x;
-    float n = rintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float yv = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } sc = { .i = ((int32_t)n + 127) << 23 };
-    return yv * sc.f;
-}
-
-/* Cross entropy of each of `rows` rows into row_loss.  With grad, z is replaced
- * by d(loss)/dz for the mean over R rows in all, plus the L2Wrap term:
- * +1e-4 * max / R at the (lowest-index) argmax (§3.6). */
-static void cross_entropy(float *z, const int32_t *y, size_t rows, size_t R, int V, double *row_loss, int grad)
-{
-#pragma omp parallel for schedule(static)
-    for (size_t n = 0; n < rows; n++) {
-        float *zr = z + n * V;
-        float M = zr[0];
-        for (int c = 0; c < V; c++) M = zr[c] > M ? zr[c] : M;
-        int am = 0;
-        while (am < V - 1 && zr[am] != M) am++;     /* bounded: NaN logits never match */
-        float zt = zr[y[n]];
-        double s = 0;
-        if (grad) {
-#pragma omp simd reduction(+:s)
-            for (int c = 0; c < V; c++) { float ev = exp_neg(zr[c] - M); zr[c] = ev; s += ev; }
-        } else {
-#pragma omp simd reduction(+:s)
-            for (int c = 0; c < V; c++) s += exp_neg(zr[c] - M);
-        }
-        double lse = log(s) + M;
-        row_loss[n] = lse - zt;
-        if (grad) {
-            float scale = (float)(1.0 / (s * (double)R));
-#pragma omp simd
-            for (int c = 0; c < V; c++) zr[c] *= scale;
-            zr[y[n]] -= (float)(1.0 / R);
-            zr[am] += M * (float)(1e-4 / R);
-        }
-    }
 }
 
 /* ln_out, head and the loss, in chunks of head_rows rows so the logits never
@@ -822,19 +511,20 @@ static float head_loss(const Model *m, ModelWork *W, const int32_t *y, float *G)
     int C = m->cfg.n_embd, V = m->cfg.vocab_size, L = m->cfg.n_layer;
     size_t BT = (size_t)W->B * W->T;
     const float *head = m->w + W->off.head;
-    layernorm_fwd(W->xin[L], W->hf, W->lnf_mean, W->lnf_rstd, m->w + W->off.lnout_w, m->w + W->off.lnout_b, BT, C, 1e-5f);
+    layernorm_fwd(W->hf, W->lnf_mean, W->lnf_rstd, W->xin[L], m->w + W->off.lnout_w, m->w + W->off.lnout_b, BT, C, 1e-5f);
     for (size_t r0 = 0; r0 < BT; r0 += W->head_rows) {
         int rows = BT - r0 < (size_t)W->head_rows ? (int)(BT - r0) : W->head_rows;
         gemm_nt(rows, V, C, W->hf + r0 * C, head, W->logits, 0);
-        cross_entropy(W->logits, y + r0, rows, BT, V, W->row_loss + r0, G != NULL);
+        if (G) xent_l2wrap_fwdbwd(W->logits, W->row_loss + r0, y + r0, rows, BT, V);   /* logits -> d logits */
+        else   xent_l2wrap_fwd(W->row_loss + r0, W->logits, y + r0, rows, V);
         if (G) {
             gemm_tn(V, C, rows, W->logits, W->hf + r0 * C, G + W->off.head, 1);
             gemm_nn(rows, C, V, W->logits, head, W->dh + r0 * C, 0);
         }
     }
     if (G)
-        layernorm_bwd(W->xin[L], W->lnf_mean, W->lnf_rstd, m->w + W->off.lnout_w, W->dh, W->dx, 0,
-                      G + W->off.lnout_w, G + W->off.lnout_b, W->tmp, BT, C);
+        layernorm_bwd(W->dx, G + W->off.lnout_w, G + W->off.lnout_b, W->tmp, W->dh, W->xin[L], m->w + W->off.lnout_w,
+                      W->lnf_mean, W->lnf_rstd, BT, C, 0);
     double loss = 0;
     for (size_t n = 0; n < BT; n++) loss += W->row_loss[n];
     return (float)(loss / (double)BT);
@@ -849,7 +539,8 @@ static int tokens_ok(const int32_t *x, size_t n, int V)
 
 /* ------------------------------------------------------------- backward */
 
-/* On entry W->dx = d(loss)/d(block output); on return d(loss)/d(block input). */
+/* On entry W->dx = d(loss)/d(block output); on return d(loss)/d(block input).
+ * The steps of block_forward in reverse; parameter gradients go into G. */
 static void block_backward(const Model *m, ModelWork *W, int l, const LayerAct *A, int B, int T,
                            const float *xin, float *G)
 {
@@ -861,137 +552,77 @@ static void block_backward(const Model *m, ModelWork *W, int l, const LayerAct *
     int Dw = c->d_decay, Da = c->d_aaa, Dv = c->d_mv, Dg = c->d_gate;
     float *dx = W->dx;
 
-    /* ---- ChannelMix ---- */
+    /* ChannelMix: xout = xmid + relu(cmix Kw^T)^2 Vw^T */
     gemm_tn(C, 4 * C, BTi, dx, A->act, G + o->Fv, 1);
     gemm_nn(BTi, 4 * C, C, dx, P + o->Fv, W->dact, 0);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < BT * 4 * C; i++) W->dact[i] *= 2.0f * sqrtf(A->act[i]);   /* relu' from act, as the reference kernel */
+    relu_sq_bwd(W->dact, A->act, BT * 4 * C);
     gemm_tn(4 * C, C, BTi, W->dact, A->cmix, G + o->Fk, 1);
     gemm_nn(BTi, C, 4 * C, W->dact, P + o->Fk, W->dh, 0);          /* d cmix */
     {
         const float *fmu[1] = { P + o->fx_k };
         float *dcm[1] = { W->dh };
         float *gmu[1] = { G + o->fx_k };
-        shift_mix_bwd(A->h2, B, T, C, fmu, dcm, 1, W->dy, gmu, W->tmp);   /* dy = d h2 */
+        shift_mix_bwd(W->dy, gmu, W->tmp, dcm, A->h2, fmu, 1, B, T, C);   /* dy = d h2 */
     }
-    layernorm_bwd(A->xmid, A->ln2_mean, A->ln2_rstd, P + o->ln2_w, W->dy, dx, 1,
-                  G + o->ln2_w, G + o->ln2_b, W->tmp, BT, C);             /* dx = d xmid */
+    /* h2 = LN2(xmid): dx += d xmid through the norm (the residual path is already in dx) */
+    layernorm_bwd(dx, G + o->ln2_w, G + o->ln2_b, W->tmp, W->dy, A->xmid, P + o->ln2_w,
+                  A->ln2_mean, A->ln2_rstd, BT, C, 1);
 
-    /* ---- TimeMix output projection ---- */
+    /* TimeMix output projection: xmid = xin + out Wo^T */
     gemm_tn(C, C, BTi, dx, A->out, G + o->Wo, 1);
     gemm_nn(BTi, C, C, dx, P + o->Wo, W->dout, 0);
 
-    /* ---- GroupNorm + bonus + gate ---- */
-    const float *lw = P + o->lnx_w, *lb = P + o->lnx_b, *rk = P + o->r_k;
-#pragma omp parallel for schedule(static)
-    for (size_t nh = 0; nh < BT * H; nh++) {
-        size_t base = (nh / H) * C + (nh % H) * HS;
-        int c0 = (int)(nh % H) * HS;
-        float fm = A->gn_mean[nh], rs = A->gn_rstd[nh], s = A->bonus[nh];
-        double m1 = 0, m2 = 0, q = 0;
-        for (int j = 0; j < HS; j++) {
-            size_t i = base + j;
-            float xh = (A->y[i] - fm) * rs, dO = W->dout[i];
-            float gy = dO * A->g[i];
-            W->dg[i] = dO * (xh * lw[c0 + j] + lb[c0 + j] + s * A->vm[i]);
-            W->dout[i] = gy;                          /* now holds d(pre-gate) */
-            W->tmp[i] = gy * xh;
-            float dxh = gy * lw[c0 + j];
-            m1 += dxh;
-            m2 += (double)dxh * xh;
-            q += (double)gy * A->vm[i];
-        }
-        float f1 = (float)(m1 / HS), f2 = (float)(m2 / HS), fq = (float)q;
-        for (int j = 0; j < HS; j++) {
-            size_t i = base + j;
-            float xh = (A->y[i] - fm) * rs, gy = W->dout[i];
-            W->dy[i] = (gy * lw[c0 + j] - f1 - xh * f2) * rs;
-            W->dvm[i] = gy * s;
-            W->dr[i] = fq * A->kp[i] * rk[c0 + j];
-            W->dkp[i] = fq * A->r[i] * rk[c0 + j];
-            W->tmp2[i] = fq * A->r[i] * A->kp[i];
-        }
-    }
-    colsum(G + o->lnx_w, W->tmp, NULL, BT, C);
-    colsum(G + o->lnx_b, W->dout, NULL, BT, C);
-    colsum(G + o->r_k, W->tmp2, NULL, BT, C);
+    /* GroupNorm + bonus + gate: d y, and the bonus's share of d r, d k', d v */
+    gn_bonus_gate_bwd(W->dy, W->dr, W->dkp, W->dvm, W->dg, G + o->lnx_w, G + o->lnx_b, G + o->r_k,
+                      W->dout, W->tmp, W->tmp2, A->y, A->r, A->kp, A->vm, A->g, A->gn_mean, A->gn_rstd,
+                      A->bonus, P + o->lnx_w, P + o->lnx_b, P + o->r_k, BT, H);
 
-    /* ---- WKV ---- */
-    wkv_backward(B, T, H, A->r, A->w, A->kp, A->vm, A->kk, A->a, A->ckpt, W->dy,
-                 W->dr, W->dw, W->dkp, W->dvm, W->dkk, W->da, W->wkv_scratch, W->nthreads);
+    /* WKV7: adds to d r, d k', d v; writes d w (raw), d kk, d a */
+    wkv7_bwd(W->dr, W->dw, W->dkp, W->dvm, W->dkk, W->da, W->wkv_scratch, W->dy,
+             A->r, A->w, A->kp, A->vm, A->kk, A->a, A->ckpt, B, T, H, W->nthreads);
 
-    /* ---- key prep ---- */
-    const float *k_k = P + o->k_k, *k_a = P + o->k_a;
-#pragma omp parallel for schedule(static)
-    for (size_t nh = 0; nh < BT * H; nh++) {
-        size_t base = (nh / H) * C + (nh % H) * HS;
-        int c0 = (int)(nh % H) * HS;
-        float inv = A->inv[nh];
-        double dot = 0;
-        for (int j = 0; j < HS; j++) dot += (double)W->dkk[base + j] * A->kk[base + j];
-        float fd = (float)dot;
-        for (int j = 0; j < HS; j++) {
-            size_t i = base + j;
-            float gkk = W->dkk[i];
-            float gu = inv < 1e12f ? (gkk - A->kk[i] * fd) * inv : gkk * inv;
-            float kj = A->k[i], aj = A->a[i], dkp = W->dkp[i];
-            W->dk[i] = dkp * (1.0f + (aj - 1.0f) * k_a[c0 + j]) + gu * k_k[c0 + j];
-            W->da[i] += dkp * kj * k_a[c0 + j];
-            W->tmp[i] = gu * kj;
-            W->tmp2[i] = dkp * kj * (aj - 1.0f);
-        }
-    }
-    colsum(G + o->k_k, W->tmp, NULL, BT, C);
-    colsum(G + o->k_a, W->tmp2, NULL, BT, C);
+    /* key prep: d k, and k's share of d a */
+    keyprep_bwd(W->dk, W->da, G + o->k_k, G + o->k_a, W->tmp, W->tmp2, W->dkk, W->dkp,
+                A->k, A->a, A->kk, A->inv, P + o->k_k, P + o->k_a, BT, H);
 
-    /* ---- a = sigmoid(a0 + xa a1 a2) ---- */
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < BT * C; i++) W->da[i] *= A->a[i] * (1.0f - A->a[i]);
-    colsum(G + o->a0, W->da, NULL, BT, C);
+    /* a = sigmoid(a0 + xa a1 a2) */
+    sigmoid_bwd(W->da, A->a, BT * C);
+    colsum_acc(G + o->a0, W->da, NULL, BT, C);
     gemm_tn(Da, C, BTi, A->ah, W->da, G + o->a2, 1);
     gemm_nt(BTi, Da, C, W->da, P + o->a2, W->dlora, 0);
     gemm_tn(C, Da, BTi, A->mix[MIX_A], W->dlora, G + o->a1, 1);
     gemm_nt(BTi, C, Da, W->dlora, P + o->a1, W->dmix[MIX_A], 0);
 
-    /* ---- value residual ---- */
+    /* value residual: later layers through the gate (tmp = d pre-gate); layer 0 collects d v_first */
     float vbeta = 0;
     if (l > 0) {
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < BT * C; i++) {
-            float gt = A->vgate[i], dvm = W->dvm[i];
-            W->dv[i] = dvm * (1.0f - gt);
-            W->dvfirst[i] += dvm * gt;
-            W->tmp[i] = dvm * (W->vfirst[i] - A->v[i]) * gt * (1.0f - gt);
-        }
-        colsum(G + o->v0, W->tmp, NULL, BT, C);
+        value_residual_bwd(W->dv, W->dvfirst, W->tmp, W->dvm, A->vgate, A->v, W->vfirst, BT * C);
+        colsum_acc(G + o->v0, W->tmp, NULL, BT, C);
         gemm_tn(Dv, C, BTi, A->vh, W->tmp, G + o->v2, 1);
         gemm_nt(BTi, Dv, C, W->tmp, P + o->v2, W->dlora, 0);
         gemm_tn(C, Dv, BTi, A->mix[MIX_V], W->dlora, G + o->v1, 1);
         gemm_nt(BTi, C, Dv, W->dlora, P + o->v1, W->dmix[MIX_V], 0);
         vbeta = 1;
     } else {
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < BT * C; i++) W->dv[i] = W->dvm[i] + W->dvfirst[i];
+        value_first_bwd(W->dv, W->dvm, W->dvfirst, BT * C);
     }
 
-    /* ---- decay w = w0 + tanh(xw w1) w2 ---- */
-    colsum(G + o->w0, W->dw, NULL, BT, C);
+    /* decay w = w0 + tanh(xw w1) w2 */
+    colsum_acc(G + o->w0, W->dw, NULL, BT, C);
     gemm_tn(Dw, C, BTi, A->tw, W->dw, G + o->w2, 1);
     gemm_nt(BTi, Dw, C, W->dw, P + o->w2, W->dlora, 0);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < BT * Dw; i++) W->dlora[i] *= 1.0f - A->tw[i] * A->tw[i];
+    tanh_bwd(W->dlora, A->tw, BT * Dw);
     gemm_tn(C, Dw, BTi, A->mix[MIX_W], W->dlora, G + o->w1, 1);
     gemm_nt(BTi, C, Dw, W->dlora, P + o->w1, W->dmix[MIX_W], 0);
 
-    /* ---- gate g = sigmoid(xg g1) g2 ---- */
+    /* gate g = sigmoid(xg g1) g2 */
     gemm_tn(Dg, C, BTi, A->gh, W->dg, G + o->g2, 1);
     gemm_nt(BTi, Dg, C, W->dg, P + o->g2, W->dlora, 0);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < BT * Dg; i++) W->dlora[i] *= A->gh[i] * (1.0f - A->gh[i]);
+    sigmoid_bwd(W->dlora, A->gh, BT * Dg);
     gemm_tn(C, Dg, BTi, A->mix[MIX_G], W->dlora, G + o->g1, 1);
     gemm_nt(BTi, C, Dg, W->dlora, P + o->g1, W->dmix[MIX_G], 0);
 
-    /* ---- r, k, v projections ---- */
+    /* r, k, v projections (d x_v adds to the value LoRA's share when l > 0) */
     gemm_tn(C, C, BTi, W->dr, A->mix[MIX_R], G + o->Wr, 1);
     gemm_nn(BTi, C, C, W->dr, P + o->Wr, W->dmix[MIX_R], 0);
     gemm_tn(C, C, BTi, W->dk, A->mix[MIX_K], G + o->Wk, 1);
@@ -999,13 +630,13 @@ static void block_backward(const Model *m, ModelWork *W, int l, const LayerAct *
     gemm_tn(C, C, BTi, W->dv, A->mix[MIX_V], G + o->Wv, 1);
     gemm_nn(BTi, C, C, W->dv, P + o->Wv, W->dmix[MIX_V], vbeta);
 
-    /* ---- token shift + lerps, LN1 ---- */
+    /* token shift + lerps, then h1 = LN1(xin): dx += d xin */
     const float *mu[NMIX];
     float *gmu[NMIX];
     for (int i = 0; i < NMIX; i++) { mu[i] = P + o->mix[i]; gmu[i] = G + o->mix[i]; }
-    shift_mix_bwd(A->h1, B, T, C, mu, W->dmix, NMIX, W->dh, gmu, W->tmp);
-    layernorm_bwd(xin, A->ln1_mean, A->ln1_rstd, P + o->ln1_w, W->dh, dx, 1,
-                  G + o->ln1_w, G + o->ln1_b, W->tmp, BT, C);
+    shift_mix_bwd(W->dh, gmu, W->tmp, W->dmix, A->h1, mu, NMIX, B, T, C);
+    layernorm_bwd(dx, G + o->ln1_w, G + o->ln1_b, W->tmp, W->dh, xin, P + o->ln1_w,
+                  A->ln1_mean, A->ln1_rstd, BT, C, 1);
 }
 
 /* ------------------------------------------------------------- public API */
@@ -1058,19 +689,9 @@ float model_forward_backward(const Model *m, ModelWork *W, const int32_t *x, con
 
     /* ln0 and the embedding rows */
     const LayerOff *o0 = &W->off.l[0];
-    layernorm_bwd(W->x_emb, W->ln0_mean, W->ln0_rstd, m->w + o0->ln0_w, W->dx, W->dh, 0,
-                  grad + o0->ln0_w, grad + o0->ln0_b, W->tmp, BT, C);
-    float *gemb = grad + W->off.emb;
-    int nblk = (C + 15) / 16;
-#pragma omp parallel for schedule(static)
-    for (int blk = 0; blk < nblk; blk++) {
-        int c0 = blk * 16, nc = C - c0 < 16 ? C - c0 : 16;
-        for (size_t n = 0; n < BT; n++) {
-            float *g = gemb + (size_t)x[n] * C + c0;
-            const float *d = W->dh + n * C + c0;
-            for (int cc = 0; cc < nc; cc++) g[cc] += d[cc];
-        }
-    }
+    layernorm_bwd(W->dh, grad + o0->ln0_w, grad + o0->ln0_b, W->tmp, W->dx, W->x_emb, m->w + o0->ln0_w,
+                  W->ln0_mean, W->ln0_rstd, BT, C, 0);
+    embedding_bwd(grad + W->off.emb, W->dh, x, BT, C);
     threads_leave(nb);
     return loss;
 }

@@ -1,5 +1,6 @@
 /* model.h: the RWKV-7 x070 model on the CPU, in fp32 — the reference every
- * other backend is checked against (rwkv7-reference §3).
+ * other backend is checked against (RWKV-LM-V7 src/model.py, class RWKV with
+ * RWKV_Tmix_x070 and RWKV_CMix_x070; doc/model.md).
  *
  * All parameters live in one flat fp32 buffer in Layout order (= state-dict
  * order), so gradients, Adam moments and checkpoints share one indexing.
@@ -8,7 +9,6 @@
 #define RWKV7C_MODEL_H
 #include <stdint.h>
 #include "layout.h"
-#include "tensors.h"
 #include "util.h"
 
 typedef struct {
@@ -20,16 +20,6 @@ typedef struct {
 int    model_alloc(Model *m, const ModelConfig *c, Error *e);        /* zero weights */
 void   model_free(Model *m);
 float *model_param(const Model *m, const char *name);                /* NULL if absent */
-/* Dimensions from the tensor shapes; every tensor checked (names, shapes, finite
- * values — errors name the tensor); converted to fp32. */
-int    model_from_tensors(Model *m, const TensorSet *ts, Error *e);
-/* Append every parameter as dtype dt (DT_BF16 / DT_F32 / DT_F16) with RWKV-LM
- * names, plus metadata "model_type"="x070". */
-int    model_to_tensors(const Model *m, TensorSet *ts, DType dt, Error *e);
-/* Load a checkpoint file (safetensors; .pth once pth.h exists), by content. */
-int    model_load(Model *m, const char *path, Error *e);
-/* Save as safetensors, atomically; as a torch .pth when path ends in ".pth". */
-int    model_save(const Model *m, const char *path, DType dt, int overwrite, Error *e);
 
 /* ---- training (parallel / sequence mode) ---- */
 typedef struct ModelWork ModelWork;   /* activations and scratch for B x T */
@@ -37,7 +27,7 @@ typedef struct ModelWork ModelWork;   /* activations and scratch for B x T */
 ModelWork *model_work_new(const Model *m, int B, int T, int grad_cp, Error *e);
 void       model_work_free(ModelWork *w);
 /* x, y: B*T token ids.  Returns the mean cross-entropy over B*T.  grad (layout.total
- * floats) is overwritten with d(loss)/d(w) including the L2Wrap term (§3.6). */
+ * floats) is overwritten with d(loss)/d(w) including the L2Wrap term (src/model.py L2Wrap). */
 float model_forward_backward(const Model *m, ModelWork *w, const int32_t *x, const int32_t *y, float *grad);
 /* Token ids outside [0, vocab_size) make the loss NaN (and logits NaN); callers validate. */
 /* Loss only (no backward). */
@@ -55,4 +45,8 @@ void model_step(const Model *m, ModelState *s, int32_t token, float *logits);
 /* Feed n tokens using the parallel mode (prefill), leaving s as if model_step
  * had been called on each; logits of the last position, if non-NULL. */
 int  model_prefill(const Model *m, ModelState *s, const int32_t *tokens, int n, float *logits, Error *e);
+
+/* Checkpoint I/O has its own header; included here for the callers written
+ * before it existed (new code includes model_io.h itself). */
+#include "model_io.h"
 #endif

@@ -1,41 +1,13 @@
-/* model_io.c: the Model's parameter buffer and its checkpoint I/O (model.h). */
+/* model_io.c: a Model's checkpoint I/O (model_io.h): tensors in and out, files by content. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "checkpoint.h"
-#include "model.h"
+#include "model_io.h"
 #include "pth.h"
 #include "safetensors.h"
-
-int model_alloc(Model *m, const ModelConfig *c, Error *e)
-{
-    memset(m, 0, sizeof *m);
-    if (layout_build(c, &m->layout, e)) return -1;
-    m->cfg = *c;
-    m->w = calloc(m->layout.total ? m->layout.total : 1, sizeof *m->w);
-    if (!m->w) {
-        size_t total = m->layout.total;
-        layout_free(&m->layout);
-        return fail(e, "out of memory for %zu parameters", total);
-    }
-    return 0;
-}
-
-void model_free(Model *m)
-{
-    if (!m) return;
-    free(m->w);
-    layout_free(&m->layout);
-    memset(m, 0, sizeof *m);
-}
-
-float *model_param(const Model *m, const char *name)
-{
-    const ParamInfo *p = layout_find(&m->layout, name);
-    return p ? m->w + p->offset : NULL;
-}
 
 int model_from_tensors(Model *m, const TensorSet *ts, Error *e)
 {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """x070.py: an independent PyTorch implementation of the RWKV-7 x070 forward,
-written from rwkv7-reference.md §2.2/§3 (plain autograd, float64), used to
-check lib/model.c.
+written from RWKV-LM-V7 src/model.py (RWKV_Tmix_x070, RWKV_CMix_x070; doc/model.md)
+in plain autograd, float64, used to check lib/model.c.
 
   x070.py OUTDIR --layers L --embd C --vocab V --ranks Dw,Da,Dv,Dg
           [--layer0-v 0|1] [--batch B] [--ctx T] [--seed S]
@@ -35,7 +35,7 @@ N = 64  # head size
 
 
 def param_list(L, C, V, Dw, Da, Dv, Dg, layer0_v):
-    """(name, shape) in RWKV-LM state_dict order (§2.2)."""
+    """(name, shape) in RWKV-LM state_dict order (doc/model.md "Parameter order")."""
     H = C // N
     out = [("emb.weight", (V, C))]
     for l in range(L):
@@ -62,7 +62,7 @@ def param_list(L, C, V, Dw, Da, Dv, Dg, layer0_v):
 
 
 def make_weights(plist, L, C, gen):
-    """Init-like deterministic vectors (§2.3) perturbed, random matrices of unit-ish gain."""
+    """Init-like deterministic vectors (RWKV_Tmix_x070.__init__) perturbed, random matrices of unit-ish gain."""
     def rn(*shape):
         return torch.randn(*shape, generator=gen, dtype=torch.float32)
 
@@ -123,7 +123,7 @@ def shift(h):
 
 
 def wkv7(r, w, k, v, a, b, H):
-    """§3.5: S_t = S diag(d) + (S a) b^T + v k^T, y = S r; S[i][j], i value, j key."""
+    """cuda/rwkv7_clampw.cu: S_t = S diag(d) + (S a) b^T + v k^T, y = S r; S[i][j], i value, j key."""
     B, T, C = r.shape
     view = lambda z: z.reshape(B, T, H, N)
     r, w, k, v, a, b = map(view, (r, w, k, v, a, b))

@@ -1,0 +1,43 @@
+/* backend.c: --accelerator names to backends (backend.h).  The CUDA backend
+ * is compiled in only with RWKV7C_CUDA; until then "gpu" and "cuda" are known
+ * names that this build cannot open. */
+#include "backend.h"
+
+#include <string.h>
+
+static int is_gpu(const char *accelerator)
+{
+    return !strcmp(accelerator, "gpu") || !strcmp(accelerator, "cuda");
+}
+
+int backend_check(const char *accelerator, Error *e)
+{
+    if (!strcmp(accelerator, "cpu")) return 0;
+#ifdef RWKV7C_CUDA
+    if (is_gpu(accelerator)) return 0;
+#else
+    if (is_gpu(accelerator))
+        return fail(e, "--accelerator %s: CUDA backend not built yet (use --accelerator cpu)", accelerator);
+#endif
+    return fail(e, "unknown --accelerator '%s' (use cpu)", accelerator);
+}
+
+int backend_open(const char *accelerator, const ModelConfig *c, const float *w, const BackendConfig *bc,
+                 Backend **out, Error *e)
+{
+    *out = NULL;
+    if (backend_check(accelerator, e)) return -1;
+#ifdef RWKV7C_CUDA
+    if (is_gpu(accelerator)) return backend_cuda_open(c, w, bc, out, e);
+#endif
+    return backend_cpu_open(c, w, bc, out, e);
+}
+
+uint64_t backend_memory_estimate(const char *accelerator, const ModelConfig *c, const BackendConfig *bc)
+{
+#ifdef RWKV7C_CUDA
+    if (is_gpu(accelerator)) return backend_cuda_memory_estimate(c, bc);
+#endif
+    /* otherwise the CPU figure (backend.h) */
+    return backend_cpu_memory_estimate(c, bc);
+}
