@@ -57,7 +57,7 @@ int main(int argc, char **argv)
             free(ds);
             return report(&e);
         }
-    if (make_parent_dirs(out, &e)) return report(&e);
+    if (make_parent_dirs(out, NULL, &e)) return report(&e);
     BinidxWriter *w = binidx_writer_open(out, force, &e);
     int rc = w ? 0 : -1;
     for (int i = 0; rc == 0 && i < n; i++) rc = binidx_writer_append(w, &ds[i], &e);

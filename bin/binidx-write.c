@@ -62,7 +62,7 @@ int main(int argc, char **argv)
         in_name = stream;
         if (!(in = fopen(stream, "rb"))) { tool_warn("%s: cannot open: %m", stream); return 1; }
     }
-    if (make_parent_dirs(prefix, &e)) return report(&e);
+    if (make_parent_dirs(prefix, NULL, &e)) return report(&e);
     BinidxWriter *w = binidx_writer_open(prefix, force, &e);
     if (!w) return report(&e);
     TokReader *r = tokr_open(in, in_name, &e);
