@@ -39,11 +39,12 @@ int main(int argc, char **argv)
         case 'f': force = 1; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return close_stdout();
-        case 'V': printf("binidx-merge %s\n", RWKV7C_VERSION); return close_stdout();
+        case 'V': return tool_version();
         default: usage(stderr); return 2;
         }
     }
-    if (!out || optind >= argc) { usage(stderr); return 2; }
+    if (!out) return usage_error("missing -o OUT");
+    if (optind >= argc) return usage_error("missing the datasets to merge");
 
     Error e;
     if (binidx_prefix_check(out, &e)) return report(&e);

@@ -42,19 +42,19 @@ int main(int argc, char **argv)
         case 'E': allow_no_eod = 1; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return close_stdout();
-        case 'V': printf("binidx-write %s\n", RWKV7C_VERSION); return close_stdout();
+        case 'V': return tool_version();
         default: usage(stderr); return 2;
         }
     }
-    if (argc - optind < 1 || argc - optind > 2) { usage(stderr); return 2; }
+    if (argc - optind < 1) return usage_error("missing PREFIX");
+    if (argc - optind > 2) return usage_error("too many arguments (want PREFIX [STREAM])");
     const char *prefix = argv[optind];
     const char *stream = argc - optind == 2 ? argv[optind + 1] : "-";
 
     Error e;
-    if (strcmp(stream, "-") == 0 && isatty(0)) {
-        tool_warn("standard input is a terminal; pipe a token stream in (e.g. rwkv-tokenize FILE | binidx-write %s)", prefix);
-        return 2;
-    }
+    if (strcmp(stream, "-") == 0 && isatty(0))
+        return usage_error("standard input is a terminal; pipe a token stream in "
+                           "(e.g. rwkv-tokenize FILE | binidx-write %s)", prefix);
     if (binidx_prefix_check(prefix, &e)) return report(&e);
     FILE *in = stdin;
     const char *in_name = "<stdin>";
