@@ -377,27 +377,22 @@ static int widen_to_int32(BinidxWriter *w, Error *e)
 {
     if (flush_buf(w, e)) return -1;
     if (fflush(w->bin.fp) != 0) return fail(e, "%s: write failed: %s", w->bin.path, strerror(errno));
-    /* The temporary is open write-only; read it back through a second descriptor. */
-    int out_fd = fileno(w->bin.fp), in_fd = open(w->bin.tmp, O_RDONLY | O_CLOEXEC);
-    if (in_fd < 0) return fail(e, "%s: cannot re-read to widen to int32: %s", w->bin.tmp, strerror(errno));
+    /* The temporary is open read-write (a regular file: binidx_writer_open refuses
+     * devices and FIFOs); stdio's buffer is empty now, so pread/pwrite are safe. */
+    int fd = fileno(w->bin.fp);
     const uint64_t step = OUTBUF_ITEMS / 2;        /* items per round: 4*step bytes out */
     uint16_t *in = (uint16_t *)w->buf;
     int32_t *out = (int32_t *)(w->buf + 2 * step);
     uint64_t end = w->tokens;
     while (end > 0) {
         uint64_t n = end > step ? step : end, start = end - n;
-        if (pread(in_fd, in, 2 * n, (off_t)(2 * start)) != (ssize_t)(2 * n)) {
-            close(in_fd);
-            return fail(e, "%s: re-reading to widen to int32 failed: %s", w->bin.tmp, strerror(errno));
-        }
+        if (pread(fd, in, 2 * n, (off_t)(2 * start)) != (ssize_t)(2 * n))
+            return fail(e, "%s: re-reading to widen to int32 failed: %s", w->bin.path, strerror(errno));
         for (uint64_t i = n; i-- > 0;) out[i] = in[i];
-        if (pwrite(out_fd, out, 4 * n, (off_t)(4 * start)) != (ssize_t)(4 * n)) {
-            close(in_fd);
+        if (pwrite(fd, out, 4 * n, (off_t)(4 * start)) != (ssize_t)(4 * n))
             return fail(e, "%s: widening to int32 failed: %s", w->bin.path, strerror(errno));
-        }
         end = start;
     }
-    close(in_fd);
     if (fseeko(w->bin.fp, (off_t)(4 * w->tokens), SEEK_SET) != 0)
         return fail(e, "%s: seek failed: %s", w->bin.path, strerror(errno));
     w->dtype = BINIDX_INT32;

@@ -152,6 +152,18 @@ printf '1 70000 0\n2 0\n' | "$helper" --stream | binidx-write -q wide
 eq "int32 dtype code" "$(od -An -tu1 -j17 -N1 wide.idx | tr -d ' ')" 4
 eq "int32 .bin" "$(od -An -tu4 -v wide.bin | tr -s ' \n' '  ' | sed 's/^ //; s/ $//')" "1 70000 0 2 0"
 check "int32 dataset validates" binidx-info --check wide
+# Widening in place after 600k uint16 tokens (several rounds of the widening buffer).
+"$PYTHON" -c '
+import random
+random.seed(1)
+for d in range(3000): print(" ".join(str(random.randrange(1, 65535)) for _ in range(200)) + " 0")
+print("70000 0\n5 6 0")' > widebig.txt
+"$helper" --stream < widebig.txt | binidx-write -q widebig
+eq "late id > 65535: every token kept as int32" "$("$PYTHON" -c '
+import numpy as np
+want = np.array([int(x) for l in open("widebig.txt") for x in l.split()], np.int32)
+got = np.fromfile("widebig.bin", np.int32)
+print(len(got) == len(want) and bool((got == want).all()))')" True
 
 # D18: an id that does not fit names its input and document.
 printf '1 2 0\n4294967294 0\n' | "$helper" --stream > hugeid.stream
@@ -185,7 +197,7 @@ for blocks in 1 8 19 30 39; do   # .bin 8000 bytes, .idx 20042: fails in the .bi
     check "...no temporaries" no_temps keep
 done
 # The second rename failing puts the first back (strace injects EIO into it).
-if command -v strace >/dev/null && strace -f -o /dev/null true 2>/dev/null; then
+if command -v strace >/dev/null && command -v pgrep >/dev/null && strace -f -o /dev/null true 2>/dev/null; then
     expect_fail "-f, .idx rename fails (injected)" "keep.idx: rename failed" \
         strace -f -o /dev/null -e inject=renameat2:error=EIO:when=2 binidx-write -f -q keep k1000.stream
     check "...the old .bin is put back, pair intact" sha256sum -c --quiet keep.sum
@@ -206,7 +218,7 @@ if command -v strace >/dev/null && strace -f -o /dev/null true 2>/dev/null; then
         bad "SIGKILL between link and rename: the delayed rename was not reached"
     fi
 else
-    echo "note: strace missing or not permitted: rename-failure and SIGKILL-window cases skipped"
+    echo "note: strace or pgrep missing, or ptrace not permitted: rename-failure and SIGKILL-window cases skipped"
 fi
 
 # D7: concurrent -f writers to one prefix leave one writer's whole pair (the commit holds a
