@@ -267,28 +267,22 @@ static int open_direct(AtomicFile *f, int kind, int own_fd, Error *e)
      * permission on the pipe or terminal behind it, and would lose O_APPEND. */
     int fd = own_fd >= 0 ? fcntl(own_fd, F_DUPFD_CLOEXEC, 0)
                          : open(f->target, O_WRONLY | O_NOCTTY | O_CLOEXEC);
-    if (fd < 0) {
-        int err = errno;
-        atomic_abort(f);
-        return fail(e, "%s: cannot open: %s", f->path, strerror(err));
-    }
+    int r = 0;
     struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && own_fd < 0) {
+    if (fd < 0) r = fail(e, "%s: cannot open: %s", f->path, strerror(errno));
+    else if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && own_fd < 0) {
         /* A device replaced by a file since we looked: never write a file in place. */
-        if (kind == TARGET_SPECIAL) {
-            close(fd);
-            atomic_abort(f);
-            return fail(e, "%s: changed while being opened", f->path);
-        }
-        if (ftruncate(fd, 0) != 0) {   /* another process's file: as the shell's '>' would */
-            int err = errno;
-            close(fd);
-            atomic_abort(f);
-            return fail(e, "%s: cannot truncate: %s", f->path, strerror(err));
-        }
+        if (kind == TARGET_SPECIAL) r = fail(e, "%s: changed while being opened", f->path);
+        /* another process's file: truncated as the shell's '>' would */
+        else if (ftruncate(fd, 0) != 0) r = fail(e, "%s: cannot truncate: %s", f->path, strerror(errno));
+    }
+    if (!r && !(f->fp = fdopen(fd, "wb"))) r = fail(e, "%s: out of memory", f->path);
+    if (r) {
+        if (fd >= 0) close(fd);
+        atomic_abort(f);
+        return r;
     }
     f->direct = 1;
-    if (!(f->fp = fdopen(fd, "wb"))) { close(fd); atomic_abort(f); return fail(e, "%s: fdopen failed", f->path); }
     return 0;
 }
 
