@@ -53,15 +53,15 @@ int main(int argc, char **argv)
         switch (c) {
         case 'c': check = 1; break;
         case 'v':
-            if (parse_u64(optarg, &vocab) || vocab == 0) { tool_warn("bad --vocab-size '%s'", optarg); return 2; }
+            if (parse_u64(optarg, &vocab) || vocab == 0) return bad_option("vocab-size", optarg, "a positive integer");
             break;
         case 'E': allow_no_eod = 1; break;
         case 'h': usage(stdout); return close_stdout();
-        case 'V': printf("binidx-info %s\n", RWKV7C_VERSION); return close_stdout();
+        case 'V': return tool_version();
         default: usage(stderr); return 2;
         }
     }
-    if (optind >= argc) { usage(stderr); return 2; }
+    if (optind >= argc) return usage_error("missing PREFIX");
 
     int status = 0;
     for (int i = optind; i < argc; i++) {

@@ -39,11 +39,12 @@ int main(int argc, char **argv)
         case 'f': force = 1; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return close_stdout();
-        case 'V': printf("binidx-merge %s\n", RWKV7C_VERSION); return close_stdout();
+        case 'V': return tool_version();
         default: usage(stderr); return 2;
         }
     }
-    if (!out || optind >= argc) { usage(stderr); return 2; }
+    if (!out) return usage_error("missing -o OUT");
+    if (optind >= argc) return usage_error("missing the datasets to merge");
 
     Error e;
     if (binidx_prefix_check(out, &e)) return report(&e);
@@ -57,9 +58,10 @@ int main(int argc, char **argv)
             free(ds);
             return report(&e);
         }
-    if (make_parent_dirs(out, &e)) return report(&e);
-    BinidxWriter *w = binidx_writer_open(out, force, &e);
-    int rc = w ? 0 : -1;
+    char *made_dirs;   /* removed again if the run fails */
+    int rc = make_parent_dirs(out, &made_dirs, &e);
+    BinidxWriter *w = rc ? NULL : binidx_writer_open(out, force, &e);
+    rc = w ? 0 : -1;
     for (int i = 0; rc == 0 && i < n; i++) rc = binidx_writer_append(w, &ds[i], &e);
     unsigned long long docs = 0, toks = 0;
     const char *dtype = "";
@@ -73,7 +75,11 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < n; i++) binidx_close(&ds[i]);
     free(ds);
-    if (rc) return report(&e);
+    if (rc) {
+        remove_made_dirs(out, made_dirs);
+        return report(&e);
+    }
+    free(made_dirs);
     if (!quiet) {
         char *p = binidx_prefix(out);
         tool_warn("%s.bin/idx: %d datasets, %llu documents, %llu tokens (%s)", p ? p : out, n, docs, toks, dtype);

@@ -42,19 +42,19 @@ int main(int argc, char **argv)
         case 'E': allow_no_eod = 1; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return close_stdout();
-        case 'V': printf("binidx-write %s\n", RWKV7C_VERSION); return close_stdout();
+        case 'V': return tool_version();
         default: usage(stderr); return 2;
         }
     }
-    if (argc - optind < 1 || argc - optind > 2) { usage(stderr); return 2; }
+    if (argc - optind < 1) return usage_error("missing PREFIX");
+    if (argc - optind > 2) return usage_error("too many arguments (want PREFIX [STREAM])");
     const char *prefix = argv[optind];
     const char *stream = argc - optind == 2 ? argv[optind + 1] : "-";
 
     Error e;
-    if (strcmp(stream, "-") == 0 && isatty(0)) {
-        tool_warn("standard input is a terminal; pipe a token stream in (e.g. rwkv-tokenize FILE | binidx-write %s)", prefix);
-        return 2;
-    }
+    if (strcmp(stream, "-") == 0 && isatty(0))
+        return usage_error("standard input is a terminal; pipe a token stream in "
+                           "(e.g. rwkv-tokenize FILE | binidx-write %s)", prefix);
     if (binidx_prefix_check(prefix, &e)) return report(&e);
     FILE *in = stdin;
     const char *in_name = "<stdin>";
@@ -62,11 +62,15 @@ int main(int argc, char **argv)
         in_name = stream;
         if (!(in = fopen(stream, "rb"))) { tool_warn("%s: cannot open: %m", stream); return 1; }
     }
-    if (make_parent_dirs(prefix, &e)) return report(&e);
+    char *made_dirs;   /* removed again if the run fails */
+    if (make_parent_dirs(prefix, &made_dirs, &e)) return report(&e);
     BinidxWriter *w = binidx_writer_open(prefix, force, &e);
-    if (!w) return report(&e);
-    TokReader *r = tokr_open(in, in_name, &e);
-    if (!r) { binidx_writer_abort(w); return report(&e); }
+    TokReader *r = w && binidx_writer_set_source(w, in_name, &e) == 0 ? tokr_open(in, in_name, &e) : NULL;
+    if (!r) {
+        binidx_writer_abort(w);
+        remove_made_dirs(prefix, made_dirs);
+        return report(&e);
+    }
 
     int progress = progress_wanted(), shown = 0, rc;
     double last = now_seconds();
@@ -91,13 +95,18 @@ int main(int argc, char **argv)
     if (rc != 0) {
         binidx_writer_abort(w);
         tokr_free(r);
+        remove_made_dirs(prefix, made_dirs);
         return report(&e);
     }
     unsigned long long docs = binidx_writer_documents(w), toks = binidx_writer_tokens(w);
     const char *dtype = binidx_dtype_name(binidx_writer_dtype(w));
     tokr_free(r);
     if (in != stdin) fclose(in);
-    if (binidx_writer_commit(w, &e)) return report(&e);
+    if (binidx_writer_commit(w, &e)) {
+        remove_made_dirs(prefix, made_dirs);
+        return report(&e);
+    }
+    free(made_dirs);
     if (!quiet) {
         char *p = binidx_prefix(prefix);
         tool_warn("%s.bin/idx: %llu documents, %llu tokens (%s)", p ? p : prefix, docs, toks, dtype);

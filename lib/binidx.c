@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libgen.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -108,16 +110,16 @@ int binidx_parse_index(const void *buf, size_t len, const char *name, BinidxInde
     return 0;
 }
 
-/* Map a whole regular file read-only; an empty file maps to NULL. */
+/* Map a whole regular file read-only; an empty file maps to NULL.  A FIFO or
+ * device is refused at once (open_regular never waits for a FIFO's writer). */
 static int map_file(const char *path, void **map, size_t *len, Error *e)
 {
     *map = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(e, "%s: %s", path, strerror(errno));
+    int fd = open_regular(path, e);
+    if (fd < 0) return -1;
     struct stat st;
     if (fstat(fd, &st) != 0) { int r = fail(e, "%s: %s", path, strerror(errno)); close(fd); return r; }
-    if (!S_ISREG(st.st_mode)) { close(fd); return fail(e, "%s: not a regular file", path); }
     if (st.st_size > 0) {
         void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
         if (m == MAP_FAILED) { int r = fail(e, "%s: mmap: %s", path, strerror(errno)); close(fd); return r; }
@@ -145,6 +147,29 @@ static char *with_ext(const char *prefix, const char *ext)
     return s;
 }
 
+/* Writers of a dataset hold an exclusive flock(2) on the directory that holds
+ * it while they put both files in place, readers a shared one while they open
+ * both: a reader never pairs the .bin of one writer with the .idx of another,
+ * and concurrent writers publish whole pairs in turn (the last one wins).  A
+ * lock on the directory itself leaves no file behind.  Returns the locked
+ * descriptor, or -1 where the directory cannot be opened or locked (NFS locks
+ * only files open for writing): then the caller goes ahead unlocked. */
+static int lock_dataset_dir(const char *file, int op)
+{
+    char *copy = strdup(file);
+    int fd = copy ? open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    free(copy);
+    if (fd < 0) return -1;
+    while (flock(fd, op) != 0)
+        if (errno != EINTR) { close(fd); return -1; }
+    return fd;
+}
+
+static void unlock_dataset_dir(int fd)
+{
+    if (fd >= 0) close(fd);   /* closing the only descriptor releases the flock */
+}
+
 void binidx_close(BinidxDataset *ds)
 {
     if (ds->idx_map) munmap(ds->idx_map, ds->idx_len);
@@ -164,9 +189,12 @@ int binidx_open(const char *prefix_arg, BinidxDataset *ds, Error *e)
     }
     free(prefix);
     if (!ds->idx_path || !ds->bin_path) { binidx_close(ds); return fail(e, "out of memory"); }
-    if (map_file(ds->idx_path, &ds->idx_map, &ds->idx_len, e) ||
-        binidx_parse_index(ds->idx_map, ds->idx_len, ds->idx_path, &ds->index, e) ||
-        map_file(ds->bin_path, &ds->bin_map, &ds->bin_len, e)) {
+    int lock = lock_dataset_dir(ds->idx_path, LOCK_SH);
+    int bad = map_file(ds->idx_path, &ds->idx_map, &ds->idx_len, e) ||
+              binidx_parse_index(ds->idx_map, ds->idx_len, ds->idx_path, &ds->index, e) ||
+              map_file(ds->bin_path, &ds->bin_map, &ds->bin_len, e);
+    unlock_dataset_dir(lock);
+    if (bad) {
         binidx_close(ds);
         return -1;
     }
@@ -233,6 +261,8 @@ int binidx_scan(const BinidxDataset *ds, BinidxStats *st, Error *e)
 
 struct BinidxWriter {
     AtomicFile bin, idx;
+    char *bin_path;                  /* PREFIX.bin as given: the lock's directory */
+    char *source;                    /* names the input in messages about the ids; may be NULL */
     int bin_open, idx_open;
     int dtype;
     unsigned itemsize;
@@ -286,16 +316,14 @@ BinidxWriter *binidx_writer_open(const char *prefix_arg, int overwrite, Error *e
         fail(e, "out of memory");
         goto fail;
     }
-    /* Check both names before creating anything, so a refusal leaves no temporaries. */
-    if (!overwrite) {
-        const char *exists = access(bin, F_OK) == 0 ? bin : access(idx, F_OK) == 0 ? idx : NULL;
-        if (exists) { fail(e, "%s: exists (use -f to overwrite)", exists); goto fail; }
-    }
-    if (atomic_open(&w->bin, bin, 1, e)) goto fail;
+    /* Both must be regular files: the .bin is re-read when it widens to int32,
+     * and a pair is only a dataset when both names hold it. */
+    int flags = ATOMIC_REGULAR_ONLY | (overwrite ? ATOMIC_OVERWRITE : 0);
+    if (atomic_open(&w->bin, bin, flags, e)) goto fail;
     w->bin_open = 1;
-    if (atomic_open(&w->idx, idx, 1, e)) goto fail;
+    if (atomic_open(&w->idx, idx, flags, e)) goto fail;
     w->idx_open = 1;
-    free(bin);
+    w->bin_path = bin;
     free(idx);
     w->dtype = BINIDX_UINT16;
     w->itemsize = 2;
@@ -308,6 +336,20 @@ fail:
     return NULL;
 }
 
+int binidx_writer_set_source(BinidxWriter *w, const char *name, Error *e)
+{
+    free(w->source);
+    w->source = name ? strdup(name) : NULL;
+    return name && !w->source ? fail(e, "out of memory") : 0;
+}
+
+/* "SOURCE: document N: " before a message about the ids being added. */
+static int fail_input(BinidxWriter *w, Error *e)
+{
+    if (w->source) fail_prefix(e, "%s: document %llu", w->source, (unsigned long long)w->nsizes);
+    return -1;
+}
+
 void binidx_writer_abort(BinidxWriter *w)
 {
     if (!w) return;
@@ -316,6 +358,8 @@ void binidx_writer_abort(BinidxWriter *w)
     free(w->sizes);
     free(w->doc_idx);
     free(w->buf);
+    free(w->bin_path);
+    free(w->source);
     free(w);
 }
 
@@ -333,27 +377,22 @@ static int widen_to_int32(BinidxWriter *w, Error *e)
 {
     if (flush_buf(w, e)) return -1;
     if (fflush(w->bin.fp) != 0) return fail(e, "%s: write failed: %s", w->bin.path, strerror(errno));
-    /* The temporary is open write-only; read it back through a second descriptor. */
-    int out_fd = fileno(w->bin.fp), in_fd = open(w->bin.tmp, O_RDONLY | O_CLOEXEC);
-    if (in_fd < 0) return fail(e, "%s: cannot re-read to widen to int32: %s", w->bin.tmp, strerror(errno));
+    /* The temporary is open read-write (a regular file: binidx_writer_open refuses
+     * devices and FIFOs); stdio's buffer is empty now, so pread/pwrite are safe. */
+    int fd = fileno(w->bin.fp);
     const uint64_t step = OUTBUF_ITEMS / 2;        /* items per round: 4*step bytes out */
     uint16_t *in = (uint16_t *)w->buf;
     int32_t *out = (int32_t *)(w->buf + 2 * step);
     uint64_t end = w->tokens;
     while (end > 0) {
         uint64_t n = end > step ? step : end, start = end - n;
-        if (pread(in_fd, in, 2 * n, (off_t)(2 * start)) != (ssize_t)(2 * n)) {
-            close(in_fd);
-            return fail(e, "%s: re-reading to widen to int32 failed: %s", w->bin.tmp, strerror(errno));
-        }
+        if (pread(fd, in, 2 * n, (off_t)(2 * start)) != (ssize_t)(2 * n))
+            return fail(e, "%s: re-reading to widen to int32 failed: %s", w->bin.path, strerror(errno));
         for (uint64_t i = n; i-- > 0;) out[i] = in[i];
-        if (pwrite(out_fd, out, 4 * n, (off_t)(4 * start)) != (ssize_t)(4 * n)) {
-            close(in_fd);
+        if (pwrite(fd, out, 4 * n, (off_t)(4 * start)) != (ssize_t)(4 * n))
             return fail(e, "%s: widening to int32 failed: %s", w->bin.path, strerror(errno));
-        }
         end = start;
     }
-    close(in_fd);
     if (fseeko(w->bin.fp, (off_t)(4 * w->tokens), SEEK_SET) != 0)
         return fail(e, "%s: seek failed: %s", w->bin.path, strerror(errno));
     w->dtype = BINIDX_INT32;
@@ -387,8 +426,11 @@ static int put_tokens(BinidxWriter *w, const uint32_t *ids, size_t n, Error *e)
         } else {
             int32_t *o = (int32_t *)(w->buf + w->nbuf);
             for (size_t k = 0; k < take; k++) {
-                if (ids[i + k] > INT32_MAX)
-                    return fail(e, "token id %u does not fit the int32 binidx format", ids[i + k]);
+                if (ids[i + k] > INT32_MAX) {
+                    fail(e, "token id %u does not fit the int32 binidx format (ids above %d)",
+                         ids[i + k], INT32_MAX);
+                    return fail_input(w, e);
+                }
                 o[k] = (int32_t)ids[i + k];
             }
             w->nbuf += 4 * take;
@@ -401,9 +443,12 @@ static int put_tokens(BinidxWriter *w, const uint32_t *ids, size_t n, Error *e)
 
 static int add_sequence(BinidxWriter *w, uint64_t n, Error *e)
 {
-    if (n > INT32_MAX) return fail(e, "a document of %llu tokens is too long for binidx (int32 sizes)",
-                                   (unsigned long long)n);
-    if (w->nsizes >= BINIDX_MAX_SEQUENCES) return fail(e, "more than 2^31-1 documents in one dataset");
+    if (n > INT32_MAX) {
+        fail(e, "%llu tokens is too long for binidx (int32 sizes)", (unsigned long long)n);
+        return fail_input(w, e);
+    }
+    if (w->nsizes >= BINIDX_MAX_SEQUENCES)
+        return fail(e, "%s: more than 2^31-1 documents in one dataset", w->bin_path);
     if (grow((void **)&w->sizes, &w->cap_sizes, w->nsizes + 1, 4)) return fail(e, "out of memory");
     w->sizes[w->nsizes++] = (uint32_t)n;
     return 0;
@@ -437,7 +482,7 @@ int binidx_writer_append(BinidxWriter *w, const BinidxDataset *ds, Error *e)
     const BinidxIndex *ix = &ds->index;
     uint64_t base = w->nsizes;
     if (base + ix->sequences > BINIDX_MAX_SEQUENCES)
-        return fail(e, "more than 2^31-1 documents in one dataset");
+        return fail(e, "%s: more than 2^31-1 documents in one dataset", w->bin_path);
     for (uint64_t i = 0; i < ix->sequences; i++)
         if (add_sequence(w, binidx_size(ix, i), e)) return -1;
     for (uint64_t i = 1; i < ix->doc_idx_len; i++)
@@ -503,26 +548,19 @@ static int write_index(BinidxWriter *w, Error *e)
 
 int binidx_writer_commit(BinidxWriter *w, Error *e)
 {
-    if (flush_buf(w, e) || write_index(w, e)) { binidx_writer_abort(w); return -1; }
-    /* When replacing a dataset, remove the old .idx first: a reader then never
-     * pairs the new .bin with the old index (it sees no dataset until the new .idx lands). */
-    if (unlink(w->idx.path) != 0 && errno != ENOENT) {
-        int r = fail(e, "%s: cannot replace: %s", w->idx.path, strerror(errno));
-        binidx_writer_abort(w);
-        return r;
-    }
-    char *bin_path = strdup(w->bin.path);
-    if (!bin_path) { binidx_writer_abort(w); return fail(e, "out of memory"); }
-    w->bin_open = 0;
-    if (atomic_commit(&w->bin, e)) { free(bin_path); binidx_writer_abort(w); return -1; }
-    w->idx_open = 0;
-    if (atomic_commit(&w->idx, e)) {
-        unlink(bin_path);       /* no .bin without its .idx */
-        free(bin_path);
+    /* Both files complete and on disk before either old name is touched, so a
+     * full disk or a size limit leaves an old dataset as it was. */
+    if (flush_buf(w, e) || write_index(w, e) || atomic_sync(&w->bin, e) || atomic_sync(&w->idx, e)) {
+        w->bin_open = w->bin.fp != NULL;   /* atomic_sync aborts what it fails on */
+        w->idx_open = w->idx.fp != NULL;
         binidx_writer_abort(w);
         return -1;
     }
-    free(bin_path);
-    binidx_writer_abort(w);     /* frees; nothing live is left to remove */
-    return 0;
+    int lock = lock_dataset_dir(w->bin_path, LOCK_EX);
+    AtomicFile *pair[2] = { &w->bin, &w->idx };   /* .bin first: an .idx in place means its .bin is */
+    int rc = atomic_commit_all(pair, 2, e);
+    unlock_dataset_dir(lock);
+    w->bin_open = w->idx_open = 0;   /* committed or aborted */
+    binidx_writer_abort(w);          /* frees */
+    return rc;
 }

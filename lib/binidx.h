@@ -1,6 +1,8 @@
 /* binidx.h: Megatron MMIDIDX v1 datasets (PREFIX.bin + PREFIX.idx), as
- * RWKV-LM's make_data.py writes them and its trainer reads them
- * (rwkv7-reference.md §1.3, formats-reliability.md §A5).
+ * RWKV-LM's make_data.py writes them and its trainer reads them (the format:
+ * RWKV-Vibe/RWKV-LM-V7 src/binidx.py and make_data.py; dtype codes and the
+ * reference loaders' checks: NVIDIA/Megatron-LM
+ * megatron/core/datasets/indexed_dataset.py).
  *
  *   .bin  every sequence's tokens, concatenated; no header, no padding
  *   .idx  "MMIDIDX\0\0", u64 version 1, u8 dtype code (8 uint16, 4 int32),
@@ -9,12 +11,17 @@
  * For RWKV data one sequence is one document, each ending with token 0, and
  * doc_idx = 0..S.
  *
- * The reader validates everything the format allows to be checked (§A5.4:
- * exact .idx length, magic, version, dtype, sizes/pointers consistency, .bin
+ * The reader validates everything the format allows to be checked (the
+ * reference loaders check only magic, version and dtype): exact .idx length, magic, version, dtype, sizes/pointers consistency, .bin
  * length, doc_idx), so a truncated or mismatched pair fails at open with a
  * message naming the file.  The writer streams: tokens go to a temporary
  * .bin, only the index sizes (4 bytes per document) stay in memory, and both
- * files appear (.bin first, .idx last) only when commit succeeds. */
+ * files appear (.bin first, .idx last) only when commit succeeds.
+ *
+ * Commit and open serialise on a flock(2) of the directory holding PREFIX
+ * (exclusive while a writer puts the pair in place, shared while a reader
+ * opens it), so concurrent writers leave one writer's whole pair and a reader
+ * never mixes two; the lock leaves no file behind. */
 #ifndef RWKV7C_BINIDX_H
 #define RWKV7C_BINIDX_H
 #include <stddef.h>
@@ -58,7 +65,8 @@ typedef struct {
 } BinidxDataset;
 
 /* PREFIX may also be given as PREFIX.bin or PREFIX.idx.  Validates the .idx
- * against the .bin; on failure ds is left closed. */
+ * against the .bin; on failure ds is left closed.  Both must be regular files
+ * (a FIFO is refused at once, never waited on). */
 int  binidx_open(const char *prefix, BinidxDataset *ds, Error *e);
 void binidx_close(BinidxDataset *ds);
 
@@ -87,16 +95,23 @@ typedef struct BinidxWriter BinidxWriter;
  * .bin/.idx suffix is dropped), or the dataset would be hidden ".bin"/".idx". */
 int binidx_prefix_check(const char *prefix, Error *e);
 
-/* Fails at once if PREFIX.bin or PREFIX.idx exists and overwrite is 0. */
+/* Fails at once if PREFIX.bin or PREFIX.idx exists and overwrite is 0, or if
+ * either is not a regular file (a device, FIFO or descriptor: a dataset is two
+ * regular files, and the .bin is re-read when it widens); a symlink to a
+ * regular file is followed (the file is replaced, the link stays). */
 BinidxWriter *binidx_writer_open(const char *prefix, int overwrite, Error *e);
+/* Name the input in messages about the ids added ("NAME: document N: ..."). */
+int  binidx_writer_set_source(BinidxWriter *w, const char *name, Error *e);
 /* One document (its tokens, normally ending with 0).  The dataset is uint16
  * until an id above 65535 arrives; the tokens so far are then widened to
  * int32 in place.  Ids above INT32_MAX are an error. */
 int  binidx_writer_add(BinidxWriter *w, const uint32_t *ids, size_t n, Error *e);
 /* Every sequence and document of an open dataset, in order (for merging). */
 int  binidx_writer_append(BinidxWriter *w, const BinidxDataset *ds, Error *e);
-/* Write the .idx, fsync both, rename .bin then .idx into place; frees w.
- * On failure nothing is left behind. */
+/* Write the .idx and fsync both; only then, under the directory lock, put
+ * .bin then .idx in place (util.h atomic_commit_all): if the second cannot be,
+ * the first is put back, so an old dataset survives any failure.  Frees w.
+ * On failure nothing new is left behind. */
 int  binidx_writer_commit(BinidxWriter *w, Error *e);
 /* Discard everything written; frees w. */
 void binidx_writer_abort(BinidxWriter *w);

@@ -1,6 +1,7 @@
-#define _GNU_SOURCE   /* O_TMPFILE, linkat */
+#define _GNU_SOURCE   /* O_TMPFILE, linkat, renameat2 */
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -42,7 +43,7 @@ int fail_prefix(Error *e, const char *fmt, ...)
     return -1;
 }
 
-/* ---- cleanup registry: temporaries to unlink if we die ---- */
+/* ---- cleanup registry: named temporaries to unlink if we die ---- */
 #define MAX_LIVE 64
 static char *live_tmp[MAX_LIVE];
 static volatile sig_atomic_t live_n;
@@ -54,7 +55,7 @@ static void live_add(char *p)
 }
 static void live_del(char *p)
 {
-    for (int i = 0; i < MAX_LIVE; i++)
+    for (int i = 0; p && i < MAX_LIVE; i++)
         if (live_tmp[i] == p) { live_tmp[i] = NULL; live_n--; return; }
 }
 static void unlink_live(void)
@@ -69,23 +70,25 @@ static void on_signal(int sig)
     raise(sig);
 }
 
+static const int cleanup_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE };
+
 void cleanup_install(void)
 {
     static int done;
     if (done) return;
     done = 1;
     atexit(unlink_live);
-    int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE };
-    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+    for (size_t i = 0; i < sizeof cleanup_signals / sizeof *cleanup_signals; i++) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_signal;
-        sigaction(sigs[i], &sa, NULL);
+        sigaction(cleanup_signals[i], &sa, NULL);
     }
 }
 
-int make_parent_dirs(const char *path, Error *e)
+int make_parent_dirs(const char *path, char **made, Error *e)
 {
+    if (made) *made = NULL;
     char *copy = strdup(path);
     if (!copy) return fail(e, "out of memory");
     char *dir = dirname(copy);   /* may be a static "." or "/": never written to */
@@ -94,10 +97,13 @@ int make_parent_dirs(const char *path, Error *e)
         if (*p && *p != '/') continue;
         char c = *p;
         *p = 0;
-        if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        if (mkdir(dir, 0777) == 0) {
+            if (made && !*made && !(*made = strdup(dir))) { free(copy); return fail(e, "out of memory"); }
+        } else if (errno != EEXIST) {
             int err = errno;
             int r = fail(e, "%s: cannot create directory %s: %s", path, dir, strerror(err));
             free(copy);
+            if (made) { remove_made_dirs(path, *made); *made = NULL; }
             return r;
         }
         if (!c) break;
@@ -107,12 +113,37 @@ int make_parent_dirs(const char *path, Error *e)
     return 0;
 }
 
+static char *dir_of(const char *path)
+{
+    char *copy = strdup(path), *d = copy ? strdup(dirname(copy)) : NULL;
+    free(copy);
+    return d;
+}
+
+void remove_made_dirs(const char *path, char *made)
+{
+    struct stat top;
+    /* Compared by inode, not by spelling ("a//b" and "a/b" are one directory). */
+    if (!made || stat(made, &top) != 0) { free(made); return; }
+    char *d = dir_of(path);
+    while (d && strcmp(d, ".") && strcmp(d, "/")) {
+        struct stat st;
+        int is_top = stat(d, &st) == 0 && st.st_dev == top.st_dev && st.st_ino == top.st_ino;
+        if (rmdir(d) != 0 || is_top) break;   /* not empty: someone else's now */
+        char *up = dir_of(d);
+        free(d);
+        d = up;
+    }
+    free(d);
+    free(made);
+}
+
 int fsync_parent_dir(const char *path, Error *e)
 {
-    char *copy = strdup(path);
-    if (!copy) return fail(e, "out of memory");
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
-    free(copy);
+    char *dir = dir_of(path);
+    if (!dir) return fail(e, "out of memory");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
     if (fd < 0) return fail(e, "%s: cannot open directory: %s", path, strerror(errno));
     int rc = fsync(fd);
     close(fd);
@@ -122,81 +153,306 @@ int fsync_parent_dir(const char *path, Error *e)
     return 0;
 }
 
-static char *named_tmp(const char *path)
+/* ---- atomic output (util.h; doc/atomic-output.md) ---- */
+
+enum { TARGET_NEW, TARGET_REGULAR, TARGET_SPECIAL, TARGET_DESCRIPTOR, TARGET_DIRECTORY };
+/* How far atomic_commit_all got with one file, so that it can be undone. */
+enum { PUB_NONE, PUB_LINKED, PUB_EXCHANGED, PUB_RENAMED };
+
+/* "/proc/PID/fd" or "/proc/PID/task/TID/fd" (realpath spells /proc/self so):
+ * a directory of magic links to open descriptions. */
+static int is_fd_dir(const char *real, long *pid)
 {
-    size_t n = strlen(path) + 32;
-    char *t = malloc(n);
-    if (t) snprintf(t, n, "%s.tmp.%ld", path, (long)getpid());
-    return t;
+    if (strncmp(real, "/proc/", 6) != 0) return 0;
+    char *end;
+    long p = strtol(real + 6, &end, 10);
+    if (end == real + 6) return 0;
+    if (strncmp(end, "/task/", 6) == 0) {
+        char *tid_end;
+        strtol(end + 6, &tid_end, 10);
+        if (tid_end == end + 6) return 0;
+        end = tid_end;
+    }
+    if (strcmp(end, "/fd") != 0) return 0;
+    *pid = p;
+    return 1;
 }
 
-int atomic_open(AtomicFile *f, const char *path, int overwrite, Error *e)
+/* Follow the symlinks of path's last component (each hop relative to the link's
+ * own directory) to what a write would reach.  A hop into a /proc/PID/fd
+ * directory ends the walk: that link stands for a descriptor (a pipe, a
+ * terminal, a file open elsewhere), and renaming over it would write nowhere
+ * useful, or, as root, replace /dev/stdout itself.  *own_fd is the descriptor
+ * number when it is one of ours, else -1. */
+static int resolve_target(const char *path, char **target, int *own_fd, Error *e)
 {
-    memset(f, 0, sizeof *f);
-    if (!overwrite && access(path, F_OK) == 0)
-        return fail(e, "%s: exists (use -f to overwrite)", path);
-    f->path = strdup(path);
-    char *dir = strdup(path);
-    if (!f->path || !dir) { free(dir); atomic_abort(f); return fail(e, "out of memory"); }
-    int fd = open(dirname(dir), O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+    *target = NULL;
+    *own_fd = -1;
+    char *p = strdup(path);
+    for (int hop = 0; p && hop < 40; hop++) {
+        char *dir = dir_of(p);
+        if (!dir) break;
+        char *real = realpath(dir, NULL);
+        long pid;
+        if (real && is_fd_dir(real, &pid)) {
+            free(real);
+            free(dir);
+            char *base = strrchr(p, '/') ? strrchr(p, '/') + 1 : p, *end;
+            long fd = strtol(base, &end, 10);
+            if (pid == (long)getpid() && end != base && !*end && fd >= 0 && fd <= INT_MAX) *own_fd = (int)fd;
+            *target = p;
+            return TARGET_DESCRIPTOR;
+        }
+        free(real);
+        struct stat st;
+        if (lstat(p, &st) != 0) {
+            int err = errno;
+            free(dir);
+            if (err == ENOENT) { *target = p; return TARGET_NEW; }   /* also a dangling link's target */
+            free(p);
+            return fail(e, "%s: %s", path, strerror(err));
+        }
+        if (!S_ISLNK(st.st_mode)) {
+            free(dir);
+            *target = p;
+            return S_ISREG(st.st_mode) ? TARGET_REGULAR : S_ISDIR(st.st_mode) ? TARGET_DIRECTORY : TARGET_SPECIAL;
+        }
+        char link[PATH_MAX];
+        ssize_t n = readlink(p, link, sizeof link - 1);
+        if (n < 0) {
+            int err = errno;
+            free(dir);
+            free(p);
+            return fail(e, "%s: %s", path, strerror(err));
+        }
+        link[n] = 0;
+        free(p);
+        p = NULL;
+        if (link[0] == '/') p = strdup(link);
+        else if ((p = malloc(strlen(dir) + strlen(link) + 2))) sprintf(p, "%s/%s", dir, link);
+        free(dir);
+    }
+    if (!p) return fail(e, "out of memory");
+    free(p);
+    return fail(e, "%s: %s", path, strerror(ELOOP));
+}
+
+/* A temporary that SIGKILL left between link and rename: ".BASE.tmp.PID" beside
+ * the target, whose PID is gone.  (A PID alive in another PID namespace keeps
+ * its file; the cost of that is a stale file, never a lost one.) */
+static void remove_stale_temps(const char *target)
+{
+    char *dir = dir_of(target);
+    const char *base = strrchr(target, '/') ? strrchr(target, '/') + 1 : target;
+    DIR *d = dir ? opendir(dir) : NULL;
     free(dir);
-    if (fd >= 0) {
-        f->unnamed = 1;
-        f->tmp = malloc(32);
-        if (f->tmp) snprintf(f->tmp, 32, "/proc/self/fd/%d", fd);
-    } else {
-        f->tmp = named_tmp(path);
-        if (f->tmp) fd = open(f->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (!d) return;
+    size_t bl = strlen(base);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *s = de->d_name;
+        if (s[0] != '.' || strncmp(s + 1, base, bl) != 0 || strncmp(s + 1 + bl, ".tmp.", 5) != 0) continue;
+        char *end;
+        long pid = strtol(s + 6 + bl, &end, 10);
+        if (end == s + 6 + bl || *end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        unlinkat(dirfd(d), s, 0);
     }
-    if (!f->tmp) { if (fd >= 0) close(fd); atomic_abort(f); return fail(e, "out of memory"); }
-    if (fd < 0) {
-        int err = errno;
-        free(f->tmp); f->tmp = NULL;
+    closedir(d);
+}
+
+static int open_direct(AtomicFile *f, int kind, int own_fd, Error *e)
+{
+    /* Our own descriptor is dup'ed, not reopened: reopening /proc/self/fd/1 needs
+     * permission on the pipe or terminal behind it, and would lose O_APPEND. */
+    int fd = own_fd >= 0 ? fcntl(own_fd, F_DUPFD_CLOEXEC, 0)
+                         : open(f->target, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+    int r = 0;
+    struct stat st;
+    if (fd < 0) r = fail(e, "%s: cannot open: %s", f->path, strerror(errno));
+    else if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && own_fd < 0) {
+        /* A device replaced by a file since we looked: never write a file in place. */
+        if (kind == TARGET_SPECIAL) r = fail(e, "%s: changed while being opened", f->path);
+        /* another process's file: truncated as the shell's '>' would */
+        else if (ftruncate(fd, 0) != 0) r = fail(e, "%s: cannot truncate: %s", f->path, strerror(errno));
+    }
+    if (!r && !(f->fp = fdopen(fd, "wb"))) r = fail(e, "%s: out of memory", f->path);
+    if (r) {
+        if (fd >= 0) close(fd);
         atomic_abort(f);
-        return fail(e, "%s: cannot create: %s", path, strerror(err));
+        return r;
     }
-    if (!f->unnamed) live_add(f->tmp);
-    f->fp = fdopen(fd, "w+b");
-    if (!f->fp) { close(fd); atomic_abort(f); return fail(e, "%s: fdopen failed", path); }
+    f->direct = 1;
     return 0;
 }
 
-int atomic_commit(AtomicFile *f, Error *e)
+int atomic_open(AtomicFile *f, const char *path, int flags, Error *e)
 {
-    int err = 0;
-    if (fflush(f->fp) != 0) err = errno;
-    else if (fsync(fileno(f->fp)) != 0) err = errno;
-    if (!err && f->unnamed) {
-        /* Give the unnamed file a name, then rename it into place as usual. */
-        char *named = named_tmp(f->path);
-        if (!named) err = ENOMEM;
-        else if (linkat(AT_FDCWD, f->tmp, AT_FDCWD, named, AT_SYMLINK_FOLLOW) != 0) { err = errno; free(named); }
-        else { free(f->tmp); f->tmp = named; f->unnamed = 0; live_add(f->tmp); }
+    memset(f, 0, sizeof *f);
+    f->overwrite = (flags & ATOMIC_OVERWRITE) != 0;
+    int own_fd, kind = resolve_target(path, &f->target, &own_fd, e);
+    if (kind < 0) return -1;
+    if (!(f->path = strdup(path))) { atomic_abort(f); return fail(e, "out of memory"); }
+    if (kind == TARGET_DIRECTORY) { atomic_abort(f); return fail(e, "%s: is a directory", path); }
+    if (kind == TARGET_SPECIAL || kind == TARGET_DESCRIPTOR) {
+        if (flags & ATOMIC_REGULAR_ONLY) { atomic_abort(f); return fail(e, "%s: not a regular file", path); }
+        return open_direct(f, kind, own_fd, e);
     }
-    if (fclose(f->fp) != 0 && !err) err = errno;
-    f->fp = NULL;
+    if (kind == TARGET_REGULAR && !f->overwrite) {
+        atomic_abort(f);
+        return fail(e, "%s: exists (use -f to overwrite)", path);
+    }
+    remove_stale_temps(f->target);
+    char *dir = dir_of(f->target);
+    const char *base = strrchr(f->target, '/') ? strrchr(f->target, '/') + 1 : f->target;
+    size_t n = (dir ? strlen(dir) : 0) + strlen(base) + 40;
+    if (dir && (f->named = malloc(n))) snprintf(f->named, n, "%s/.%s.tmp.%ld", dir, base, (long)getpid());
+    int fd = dir ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0666) : -1;
+    free(dir);
+    if (!f->named) { if (fd >= 0) close(fd); atomic_abort(f); return fail(e, "out of memory"); }
+    if (fd >= 0) {
+        f->unnamed = 1;
+        if ((f->tmp = malloc(32))) snprintf(f->tmp, 32, "/proc/self/fd/%d", fd);
+    } else {   /* no O_TMPFILE here: named from the start */
+        unlink(f->named);   /* a leftover of a dead process that had our PID */
+        fd = open(f->named, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0) live_add(f->named);
+        f->tmp = strdup(f->named);
+    }
+    if (fd < 0) {
+        int err = errno;
+        atomic_abort(f);
+        return fail(e, "%s: cannot create: %s", path, strerror(err));
+    }
+    if (!f->tmp || !(f->fp = fdopen(fd, "w+b"))) {
+        close(fd);
+        atomic_abort(f);
+        return fail(e, "out of memory");
+    }
+    return 0;
+}
+
+int atomic_sync(AtomicFile *f, Error *e)
+{
+    if (f->synced) return 0;
+    errno = 0;
+    int err = 0;
+    if (fflush(f->fp) != 0 || ferror(f->fp)) err = errno ? errno : EIO;
+    else if (!f->direct && fsync(fileno(f->fp)) != 0) err = errno;
     if (err) {
         int r = fail(e, "%s: write failed: %s", f->path, strerror(err));
         atomic_abort(f);
         return r;
     }
-    if (rename(f->tmp, f->path) != 0) {
-        int r = fail(e, "%s: rename failed: %s", f->path, strerror(errno));
-        atomic_abort(f);
-        return r;
+    f->synced = 1;
+    return 0;
+}
+
+/* Put one synced temporary in place.  Fills f->state for unpublish. */
+static int publish(AtomicFile *f, Error *e)
+{
+    struct stat st;
+    /* It may have changed since atomic_open: never put a device or FIFO aside. */
+    if (lstat(f->target, &st) == 0 && !S_ISREG(st.st_mode))
+        return fail(e, "%s: no longer a regular file; not replaced", f->path);
+    if (f->unnamed) {
+        /* A free name gets the file at once: no named temporary ever exists. */
+        if (linkat(AT_FDCWD, f->tmp, AT_FDCWD, f->target, AT_SYMLINK_FOLLOW) == 0) {
+            f->state = PUB_LINKED;
+            return 0;
+        }
+        if (errno != EEXIST) return fail(e, "%s: cannot create: %s", f->path, strerror(errno));
+        if (!f->overwrite) return fail(e, "%s: exists (use -f to overwrite)", f->path);
+        unlink(f->named);   /* a leftover of a dead process that had our PID */
+        if (linkat(AT_FDCWD, f->tmp, AT_FDCWD, f->named, AT_SYMLINK_FOLLOW) != 0)
+            return fail(e, "%s: cannot create: %s", f->path, strerror(errno));
+        f->unnamed = 0;
+        live_add(f->named);
+    } else if (!f->overwrite) {
+        if (renameat2(AT_FDCWD, f->named, AT_FDCWD, f->target, RENAME_NOREPLACE) == 0) {
+            live_del(f->named);
+            f->state = PUB_LINKED;
+            return 0;
+        }
+        if (errno == EEXIST) return fail(e, "%s: exists (use -f to overwrite)", f->path);
+        if (errno != EINVAL) return fail(e, "%s: rename failed: %s", f->path, strerror(errno));
+        if (access(f->target, F_OK) == 0) return fail(e, "%s: exists (use -f to overwrite)", f->path);
     }
-    live_del(f->tmp);
-    int rc = fsync_parent_dir(f->path, e);
-    free(f->tmp); free(f->path);
-    f->tmp = f->path = NULL;
+    /* The exchange keeps the old file (now under f->named) until every file of
+     * the commit is in place, so a later failure can put it back. */
+    if (renameat2(AT_FDCWD, f->named, AT_FDCWD, f->target, RENAME_EXCHANGE) == 0) {
+        f->state = PUB_EXCHANGED;
+        return 0;
+    }
+    /* ENOENT: the target went away meanwhile.  EINVAL: no RENAME_EXCHANGE on this
+     * filesystem; a plain rename cannot be undone. */
+    if (errno != ENOENT && errno != EINVAL) return fail(e, "%s: rename failed: %s", f->path, strerror(errno));
+    if (rename(f->named, f->target) != 0) return fail(e, "%s: rename failed: %s", f->path, strerror(errno));
+    live_del(f->named);
+    f->state = PUB_RENAMED;
+    return 0;
+}
+
+static void unpublish(AtomicFile *f)
+{
+    if (f->state == PUB_LINKED) unlink(f->target);
+    else if (f->state == PUB_EXCHANGED)   /* the old file back; the new one to f->named, removed by abort */
+        renameat2(AT_FDCWD, f->named, AT_FDCWD, f->target, RENAME_EXCHANGE);
+    f->state = PUB_NONE;
+}
+
+/* After every file is in place: drop the old file, close, fsync the directory. */
+static int finish(AtomicFile *f, Error *e)
+{
+    int rc = 0;
+    if (f->state == PUB_EXCHANGED) unlink(f->named);
+    live_del(f->named);
+    if (fclose(f->fp) != 0 && f->direct) rc = fail(e, "%s: write failed: %s", f->path, strerror(errno));
+    f->fp = NULL;
+    if (!rc && !f->direct) rc = fsync_parent_dir(f->target, e);
+    free(f->path); free(f->target); free(f->tmp); free(f->named);
+    memset(f, 0, sizeof *f);
     return rc;
+}
+
+int atomic_commit_all(AtomicFile **f, int n, Error *e)
+{
+    for (int i = 0; i < n; i++)
+        if (atomic_sync(f[i], e)) {
+            for (int k = 0; k < n; k++) atomic_abort(f[k]);
+            return -1;
+        }
+    /* No signal handler between the first and the last rename: it would remove
+     * the old files kept for an undo, leaving a mix. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    for (size_t i = 0; i < sizeof cleanup_signals / sizeof *cleanup_signals; i++) sigaddset(&block, cleanup_signals[i]);
+    sigprocmask(SIG_BLOCK, &block, &old);
+    int placed = 0;
+    while (placed < n && (f[placed]->direct || publish(f[placed], e) == 0)) placed++;
+    int rc = 0;
+    if (placed < n) {
+        while (placed-- > 0) unpublish(f[placed]);
+        for (int k = 0; k < n; k++) atomic_abort(f[k]);
+        rc = -1;
+    } else {
+        for (int k = 0; k < n; k++)
+            if (finish(f[k], e)) rc = -1;
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+int atomic_commit(AtomicFile *f, Error *e)
+{
+    return atomic_commit_all(&f, 1, e);
 }
 
 void atomic_abort(AtomicFile *f)
 {
     if (f->fp) fclose(f->fp);   /* an unnamed temporary vanishes here */
-    if (f->tmp && !f->unnamed) { unlink(f->tmp); live_del(f->tmp); }
-    free(f->tmp); free(f->path);
+    if (!f->direct && !f->unnamed && f->named) { unlink(f->named); live_del(f->named); }
+    free(f->path); free(f->target); free(f->tmp); free(f->named);
     memset(f, 0, sizeof *f);
 }
 

@@ -17,27 +17,61 @@ int fail(Error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prefix an existing message: "prefix: old message". Returns -1. */
 int fail_prefix(Error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* ---- atomic output ----
- * Writes go to an unnamed temporary (O_TMPFILE) in PATH's directory, so even
- * SIGKILL leaves nothing behind; commit flushes, fsyncs, gives it a name
- * ("PATH.tmp.PID"), renames that over PATH and fsyncs the directory.  Until
- * commit, PATH is untouched.  Where O_TMPFILE is unsupported the temporary is
- * named from the start and unlinked at exit and on SIGINT/SIGTERM/SIGHUP/SIGPIPE
- * (see cleanup_install).  tmp is a path that reopens the temporary either way. */
+/* ---- atomic output ----  (the rules and their reasons: doc/atomic-output.md)
+ *
+ * PATH is looked at before anything is written:
+ *  - a regular file, absent, or a symlink (chain) ending at one: writes go to an
+ *    unnamed temporary (O_TMPFILE) in the target's directory; commit flushes and
+ *    fsyncs it, then links it straight to the target's name when that is free, or
+ *    else names it ".BASE.tmp.PID" and renames it over the target; then fsyncs the
+ *    directory.  A symlink stays: the file it leads to is replaced.  Until commit
+ *    the target is untouched.  An existing target needs ATOMIC_OVERWRITE.
+ *  - a device, FIFO or socket, or anything reached through /proc/PID/fd, /dev/fd
+ *    or /dev/std{out,err} (a descriptor): written directly, no temporary, no
+ *    rename, no -f needed (a FIFO open waits for its reader).  One of our own
+ *    descriptors (/dev/stdout) is dup'ed, so it works for any user and keeps its
+ *    offset and append mode.  A failed run may have written part of its output.
+ *  - a directory: refused.
+ * A named temporary exists only between link and rename; one that a SIGKILL left
+ * there is removed by the next atomic_open of the same target (its PID is dead).
+ * Where O_TMPFILE is unsupported the temporary has that name from the start.
+ * Live named temporaries are unlinked at exit and on SIGINT/SIGTERM/SIGHUP/SIGPIPE
+ * (see cleanup_install). */
+#define ATOMIC_OVERWRITE    1   /* replace an existing regular file (-f) */
+#define ATOMIC_REGULAR_ONLY 2   /* refuse direct targets ("not a regular file") */
 typedef struct {
     FILE *fp;
-    char *path;
-    char *tmp;
-    int   unnamed;   /* tmp is /proc/self/fd/N of an O_TMPFILE */
+    char *path;      /* as given, for messages */
+    char *target;    /* the file replaced: path with its symlinks followed */
+    char *tmp;       /* reopens the temporary: /proc/self/fd/N, or the named temporary */
+    char *named;     /* ".BASE.tmp.PID" beside target, once (or while) it exists */
+    int   unnamed;   /* the temporary is an O_TMPFILE */
+    int   direct;    /* fp writes to the target itself */
+    int   overwrite;
+    int   synced;    /* atomic_sync done */
+    int   state;     /* publication progress (atomic_commit_all's undo) */
 } AtomicFile;
 
-int  atomic_open(AtomicFile *f, const char *path, int overwrite, Error *e);
+/* flags: ATOMIC_OVERWRITE | ATOMIC_REGULAR_ONLY (0 or 1 also work as before). */
+int  atomic_open(AtomicFile *f, const char *path, int flags, Error *e);
+/* Flush and fsync; the target is not touched.  On failure f is aborted. */
+int  atomic_sync(AtomicFile *f, Error *e);
 int  atomic_commit(AtomicFile *f, Error *e);
+/* Commit several files as one: every file is synced before any target is
+ * touched, then they are put in place in order; if one cannot be, those
+ * already placed are put back (RENAME_EXCHANGE restores a replaced file) and
+ * all are aborted.  Success or not, every f[i] is closed afterwards. */
+int  atomic_commit_all(AtomicFile **f, int n, Error *e);
 void atomic_abort(AtomicFile *f);
 /* Install exit/signal handlers that unlink live temporaries.  Call once in main(). */
 void cleanup_install(void);
-/* Create the directories leading to path (like mkdir -p of its dirname). */
-int  make_parent_dirs(const char *path, Error *e);
+/* Create the directories leading to path (like mkdir -p of its dirname).  When
+ * made is not NULL, *made is set to the topmost directory created (malloc'd), or
+ * NULL when none was, for remove_made_dirs. */
+int  make_parent_dirs(const char *path, char **made, Error *e);
+/* Undo make_parent_dirs after a failed run: rmdir path's parents up to and
+ * including made, stopping at the first that is not empty.  Frees made. */
+void remove_made_dirs(const char *path, char *made);
 /* fsync the directory holding path (after a rename). */
 int  fsync_parent_dir(const char *path, Error *e);
 

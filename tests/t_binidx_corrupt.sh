@@ -1,6 +1,7 @@
 #!/bin/sh
-# binidx-info and the strict reader: each corruption of .idx/.bin (formats-reliability.md
-# §A5.4) gives a clear error naming the file; --check is quiet; info fields are right.
+# binidx-info and the strict reader: each corruption of .idx/.bin (every check the MMIDIDX
+# format allows; NVIDIA/Megatron-LM megatron/core/datasets/indexed_dataset.py checks fewer)
+# gives a clear error naming the file; a FIFO is refused at once; --check is quiet; info fields.
 . "$TOP/tests/lib.sh"
 helper=$TOP/build/tests/binidx_test
 field() { awk -v k="$1:" '$1 == k { print $2 }' "$2"; }
@@ -54,4 +55,21 @@ check "--allow-no-eod accepts it" binidx-info --check --allow-no-eod noeod
 binidx-info --check good magic > /dev/null 2>&1; eq "one bad of two: exit 1" $? 1
 binidx-info --check good good.idx; eq "all good: exit 0" $? 0
 binidx-info 2>/dev/null; eq "no arguments: exit 2" $? 2
+
+# D11: a FIFO (or device) as .idx or .bin is refused at once, never waited on.
+mkfifo fifo.idx; cp good.bin fifo.bin
+expect_fail "FIFO .idx: binidx-info refuses" "fifo.idx: not a regular file" timeout 10 binidx-info fifo
+if [ -x "$BIN/magic-prime" ]; then
+    expect_fail "FIFO .idx: magic-prime -c refuses" "fifo.idx: not a regular file" timeout 10 magic-prime -c 4 fifo
+fi
+cp good.idx fifob.idx; mkfifo fifob.bin
+expect_fail "FIFO .bin: binidx-info refuses" "fifob.bin: not a regular file" timeout 10 binidx-info fifob
+expect_fail "FIFO input: binidx-merge refuses" "fifo.idx: not a regular file" timeout 10 binidx-merge -o m good fifo
+check "...writes nothing" sh -c '! ls m.* >/dev/null 2>&1'
+
+# CLI voice.
+expect_fail "bad --vocab-size: the one phrasing" "invalid value 'x' for --vocab-size" binidx-info --vocab-size x good
+binidx-info --vocab-size 0 good 2>/dev/null; eq "--vocab-size 0: exit 2" $? 2
+eq "--version" "$(binidx-info --version)" "binidx-info (rwkv7c) 0.1.0"
+eq "-V is --version" "$(binidx-info -V)" "binidx-info (rwkv7c) 0.1.0"
 finish

@@ -1,6 +1,7 @@
 #!/bin/sh
-# binidx-write: golden demo bytes (rwkv7-reference.md §1.3, shared/golden/README.md),
-# atomicity (cut-short stream, killed producer, killed writer), -f, bad streams.
+# binidx-write: golden demo bytes (make_data.py of RWKV-Vibe/RWKV-LM-V7; shared/golden/README.md),
+# atomicity (cut-short stream, killed producer, killed writer, -f failing at commit, SIGKILL
+# mid-commit, concurrent writers), -f, bad streams, directories made and removed again.
 . "$TOP/tests/lib.sh"
 vocab=$TOP/share/rwkv7c/rwkv_vocab_v20230424.txt
 demo=$TOP/examples/demo.jsonl
@@ -11,7 +12,9 @@ sha() { sha256sum "$1" | cut -d' ' -f1; }
 GOLD_BIN=2ee88ff54143f5fa5581988d265d407aac594997f29ab74b1e63bb3b2f86e796
 GOLD_IDX=15d4d0632042887f98398f15ea7b2da85c87c5f21d65c15561fdd7d602fdcd62
 field() { awk -v k="$1:" '$1 == k { print $2 }' "$2"; }
-none_left() { ! ls "$1".bin "$1".idx "$1".*.tmp.* >/dev/null 2>&1; }
+# no dataset and no temporary (hidden ".PREFIX.bin.tmp.PID", or the old visible spelling)
+none_left() { ! ls -d "$1".bin "$1".idx "$1".*.tmp.* "$(dirname "$1")/.$(basename "$1")".* >/dev/null 2>&1; }
+no_temps() { ! ls -d "$1".*.tmp.* "$(dirname "$1")/.$(basename "$1")".* >/dev/null 2>&1; }
 
 ref_stream "$demo" > demo.stream
 check "reference stream made" test -s demo.stream
@@ -149,10 +152,111 @@ printf '1 70000 0\n2 0\n' | "$helper" --stream | binidx-write -q wide
 eq "int32 dtype code" "$(od -An -tu1 -j17 -N1 wide.idx | tr -d ' ')" 4
 eq "int32 .bin" "$(od -An -tu4 -v wide.bin | tr -s ' \n' '  ' | sed 's/^ //; s/ $//')" "1 70000 0 2 0"
 check "int32 dataset validates" binidx-info --check wide
+# Widening in place after 600k uint16 tokens (several rounds of the widening buffer).
+"$PYTHON" -c '
+import random
+random.seed(1)
+for d in range(3000): print(" ".join(str(random.randrange(1, 65535)) for _ in range(200)) + " 0")
+print("70000 0\n5 6 0")' > widebig.txt
+"$helper" --stream < widebig.txt | binidx-write -q widebig
+eq "late id > 65535: every token kept as int32" "$("$PYTHON" -c '
+import numpy as np
+want = np.array([int(x) for l in open("widebig.txt") for x in l.split()], np.int32)
+got = np.fromfile("widebig.bin", np.int32)
+print(len(got) == len(want) and bool((got == want).all()))')" True
+
+# D18: an id that does not fit names its input and document.
+printf '1 2 0\n4294967294 0\n' | "$helper" --stream > hugeid.stream
+expect_fail "id 2^32-2 from a file: names the file" "binidx-write: hugeid.stream: document 2: token id 4294967294 does not fit" \
+    binidx-write hugeid hugeid.stream
+expect_fail "id 2^32-2 from stdin: names <stdin>" "binidx-write: <stdin>: document 2: token id 4294967294" \
+    sh -c 'binidx-write hugeid < hugeid.stream'
+check "...leaves nothing" none_left hugeid
+
+# O6: directories made for the prefix go again when the run fails (only those, only if empty).
+expect_fail "bad stream under new directories" "not a token stream" sh -c 'echo junk | binidx-write made1/made2/ds'
+check "...the directories it made are removed" test ! -e made1
+mkdir kept
+expect_fail "bad stream under a kept directory" "not a token stream" sh -c 'echo junk | binidx-write kept/made/ds'
+check "...only the one it made is removed" sh -c 'test -d kept && test ! -e kept/made'
+expect_fail "existing dataset under a new directory: refused" "exists" \
+    sh -c 'mkdir -p ex && binidx-write -q ex/ds < small.stream && binidx-write ex/ds < small.stream'
+check "...the directory holding it stays" test -s ex/ds.bin
+
+# D2: -f whose new files do not fit (ulimit -f, as a full disk) keeps the old dataset: both
+# new files are complete and fsynced before either old name is touched.
+printf '{"text":"old"}\n' > old.jsonl
+printf '9 9 0\n' | "$helper" --stream > old.stream
+"$PYTHON" -c 'print("1 2 3 0\n" * 1000, end="")' | "$helper" --stream > k1000.stream
+binidx-write -q keep < old.stream
+sha256sum keep.bin keep.idx > keep.sum
+for blocks in 1 8 19 30 39; do   # .bin 8000 bytes, .idx 20042: fails in the .bin or the .idx
+    expect_fail "-f over a dataset, ulimit -f $blocks" "write failed: File too large" \
+        sh -c "ulimit -f $blocks; exec binidx-write -f -q keep k1000.stream"
+    check "...old .bin and .idx intact" sha256sum -c --quiet keep.sum
+    check "...no temporaries" no_temps keep
+done
+# The second rename failing puts the first back (strace injects EIO into it).
+if command -v strace >/dev/null && command -v pgrep >/dev/null && strace -f -o /dev/null true 2>/dev/null; then
+    expect_fail "-f, .idx rename fails (injected)" "keep.idx: rename failed" \
+        strace -f -o /dev/null -e inject=renameat2:error=EIO:when=2 binidx-write -f -q keep k1000.stream
+    check "...the old .bin is put back, pair intact" sha256sum -c --quiet keep.sum
+    check "...no temporaries" no_temps keep
+    # D8: SIGKILL with the rename held up for 3 s: a fresh prefix never has a named temporary;
+    # replacing one does, briefly, and the next write of that prefix removes it.
+    strace -f -o /dev/null -e inject=linkat:delay_enter=3000000 binidx-write -q sk k1000.stream 2>/dev/null & sp=$!
+    sleep 1; kill -9 $(pgrep -P $sp) 2>/dev/null; wait $sp 2>/dev/null
+    check "SIGKILL before a fresh dataset is linked: nothing left" none_left sk
+    binidx-write -q sk < old.stream
+    strace -f -o /dev/null -e inject=renameat2:delay_enter=3000000 binidx-write -f -q sk k1000.stream 2>/dev/null & sp=$!
+    sleep 1; kill -9 $(pgrep -P $sp) 2>/dev/null; wait $sp 2>/dev/null
+    if ls -A | grep -q '^\.sk\.bin\.tmp\.'; then
+        ok "SIGKILL between link and rename leaves .sk.bin.tmp.PID (the window is real)"
+        binidx-write -f -q sk < old.stream
+        check "...the next write of sk removes it" no_temps sk
+    else
+        bad "SIGKILL between link and rename: the delayed rename was not reached"
+    fi
+else
+    echo "note: strace or pgrep missing, or ptrace not permitted: rename-failure and SIGKILL-window cases skipped"
+fi
+
+# D7: concurrent -f writers to one prefix leave one writer's whole pair (the commit holds a
+# flock on the directory), every trial.
+for i in 1 2 3 4 5 6; do
+    "$PYTHON" -c "print('$i 0\n' * ($i * 700), end='')" | "$helper" --stream > w$i.stream
+done
+inconsistent=0
+for t in 1 2 3 4 5 6 7 8 9 10; do
+    rm -f cc.bin cc.idx
+    for i in 1 2 3 4 5 6; do binidx-write -f -q cc w$i.stream & done
+    wait
+    binidx-info -c cc 2>>cc.err || inconsistent=$((inconsistent + 1))
+done
+eq "concurrent writers: inconsistent pairs in 10 trials" $inconsistent 0
+check "...no temporaries" no_temps cc
+
+# Output targets that are not regular files are refused: a dataset is two regular files.
+mknod -m 666 dev.bin c 1 3 2>/dev/null && {
+    expect_fail "a device as PREFIX.bin: refused" "dev.bin: not a regular file" sh -c 'binidx-write -f dev < small.stream'
+    check "...the device stays" test -c dev.bin
+    check "...no .idx written" test ! -e dev.idx
+}
+mkfifo fifo2.idx
+expect_fail "a FIFO as PREFIX.idx: refused at once" "fifo2.idx: not a regular file" \
+    sh -c 'timeout 10 binidx-write -f fifo2 < small.stream'
+check "...the FIFO stays" test -p fifo2.idx
+# A symlink to a regular file is followed: the file is replaced, the link stays.
+echo x > real.bin; ln -s real.bin lnk.bin
+check "symlinked PREFIX.bin: written" sh -c 'binidx-write -q -f lnk < small.stream'
+check "...the link stays" test -L lnk.bin
+check "...its target holds the dataset" binidx-info -c lnk
 
 # Usage.
-expect_fail "no prefix: usage, exit 2" "Usage" binidx-write
+expect_fail "no prefix: usage error, exit 2" "Try 'binidx-write --help'" binidx-write
 binidx-write --help > help.txt; eq "--help exits 0" $? 0
 check "--help on stdout" grep -q "Usage: binidx-write" help.txt
 binidx-write a b c 2>/dev/null; eq "too many arguments: exit 2" $? 2
+eq "--version" "$(binidx-write --version)" "binidx-write (rwkv7c) 0.1.0"
+eq "-V is --version" "$(binidx-write -V)" "binidx-write (rwkv7c) 0.1.0"
 finish
