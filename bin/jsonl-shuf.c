@@ -20,7 +20,8 @@ static void usage(FILE *f)
         "Write N shuffled copies of the non-blank lines of FILEs (plain or zstd;\n"
         "none or '-' reads standard input), each line followed by a newline.\n"
         "\n"
-        "  -n, --copies N          copies, each an independent shuffle (default 1)\n"
+        "  -n, --copies N          copies, each an independent shuffle (default 1;\n"
+        "                          0 reads and checks the input, writes nothing)\n"
         "  -s, --seed S            integer seed; with it the order is Python's\n"
         "                          random.seed(S) + random.shuffle, copy after copy\n"
         "  -m, --memory BYTES      memory budget, suffixes K M G T (default 1G);\n"
@@ -58,21 +59,20 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "n:s:m:T:o:vhV", opts, NULL)) != -1) {
         switch (c) {
         case 'n':
-            if (parse_u64(optarg, &copies) || copies == 0) { tool_warn("invalid copy count '%s' (want N >= 1)", optarg); return 2; }
+            /* 0 is accepted (writes nothing) so scripts can compute N without a special case */
+            if (parse_u64(optarg, &copies)) return bad_option("copies", optarg, "N >= 0");
             break;
         case 's': seed_text = optarg; break;
         case 'm':
-            if (parse_size(optarg, &memory) || memory == 0) {
-                tool_warn("invalid memory budget '%s' (want BYTES with an optional K, M, G or T suffix)", optarg);
-                return 2;
-            }
+            if (parse_size(optarg, &memory) || memory == 0)
+                return bad_option("memory", optarg, "BYTES > 0 with an optional K, M, G or T suffix");
             break;
         case 'T': tmpdir = optarg; break;
         case 'o': output = optarg; break;
         case 'v': verbose = 1; break;
         case 'S': strip = 1; break;
         case 'h': usage(stdout); return close_stdout();
-        case 'V': printf("jsonl-shuf (rwkv7c) %s\n", RWKV7C_VERSION); return close_stdout();
+        case 'V': return tool_version();
         default: usage(stderr); return 2;
         }
     }
@@ -80,7 +80,7 @@ int main(int argc, char **argv)
     Error e;
     Mt19937 rng;
     if (seed_text) {
-        if (mt_seed_decimal(&rng, seed_text, &e)) { report(&e); return 2; }
+        if (mt_seed_decimal(&rng, seed_text, &e)) return bad_option("seed", seed_text, "a decimal integer");
     } else {
         uint64_t seed;
         if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed) {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "growbuf.h"
 #include "input.h"
 
 static int utf8_put(uint8_t *out, uint32_t cp)
@@ -231,18 +232,13 @@ bad:
 int vocab_load(Vocab *v, const char *path, Error *e)
 {
     memset(v, 0, sizeof *v);
-    Input *in = input_open(path, e);
+    /* a vocabulary is a file, never a FIFO: opening one would wait for a writer forever */
+    Input *in = input_open_regular(path, e);
     if (!in) return -1;
-    size_t cap = 1 << 20, len = 0;
-    char *buf = malloc(cap);
+    size_t cap = 0, len = 0;
+    char *buf = NULL;
     for (;;) {
-        if (!buf) { input_close(in); return fail(e, "out of memory"); }
-        if (cap - len < (1 << 16)) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) { free(buf); buf = NULL; continue; }
-            buf = nb;
-            cap *= 2;
-        }
+        if (grow(&buf, &cap, len + (1 << 16), 1)) { free(buf); input_close(in); return fail(e, "out of memory"); }
         ssize_t r = input_read(in, buf + len, cap - len, e);
         if (r < 0) { free(buf); input_close(in); return -1; }
         if (r == 0) break;
