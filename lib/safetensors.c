@@ -498,11 +498,10 @@ bad:
 int st_read(const char *path, TensorSet *ts, Error *e)
 {
     ts_init(ts);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(e, "%s: %s", path, strerror(errno));
+    int fd = open_regular(path, e);
+    if (fd < 0) return -1;
     struct stat sb;
     if (fstat(fd, &sb) != 0) { int err = errno; close(fd); return fail(e, "%s: %s", path, strerror(err)); }
-    if (!S_ISREG(sb.st_mode)) { close(fd); return fail(e, "%s: not a regular file", path); }
     size_t len = (size_t)sb.st_size;
     if (len < 8) { close(fd); return fail(e, "%s: too short for a safetensors file (%zu bytes)", path, len); }
     void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -638,15 +637,21 @@ int st_write(const char *path, const TensorSet *ts, int overwrite, Error *e)
     return atomic_commit(&f, e);
 }
 
-int st_sniff(const char *path)
+int st_sniff_head(const unsigned char *b, size_t n)
 {
-    unsigned char b[9];
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return 0;
-    size_t n = fread(b, 1, sizeof b, fp);
-    fclose(fp);
     if (n < 9) return 0;
     uint64_t len = 0;
     for (int i = 7; i >= 0; i--) len = len << 8 | b[i];
     return len >= 2 && len <= ST_MAX_HEADER && b[8] == '{';
+}
+
+int st_sniff(const char *path)
+{
+    unsigned char b[9];
+    Error ignore;
+    int fd = open_regular(path, &ignore);
+    if (fd < 0) return 0;
+    ssize_t n = pread(fd, b, sizeof b, 0);
+    close(fd);
+    return n > 0 && st_sniff_head(b, (size_t)n);
 }

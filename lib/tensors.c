@@ -169,12 +169,16 @@ int tensor_to_f32(const Tensor *t, float *out, Error *e)
     }
 }
 
-void f32_convert(const float *in, void *out, size_t n, DType dt)
+size_t f32_convert(const float *in, void *out, size_t n, DType dt)
 {
     unsigned char *p = out;
-    if (dt == DT_F32) { memcpy(out, in, n * 4); return; }
+    if (dt == DT_F32) { memcpy(out, in, n * 4); return 0; }
+    uint16_t inf = dt == DT_BF16 ? 0x7F80 : 0x7C00;
+    size_t overflowed = 0;
     for (size_t i = 0; i < n; i++) {
         uint16_t h = dt == DT_BF16 ? f32_to_bf16(in[i]) : f32_to_f16(in[i]);
+        overflowed += (h & 0x7FFF) == inf && isfinite(in[i]);
         memcpy(p + 2 * i, &h, 2);
     }
+    return overflowed;
 }
