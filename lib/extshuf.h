@@ -46,6 +46,4 @@ int line_is_blank(const char *line, size_t len);
 /* Remove that whitespace from both ends, as Python's str.strip() does. */
 void line_strip(const char **line, size_t *len);
 
-/* Parse a byte count with an optional K, M, G or T suffix (powers of 1024). */
-int parse_size(const char *text, uint64_t *out);
 #endif

@@ -49,11 +49,6 @@ uint32_t crc32_update(uint32_t crc, const void *buf, size_t len)
     return ~c;
 }
 
-/* ---- little-endian access ---- */
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
-
 /* ---- reader ---- */
 void zip_close(ZipArchive *z)
 {
@@ -104,7 +99,7 @@ static int walk_extra(const uint8_t *x, size_t xlen, const uint8_t **z64, size_t
     size_t p = 0;
     while (p < xlen) {
         if (xlen - p < 4) return -1;
-        uint16_t id = rd16(x + p), sz = rd16(x + p + 2);
+        uint16_t id = load_le16(x + p), sz = load_le16(x + p + 2);
         if (sz > xlen - p - 4) return -1;
         if (id == 0x0001) {
             if (*z64) return -1;
@@ -131,14 +126,14 @@ static int read_descriptor(const ZipArchive *z, ZipEntry *en, uint64_t limit, Er
 {
     uint64_t p = en->data + en->size;
     const uint8_t *b = z->buf;
-    int has_sig = limit - p >= 4 && rd32(b + p) == SIG_DESC;
+    int has_sig = limit - p >= 4 && load_le32(b + p) == SIG_DESC;
     uint64_t q = p + (has_sig ? 4 : 0);
     /* 4-byte sizes (16 bytes with signature), then 8-byte sizes (24). */
-    if (limit - q >= 12 && rd32(b + q) == en->crc && rd32(b + q + 4) == en->size && rd32(b + q + 8) == en->size) {
+    if (limit - q >= 12 && load_le32(b + q) == en->crc && load_le32(b + q + 4) == en->size && load_le32(b + q + 8) == en->size) {
         en->end = q + 12;
         return 0;
     }
-    if (limit - q >= 20 && rd32(b + q) == en->crc && rd64(b + q + 4) == en->size && rd64(b + q + 12) == en->size) {
+    if (limit - q >= 20 && load_le32(b + q) == en->crc && load_le64(b + q + 4) == en->size && load_le64(b + q + 12) == en->size) {
         en->end = q + 20;
         return 0;
     }
@@ -158,28 +153,28 @@ int zip_open(ZipArchive *z, const void *buf, size_t len, int flags, Error *e)
     size_t eocd = (size_t)-1;
     size_t lowest = len - 22 > 65535 ? len - 22 - 65535 : 0;
     for (size_t i = len - 22 + 1; i-- > lowest;) {
-        if (rd32(b + i) == SIG_EOCD && i + 22 + rd16(b + i + 20) == len) { eocd = i; break; }
+        if (load_le32(b + i) == SIG_EOCD && i + 22 + load_le16(b + i + 20) == len) { eocd = i; break; }
     }
     if (eocd == (size_t)-1)
         return fail(e, "no zip end-of-central-directory record at the end (truncated file, e.g. an interrupted torch.save?)");
-    if (rd16(b + eocd + 4) != 0 || rd16(b + eocd + 6) != 0) return fail(e, "multi-disk zip archives are not supported");
-    uint64_t n_disk = rd16(b + eocd + 8), n_total = rd16(b + eocd + 10);
-    uint64_t cd_size = rd32(b + eocd + 12), cd_off = rd32(b + eocd + 16);
+    if (load_le16(b + eocd + 4) != 0 || load_le16(b + eocd + 6) != 0) return fail(e, "multi-disk zip archives are not supported");
+    uint64_t n_disk = load_le16(b + eocd + 8), n_total = load_le16(b + eocd + 10);
+    uint64_t cd_size = load_le32(b + eocd + 12), cd_off = load_le32(b + eocd + 16);
     if (n_disk != n_total) return fail(e, "multi-disk zip archives are not supported");
     uint64_t records_end = eocd;   /* where the central directory must end */
 
     int saturated = n_total == 0xffff || cd_size == U32MAX || cd_off == U32MAX;
-    if (eocd >= 20 && rd32(b + eocd - 20) == SIG_Z64LOC) {
+    if (eocd >= 20 && load_le32(b + eocd - 20) == SIG_Z64LOC) {
         const uint8_t *loc = b + eocd - 20;
-        uint64_t z64 = rd64(loc + 8);
-        if (rd32(loc + 4) != 0 || rd32(loc + 16) != 1) return fail(e, "multi-disk zip archives are not supported");
-        if (z64 > eocd - 20 || eocd - 20 - z64 < 56 || rd32(b + z64) != SIG_Z64EOCD)
+        uint64_t z64 = load_le64(loc + 8);
+        if (load_le32(loc + 4) != 0 || load_le32(loc + 16) != 1) return fail(e, "multi-disk zip archives are not supported");
+        if (z64 > eocd - 20 || eocd - 20 - z64 < 56 || load_le32(b + z64) != SIG_Z64EOCD)
             return fail(e, "bad Zip64 end-of-central-directory locator");
         const uint8_t *r = b + z64;
-        if (rd64(r + 4) != eocd - 20 - z64 - 12) return fail(e, "Zip64 end record size disagrees with its position");
-        if (rd32(r + 16) != 0 || rd32(r + 20) != 0 || rd64(r + 24) != rd64(r + 32))
+        if (load_le64(r + 4) != eocd - 20 - z64 - 12) return fail(e, "Zip64 end record size disagrees with its position");
+        if (load_le32(r + 16) != 0 || load_le32(r + 20) != 0 || load_le64(r + 24) != load_le64(r + 32))
             return fail(e, "multi-disk zip archives are not supported");
-        uint64_t n64 = rd64(r + 32), size64 = rd64(r + 40), off64 = rd64(r + 48);
+        uint64_t n64 = load_le64(r + 32), size64 = load_le64(r + 40), off64 = load_le64(r + 48);
         if ((n_total != 0xffff && n_total != n64) || (cd_size != U32MAX && cd_size != size64) ||
             (cd_off != U32MAX && cd_off != off64))
             return fail(e, "Zip64 end record disagrees with the classic end record");
@@ -201,15 +196,15 @@ int zip_open(ZipArchive *z, const void *buf, size_t len, int flags, Error *e)
     if (!z->e) return fail(e, "out of memory");
     uint64_t p = cd_off, cd_end = cd_off + cd_size;
     for (uint64_t k = 0; k < n_total; k++) {
-        if (cd_end - p < 46 || rd32(b + p) != SIG_CENTRAL) {
+        if (cd_end - p < 46 || load_le32(b + p) != SIG_CENTRAL) {
             return bad(z, fail(e, "central directory entry %llu is damaged", (unsigned long long)k));
         }
         const uint8_t *c = b + p;
-        uint16_t fl = rd16(c + 8), method = rd16(c + 10);
-        uint32_t crc = rd32(c + 16);
-        uint64_t csize = rd32(c + 20), usize = rd32(c + 24);
-        size_t nlen = rd16(c + 28), xlen = rd16(c + 30), clen = rd16(c + 32);
-        uint64_t disk = rd16(c + 34), lho = rd32(c + 42);
+        uint16_t fl = load_le16(c + 8), method = load_le16(c + 10);
+        uint32_t crc = load_le32(c + 16);
+        uint64_t csize = load_le32(c + 20), usize = load_le32(c + 24);
+        size_t nlen = load_le16(c + 28), xlen = load_le16(c + 30), clen = load_le16(c + 32);
+        uint64_t disk = load_le16(c + 34), lho = load_le32(c + 42);
         if (cd_end - p - 46 < nlen + xlen + clen) {
             return bad(z, fail(e, "central directory entry %llu runs past the directory", (unsigned long long)k));
         }
@@ -239,10 +234,10 @@ int zip_open(ZipArchive *z, const void *buf, size_t len, int flags, Error *e)
                 return bad(z, fail(e, "%s: Zip64 extra field missing or short", en->name));
             }
             size_t q = 0;
-            if (usize == U32MAX) { usize = rd64(x64 + q); q += 8; }
-            if (csize == U32MAX) { csize = rd64(x64 + q); q += 8; }
-            if (lho == U32MAX) { lho = rd64(x64 + q); q += 8; }
-            if (disk == 0xffff) { disk = rd32(x64 + q); }
+            if (usize == U32MAX) { usize = load_le64(x64 + q); q += 8; }
+            if (csize == U32MAX) { csize = load_le64(x64 + q); q += 8; }
+            if (lho == U32MAX) { lho = load_le64(x64 + q); q += 8; }
+            if (disk == 0xffff) { disk = load_le32(x64 + q); }
         }
         if (fl & 0x0041) { return bad(z, fail(e, "%s: encrypted record refused", en->name)); }
         if (method != 0) {
@@ -302,13 +297,13 @@ int zip_open(ZipArchive *z, const void *buf, size_t len, int flags, Error *e)
     int rc = 0;
     for (int i = 0; i < z->n && !rc; i++) {
         ZipEntry *en = &z->e[i];
-        if (en->lho > cd_off || cd_off - en->lho < 30 || rd32(b + en->lho) != SIG_LOCAL) {
+        if (en->lho > cd_off || cd_off - en->lho < 30 || load_le32(b + en->lho) != SIG_LOCAL) {
             rc = fail(e, "%s: no local header at offset %llu", en->name, (unsigned long long)en->lho);
             break;
         }
         const uint8_t *l = b + en->lho;
-        size_t nlen = rd16(l + 26), xlen = rd16(l + 28);
-        if (rd16(l + 6) != en->flags || rd16(l + 8) != 0) { rc = fail(e, "%s: local header disagrees with the central directory (flags/method)", en->name); break; }
+        size_t nlen = load_le16(l + 26), xlen = load_le16(l + 28);
+        if (load_le16(l + 6) != en->flags || load_le16(l + 8) != 0) { rc = fail(e, "%s: local header disagrees with the central directory (flags/method)", en->name); break; }
         if (nlen != strlen(en->name) || cd_off - en->lho - 30 < nlen + xlen || memcmp(l + 30, en->name, nlen)) {
             rc = fail(e, "%s: local header name disagrees with the central directory", en->name);
             break;
@@ -322,8 +317,8 @@ int zip_open(ZipArchive *z, const void *buf, size_t len, int flags, Error *e)
                       (unsigned long long)en->size, (unsigned long long)en->data);
             break;
         }
-        uint32_t lcrc = rd32(l + 14);
-        uint64_t lcs = rd32(l + 18), lus = rd32(l + 22);
+        uint32_t lcrc = load_le32(l + 14);
+        uint64_t lcs = load_le32(l + 18), lus = load_le32(l + 22);
         if (en->flags & FLAG_DESC) {
             if (!((lcrc == 0 && lcs == 0 && lus == 0) || (lcrc == en->crc && lcs == en->size && lus == en->size)) &&
                 !(lcs == U32MAX && lus == U32MAX)) {
@@ -333,8 +328,8 @@ int zip_open(ZipArchive *z, const void *buf, size_t len, int flags, Error *e)
             rc = read_descriptor(z, en, cd_off, e);
         } else {
             if (lus == U32MAX && lcs == U32MAX && x64 && x64len >= 16) {
-                lus = rd64(x64);
-                lcs = rd64(x64 + 8);
+                lus = load_le64(x64);
+                lcs = load_le64(x64 + 8);
             }
             if (lcrc != en->crc || lcs != en->size || lus != en->size) {
                 rc = fail(e, "%s: local header disagrees with the central directory (CRC/sizes)", en->name);
