@@ -1,5 +1,6 @@
 /* utf8.h: strict UTF-8 decoding, as Python's strict codec: no overlongs, no
- * surrogates, nothing above U+10FFFF.  Shared by the JSON and vocabulary parsers. */
+ * surrogates, nothing above U+10FFFF.  The one decoder and encoder of the
+ * project: JSON, vocabulary, pickle and safetensors parsers all use these. */
 #ifndef RWKV7C_UTF8_H
 #define RWKV7C_UTF8_H
 #include <stddef.h>
@@ -25,5 +26,32 @@ static inline int utf8_decode(const uint8_t *s, size_t n, uint32_t *cp)
     if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
     *cp = v;
     return len;
+}
+
+/* 1 when s[0..n) is entirely valid UTF-8 (utf8_decode's rules). */
+static inline int utf8_valid(const uint8_t *s, size_t n)
+{
+    uint32_t cp;
+    for (size_t i = 0; i < n;) {
+        if (s[i] < 0x80) { i++; continue; }
+        int k = utf8_decode(s + i, n - i, &cp);
+        if (!k) return 0;
+        i += (size_t)k;
+    }
+    return 1;
+}
+
+/* Encode code point cp (<= 0x10FFFF) into out (room for 4 bytes).  Returns its length. */
+static inline int utf8_encode(uint8_t *out, uint32_t cp)
+{
+    if (cp < 0x80) { out[0] = (uint8_t)cp; return 1; }
+    if (cp < 0x800) { out[0] = (uint8_t)(0xC0 | cp >> 6); out[1] = (uint8_t)(0x80 | (cp & 0x3F)); return 2; }
+    if (cp < 0x10000) {
+        out[0] = (uint8_t)(0xE0 | cp >> 12); out[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F)); out[2] = (uint8_t)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (uint8_t)(0xF0 | cp >> 18); out[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F));
+    out[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F)); out[3] = (uint8_t)(0x80 | (cp & 0x3F));
+    return 4;
 }
 #endif
