@@ -6,6 +6,7 @@
  * Anything else (floats, negatives, duplicate keys, unknown fields, trailing
  * bytes other than whitespace) is an error, so a file has one meaning only. */
 #include "safetensors.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -69,39 +70,6 @@ static int hex4(const unsigned char *s, unsigned *out)
     return 0;
 }
 
-static size_t put_utf8(char *o, unsigned cp)
-{
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) { o[0] = (char)(0xc0 | cp >> 6); o[1] = (char)(0x80 | (cp & 0x3f)); return 2; }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | cp >> 12); o[1] = (char)(0x80 | ((cp >> 6) & 0x3f)); o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | cp >> 18); o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f)); o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
-/* Length of a valid UTF-8 sequence at s (max n bytes), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned min, cp;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) { len = 2; min = 0x80; cp = c & 0x1f; }
-    else if (c >= 0xe0 && c <= 0xef) { len = 3; min = 0x800; cp = c & 0x0f; }
-    else if (c >= 0xf0 && c <= 0xf4) { len = 4; min = 0x10000; cp = c & 0x07; }
-    else return 0;
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return len;
-}
-
 /* Parse a JSON string into a malloc'd NUL-terminated UTF-8 string.
  * Embedded NULs are rejected (names are C strings). */
 static char *parse_string(Json *j, size_t max_len)
@@ -147,13 +115,14 @@ static char *parse_string(Json *j, size_t max_len)
                     cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
                 }
                 if (cp == 0) { fail(j->e, "header: NUL character in string"); goto bad; }
-                n += put_utf8(out + n, cp);   /* 6+ input bytes -> at most 4 output bytes */
+                n += (size_t)utf8_encode((uint8_t *)out + n, cp);   /* 6+ input bytes -> at most 4 output bytes */
                 break;
             }
             default: fail(j->e, "header: bad escape \\%c", x < 0x80 && x >= 0x20 ? (char)x : '?'); goto bad;
             }
         } else {
-            size_t k = utf8_len(j->p, (size_t)(j->end - j->p));
+            uint32_t decoded;
+            size_t k = (size_t)utf8_decode(j->p, (size_t)(j->end - j->p), &decoded);
             if (!k) { fail(j->e, "header: invalid UTF-8"); goto bad; }
             memcpy(out + n, j->p, k);
             n += k;
@@ -550,18 +519,7 @@ static void buf_json_string(Buf *b, const char *s)
     buf_put(b, "\"", 1);
 }
 
-static int valid_utf8(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s);
-    while (n) {
-        size_t k = utf8_len(p, n);
-        if (!k) return 0;
-        p += k;
-        n -= k;
-    }
-    return 1;
-}
+static int valid_utf8(const char *s) { return utf8_valid((const uint8_t *)s, strlen(s)); }
 
 int st_write(const char *path, const TensorSet *ts, int overwrite, Error *e)
 {

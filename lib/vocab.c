@@ -9,19 +9,6 @@
 #include "growbuf.h"
 #include "input.h"
 
-static int utf8_put(uint8_t *out, uint32_t cp)
-{
-    if (cp < 0x80) { out[0] = (uint8_t)cp; return 1; }
-    if (cp < 0x800) { out[0] = 0xC0 | cp >> 6; out[1] = 0x80 | (cp & 0x3F); return 2; }
-    if (cp < 0x10000) {
-        out[0] = 0xE0 | cp >> 12; out[1] = 0x80 | (cp >> 6 & 0x3F); out[2] = 0x80 | (cp & 0x3F);
-        return 3;
-    }
-    out[0] = 0xF0 | cp >> 18; out[1] = 0x80 | (cp >> 12 & 0x3F);
-    out[2] = 0x80 | (cp >> 6 & 0x3F); out[3] = 0x80 | (cp & 0x3F);
-    return 4;
-}
-
 static int hexval(uint8_t c)
 {
     if (c >= '0' && c <= '9') return c - '0';
@@ -106,7 +93,7 @@ static long parse_literal(const uint8_t *s, size_t n, uint8_t *out, const char *
                 continue;
             }
             if (is_bytes) out[o++] = (uint8_t)cp;
-            else o += utf8_put(out + o, cp);
+            else o += utf8_encode(out + o, cp);
             continue;
         }
         if (c == '\n' || c == '\r') { *why = "line break inside literal"; return -1; }
