@@ -9,6 +9,7 @@
 #include "extshuf.h"
 #include "input.h"
 #include "shuffle.h"
+#include "utf8.h"
 #include "util.h"
 
 #define DEFAULT_MEMORY ((uint64_t)1 << 30)
@@ -91,7 +92,7 @@ int main(int argc, char **argv)
         tool_warn("seed %" PRIu64, seed);   /* so the run can be repeated */
     }
 
-    LineShuf *ls = lineshuf_new(memory, tmpdir, &e);
+    ExtShuf *ls = extshuf_new(memory, tmpdir, &e);
     if (!ls) return report(&e);
     int nfiles = argc - optind;
     for (int i = 0; i < (nfiles ? nfiles : 1); i++) {
@@ -103,16 +104,16 @@ int main(int argc, char **argv)
         int r;
         while ((r = input_getline(in, &line, &len, &e)) > 0) {
             const char *text = line;
-            if (strip) line_strip(&text, &len);
-            else if (line_is_blank(line, len)) len = 0;
-            if (len && lineshuf_add(ls, text, len, &e)) { r = -1; break; }
+            if (strip) py_strip(&text, &len);
+            else if (py_is_blank(line, len)) len = 0;
+            if (len && extshuf_add(ls, text, len, &e)) { r = -1; break; }
         }
         input_close(in);
         if (r < 0) goto fail;
     }
     if (verbose)
-        tool_warn("%" PRIu64 " lines, %" PRIu64 " bytes, shuffled %s", lineshuf_count(ls),
-               lineshuf_bytes(ls), lineshuf_external(ls) ? "through temporary files" : "in memory");
+        tool_warn("%" PRIu64 " lines, %" PRIu64 " bytes, shuffled %s", extshuf_count(ls),
+               extshuf_bytes(ls), extshuf_external(ls) ? "through temporary files" : "in memory");
 
     AtomicFile af = { 0 };
     FILE *out = stdout;
@@ -121,14 +122,14 @@ int main(int argc, char **argv)
         out = af.fp;
     }
     setvbuf(out, NULL, _IOFBF, 1 << 20);
-    if (lineshuf_write(ls, &rng, copies, out, output ? output : "<stdout>", &e)) {
+    if (extshuf_write(ls, &rng, copies, out, output ? output : "<stdout>", &e)) {
         if (output) atomic_abort(&af);
         goto fail;
     }
-    lineshuf_free(ls);
+    extshuf_free(ls);
     if (output) return atomic_commit(&af, &e) ? report(&e) : 0;
     return close_stdout();
 fail:
-    lineshuf_free(ls);
+    extshuf_free(ls);
     return report(&e);
 }

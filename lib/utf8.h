@@ -54,4 +54,56 @@ static inline int utf8_encode(uint8_t *out, uint32_t cp)
     out[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F)); out[3] = (uint8_t)(0x80 | (cp & 0x3F));
     return 4;
 }
+
+/* ---- Python's whitespace (the one home of these rules) ----
+ * str.isspace() for one code point: what str.strip() removes and what makes a
+ * line blank for make_data.py.  ASCII \t\n\v\f\r, \x1c-\x1f and space, plus
+ * the Unicode spaces U+0085 U+00A0 U+1680 U+2000-200A U+2028 U+2029 U+202F
+ * U+205F U+3000 (not U+200B, which Python does not count). */
+static inline int py_isspace(uint32_t cp)
+{
+    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
+           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+           cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+/* Byte length of the whitespace character at s (before end), or 0. */
+static inline int py_space_at(const uint8_t *s, const uint8_t *end)
+{
+    uint32_t cp = 0;
+    if (*s < 0x80) return py_isspace(*s);
+    int len = utf8_decode(s, (size_t)(end - s), &cp);
+    return len && py_isspace(cp) ? len : 0;
+}
+
+/* Byte length of the whitespace character that ends at end (after start), or 0. */
+static inline int py_space_before(const uint8_t *start, const uint8_t *end)
+{
+    if (end[-1] < 0x80) return py_isspace(end[-1]);
+    const uint8_t *s = end - 1;
+    while (s > start && end - s < 4 && (*s & 0xC0) == 0x80) s--;
+    uint32_t cp = 0;
+    int len = utf8_decode(s, (size_t)(end - s), &cp);
+    return len == end - s && py_isspace(cp) ? len : 0;
+}
+
+/* 1 when s[0..n) is empty or only whitespace (Python: not s.strip()). */
+static inline int py_is_blank(const char *s, size_t n)
+{
+    const uint8_t *p = (const uint8_t *)s, *end = p + n;
+    int k;
+    while (p < end && (k = py_space_at(p, end))) p += k;
+    return p == end;
+}
+
+/* Narrow [*s, *s + *n) to s.strip(). */
+static inline void py_strip(const char **s, size_t *n)
+{
+    const uint8_t *p = (const uint8_t *)*s, *end = p + *n;
+    int k;
+    while (p < end && (k = py_space_at(p, end))) p += k;
+    while (end > p && (k = py_space_before(p, end))) end -= k;
+    *s = (const char *)p;
+    *n = (size_t)(end - p);
+}
 #endif
