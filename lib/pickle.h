@@ -1,6 +1,7 @@
 /* pickle.h: the data.pkl of a .pth — a recogniser for the one pickle grammar
  * torch.save emits for a dict of tensors, and a writer for the same grammar
- * (formats-reliability §A2, §A3.3).
+ * (torch/serialization.py and torch/_weights_only_unpickler.py in pytorch/pytorch;
+ * details and sources in doc/pth-format.md).
  *
  * This is not an unpickler: nothing is imported, called or executed.  The
  * parser accepts only protocol-2 opcodes from a fixed list and only these

@@ -1,4 +1,5 @@
-/* safetensors.c: strict reader and atomic writer (formats-reliability §A4).
+/* safetensors.c: strict reader and atomic writer (huggingface/safetensors
+ * safetensors/src/tensor.rs rules; see doc/pth-format.md).
  *
  * The header is parsed by a small JSON parser that accepts exactly the shape
  * safetensors uses: one object whose members are tensor entries

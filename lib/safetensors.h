@@ -1,4 +1,5 @@
-/* safetensors.h: the project's checkpoint format (formats-reliability §A4).
+/* safetensors.h: the project's checkpoint format (huggingface/safetensors
+ * README.md "Format"; see doc/pth-format.md).
  *
  * Reading is strict: header size bounded, JSON parsed fully, dtypes known,
  * offsets contiguous from 0, non-overlapping, checked multiplication, the

@@ -1,5 +1,6 @@
 /* zip.h: a strict reader and a torch-compatible writer for *stored* ZIP
- * archives, the container of PyTorch .pth files (formats-reliability §A1, §A3.3).
+ * archives, the container of PyTorch .pth files (pytorch/pytorch
+ * caffe2/serialize/inline_container.cc; see doc/pth-format.md).
  *
  * The reader never inflates and never extracts.  It works on a buffer (the
  * mmap of a file) and refuses anything a .pth does not need: compressed or
