@@ -42,7 +42,7 @@ static int load(const char *path, TensorSet *ts, int pth_flags, void **mem, int 
         size_t cap = 0;
         unsigned char *buf = NULL;
         do {
-            if (grow(&buf, &cap, len + (1 << 20), 1)) { free(buf); return fail(e, "out of memory"); }
+            if (grow(&buf, &cap, len + (1 << 20))) { free(buf); return fail(e, "out of memory"); }
             len += (n = fread(buf + len, 1, cap - len, stdin));
         } while (n > 0);
         if (ferror(stdin)) { free(buf); return fail(e, "stdin: read error"); }

@@ -11,6 +11,7 @@
  * again for a bucket still over budget) keeps the distribution. */
 #define _GNU_SOURCE
 #include "extshuf.h"
+#include "growbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -213,13 +214,7 @@ int extshuf_add(ExtShuf *s, const char *line, size_t len, Error *e)
                 s->arena = p;
                 s->arena_cap = cap;
             }
-            if (s->n + 1 > s->starts_cap) {
-                size_t cap = s->starts_cap ? s->starts_cap * 2 : 1024;
-                uint64_t *p = realloc(s->starts, cap * sizeof *p);
-                if (!p) return fail(e, "out of memory");
-                s->starts = p;
-                s->starts_cap = cap;
-            }
+            if (grow(&s->starts, &s->starts_cap, s->n + 1)) return fail(e, "out of memory");
             s->starts[s->n] = s->arena_len;
             memcpy(s->arena + s->arena_len, line, len);
             s->arena[s->arena_len + len] = '\n';

@@ -1,11 +1,12 @@
 /* growbuf.h: the one way to grow a heap array, so the doubling, the overflow
  * check and the "keep the old block when realloc fails" rule are written once.
  *
- *     if (grow(&v->bytes, &cap, used + n, 1)) return fail(e, "out of memory");
+ *     if (grow(&v->bytes, &cap, used + n)) return fail(e, "out of memory");
  *
- * grow() makes *cap >= need (counted in elements of elsize bytes), doubling from
- * at least GROW_MIN elements.  On failure it returns -1 and leaves *ptr and *cap
- * as they were (the caller still owns and frees *ptr). */
+ * grow(&array, &cap, need) makes cap >= need elements (size_t cap), doubling from
+ * at least GROW_MIN.  The element size comes from the array's type, so passing
+ * the array instead of its address does not compile.  On failure it returns -1
+ * and leaves the array and cap as they were (the caller still owns the array). */
 #ifndef RWKV7C_GROWBUF_H
 #define RWKV7C_GROWBUF_H
 #include <stdint.h>
@@ -14,8 +15,10 @@
 
 #define GROW_MIN 16
 
-/* ptr is the address of the array pointer (any T **); void * so callers need no cast. */
-static inline int grow(void *ptr, size_t *cap, size_t need, size_t elsize)
+#define grow(array_ptr, cap, need) grow_array((array_ptr), (cap), (need), sizeof **(array_ptr))
+
+/* ptr is the address of the array pointer (any T **), elsize sizeof(T). */
+static inline int grow_array(void *ptr, size_t *cap, size_t need, size_t elsize)
 {
     if (need <= *cap) return 0;
     size_t c = *cap < GROW_MIN ? GROW_MIN : *cap;

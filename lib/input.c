@@ -1,4 +1,5 @@
 #include "input.h"
+#include "growbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -175,14 +176,7 @@ int input_getline(Input *in, char **line, size_t *len, Error *e)
             in->buf_start = 0;
             in->buf_end = avail;
         }
-        if (in->buf_cap - in->buf_end < RAW_CHUNK + 1) {
-            size_t cap = in->buf_cap ? in->buf_cap * 2 : 4 * RAW_CHUNK;
-            while (cap - in->buf_end < RAW_CHUNK + 1) cap *= 2;
-            char *nb = realloc(in->buf, cap);
-            if (!nb) return fail(e, "out of memory");
-            in->buf = nb;
-            in->buf_cap = cap;
-        }
+        if (grow(&in->buf, &in->buf_cap, in->buf_end + RAW_CHUNK + 1)) return fail(e, "out of memory");
         ssize_t r = input_read(in, in->buf + in->buf_end, in->buf_cap - in->buf_end - 1, e);
         if (r < 0) return -1;
         if (r == 0) in->eof = 1;

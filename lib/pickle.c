@@ -1,5 +1,6 @@
 /* pickle.c: recogniser and writer for torch's tensor-dict pickle (see pickle.h). */
 #include "pickle.h"
+#include "growbuf.h"
 #include "utf8.h"
 #include <stdarg.h>
 #include <stdlib.h>
@@ -98,19 +99,15 @@ static int perr(Unpickler *p, const char *fmt, ...)
     return fail(p->e, "data.pkl offset %zu: %s", p->op, msg);
 }
 
-/* Grow *arr (elements of size sz) so that index need-1 fits. */
-static int grow(void **arr, int *cap, int need, size_t sz)
+/* growbuf's grow() for the int counts of this file (all bounded by the MAX_* caps). */
+static int grow_int(void *arr, int *cap, int need, size_t sz)
 {
-    if (need <= *cap) return 0;
-    int nc = *cap ? *cap : 16;
-    while (nc < need) nc *= 2;
-    void *a = realloc(*arr, (size_t)nc * sz);
-    if (!a) return -1;
-    *arr = a;
-    *cap = nc;
+    size_t c = (size_t)*cap;
+    if (grow_array(arr, &c, (size_t)need, sz)) return -1;
+    *cap = (int)c;
     return 0;
 }
-#define GROW(p, arr, cap, need) (grow((void **)&(p)->arr, &(p)->cap, (need), sizeof *(p)->arr) ? perr(p, "out of memory") : 0)
+#define GROW(p, arr, cap, need) (grow_int(&(p)->arr, &(p)->cap, (need), sizeof *(p)->arr) ? perr(p, "out of memory") : 0)
 
 static int push(Unpickler *p, Value v)
 {
@@ -317,7 +314,7 @@ static int op_persid(Unpickler *p)
         if (d->storage[found].dtype != dt || d->storage[found].numel != numel)
             return perr(p, "storage %s is referenced with two different types or sizes", d->storage[found].key);
     } else {
-        if (grow((void **)&d->storage, &p->capstorage, d->nstorage + 1, sizeof *d->storage)) return perr(p, "out of memory");
+        if (grow_int(&d->storage, &p->capstorage, d->nstorage + 1, sizeof *d->storage)) return perr(p, "out of memory");
         PickleStorage *s = &d->storage[d->nstorage];
         memset(s, 0, sizeof *s);
         s->key = str_dup(&a[2]);
@@ -366,7 +363,7 @@ static int rebuild_tensor(Unpickler *p, const Value *a, int n)
                     (unsigned long long)t.offset, (unsigned long long)last, st->key, (unsigned long long)st->numel);
     PickleDict *d = p->d;
     if (d->ntensor >= PICKLE_MAX_TENSORS) return perr(p, "more than %d tensors", PICKLE_MAX_TENSORS);
-    if (grow((void **)&d->tensor, &p->captensor, d->ntensor + 1, sizeof *d->tensor)) return perr(p, "out of memory");
+    if (grow_int(&d->tensor, &p->captensor, d->ntensor + 1, sizeof *d->tensor)) return perr(p, "out of memory");
     d->tensor[d->ntensor] = t;
     Value v = { .kind = V_TENSOR, .idx = d->ntensor++ };
     return push(p, v);
@@ -625,14 +622,7 @@ typedef struct { uint8_t *b; size_t n, cap; int oom; } Buf;
 static void put(Buf *o, const void *p, size_t n)
 {
     if (o->oom) return;
-    if (o->n + n > o->cap) {
-        size_t c = o->cap ? o->cap : 4096;
-        while (c < o->n + n) c *= 2;
-        uint8_t *nb = realloc(o->b, c);
-        if (!nb) { o->oom = 1; return; }
-        o->b = nb;
-        o->cap = c;
-    }
+    if (grow(&o->b, &o->cap, o->n + n)) { o->oom = 1; return; }
     memcpy(o->b + o->n, p, n);
     o->n += n;
 }

@@ -7,6 +7,7 @@
  * Anything else (floats, negatives, duplicate keys, unknown fields, trailing
  * bytes other than whitespace) is an error, so a file has one meaning only. */
 #include "safetensors.h"
+#include "growbuf.h"
 #include "utf8.h"
 
 #include <errno.h>
@@ -173,9 +174,11 @@ typedef struct {
 
 typedef struct {
     Entry *v;
-    int n, cap;
+    int n;
+    size_t cap;
     char **mk, **mv;
-    int nmeta, metacap;
+    int nmeta;
+    size_t mk_cap, mv_cap;
     int have_meta;
 } Header;
 
@@ -251,16 +254,9 @@ static int parse_metadata(Json *j, Header *h)
     if (accept(j, '}')) return 0;
     do {
         if (h->nmeta == ST_MAX_META) return fail(j->e, "header: more than %d metadata entries", ST_MAX_META);
-        if (h->nmeta == h->metacap) {
-            int cap = h->metacap ? h->metacap * 2 : 64;
-            char **k = realloc(h->mk, cap * sizeof *k);
-            if (!k) return fail(j->e, "out of memory");
-            h->mk = k;
-            char **v = realloc(h->mv, cap * sizeof *v);
-            if (!v) return fail(j->e, "out of memory");
-            h->mv = v;
-            h->metacap = cap;
-        }
+        if (grow(&h->mk, &h->mk_cap, (size_t)h->nmeta + 1) ||
+            grow(&h->mv, &h->mv_cap, (size_t)h->nmeta + 1))
+            return fail(j->e, "out of memory");
         char *key = parse_string(j, ST_MAX_NAME + 16);
         if (!key) return fail_prefix(j->e, "__metadata__");
         if (expect(j, ':', "':'")) { free(key); return -1; }
@@ -313,13 +309,7 @@ static int parse_header(const unsigned char *p, size_t n, Header *h, Error *e)
                 continue;
             }
             if (h->n == ST_MAX_TENSORS) { free(key); return fail(e, "header: more than %d tensors", ST_MAX_TENSORS); }
-            if (h->n == h->cap) {
-                int cap = h->cap ? h->cap * 2 : 64;
-                Entry *v = realloc(h->v, cap * sizeof *v);
-                if (!v) { free(key); return fail(e, "out of memory"); }
-                h->v = v;
-                h->cap = cap;
-            }
+            if (grow(&h->v, &h->cap, (size_t)h->n + 1)) { free(key); return fail(e, "out of memory"); }
             Entry *t = &h->v[h->n++];
             memset(t, 0, sizeof *t);
             t->name = key;
@@ -494,14 +484,7 @@ typedef struct { char *s; size_t n, cap; int oom; } Buf;
 static void buf_put(Buf *b, const char *s, size_t n)
 {
     if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) { b->oom = 1; return; }
-        b->s = p;
-        b->cap = cap;
-    }
+    if (grow(&b->s, &b->cap, b->n + n + 1)) { b->oom = 1; return; }
     memcpy(b->s + b->n, s, n);
     b->n += n;
     b->s[b->n] = 0;

@@ -1,4 +1,5 @@
 #include "tensors.h"
+#include "growbuf.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -67,13 +68,7 @@ Tensor *ts_add(TensorSet *s, const char *name, DType dt, int ndim, const int64_t
     }
     uint64_t nbytes;
     if (mul_overflow_u64(numel, dtype_size(dt), &nbytes)) { fail(e, "%s: too large", name); return NULL; }
-    if (s->n == s->cap) {
-        int cap = s->cap ? s->cap * 2 : 64;
-        Tensor *t = realloc(s->t, cap * sizeof *t);
-        if (!t) { fail(e, "out of memory"); return NULL; }
-        s->t = t;
-        s->cap = cap;
-    }
+    if (grow(&s->t, &s->cap, (size_t)s->n + 1)) { fail(e, "out of memory"); return NULL; }
     Tensor *t = &s->t[s->n];
     memset(t, 0, sizeof *t);
     t->name = strdup(name);

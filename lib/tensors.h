@@ -27,7 +27,8 @@ typedef struct {
 
 typedef struct {
     Tensor *t;
-    int     n, cap;
+    int     n;
+    size_t  cap;
     char  **meta_key, **meta_val;   /* string metadata (safetensors __metadata__) */
     int     nmeta;
     void   *map;                    /* optional backing mmap, released by ts_free */

@@ -1,5 +1,6 @@
 /* tokenizer.c: greedy longest-match encoder on a double-array trie (see tokenizer.h). */
 #include "tokenizer.h"
+#include "growbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -549,14 +550,7 @@ int tokenizer_decode(const Vocab *v, const uint32_t *ids, size_t n,
             return fail(e, "token id %u is not in the vocabulary (1..%u, 0 = end of document)", id, v->n);
         }
         size_t l = vocab_token_len(v, id);
-        if (*len + l > *cap) {
-            size_t nc = *cap ? *cap * 2 : 4096;
-            while (nc < *len + l) nc *= 2;
-            uint8_t *nb = realloc(*buf, nc);
-            if (!nb) return fail(e, "out of memory");
-            *buf = nb;
-            *cap = nc;
-        }
+        if (grow(buf, cap, *len + l)) return fail(e, "out of memory");
         memcpy(*buf + *len, vocab_token(v, id), l);
         *len += l;
     }

@@ -181,12 +181,7 @@ int vocab_parse(Vocab *v, const char *text, size_t len, const char *name, Error 
         if ((uint32_t)got != blen) { fail(e, "%s:%zu: literal has %ld bytes, line says %u", name, lineno, got, blen); goto bad; }
         if (got == 0) { fail(e, "%s:%zu: empty token", name, lineno); goto bad; }
         if (got > (long)VOCAB_MAX_TOKEN_LEN) { fail(e, "%s:%zu: token longer than %u bytes", name, lineno, VOCAB_MAX_TOKEN_LEN); goto bad; }
-        if (used + (size_t)got > bytes_cap) {
-            bytes_cap = bytes_cap * 2 + (size_t)got;
-            uint8_t *nb = realloc(v->bytes, bytes_cap);
-            if (!nb) { fail(e, "out of memory"); goto bad; }
-            v->bytes = nb;
-        }
+        if (grow(&v->bytes, &bytes_cap, used + (size_t)got)) { fail(e, "out of memory"); goto bad; }
         memcpy(v->bytes + used, tmp, (size_t)got);
         id = got_id;
         v->offset[id] = (uint32_t)used;
@@ -225,7 +220,7 @@ int vocab_load(Vocab *v, const char *path, Error *e)
     size_t cap = 0, len = 0;
     char *buf = NULL;
     for (;;) {
-        if (grow(&buf, &cap, len + (1 << 16), 1)) { free(buf); input_close(in); return fail(e, "out of memory"); }
+        if (grow(&buf, &cap, len + (1 << 16))) { free(buf); input_close(in); return fail(e, "out of memory"); }
         ssize_t r = input_read(in, buf + len, cap - len, e);
         if (r < 0) { free(buf); input_close(in); return -1; }
         if (r == 0) break;

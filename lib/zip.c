@@ -1,5 +1,6 @@
 /* zip.c: strict stored-ZIP reader and miniz-compatible writer (see zip.h). */
 #include "zip.h"
+#include "growbuf.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -426,13 +427,7 @@ int zip_begin(ZipWriter *w, const char *name, uint64_t size, Error *e)
     if (w->open) return fail(e, "zip: record still open");
     size_t nlen = strlen(name);
     if (nlen == 0 || nlen > ZIP_MAX_NAME) return fail(e, "zip: bad record name");
-    if (w->n == w->cap) {
-        int cap = w->cap ? w->cap * 2 : 64;
-        ZipOutEntry *ne = realloc(w->e, cap * sizeof *ne);
-        if (!ne) return fail(e, "out of memory");
-        w->e = ne;
-        w->cap = cap;
-    }
+    if (grow(&w->e, &w->cap, (size_t)w->n + 1)) return fail(e, "out of memory");
     uint64_t cursor = w->pos;
     int big = size >= U32MAX, far = cursor >= U32MAX;
     /* Same arithmetic as torch's detail::getPadding, so data lands where miniz puts it. */

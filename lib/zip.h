@@ -68,7 +68,8 @@ typedef struct {
     FILE        *fp;
     uint64_t     pos;
     ZipOutEntry *e;
-    int          n, cap;
+    int          n;
+    size_t       cap;
     int          open;        /* a record is begun and not yet ended */
     uint64_t     written;     /* bytes appended to the open record */
     uint32_t     crc;         /* running CRC-32 of the open record */
