@@ -472,133 +472,163 @@ void pickle_free(PickleDict *d)
     memset(d, 0, sizeof *d);
 }
 
+/* BINPUT / LONG_BINPUT: remember the top of the stack under an index of width bytes. */
+static int op_memo_put(Unpickler *p, size_t width)
+{
+    if (need(p, width)) return -1;
+    uint32_t i = width == 1 ? p->b[p->pos] : load_le32(p->b + p->pos);
+    p->pos += width;
+    if (i >= MAX_MEMO) return perr(p, "memo index %u too large", i);
+    if (p->nstack <= mark_floor(p)) return perr(p, "BINPUT with an empty stack");
+    if ((int)i >= p->capmemo) {
+        int old_cap = p->capmemo;
+        if (GROW(p, memo, capmemo, (int)i + 1)) return -1;
+        uint8_t *set = realloc(p->memo_set, (size_t)p->capmemo);   /* same capacity as memo */
+        if (!set) return perr(p, "out of memory");
+        memset(set + old_cap, 0, (size_t)(p->capmemo - old_cap));
+        p->memo_set = set;
+    }
+    p->memo[i] = p->stack[p->nstack - 1];
+    p->memo_set[i] = 1;
+    return 0;
+}
+
+/* BINGET / LONG_BINGET */
+static int op_memo_get(Unpickler *p, size_t width)
+{
+    if (need(p, width)) return -1;
+    uint32_t i = width == 1 ? p->b[p->pos] : load_le32(p->b + p->pos);
+    p->pos += width;
+    if ((int64_t)i >= p->capmemo || !p->memo_set[i]) return perr(p, "memo index %u was never stored", i);
+    return push(p, p->memo[i]);
+}
+
+static int op_unicode(Unpickler *p)
+{
+    if (need(p, 4)) return -1;
+    uint32_t n = load_le32(p->b + p->pos);
+    p->pos += 4;
+    if (n > MAX_STRING) return perr(p, "string of %u bytes refused", n);
+    if (need(p, n)) return -1;
+    if (!utf8_ok((const char *)p->b + p->pos, n)) return perr(p, "string is not valid UTF-8");
+    Value v = { .kind = V_STR, .slen = n, .s = (const char *)p->b + p->pos };
+    p->pos += n;
+    return push(p, v);
+}
+
+/* BININT1, BININT2, BININT, LONG1 */
+static int op_int(Unpickler *p, uint8_t op)
+{
+    Value v = { .kind = V_INT };
+    size_t width = op == OP_BININT1 ? 1 : op == OP_BININT2 ? 2 : op == OP_BININT ? 4 : 1;
+    if (need(p, width)) return -1;
+    const uint8_t *q = p->b + p->pos;
+    p->pos += width;
+    if (op == OP_BININT1) v.i = q[0];
+    else if (op == OP_BININT2) v.i = q[0] | q[1] << 8;
+    else if (op == OP_BININT) v.i = (int32_t)load_le32(q);
+    else {   /* LONG1: n bytes of little-endian two's complement */
+        unsigned n = q[0];
+        if (n > 8) return perr(p, "integer of %u bytes refused", n);
+        if (need(p, n)) return -1;
+        q = p->b + p->pos;
+        uint64_t u = 0;
+        for (unsigned i = 0; i < n; i++) u |= (uint64_t)q[i] << (8 * i);
+        if (n && n < 8 && (q[n - 1] & 0x80)) u |= ~0ull << (8 * n);   /* sign-extend */
+        p->pos += n;
+        v.i = (int64_t)u;
+    }
+    return push(p, v);
+}
+
+static int op_mark(Unpickler *p)
+{
+    if (p->nmarks >= MAX_MARKS) return perr(p, "MARKs nested too deeply");
+    p->marks[p->nmarks++] = p->nstack;
+    return 0;
+}
+
+/* TUPLE (n < 0: back to the last MARK), EMPTY_TUPLE, TUPLE1..3 */
+static int op_tuple(Unpickler *p, int n)
+{
+    if (n < 0) {
+        if (!p->nmarks) return perr(p, "TUPLE without MARK");
+        return make_tuple(p, p->marks[--p->nmarks]);
+    }
+    if (p->nstack - mark_floor(p) < n) return perr(p, "stack underflow");
+    return make_tuple(p, p->nstack - n);
+}
+
+static int op_setitem(Unpickler *p)
+{
+    Value k = { 0 }, x = { 0 };
+    if (pop(p, &x) || pop(p, &k)) return -1;
+    if (p->nstack <= mark_floor(p)) return perr(p, "SETITEM without a dict");
+    return set_item(p, &p->stack[p->nstack - 1], &k, &x);
+}
+
+static int op_setitems(Unpickler *p)
+{
+    if (!p->nmarks) return perr(p, "SETITEMS without MARK");
+    int from = p->marks[--p->nmarks];
+    if ((p->nstack - from) % 2) return perr(p, "SETITEMS with an odd number of items");
+    if (from <= mark_floor(p)) return perr(p, "SETITEMS without a dict");
+    for (int i = from; i < p->nstack; i += 2)
+        if (set_item(p, &p->stack[from - 1], &p->stack[i], &p->stack[i + 1])) return -1;
+    p->nstack = from;
+    return 0;
+}
+
+static int push_simple(Unpickler *p, uint8_t kind, int64_t i)
+{
+    Value v = { .kind = kind, .i = i };
+    return push(p, v);
+}
+
+/* Run one opcode (not STOP). */
+static int step(Unpickler *p, uint8_t op)
+{
+    switch (op) {
+    case OP_PROTO:
+        if (need(p, 1)) return -1;
+        if (p->op != 0) return perr(p, "PROTO in the middle of the pickle");
+        if (p->b[p->pos] != 2) return perr(p, "pickle protocol %u is not supported (torch.save writes 2)", p->b[p->pos]);
+        p->pos++;
+        return 0;
+    case OP_GLOBAL: return op_global(p);
+    case OP_BINPUT: return op_memo_put(p, 1);
+    case OP_LONG_BINPUT: return op_memo_put(p, 4);
+    case OP_BINGET: return op_memo_get(p, 1);
+    case OP_LONG_BINGET: return op_memo_get(p, 4);
+    case OP_MARK: return op_mark(p);
+    case OP_TUPLE: return op_tuple(p, -1);
+    case OP_EMPTY_TUPLE: return op_tuple(p, 0);
+    case OP_TUPLE1: case OP_TUPLE2: case OP_TUPLE3: return op_tuple(p, op - OP_TUPLE1 + 1);
+    case OP_BINUNICODE: return op_unicode(p);
+    case OP_BININT1: case OP_BININT2: case OP_BININT: case OP_LONG1: return op_int(p, op);
+    case OP_BINPERSID: return op_persid(p);
+    case OP_NEWTRUE: return push_simple(p, V_BOOL, 1);
+    case OP_NEWFALSE: return push_simple(p, V_BOOL, 0);
+    case OP_NONE: return push_simple(p, V_NONE, 0);
+    case OP_REDUCE: return op_reduce(p);
+    case OP_EMPTY_DICT: return new_dict(p, 0);
+    case OP_SETITEM: return op_setitem(p);
+    case OP_SETITEMS: return op_setitems(p);
+    case OP_BUILD: return op_build(p);
+    default:
+        return perr(p, "opcode 0x%02x (%s) refused: not part of the tensor-dict grammar torch.save writes", op, opname(op));
+    }
+}
+
 static int run(Unpickler *p)
 {
-    int stopped = 0;
     if (p->len < 2 || p->b[0] != OP_PROTO) { p->op = 0; return perr(p, "not a pickle (no PROTO opcode)"); }
-    while (!stopped) {
+    for (;;) {
         p->op = p->pos;
         if (p->pos >= p->len) return perr(p, "truncated pickle (no STOP)");
         uint8_t op = p->b[p->pos++];
-        Value v = { 0 }, k = { 0 }, x = { 0 };
-        switch (op) {
-        case OP_PROTO:
-            if (need(p, 1)) return -1;
-            if (p->op != 0) return perr(p, "PROTO in the middle of the pickle");
-            if (p->b[p->pos] != 2) return perr(p, "pickle protocol %u is not supported (torch.save writes 2)", p->b[p->pos]);
-            p->pos++;
-            break;
-        case OP_GLOBAL: if (op_global(p)) return -1; break;
-        case OP_BINPUT: case OP_LONG_BINPUT: {
-            size_t w = op == OP_BINPUT ? 1 : 4;
-            if (need(p, w)) return -1;
-            uint32_t i = w == 1 ? p->b[p->pos] : load_le32(p->b + p->pos);
-            p->pos += w;
-            if (i >= MAX_MEMO) return perr(p, "memo index %u too large", i);
-            if (p->nstack <= mark_floor(p)) return perr(p, "BINPUT with an empty stack");
-            if ((int)i >= p->capmemo) {
-                int oc = p->capmemo;
-                if (GROW(p, memo, capmemo, (int)i + 1)) return -1;
-                uint8_t *ns = realloc(p->memo_set, (size_t)p->capmemo);
-                if (!ns) return perr(p, "out of memory");
-                memset(ns + oc, 0, (size_t)(p->capmemo - oc));
-                p->memo_set = ns;
-            }
-            p->memo[i] = p->stack[p->nstack - 1];
-            p->memo_set[i] = 1;
-            break;
-        }
-        case OP_BINGET: case OP_LONG_BINGET: {
-            size_t w = op == OP_BINGET ? 1 : 4;
-            if (need(p, w)) return -1;
-            uint32_t i = w == 1 ? p->b[p->pos] : load_le32(p->b + p->pos);
-            p->pos += w;
-            if ((int64_t)i >= p->capmemo || !p->memo_set[i]) return perr(p, "memo index %u was never stored", i);
-            if (push(p, p->memo[i])) return -1;
-            break;
-        }
-        case OP_MARK:
-            if (p->nmarks >= MAX_MARKS) return perr(p, "MARKs nested too deeply");
-            p->marks[p->nmarks++] = p->nstack;
-            break;
-        case OP_TUPLE:
-            if (!p->nmarks) return perr(p, "TUPLE without MARK");
-            {
-                int from = p->marks[--p->nmarks];
-                if (make_tuple(p, from)) return -1;
-            }
-            break;
-        case OP_EMPTY_TUPLE: if (make_tuple(p, p->nstack)) return -1; break;
-        case OP_TUPLE1: case OP_TUPLE2: case OP_TUPLE3: {
-            int n = op - OP_TUPLE1 + 1;
-            if (p->nstack - mark_floor(p) < n) return perr(p, "stack underflow");
-            if (make_tuple(p, p->nstack - n)) return -1;
-            break;
-        }
-        case OP_BINUNICODE: {
-            if (need(p, 4)) return -1;
-            uint32_t n = load_le32(p->b + p->pos);
-            p->pos += 4;
-            if (n > MAX_STRING) return perr(p, "string of %u bytes refused", n);
-            if (need(p, n)) return -1;
-            if (!utf8_ok((const char *)p->b + p->pos, n)) return perr(p, "string is not valid UTF-8");
-            v.kind = V_STR;
-            v.s = (const char *)p->b + p->pos;
-            v.slen = n;
-            p->pos += n;
-            if (push(p, v)) return -1;
-            break;
-        }
-        case OP_BININT1: if (need(p, 1)) return -1; v.kind = V_INT; v.i = p->b[p->pos++]; if (push(p, v)) return -1; break;
-        case OP_BININT2:
-            if (need(p, 2)) return -1;
-            v.kind = V_INT; v.i = p->b[p->pos] | p->b[p->pos + 1] << 8; p->pos += 2;
-            if (push(p, v)) return -1;
-            break;
-        case OP_BININT:
-            if (need(p, 4)) return -1;
-            v.kind = V_INT; v.i = (int32_t)load_le32(p->b + p->pos); p->pos += 4;
-            if (push(p, v)) return -1;
-            break;
-        case OP_LONG1: {
-            if (need(p, 1)) return -1;
-            unsigned n = p->b[p->pos++];
-            if (n > 8) return perr(p, "integer of %u bytes refused", n);
-            if (need(p, n)) return -1;
-            uint64_t u = 0;
-            for (unsigned i = 0; i < n; i++) u |= (uint64_t)p->b[p->pos + i] << (8 * i);
-            if (n && n < 8 && (p->b[p->pos + n - 1] & 0x80)) u |= ~0ull << (8 * n);   /* sign-extend */
-            p->pos += n;
-            v.kind = V_INT;
-            v.i = (int64_t)u;
-            if (push(p, v)) return -1;
-            break;
-        }
-        case OP_BINPERSID: if (op_persid(p)) return -1; break;
-        case OP_NEWTRUE: case OP_NEWFALSE: v.kind = V_BOOL; v.i = op == OP_NEWTRUE; if (push(p, v)) return -1; break;
-        case OP_NONE: v.kind = V_NONE; if (push(p, v)) return -1; break;
-        case OP_REDUCE: if (op_reduce(p)) return -1; break;
-        case OP_EMPTY_DICT: if (new_dict(p, 0)) return -1; break;
-        case OP_SETITEM:
-            if (pop(p, &x) || pop(p, &k)) return -1;
-            if (p->nstack <= mark_floor(p)) return perr(p, "SETITEM without a dict");
-            if (set_item(p, &p->stack[p->nstack - 1], &k, &x)) return -1;
-            break;
-        case OP_SETITEMS: {
-            if (!p->nmarks) return perr(p, "SETITEMS without MARK");
-            int from = p->marks[--p->nmarks];
-            if ((p->nstack - from) % 2) return perr(p, "SETITEMS with an odd number of items");
-            if (from <= mark_floor(p)) return perr(p, "SETITEMS without a dict");
-            for (int i = from; i < p->nstack; i += 2)
-                if (set_item(p, &p->stack[from - 1], &p->stack[i], &p->stack[i + 1])) return -1;
-            p->nstack = from;
-            break;
-        }
-        case OP_BUILD: if (op_build(p)) return -1; break;
-        case OP_STOP: stopped = 1; break;
-        default:
-            return perr(p, "opcode 0x%02x (%s) refused: not part of the tensor-dict grammar torch.save writes", op, opname(op));
-        }
+        if (op == OP_STOP) break;
+        if (step(p, op)) return -1;
     }
     if (p->pos != p->len) { p->op = p->pos; return perr(p, "%zu bytes after STOP", p->len - p->pos); }
     return finish(p);
