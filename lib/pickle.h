@@ -11,7 +11,8 @@
  * rebuild, a parameter wrapper); BUILD only for a module's `_metadata` tail.
  * Anything else (GLOBAL os system, INST, STACK_GLOBAL, a REDUCE of an unknown
  * callable, ...) is refused with the opcode and its offset.  Sizes, depths,
- * string lengths and memo indices are capped. */
+ * string lengths, memo indices, tuples and tuple items are capped, so the
+ * parser's memory stays under about 100 MB whatever the input. */
 #ifndef RWKV7C_PICKLE_H
 #define RWKV7C_PICKLE_H
 #include <stddef.h>
