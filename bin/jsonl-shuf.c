@@ -9,6 +9,7 @@
 #include "extshuf.h"
 #include "input.h"
 #include "shuffle.h"
+#include "utf8.h"
 #include "util.h"
 
 #define DEFAULT_MEMORY ((uint64_t)1 << 30)
@@ -20,7 +21,8 @@ static void usage(FILE *f)
         "Write N shuffled copies of the non-blank lines of FILEs (plain or zstd;\n"
         "none or '-' reads standard input), each line followed by a newline.\n"
         "\n"
-        "  -n, --copies N          copies, each an independent shuffle (default 1)\n"
+        "  -n, --copies N          copies, each an independent shuffle (default 1;\n"
+        "                          0 reads and checks the input, writes nothing)\n"
         "  -s, --seed S            integer seed; with it the order is Python's\n"
         "                          random.seed(S) + random.shuffle, copy after copy\n"
         "  -m, --memory BYTES      memory budget, suffixes K M G T (default 1G);\n"
@@ -58,21 +60,20 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "n:s:m:T:o:vhV", opts, NULL)) != -1) {
         switch (c) {
         case 'n':
-            if (parse_u64(optarg, &copies) || copies == 0) { tool_warn("invalid copy count '%s' (want N >= 1)", optarg); return 2; }
+            /* 0 is accepted (writes nothing) so scripts can compute N without a special case */
+            if (parse_u64(optarg, &copies)) return bad_option("copies", optarg, "N >= 0");
             break;
         case 's': seed_text = optarg; break;
         case 'm':
-            if (parse_size(optarg, &memory) || memory == 0) {
-                tool_warn("invalid memory budget '%s' (want BYTES with an optional K, M, G or T suffix)", optarg);
-                return 2;
-            }
+            if (parse_size(optarg, &memory) || memory == 0)
+                return bad_option("memory", optarg, "BYTES > 0 with an optional K, M, G or T suffix");
             break;
         case 'T': tmpdir = optarg; break;
         case 'o': output = optarg; break;
         case 'v': verbose = 1; break;
         case 'S': strip = 1; break;
         case 'h': usage(stdout); return close_stdout();
-        case 'V': printf("jsonl-shuf (rwkv7c) %s\n", RWKV7C_VERSION); return close_stdout();
+        case 'V': return tool_version();
         default: usage(stderr); return 2;
         }
     }
@@ -80,7 +81,7 @@ int main(int argc, char **argv)
     Error e;
     Mt19937 rng;
     if (seed_text) {
-        if (mt_seed_decimal(&rng, seed_text, &e)) { report(&e); return 2; }
+        if (mt_seed_decimal(&rng, seed_text, &e)) return bad_option("seed", seed_text, "a decimal integer");
     } else {
         uint64_t seed;
         if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed) {
@@ -91,7 +92,7 @@ int main(int argc, char **argv)
         tool_warn("seed %" PRIu64, seed);   /* so the run can be repeated */
     }
 
-    LineShuf *ls = lineshuf_new(memory, tmpdir, &e);
+    ExtShuf *ls = extshuf_new(memory, tmpdir, &e);
     if (!ls) return report(&e);
     int nfiles = argc - optind;
     for (int i = 0; i < (nfiles ? nfiles : 1); i++) {
@@ -103,16 +104,16 @@ int main(int argc, char **argv)
         int r;
         while ((r = input_getline(in, &line, &len, &e)) > 0) {
             const char *text = line;
-            if (strip) line_strip(&text, &len);
-            else if (line_is_blank(line, len)) len = 0;
-            if (len && lineshuf_add(ls, text, len, &e)) { r = -1; break; }
+            if (strip) py_strip(&text, &len);
+            else if (py_is_blank(line, len)) len = 0;
+            if (len && extshuf_add(ls, text, len, &e)) { r = -1; break; }
         }
         input_close(in);
         if (r < 0) goto fail;
     }
     if (verbose)
-        tool_warn("%" PRIu64 " lines, %" PRIu64 " bytes, shuffled %s", lineshuf_count(ls),
-               lineshuf_bytes(ls), lineshuf_external(ls) ? "through temporary files" : "in memory");
+        tool_warn("%" PRIu64 " lines, %" PRIu64 " bytes, shuffled %s", extshuf_count(ls),
+               extshuf_bytes(ls), extshuf_external(ls) ? "through temporary files" : "in memory");
 
     AtomicFile af = { 0 };
     FILE *out = stdout;
@@ -121,14 +122,14 @@ int main(int argc, char **argv)
         out = af.fp;
     }
     setvbuf(out, NULL, _IOFBF, 1 << 20);
-    if (lineshuf_write(ls, &rng, copies, out, output ? output : "<stdout>", &e)) {
+    if (extshuf_write(ls, &rng, copies, out, output ? output : "<stdout>", &e)) {
         if (output) atomic_abort(&af);
         goto fail;
     }
-    lineshuf_free(ls);
+    extshuf_free(ls);
     if (output) return atomic_commit(&af, &e) ? report(&e) : 0;
     return close_stdout();
 fail:
-    lineshuf_free(ls);
+    extshuf_free(ls);
     return report(&e);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "growbuf.h"
 #include "layout.h"
 #include "pth.h"
 #include "safetensors.h"
@@ -16,7 +17,7 @@ enum { FMT_UNKNOWN, FMT_PTH, FMT_ST };
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: pth-convert [-f] [--dtype bf16|fp16|fp32] [--to pth|safetensors] IN OUT\n"
+            "Usage: pth-convert [-f] [--dtype bf16|fp16|fp32] [--to pth|safetensors] IN OUT\n"
             "       pth-convert --info [-v] FILE\n"
             "Convert a checkpoint between PyTorch .pth (torch.save zip) and safetensors.\n"
             "The input format is detected from its contents; the output is the other one.\n"
@@ -28,7 +29,7 @@ static void usage(FILE *f)
             "  -v, --verbose       with --info, also list every tensor\n"
             "      --no-verify-crc accept .pth records whose CRC-32 is wrong or 0\n"
             "  -h, --help          this help\n"
-            "      --version       print the version\n");
+            "  -V, --version       print the version\n");
 }
 
 /* Read IN (a file, or stdin for "-") and detect its format from the first bytes. */
@@ -38,26 +39,23 @@ static int load(const char *path, TensorSet *ts, int pth_flags, void **mem, int 
     unsigned char head[9] = { 0 };
     size_t n = 0, len = 0;
     if (strcmp(path, "-") == 0) {
-        size_t cap = 1 << 20;
-        unsigned char *buf = malloc(cap);
-        if (!buf) return fail(e, "out of memory");
-        while ((n = fread(buf + len, 1, cap - len, stdin)) > 0) {
-            len += n;
-            if (len == cap) {
-                unsigned char *nb = realloc(buf, cap *= 2);
-                if (!nb) { free(buf); return fail(e, "out of memory"); }
-                buf = nb;
-            }
-        }
+        size_t cap = 0;
+        unsigned char *buf = NULL;
+        do {
+            if (grow(&buf, &cap, len + (1 << 20))) { free(buf); return fail(e, "out of memory"); }
+            len += (n = fread(buf + len, 1, cap - len, stdin));
+        } while (n > 0);
         if (ferror(stdin)) { free(buf); return fail(e, "stdin: read error"); }
         memcpy(head, buf, len < 9 ? len : 9);
         n = len;
         *mem = buf;
     } else {
-        FILE *f = fopen(path, "rb");
-        if (!f) return fail(e, "%s: %s", path, strerror(errno));
-        n = fread(head, 1, sizeof head, f);
-        fclose(f);
+        /* a FIFO or device would hang the sniff, and the readers mmap anyway */
+        int fd = open_regular(path, e);
+        if (fd < 0) return -1;
+        ssize_t got = read(fd, head, sizeof head);
+        close(fd);
+        n = got > 0 ? (size_t)got : 0;
     }
     const char *name = strcmp(path, "-") ? path : "stdin";
     if (n >= 4 && !memcmp(head, "PK\x03\x04", 4)) *fmt = FMT_PTH;
@@ -88,7 +86,10 @@ static int convert_dtype(const TensorSet *in, TensorSet *out, DType dt, Error *e
         Tensor *o = f ? ts_add(out, t->name, dt, t->ndim, t->shape, NULL, 1, 1, e) : NULL;
         if (!o) { free(f); return f ? -1 : fail(e, "out of memory"); }
         int rc = tensor_to_f32(t, f, e);
-        if (!rc) f32_convert(f, o->data, n, dt);
+        size_t overflowed = rc ? 0 : f32_convert(f, o->data, n, dt);
+        if (overflowed)
+            tool_warn("%s: %zu finite value%s out of the %s range became infinite", t->name, overflowed,
+                      overflowed == 1 ? "" : "s", dtype_name(dt));
         free(f);
         if (rc) return -1;
     }
@@ -147,28 +148,28 @@ int main(int argc, char **argv)
         { 0, 0, 0, 0 },
     };
     int force = 0, do_info = 0, verbose = 0, pth_flags = 0, to = FMT_UNKNOWN, dt = -1, c;
-    while ((c = getopt_long(argc, argv, "d:t:fivh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:t:fivhV", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
             dt = !strcmp(optarg, "bf16") ? DT_BF16 : !strcmp(optarg, "fp16") ? DT_F16 : !strcmp(optarg, "fp32") ? DT_F32 : -2;
-            if (dt == -2) { tool_warn("--dtype must be bf16, fp16 or fp32"); return 2; }
+            if (dt == -2) return bad_option("dtype", optarg, "bf16, fp16 or fp32");
             break;
         case 't':
             to = !strcmp(optarg, "pth") ? FMT_PTH : !strcmp(optarg, "safetensors") ? FMT_ST : -1;
-            if (to < 0) { tool_warn("--to must be pth or safetensors"); return 2; }
+            if (to < 0) return bad_option("to", optarg, "pth or safetensors");
             break;
         case 'f': force = 1; break;
         case 'i': do_info = 1; break;
         case 'v': verbose = 1; break;
         case 'C': pth_flags |= PTH_NO_CRC; break;
         case 'h': usage(stdout); return close_stdout();
-        case 'V': printf("pth-convert %s\n", RWKV7C_VERSION); return close_stdout();
+        case 'V': return tool_version();
         default: usage(stderr); return 2;
         }
     }
     if (argc - optind != (do_info ? 1 : 2)) { usage(stderr); return 2; }
     const char *in = argv[optind], *out = do_info ? NULL : argv[optind + 1];
-    if (out && !strcmp(out, "-")) { tool_warn("OUT must be a file (it is written atomically)"); return 2; }
+    if (out && !strcmp(out, "-")) return usage_error("OUT must be a file (it is written atomically)");
 
     Error e;
     TensorSet ts, conv;

@@ -68,19 +68,18 @@ int main(int argc, char **argv)
         case 'E': o.eod = 0; break;
         case 'S': o.skip_bad = 1; break;
         case 'j':
-            if (parse_u64(optarg, &u) || u < 1 || u > 1024) { tool_warn("bad --threads '%s' (1..1024)", optarg); return 2; }
+            if (parse_u64(optarg, &u) || u < 1 || u > 1024) return bad_option("threads", optarg, "1..1024");
             o.threads = (int)u;
             break;
         case 't': o.text = 1; break;
         case 'd': decode = 1; break;
         case 'h': usage(stdout); return close_stdout();
-        case 'V': printf("rwkv-tokenize %s\n", RWKV7C_VERSION); return close_stdout();
+        case 'V': return tool_version();
         default: usage(stderr); return 2;
         }
     }
     if (!decode && !o.text && isatty(STDOUT_FILENO)) {
-        tool_warn("refusing to write a binary token stream to a terminal (redirect it, or use --text)");
-        return 2;
+        return usage_error("refusing to write a binary token stream to a terminal (redirect it, or use --text)");
     }
     Error e;
     Vocab v;

@@ -1,54 +1,51 @@
 /* checkpoint.c: dispatch on the file's content (checkpoint.h). */
 #include "checkpoint.h"
 
-#include <errno.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
 #include "pth.h"
 #include "safetensors.h"
 
-CkptFormat ckpt_format(const char *path)
+/* First n bytes of a regular file; -1 (e set) when it cannot be opened or is not a
+ * regular file (sniffing a FIFO would hang, or eat its first bytes). */
+static ssize_t read_head(const char *path, unsigned char *b, size_t n, Error *e)
 {
-    unsigned char b[4];
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return CKPT_UNKNOWN;
-    size_t n = fread(b, 1, sizeof b, fp);
-    fclose(fp);
-    if (n == 4 && memcmp(b, "PK\x03\x04", 4) == 0) return CKPT_PTH_ZIP;
-    if (st_sniff(path)) return CKPT_SAFETENSORS;
+    int fd = open_regular(path, e);
+    if (fd < 0) return -1;
+    ssize_t got = pread(fd, b, n, 0);
+    close(fd);
+    return got < 0 ? 0 : got;
+}
+
+static CkptFormat format_of(const unsigned char *b, ssize_t n)
+{
+    if (n >= 4 && memcmp(b, "PK\x03\x04", 4) == 0) return CKPT_PTH_ZIP;
+    if (n > 0 && st_sniff_head(b, (size_t)n)) return CKPT_SAFETENSORS;
     return CKPT_UNKNOWN;
 }
 
-/* 9th byte '{' : a safetensors file st_sniff rejected (e.g. a huge header length). */
-static int looks_like_safetensors(const char *path)
+CkptFormat ckpt_format(const char *path)
 {
     unsigned char b[9];
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return 0;
-    size_t n = fread(b, 1, sizeof b, fp);
-    fclose(fp);
-    return n == 9 && b[8] == '{';
+    Error ignore;
+    return format_of(b, read_head(path, b, sizeof b, &ignore));
 }
 
 int ckpt_read(const char *path, TensorSet *ts, Error *e)
 {
     ts_init(ts);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return fail(e, "%s: %s", path, strerror(errno));
-    /* sniffing a pipe would eat its first bytes; the readers need a regular file anyway */
-    struct stat sb;
-    int regular = fstat(fileno(fp), &sb) == 0 && S_ISREG(sb.st_mode);
-    fclose(fp);
-    if (!regular) return fail(e, "%s: not a regular file", path);
-    switch (ckpt_format(path)) {
+    unsigned char b[9];
+    ssize_t n = read_head(path, b, sizeof b, e);
+    if (n < 0) return -1;
+    switch (format_of(b, n)) {
     case CKPT_SAFETENSORS:
         return st_read(path, ts, e);
     case CKPT_PTH_ZIP:
         return pth_read(path, ts, 0, e);
     default:
-        if (looks_like_safetensors(path)) return st_read(path, ts, e);   /* for its precise error */
+        /* 9th byte '{': a safetensors file with a bad header length; st_read says precisely what is wrong */
+        if (n == 9 && b[8] == '{') return st_read(path, ts, e);
         return fail(e, "%s: not a checkpoint (neither safetensors nor a PyTorch zip)", path);
     }
 }

@@ -11,6 +11,7 @@
  * again for a bucket still over budget) keeps the distribution. */
 #define _GNU_SOURCE
 #include "extshuf.h"
+#include "growbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +25,7 @@
 #define MAX_DEPTH 4        /* bucket levels before falling back to an index shuffle */
 #define COPY_CHUNK (1 << 16)
 
-struct LineShuf {
+struct ExtShuf {
     uint64_t budget;
     char *tmpdir;
     int max_buckets;
@@ -54,7 +55,7 @@ static uint64_t clamp_u64(uint64_t v, uint64_t lo, uint64_t hi)
 
 /* An anonymous temporary file in tmpdir: it has no name (O_TMPFILE), or its
  * name is unlinked at once, with signals held so none lands in between. */
-static int temp_file(const LineShuf *s, Error *e)
+static int temp_file(const ExtShuf *s, Error *e)
 {
     int fd = open(s->tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd >= 0) return fd;
@@ -76,7 +77,7 @@ static int temp_file(const LineShuf *s, Error *e)
     return fd;
 }
 
-static int write_all(int fd, const char *p, size_t n, const LineShuf *s, Error *e)
+static int write_all(int fd, const char *p, size_t n, const ExtShuf *s, Error *e)
 {
     while (n) {
         ssize_t w = write(fd, p, n);
@@ -90,7 +91,7 @@ static int write_all(int fd, const char *p, size_t n, const LineShuf *s, Error *
     return 0;
 }
 
-static int pwrite_all(int fd, const char *p, size_t n, uint64_t off, const LineShuf *s, Error *e)
+static int pwrite_all(int fd, const char *p, size_t n, uint64_t off, const ExtShuf *s, Error *e)
 {
     while (n) {
         ssize_t w = pwrite(fd, p, n, (off_t)off);
@@ -103,7 +104,7 @@ static int pwrite_all(int fd, const char *p, size_t n, uint64_t off, const LineS
     return 0;
 }
 
-static int pread_all(int fd, char *p, size_t n, uint64_t off, const LineShuf *s, Error *e)
+static int pread_all(int fd, char *p, size_t n, uint64_t off, const ExtShuf *s, Error *e)
 {
     while (n) {
         ssize_t r = pread(fd, p, n, (off_t)off);
@@ -121,7 +122,7 @@ static int out_error(const char *out_name, Error *e)
 }
 
 /* Copy bytes [off, off+len) of fd to out. */
-static int copy_range(const LineShuf *s, int fd, uint64_t off, uint64_t len, FILE *out, Error *e)
+static int copy_range(const ExtShuf *s, int fd, uint64_t off, uint64_t len, FILE *out, Error *e)
 {
     char buf[COPY_CHUNK];
     while (len) {
@@ -136,9 +137,9 @@ static int copy_range(const LineShuf *s, int fd, uint64_t off, uint64_t len, FIL
 
 /* ---- construction ---- */
 
-LineShuf *lineshuf_new(uint64_t memory_budget, const char *tmpdir, Error *e)
+ExtShuf *extshuf_new(uint64_t memory_budget, const char *tmpdir, Error *e)
 {
-    LineShuf *s = calloc(1, sizeof *s);
+    ExtShuf *s = calloc(1, sizeof *s);
     if (!s) { fail(e, "out of memory"); return NULL; }
     s->budget = memory_budget ? memory_budget : 1;
     s->spool_fd = -1;
@@ -154,7 +155,7 @@ LineShuf *lineshuf_new(uint64_t memory_budget, const char *tmpdir, Error *e)
     return s;
 }
 
-void lineshuf_free(LineShuf *s)
+void extshuf_free(ExtShuf *s)
 {
     if (!s) return;
     if (s->spool_fd >= 0) close(s->spool_fd);
@@ -166,13 +167,13 @@ void lineshuf_free(LineShuf *s)
     free(s);
 }
 
-uint64_t lineshuf_count(const LineShuf *s) { return s->n; }
-uint64_t lineshuf_bytes(const LineShuf *s) { return s->bytes; }
-int lineshuf_external(const LineShuf *s) { return s->spool_fd >= 0; }
+uint64_t extshuf_count(const ExtShuf *s) { return s->n; }
+uint64_t extshuf_bytes(const ExtShuf *s) { return s->bytes; }
+int extshuf_external(const ExtShuf *s) { return s->spool_fd >= 0; }
 
 /* ---- adding lines ---- */
 
-static int spool_flush(LineShuf *s, Error *e)
+static int spool_flush(ExtShuf *s, Error *e)
 {
     if (s->wlen && write_all(s->spool_fd, s->wbuf, s->wlen, s, e)) return -1;
     s->wlen = 0;
@@ -180,7 +181,7 @@ static int spool_flush(LineShuf *s, Error *e)
 }
 
 /* Over budget: move what is in memory to the spool file; later lines go there too. */
-static int spill(LineShuf *s, Error *e)
+static int spill(ExtShuf *s, Error *e)
 {
     int fd = temp_file(s, e);
     if (fd < 0) return -1;
@@ -195,7 +196,7 @@ static int spill(LineShuf *s, Error *e)
     return 0;
 }
 
-int lineshuf_add(LineShuf *s, const char *line, size_t len, Error *e)
+int extshuf_add(ExtShuf *s, const char *line, size_t len, Error *e)
 {
     if (s->spool_fd < 0) {
         uint64_t need = s->arena_len + len + 1 + PER_LINE_COST * (s->n + 1);
@@ -213,13 +214,7 @@ int lineshuf_add(LineShuf *s, const char *line, size_t len, Error *e)
                 s->arena = p;
                 s->arena_cap = cap;
             }
-            if (s->n + 1 > s->starts_cap) {
-                size_t cap = s->starts_cap ? s->starts_cap * 2 : 1024;
-                uint64_t *p = realloc(s->starts, cap * sizeof *p);
-                if (!p) return fail(e, "out of memory");
-                s->starts = p;
-                s->starts_cap = cap;
-            }
+            if (grow(&s->starts, &s->starts_cap, s->n + 1)) return fail(e, "out of memory");
             s->starts[s->n] = s->arena_len;
             memcpy(s->arena + s->arena_len, line, len);
             s->arena[s->arena_len + len] = '\n';
@@ -249,11 +244,11 @@ int lineshuf_add(LineShuf *s, const char *line, size_t len, Error *e)
 
 /* ---- external shuffle of one file of '\n'-terminated lines ---- */
 
-static int shuffle_file(LineShuf *s, int fd, uint64_t bytes, uint64_t lines, int depth,
+static int shuffle_file(ExtShuf *s, int fd, uint64_t bytes, uint64_t lines, int depth,
                         Mt19937 *rng, FILE *out, Error *e);
 
 /* The file fits the budget: read it, shuffle its line offsets, write. */
-static int shuffle_loaded(const LineShuf *s, int fd, uint64_t bytes, uint64_t lines,
+static int shuffle_loaded(const ExtShuf *s, int fd, uint64_t bytes, uint64_t lines,
                           Mt19937 *rng, FILE *out, Error *e)
 {
     char *buf = malloc(bytes ? bytes : 1);
@@ -287,7 +282,7 @@ done:
 
 /* Last resort for buckets that stay over budget (a few very long lines):
  * shuffle an index of (offset, length) and copy each line from the file. */
-static int shuffle_by_index(const LineShuf *s, int fd, uint64_t bytes, uint64_t lines,
+static int shuffle_by_index(const ExtShuf *s, int fd, uint64_t bytes, uint64_t lines,
                             Mt19937 *rng, FILE *out, Error *e)
 {
     uint64_t *starts = malloc((lines + 1) * sizeof *starts);
@@ -330,14 +325,14 @@ typedef struct {
     uint64_t bytes, lines;
 } Bucket;
 
-static int bucket_flush(const LineShuf *s, Bucket *b, Error *e)
+static int bucket_flush(const ExtShuf *s, Bucket *b, Error *e)
 {
     if (b->len && pwrite_all(b->fd, b->buf, b->len, b->bytes - b->len, s, e)) return -1;
     b->len = 0;
     return 0;
 }
 
-static int bucket_put(const LineShuf *s, Bucket *b, size_t cap, const char *p, size_t n, Error *e)
+static int bucket_put(const ExtShuf *s, Bucket *b, size_t cap, const char *p, size_t n, Error *e)
 {
     if (b->len + n > cap) {
         if (bucket_flush(s, b, e)) return -1;
@@ -355,7 +350,7 @@ static int bucket_put(const LineShuf *s, Bucket *b, size_t cap, const char *p, s
 
 /* Over budget: scatter the lines into K bucket files, each line to a bucket
  * drawn uniformly, then shuffle every bucket in turn (see the top comment). */
-static int scatter(LineShuf *s, int fd, uint64_t bytes, uint64_t lines, int depth,
+static int scatter(ExtShuf *s, int fd, uint64_t bytes, uint64_t lines, int depth,
                    Mt19937 *rng, FILE *out, Error *e)
 {
     uint64_t cost = bytes + PER_LINE_COST * lines;
@@ -414,7 +409,7 @@ done:
     return rc;
 }
 
-static int shuffle_file(LineShuf *s, int fd, uint64_t bytes, uint64_t lines, int depth,
+static int shuffle_file(ExtShuf *s, int fd, uint64_t bytes, uint64_t lines, int depth,
                         Mt19937 *rng, FILE *out, Error *e)
 {
     if (lines == 0) return 0;
@@ -426,7 +421,7 @@ static int shuffle_file(LineShuf *s, int fd, uint64_t bytes, uint64_t lines, int
 
 /* ---- output ---- */
 
-int lineshuf_write(LineShuf *s, Mt19937 *rng, uint64_t copies, FILE *out,
+int extshuf_write(ExtShuf *s, Mt19937 *rng, uint64_t copies, FILE *out,
                    const char *out_name, Error *e)
 {
     if (s->n == 0) return 0;   /* nothing to write, however many copies */
@@ -452,82 +447,5 @@ int lineshuf_write(LineShuf *s, Mt19937 *rng, uint64_t copies, FILE *out,
         }
         if (ferror(out)) return out_error(out_name, e);
     }
-    return 0;
-}
-
-/* ---- small parsers ---- */
-
-/* Byte length of the Python whitespace character at p (n bytes left), or 0. */
-static size_t space_at(const unsigned char *p, size_t n)
-{
-    unsigned c = p[0];
-    if ((c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20)) return 1;
-    if (c == 0xc2 && n >= 2 && (p[1] == 0x85 || p[1] == 0xa0)) return 2;   /* U+0085, U+00A0 */
-    if (n >= 3) {
-        unsigned c1 = p[1], c2 = p[2];
-        if ((c == 0xe1 && c1 == 0x9a && c2 == 0x80) ||                     /* U+1680 */
-            (c == 0xe2 && c1 == 0x80 && ((c2 >= 0x80 && c2 <= 0x8a) ||      /* U+2000-200A */
-                                         c2 == 0xa8 || c2 == 0xa9 || c2 == 0xaf)) ||
-            (c == 0xe2 && c1 == 0x81 && c2 == 0x9f) ||                     /* U+205F */
-            (c == 0xe3 && c1 == 0x80 && c2 == 0x80))                       /* U+3000 */
-            return 3;
-    }
-    return 0;
-}
-
-/* Byte length of the whitespace character that ends at end (n bytes before), or 0.
- * Lead bytes C2/E1/E2/E3 are never continuation bytes, so this cannot split a character. */
-static size_t space_before(const unsigned char *end, size_t n)
-{
-    for (size_t k = 1; k <= 3 && k <= n; k++)
-        if (space_at(end - k, k) == k) return k;
-    return 0;
-}
-
-int line_is_blank(const char *line, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)line, *end = p + len;
-    size_t k;
-    while (p < end && (k = space_at(p, (size_t)(end - p))) > 0) p += k;
-    return p == end;
-}
-
-void line_strip(const char **line, size_t *len)
-{
-    const unsigned char *p = (const unsigned char *)*line, *end = p + *len;
-    size_t k;
-    while (p < end && (k = space_at(p, (size_t)(end - p))) > 0) p += k;
-    while (end > p && (k = space_before(end, (size_t)(end - p))) > 0) end -= k;
-    *line = (const char *)p;
-    *len = (size_t)(end - p);
-}
-
-int parse_size(const char *text, uint64_t *out)
-{
-    const char *p = text;
-    uint64_t v = 0;
-    if (*p < '0' || *p > '9') return -1;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        uint64_t d = (uint64_t)(*p - '0');
-        if (v > UINT64_MAX / 10 || (v == UINT64_MAX / 10 && d > UINT64_MAX % 10)) return -1;
-        v = v * 10 + d;
-    }
-    int shift = 0;
-    switch (*p) {
-    case 'k': case 'K': shift = 10; break;
-    case 'm': case 'M': shift = 20; break;
-    case 'g': case 'G': shift = 30; break;
-    case 't': case 'T': shift = 40; break;
-    case 0: break;
-    default: return -1;
-    }
-    if (shift) {
-        p++;
-        if (*p == 'i') p++;
-        if (*p == 'B') p++;
-    }
-    if (*p) return -1;
-    if (shift && v > (UINT64_MAX >> shift)) return -1;
-    *out = v << shift;
     return 0;
 }

@@ -1,8 +1,11 @@
 #include "input.h"
+#include "growbuf.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #define RAW_CHUNK (1 << 20)
@@ -45,7 +48,18 @@ static int fill_raw(Input *in, Error *e)
     return 1;
 }
 
-Input *input_open(const char *path, Error *e)
+/* RFC 8878: a zstd frame (28 B5 2F FD), or a skippable frame (5? 2A 4D 18), which
+ * pzstd writes before every frame; libzstd's stream decoder skips the latter. */
+static int is_zstd(const unsigned char *b, size_t n)
+{
+    if (n < 4) return 0;
+    uint32_t magic = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    return magic == 0xFD2FB528u || (magic & 0xFFFFFFF0u) == 0x184D2A50u;
+}
+
+static int is_gzip(const unsigned char *b, size_t n) { return n >= 2 && b[0] == 0x1F && b[1] == 0x8B; }
+
+static Input *open_common(const char *path, int regular_only, Error *e)
 {
     Input *in = calloc(1, sizeof *in);
     if (!in) { fail(e, "out of memory"); return NULL; }
@@ -54,25 +68,30 @@ Input *input_open(const char *path, Error *e)
         in->is_stdin = 1;
         in->name = strdup("<stdin>");
     } else {
-        in->fp = fopen(path, "rb");
         in->name = strdup(path);
-        if (!in->fp) {
-            fail(e, "%s: %s", path, strerror(errno));
-            input_close(in);
-            return NULL;
-        }
+        int fd = regular_only ? open_regular(path, e) : open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 && !regular_only) fail(e, "%s: %s", path, strerror(errno));
+        if (fd >= 0 && !(in->fp = fdopen(fd, "rb"))) { close(fd); fail(e, "%s: %s", path, strerror(errno)); }
+        if (!in->fp) { input_close(in); return NULL; }
     }
     in->raw = malloc(RAW_CHUNK);
     if (!in->name || !in->raw) { fail(e, "out of memory"); input_close(in); return NULL; }
     if (fill_raw(in, e) < 0) { input_close(in); return NULL; }
-    static const unsigned char zmagic[4] = { 0x28, 0xB5, 0x2F, 0xFD };
-    if (in->raw_len >= 4 && memcmp(in->raw, zmagic, 4) == 0) {
+    if (is_gzip(in->raw, in->raw_len)) {
+        fail(e, "%s: gzip input is not supported (decompress it first: zcat FILE | ...)", in->name);
+        input_close(in);
+        return NULL;
+    }
+    if (is_zstd(in->raw, in->raw_len)) {
         in->zs = ZSTD_createDStream();
         if (!in->zs) { fail(e, "out of memory"); input_close(in); return NULL; }
         ZSTD_initDStream(in->zs);
     }
     return in;
 }
+
+Input *input_open(const char *path, Error *e) { return open_common(path, 0, e); }
+Input *input_open_regular(const char *path, Error *e) { return open_common(path, 1, e); }
 
 void input_close(Input *in)
 {
@@ -128,8 +147,8 @@ ssize_t input_read(Input *in, void *buf, size_t n, Error *e)
 int input_getline(Input *in, char **line, size_t *len, Error *e)
 {
     for (;;) {
-        char *start = in->buf + in->buf_start;
         size_t avail = in->buf_end - in->buf_start;
+        char *start = in->buf ? in->buf + in->buf_start : NULL;   /* NULL + 0 is UB */
         char *nl = avail ? memchr(start, '\n', avail) : NULL;
         if (nl || (in->eof && avail)) {
             size_t n = nl ? (size_t)(nl - start) : avail;
@@ -157,14 +176,7 @@ int input_getline(Input *in, char **line, size_t *len, Error *e)
             in->buf_start = 0;
             in->buf_end = avail;
         }
-        if (in->buf_cap - in->buf_end < RAW_CHUNK + 1) {
-            size_t cap = in->buf_cap ? in->buf_cap * 2 : 4 * RAW_CHUNK;
-            while (cap - in->buf_end < RAW_CHUNK + 1) cap *= 2;
-            char *nb = realloc(in->buf, cap);
-            if (!nb) return fail(e, "out of memory");
-            in->buf = nb;
-            in->buf_cap = cap;
-        }
+        if (grow(&in->buf, &in->buf_cap, in->buf_end + RAW_CHUNK + 1)) return fail(e, "out of memory");
         ssize_t r = input_read(in, in->buf + in->buf_end, in->buf_cap - in->buf_end - 1, e);
         if (r < 0) return -1;
         if (r == 0) in->eof = 1;

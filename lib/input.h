@@ -9,8 +9,14 @@
 
 typedef struct Input Input;
 
-/* path "-" or NULL means stdin.  The name used in messages is "-" → "<stdin>". */
+/* path "-" or NULL means stdin.  The name used in messages is "-" → "<stdin>".
+ * zstd is recognised by its frame or skippable-frame magic (RFC 8878); gzip is
+ * refused with a hint, the rest is plain.  A named FIFO or device is read as a
+ * stream (so `<(zstdcat f)` works). */
 Input *input_open(const char *path, Error *e);
+/* The same, but a named path must be a regular file (open_regular): for inputs
+ * such as the vocabulary, where a FIFO is a mistake that would hang the tool. */
+Input *input_open_regular(const char *path, Error *e);
 void   input_close(Input *in);
 const char *input_name(const Input *in);
 

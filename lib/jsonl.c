@@ -310,39 +310,7 @@ static int parse_value(Parser *ps, int depth, Target *tg)
     }
 }
 
-/* Python's str.isspace() for one code point. */
-static int py_space(uint32_t cp)
-{
-    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
-           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
-           cp == 0x202F || cp == 0x205F || cp == 0x3000;
-}
-
-/* Length of the Python whitespace character at s, or 0. */
-static int space_at(const uint8_t *s, const uint8_t *end)
-{
-    uint32_t cp;
-    int len = utf8_next(s, end, &cp);
-    return len && py_space(cp) ? len : 0;
-}
-
-/* Length of a Python whitespace character ending at end, or 0. */
-static int space_before(const uint8_t *start, const uint8_t *end)
-{
-    const uint8_t *s = end - 1;
-    while (s > start && end - s < 4 && (*s & 0xC0) == 0x80) s--;
-    uint32_t cp;
-    int len = utf8_next(s, end, &cp);
-    return len == end - s && py_space(cp) ? len : 0;
-}
-
-int jsonl_is_blank(const char *line, size_t n)
-{
-    const uint8_t *p = (const uint8_t *)line, *end = p + n;
-    int k;
-    while (p < end && (k = space_at(p, end))) p += k;
-    return p == end;
-}
+int jsonl_is_blank(const char *line, size_t n) { return py_is_blank(line, n); }
 
 /* Validate the whole record on line[0..n) and find tg's field in it. */
 static int parse_record(const char *line, size_t n, Target *tg, JsonError *err)
@@ -350,9 +318,9 @@ static int parse_record(const char *line, size_t n, Target *tg, JsonError *err)
     Parser ps = { (const uint8_t *)line, (const uint8_t *)line, (const uint8_t *)line + n, err };
     err->column = 0;
     err->msg[0] = 0;
-    int k;
-    while (ps.p < ps.end && (k = space_at(ps.p, ps.end))) ps.p += k;
-    while (ps.end > ps.p && (k = space_before(ps.p, ps.end))) ps.end -= k;
+    int k;   /* Python's json.loads(line) after make_data.py's line.strip() */
+    while (ps.p < ps.end && (k = py_space_at(ps.p, ps.end))) ps.p += k;
+    while (ps.end > ps.p && (k = py_space_before(ps.p, ps.end))) ps.end -= k;
     if (ps.p >= ps.end) { snprintf(err->msg, sizeof err->msg, "empty record"); return -1; }
     int is_object = *ps.p == '{';
     if (parse_value(&ps, 0, is_object ? tg : NULL)) return -1;

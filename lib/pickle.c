@@ -1,5 +1,7 @@
 /* pickle.c: recogniser and writer for torch's tensor-dict pickle (see pickle.h). */
 #include "pickle.h"
+#include "growbuf.h"
+#include "utf8.h"
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,17 +11,48 @@
 #define MAX_MEMO    (1 << 20)
 #define MAX_STRING  (1 << 16)
 #define MAX_GLOBAL  256
+/* Tuples stay alive until the end (a tuple may hold another), so their number
+ * must be capped or a run of TUPLE1 opcodes grows memory 40 bytes per input byte.
+ * torch.save writes about 6 tuples and 30 tuple items per tensor; these caps
+ * leave room for PICKLE_MAX_TENSORS tensors and bound the tables to ~80 MB. */
+#define MAX_TUPLES       (16 * PICKLE_MAX_TENSORS)
+#define MAX_TUPLE_ITEMS  (64 * PICKLE_MAX_TENSORS)
+
+/* Pickle opcodes (CPython Lib/pickletools.py).  The first group is the grammar
+ * torch.save writes and run() accepts; the rest are named only in errors. */
+enum Opcode {
+    OP_PROTO = 0x80, OP_STOP = '.', OP_GLOBAL = 'c', OP_BINPUT = 'q', OP_LONG_BINPUT = 'r',
+    OP_BINGET = 'h', OP_LONG_BINGET = 'j', OP_MARK = '(', OP_TUPLE = 't', OP_EMPTY_TUPLE = ')',
+    OP_TUPLE1 = 0x85, OP_TUPLE2 = 0x86, OP_TUPLE3 = 0x87, OP_BINUNICODE = 'X', OP_BININT1 = 'K',
+    OP_BININT2 = 'M', OP_BININT = 'J', OP_LONG1 = 0x8a, OP_BINPERSID = 'Q', OP_NEWTRUE = 0x88,
+    OP_NEWFALSE = 0x89, OP_NONE = 'N', OP_REDUCE = 'R', OP_EMPTY_DICT = '}', OP_SETITEM = 's',
+    OP_SETITEMS = 'u', OP_BUILD = 'b',
+    /* refused */
+    OP_INST = 'i', OP_OBJ = 'o', OP_STACK_GLOBAL = 0x93, OP_NEWOBJ = 0x81, OP_NEWOBJ_EX = 0x92,
+    OP_EXT1 = 0x82, OP_EXT2 = 0x83, OP_EXT4 = 0x84, OP_PERSID = 'P', OP_FRAME = 0x95,
+    OP_SHORT_BINUNICODE = 0x8c, OP_MEMOIZE = 0x94, OP_UNICODE = 'V', OP_STRING = 'S',
+    OP_BINSTRING = 'T', OP_SHORT_BINSTRING = 'U', OP_BINBYTES = 'B', OP_SHORT_BINBYTES = 'C',
+    OP_BINBYTES8 = 0x8e, OP_BINFLOAT = 'G', OP_EMPTY_LIST = ']', OP_APPEND = 'a', OP_APPENDS = 'e',
+    OP_LIST = 'l', OP_DICT = 'd', OP_EMPTY_SET = 0x8f, OP_LONG4 = 0x8b,
+};
 
 enum { V_NONE, V_BOOL, V_INT, V_STR, V_TUPLE, V_DICT, V_GLOBAL, V_STORAGE, V_TENSOR };
 enum { G_ODICT, G_REBUILD_V2, G_REBUILD_PARAM, G_STORAGE };
 
+/* 16 bytes: a pickle byte can make one Value, so its size is the memory
+ * amplification of the recogniser (see MAX_TUPLES). */
 typedef struct {
-    uint8_t     kind, sub;   /* sub: global kind */
-    int32_t     idx;         /* tuple/dict/storage/tensor index; dtype for G_STORAGE */
-    int64_t     i;           /* V_INT, V_BOOL */
-    const char *s;           /* V_STR: points into the pickle */
-    uint32_t    slen;
+    uint8_t kind, sub;            /* sub: global kind */
+    union {
+        int32_t  idx;             /* tuple/dict/storage/tensor index; dtype for G_STORAGE */
+        uint32_t slen;            /* V_STR */
+    };
+    union {
+        int64_t     i;            /* V_INT, V_BOOL */
+        const char *s;            /* V_STR: points into the pickle */
+    };
 } Value;
+_Static_assert(sizeof(Value) == 16, "Value grew: see MAX_TUPLES");
 
 typedef struct { int32_t start, n; } Tuple;
 typedef struct { int32_t n; uint8_t ordered, only_metadata; } Dict;
@@ -39,7 +72,7 @@ typedef struct {
     int   captensor, capstorage;
     int  *keyhash; int capkeyhash;   /* open addressing: storage index + 1, 0 = empty */
     Error *e;
-} P;
+} Unpickler;
 
 static const struct { const char *name; DType dt; } storages[] = {
     { "FloatStorage", DT_F32 }, { "HalfStorage", DT_F16 }, { "BFloat16Storage", DT_BF16 },
@@ -55,8 +88,8 @@ const char *pickle_storage_name(DType dt)
     return NULL;
 }
 
-static int perr(P *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int perr(P *p, const char *fmt, ...)
+static int perr(Unpickler *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int perr(Unpickler *p, const char *fmt, ...)
 {
     char msg[900];
     va_list ap;
@@ -66,52 +99,40 @@ static int perr(P *p, const char *fmt, ...)
     return fail(p->e, "data.pkl offset %zu: %s", p->op, msg);
 }
 
-/* Grow *arr (elements of size sz) so that index need-1 fits. */
-static int grow(void **arr, int *cap, int need, size_t sz)
+/* growbuf's grow() for the int counts of this file (all bounded by the MAX_* caps). */
+static int grow_int(void *arr, int *cap, int need, size_t sz)
 {
-    if (need <= *cap) return 0;
-    int nc = *cap ? *cap : 16;
-    while (nc < need) nc *= 2;
-    void *a = realloc(*arr, (size_t)nc * sz);
-    if (!a) return -1;
-    *arr = a;
-    *cap = nc;
+    size_t c = (size_t)*cap;
+    if (grow_array(arr, &c, (size_t)need, sz)) return -1;
+    *cap = (int)c;
     return 0;
 }
-#define GROW(p, arr, cap, need) (grow((void **)&(p)->arr, &(p)->cap, (need), sizeof *(p)->arr) ? perr(p, "out of memory") : 0)
+#define GROW(p, arr, cap, need) (grow_int(&(p)->arr, &(p)->cap, (need), sizeof *(p)->arr) ? perr(p, "out of memory") : 0)
 
-static int push(P *p, Value v)
+static int push(Unpickler *p, Value v)
 {
     if (p->nstack >= MAX_STACK) return perr(p, "stack too deep");
     if (GROW(p, stack, capstack, p->nstack + 1)) return -1;
     p->stack[p->nstack++] = v;
     return 0;
 }
-static int floor_(const P *p) { return p->nmarks ? p->marks[p->nmarks - 1] : 0; }
-static int pop(P *p, Value *v)
+static int mark_floor(const Unpickler *p) { return p->nmarks ? p->marks[p->nmarks - 1] : 0; }
+static int pop(Unpickler *p, Value *v)
 {
-    if (p->nstack <= floor_(p)) return perr(p, "stack underflow");
+    if (p->nstack <= mark_floor(p)) return perr(p, "stack underflow");
     *v = p->stack[--p->nstack];
     return 0;
 }
-static int need(P *p, size_t n)
+static int need(Unpickler *p, size_t n)
 {
     if (p->len - p->pos < n) return perr(p, "truncated pickle");
     return 0;
 }
-static uint32_t rd32(const uint8_t *q) { return (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24; }
-
+/* Strict UTF-8 as Python's codec (BINUNICODE is decoded with it), and no NUL:
+ * names become C strings. */
 static int utf8_ok(const char *s, size_t n)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        unsigned c = u[i];
-        size_t k = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 9;
-        if (c == 0 || k == 9 || (k == 1 && c < 0xc2) || k > n - i - 1) return 0;
-        for (size_t j = 1; j <= k; j++) if ((u[i + j] & 0xc0) != 0x80) return 0;
-        i += k + 1;
-    }
-    return 1;
+    return utf8_valid((const uint8_t *)s, n) && !memchr(s, 0, n);
 }
 static int str_is(const Value *v, const char *s) { return v->kind == V_STR && v->slen == strlen(s) && !memcmp(v->s, s, v->slen); }
 static char *str_dup(const Value *v)
@@ -124,32 +145,32 @@ static char *str_dup(const Value *v)
 static const char *opname(uint8_t op)
 {
     switch (op) {
-    case 'i': return "INST";
-    case 'o': return "OBJ";
-    case 0x93: return "STACK_GLOBAL";
-    case 0x81: return "NEWOBJ";
-    case 0x92: return "NEWOBJ_EX";
-    case 0x82: case 0x83: case 0x84: return "EXT";
-    case 'P': return "PERSID";
-    case 0x95: return "FRAME";
-    case 0x8c: return "SHORT_BINUNICODE";
-    case 0x94: return "MEMOIZE";
-    case 'V': return "UNICODE";
-    case 'S': return "STRING";
-    case 'T': case 'U': return "BINSTRING";
-    case 'B': case 'C': case 0x8e: return "BINBYTES";
-    case 'G': return "BINFLOAT";
-    case ']': return "EMPTY_LIST";
-    case 'a': case 'e': return "APPEND";
-    case 'l': return "LIST";
-    case 'd': return "DICT";
-    case 0x8f: return "EMPTY_SET";
-    case 0x8b: return "LONG4";
+    case OP_INST: return "INST";
+    case OP_OBJ: return "OBJ";
+    case OP_STACK_GLOBAL: return "STACK_GLOBAL";
+    case OP_NEWOBJ: return "NEWOBJ";
+    case OP_NEWOBJ_EX: return "NEWOBJ_EX";
+    case OP_EXT1: case OP_EXT2: case OP_EXT4: return "EXT";
+    case OP_PERSID: return "PERSID";
+    case OP_FRAME: return "FRAME";
+    case OP_SHORT_BINUNICODE: return "SHORT_BINUNICODE";
+    case OP_MEMOIZE: return "MEMOIZE";
+    case OP_UNICODE: return "UNICODE";
+    case OP_STRING: return "STRING";
+    case OP_BINSTRING: case OP_SHORT_BINSTRING: return "BINSTRING";
+    case OP_BINBYTES: case OP_SHORT_BINBYTES: case OP_BINBYTES8: return "BINBYTES";
+    case OP_BINFLOAT: return "BINFLOAT";
+    case OP_EMPTY_LIST: return "EMPTY_LIST";
+    case OP_APPEND: case OP_APPENDS: return "APPEND";
+    case OP_LIST: return "LIST";
+    case OP_DICT: return "DICT";
+    case OP_EMPTY_SET: return "EMPTY_SET";
+    case OP_LONG4: return "LONG4";
     default: return "unknown";
     }
 }
 
-static int op_global(P *p)
+static int op_global(Unpickler *p)
 {
     const char *mod = (const char *)p->b + p->pos, *nl = memchr(mod, '\n', p->len - p->pos);
     if (!nl) return perr(p, "truncated GLOBAL");
@@ -187,9 +208,11 @@ static int op_global(P *p)
     return push(p, v);
 }
 
-static int make_tuple(P *p, int from)
+static int make_tuple(Unpickler *p, int from)
 {
     int n = p->nstack - from;
+    if (p->ntuples >= MAX_TUPLES) return perr(p, "more than %d tuples (not a tensor dict)", MAX_TUPLES);
+    if (p->ntitems + n > MAX_TUPLE_ITEMS) return perr(p, "more than %d tuple items (not a tensor dict)", MAX_TUPLE_ITEMS);
     if (GROW(p, tuples, captuples, p->ntuples + 1) || GROW(p, titems, captitems, p->ntitems + n)) return -1;
     Tuple *t = &p->tuples[p->ntuples];
     t->start = p->ntitems;
@@ -201,7 +224,7 @@ static int make_tuple(P *p, int from)
     return push(p, v);
 }
 
-static int new_dict(P *p, int ordered)
+static int new_dict(Unpickler *p, int ordered)
 {
     if (GROW(p, dicts, capdicts, p->ndicts + 1)) return -1;
     p->dicts[p->ndicts].n = 0;
@@ -211,7 +234,7 @@ static int new_dict(P *p, int ordered)
     return push(p, v);
 }
 
-static int set_item(P *p, const Value *dict, const Value *k, const Value *v)
+static int set_item(Unpickler *p, const Value *dict, const Value *k, const Value *v)
 {
     if (dict->kind != V_DICT) return perr(p, "SETITEM on something that is not a dict");
     if (k->kind != V_STR) return perr(p, "dict key is not a string");
@@ -225,7 +248,10 @@ static int set_item(P *p, const Value *dict, const Value *k, const Value *v)
     return 0;
 }
 
-static int empty_dict(const P *p, const Value *v) { return v->kind == V_DICT && p->dicts[v->idx].n == 0; }
+/* The items of tuple t (NULL for an empty one before any item exists: NULL + 0 is UB). */
+static const Value *tuple_items(const Unpickler *p, const Tuple *t) { return t->n ? p->titems + t->start : NULL; }
+
+static int empty_dict(const Unpickler *p, const Value *v) { return v->kind == V_DICT && p->dicts[v->idx].n == 0; }
 static int nonneg_int(const Value *v) { return v->kind == V_INT && v->i >= 0; }
 
 static size_t key_hash(const char *s, size_t n)
@@ -237,7 +263,7 @@ static size_t key_hash(const char *s, size_t n)
 
 /* Look up a storage key: *found = its index or -1, *slot = where to insert it.
  * A hash table, so a pickle of many storage references stays linear. */
-static int find_key(P *p, const Value *k, int *found, size_t *slot)
+static int find_key(Unpickler *p, const Value *k, int *found, size_t *slot)
 {
     if (p->d->nstorage + 1 > p->capkeyhash / 2) {   /* keep the load factor under 1/2 */
         int cap = p->capkeyhash ? p->capkeyhash * 2 : 64;
@@ -264,12 +290,12 @@ static int find_key(P *p, const Value *k, int *found, size_t *slot)
     return 0;
 }
 
-static int op_persid(P *p)
+static int op_persid(Unpickler *p)
 {
     Value t = { 0 };
     if (pop(p, &t)) return -1;
     if (t.kind != V_TUPLE || p->tuples[t.idx].n != 5) return perr(p, "persistent id is not a ('storage', type, key, location, numel) tuple");
-    const Value *a = p->titems + p->tuples[t.idx].start;
+    const Value *a = tuple_items(p, &p->tuples[t.idx]);
     if (!str_is(&a[0], "storage")) return perr(p, "persistent id does not start with 'storage'");
     if (a[1].kind != V_GLOBAL || a[1].sub != G_STORAGE) return perr(p, "persistent id without a storage type");
     if (a[2].kind != V_STR || a[2].slen < 1 || a[2].slen > 9) return perr(p, "bad storage key");
@@ -288,7 +314,7 @@ static int op_persid(P *p)
         if (d->storage[found].dtype != dt || d->storage[found].numel != numel)
             return perr(p, "storage %s is referenced with two different types or sizes", d->storage[found].key);
     } else {
-        if (grow((void **)&d->storage, &p->capstorage, d->nstorage + 1, sizeof *d->storage)) return perr(p, "out of memory");
+        if (grow_int(&d->storage, &p->capstorage, d->nstorage + 1, sizeof *d->storage)) return perr(p, "out of memory");
         PickleStorage *s = &d->storage[d->nstorage];
         memset(s, 0, sizeof *s);
         s->key = str_dup(&a[2]);
@@ -303,7 +329,7 @@ static int op_persid(P *p)
     return push(p, v);
 }
 
-static int rebuild_tensor(P *p, const Value *a, int n)
+static int rebuild_tensor(Unpickler *p, const Value *a, int n)
 {
     if (n != 6 && n != 7) return perr(p, "_rebuild_tensor_v2 with %d arguments", n);
     if (a[0].kind != V_STORAGE) return perr(p, "_rebuild_tensor_v2: first argument is not a storage");
@@ -321,7 +347,7 @@ static int rebuild_tensor(P *p, const Value *a, int n)
     uint64_t last = t.offset, numel = 1;
     int empty = 0;
     for (int i = 0; i < ts->n; i++) {
-        const Value *sv = &p->titems[ts->start + i], *rv = &p->titems[tt->start + i];
+        const Value *sv = tuple_items(p, ts) + i, *rv = tuple_items(p, tt) + i;
         if (!nonneg_int(sv) || !nonneg_int(rv)) return perr(p, "tensor size/stride not non-negative integers");
         t.size[i] = sv->i;
         t.stride[i] = rv->i;
@@ -337,20 +363,20 @@ static int rebuild_tensor(P *p, const Value *a, int n)
                     (unsigned long long)t.offset, (unsigned long long)last, st->key, (unsigned long long)st->numel);
     PickleDict *d = p->d;
     if (d->ntensor >= PICKLE_MAX_TENSORS) return perr(p, "more than %d tensors", PICKLE_MAX_TENSORS);
-    if (grow((void **)&d->tensor, &p->captensor, d->ntensor + 1, sizeof *d->tensor)) return perr(p, "out of memory");
+    if (grow_int(&d->tensor, &p->captensor, d->ntensor + 1, sizeof *d->tensor)) return perr(p, "out of memory");
     d->tensor[d->ntensor] = t;
     Value v = { .kind = V_TENSOR, .idx = d->ntensor++ };
     return push(p, v);
 }
 
-static int op_reduce(P *p)
+static int op_reduce(Unpickler *p)
 {
     Value args = { 0 }, fn = { 0 };
     if (pop(p, &args) || pop(p, &fn)) return -1;
     if (fn.kind != V_GLOBAL) return perr(p, "REDUCE of something that is not an allowed global refused");
     if (args.kind != V_TUPLE) return perr(p, "REDUCE arguments are not a tuple");
     const Tuple *t = &p->tuples[args.idx];
-    const Value *a = p->titems + t->start;
+    const Value *a = tuple_items(p, t);
     switch (fn.sub) {
     case G_ODICT:
         if (t->n != 0) return perr(p, "OrderedDict called with arguments refused");
@@ -366,7 +392,7 @@ static int op_reduce(P *p)
     }
 }
 
-static int op_build(P *p)
+static int op_build(Unpickler *p)
 {
     Value state = { 0 }, target = { 0 };
     if (pop(p, &state) || pop(p, &target)) return -1;
@@ -382,7 +408,7 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(((const PickleTensor *)a)->name, ((const PickleTensor *)b)->name);
 }
 
-static int finish(P *p)
+static int finish(Unpickler *p)
 {
     if (p->nmarks) return perr(p, "STOP with an open MARK");
     if (p->nstack != 1 || p->stack[0].kind != V_DICT) return perr(p, "the pickle is not a single dict");
@@ -446,133 +472,163 @@ void pickle_free(PickleDict *d)
     memset(d, 0, sizeof *d);
 }
 
-static int run(P *p)
+/* BINPUT / LONG_BINPUT: remember the top of the stack under an index of width bytes. */
+static int op_memo_put(Unpickler *p, size_t width)
 {
-    int stopped = 0;
-    if (p->len < 2 || p->b[0] != 0x80) { p->op = 0; return perr(p, "not a pickle (no PROTO opcode)"); }
-    while (!stopped) {
+    if (need(p, width)) return -1;
+    uint32_t i = width == 1 ? p->b[p->pos] : load_le32(p->b + p->pos);
+    p->pos += width;
+    if (i >= MAX_MEMO) return perr(p, "memo index %u too large", i);
+    if (p->nstack <= mark_floor(p)) return perr(p, "BINPUT with an empty stack");
+    if ((int)i >= p->capmemo) {
+        int old_cap = p->capmemo;
+        if (GROW(p, memo, capmemo, (int)i + 1)) return -1;
+        uint8_t *set = realloc(p->memo_set, (size_t)p->capmemo);   /* same capacity as memo */
+        if (!set) return perr(p, "out of memory");
+        memset(set + old_cap, 0, (size_t)(p->capmemo - old_cap));
+        p->memo_set = set;
+    }
+    p->memo[i] = p->stack[p->nstack - 1];
+    p->memo_set[i] = 1;
+    return 0;
+}
+
+/* BINGET / LONG_BINGET */
+static int op_memo_get(Unpickler *p, size_t width)
+{
+    if (need(p, width)) return -1;
+    uint32_t i = width == 1 ? p->b[p->pos] : load_le32(p->b + p->pos);
+    p->pos += width;
+    if ((int64_t)i >= p->capmemo || !p->memo_set[i]) return perr(p, "memo index %u was never stored", i);
+    return push(p, p->memo[i]);
+}
+
+static int op_unicode(Unpickler *p)
+{
+    if (need(p, 4)) return -1;
+    uint32_t n = load_le32(p->b + p->pos);
+    p->pos += 4;
+    if (n > MAX_STRING) return perr(p, "string of %u bytes refused", n);
+    if (need(p, n)) return -1;
+    if (!utf8_ok((const char *)p->b + p->pos, n)) return perr(p, "string is not valid UTF-8");
+    Value v = { .kind = V_STR, .slen = n, .s = (const char *)p->b + p->pos };
+    p->pos += n;
+    return push(p, v);
+}
+
+/* BININT1, BININT2, BININT, LONG1 */
+static int op_int(Unpickler *p, uint8_t op)
+{
+    Value v = { .kind = V_INT };
+    size_t width = op == OP_BININT1 ? 1 : op == OP_BININT2 ? 2 : op == OP_BININT ? 4 : 1;
+    if (need(p, width)) return -1;
+    const uint8_t *q = p->b + p->pos;
+    p->pos += width;
+    if (op == OP_BININT1) v.i = q[0];
+    else if (op == OP_BININT2) v.i = q[0] | q[1] << 8;
+    else if (op == OP_BININT) v.i = (int32_t)load_le32(q);
+    else {   /* LONG1: n bytes of little-endian two's complement */
+        unsigned n = q[0];
+        if (n > 8) return perr(p, "integer of %u bytes refused", n);
+        if (need(p, n)) return -1;
+        q = p->b + p->pos;
+        uint64_t u = 0;
+        for (unsigned i = 0; i < n; i++) u |= (uint64_t)q[i] << (8 * i);
+        if (n && n < 8 && (q[n - 1] & 0x80)) u |= ~0ull << (8 * n);   /* sign-extend */
+        p->pos += n;
+        v.i = (int64_t)u;
+    }
+    return push(p, v);
+}
+
+static int op_mark(Unpickler *p)
+{
+    if (p->nmarks >= MAX_MARKS) return perr(p, "MARKs nested too deeply");
+    p->marks[p->nmarks++] = p->nstack;
+    return 0;
+}
+
+/* TUPLE (n < 0: back to the last MARK), EMPTY_TUPLE, TUPLE1..3 */
+static int op_tuple(Unpickler *p, int n)
+{
+    if (n < 0) {
+        if (!p->nmarks) return perr(p, "TUPLE without MARK");
+        return make_tuple(p, p->marks[--p->nmarks]);
+    }
+    if (p->nstack - mark_floor(p) < n) return perr(p, "stack underflow");
+    return make_tuple(p, p->nstack - n);
+}
+
+static int op_setitem(Unpickler *p)
+{
+    Value k = { 0 }, x = { 0 };
+    if (pop(p, &x) || pop(p, &k)) return -1;
+    if (p->nstack <= mark_floor(p)) return perr(p, "SETITEM without a dict");
+    return set_item(p, &p->stack[p->nstack - 1], &k, &x);
+}
+
+static int op_setitems(Unpickler *p)
+{
+    if (!p->nmarks) return perr(p, "SETITEMS without MARK");
+    int from = p->marks[--p->nmarks];
+    if ((p->nstack - from) % 2) return perr(p, "SETITEMS with an odd number of items");
+    if (from <= mark_floor(p)) return perr(p, "SETITEMS without a dict");
+    for (int i = from; i < p->nstack; i += 2)
+        if (set_item(p, &p->stack[from - 1], &p->stack[i], &p->stack[i + 1])) return -1;
+    p->nstack = from;
+    return 0;
+}
+
+static int push_simple(Unpickler *p, uint8_t kind, int64_t i)
+{
+    Value v = { .kind = kind, .i = i };
+    return push(p, v);
+}
+
+/* Run one opcode (not STOP). */
+static int step(Unpickler *p, uint8_t op)
+{
+    switch (op) {
+    case OP_PROTO:
+        if (need(p, 1)) return -1;
+        if (p->op != 0) return perr(p, "PROTO in the middle of the pickle");
+        if (p->b[p->pos] != 2) return perr(p, "pickle protocol %u is not supported (torch.save writes 2)", p->b[p->pos]);
+        p->pos++;
+        return 0;
+    case OP_GLOBAL: return op_global(p);
+    case OP_BINPUT: return op_memo_put(p, 1);
+    case OP_LONG_BINPUT: return op_memo_put(p, 4);
+    case OP_BINGET: return op_memo_get(p, 1);
+    case OP_LONG_BINGET: return op_memo_get(p, 4);
+    case OP_MARK: return op_mark(p);
+    case OP_TUPLE: return op_tuple(p, -1);
+    case OP_EMPTY_TUPLE: return op_tuple(p, 0);
+    case OP_TUPLE1: case OP_TUPLE2: case OP_TUPLE3: return op_tuple(p, op - OP_TUPLE1 + 1);
+    case OP_BINUNICODE: return op_unicode(p);
+    case OP_BININT1: case OP_BININT2: case OP_BININT: case OP_LONG1: return op_int(p, op);
+    case OP_BINPERSID: return op_persid(p);
+    case OP_NEWTRUE: return push_simple(p, V_BOOL, 1);
+    case OP_NEWFALSE: return push_simple(p, V_BOOL, 0);
+    case OP_NONE: return push_simple(p, V_NONE, 0);
+    case OP_REDUCE: return op_reduce(p);
+    case OP_EMPTY_DICT: return new_dict(p, 0);
+    case OP_SETITEM: return op_setitem(p);
+    case OP_SETITEMS: return op_setitems(p);
+    case OP_BUILD: return op_build(p);
+    default:
+        return perr(p, "opcode 0x%02x (%s) refused: not part of the tensor-dict grammar torch.save writes", op, opname(op));
+    }
+}
+
+static int run(Unpickler *p)
+{
+    if (p->len < 2 || p->b[0] != OP_PROTO) { p->op = 0; return perr(p, "not a pickle (no PROTO opcode)"); }
+    for (;;) {
         p->op = p->pos;
         if (p->pos >= p->len) return perr(p, "truncated pickle (no STOP)");
         uint8_t op = p->b[p->pos++];
-        Value v = { 0 }, k = { 0 }, x = { 0 };
-        switch (op) {
-        case 0x80:   /* PROTO */
-            if (need(p, 1)) return -1;
-            if (p->op != 0) return perr(p, "PROTO in the middle of the pickle");
-            if (p->b[p->pos] != 2) return perr(p, "pickle protocol %u is not supported (torch.save writes 2)", p->b[p->pos]);
-            p->pos++;
-            break;
-        case 'c': if (op_global(p)) return -1; break;
-        case 'q': case 'r': {   /* BINPUT, LONG_BINPUT */
-            size_t w = op == 'q' ? 1 : 4;
-            if (need(p, w)) return -1;
-            uint32_t i = w == 1 ? p->b[p->pos] : rd32(p->b + p->pos);
-            p->pos += w;
-            if (i >= MAX_MEMO) return perr(p, "memo index %u too large", i);
-            if (p->nstack <= floor_(p)) return perr(p, "BINPUT with an empty stack");
-            if ((int)i >= p->capmemo) {
-                int oc = p->capmemo;
-                if (GROW(p, memo, capmemo, (int)i + 1)) return -1;
-                uint8_t *ns = realloc(p->memo_set, (size_t)p->capmemo);
-                if (!ns) return perr(p, "out of memory");
-                memset(ns + oc, 0, (size_t)(p->capmemo - oc));
-                p->memo_set = ns;
-            }
-            p->memo[i] = p->stack[p->nstack - 1];
-            p->memo_set[i] = 1;
-            break;
-        }
-        case 'h': case 'j': {   /* BINGET, LONG_BINGET */
-            size_t w = op == 'h' ? 1 : 4;
-            if (need(p, w)) return -1;
-            uint32_t i = w == 1 ? p->b[p->pos] : rd32(p->b + p->pos);
-            p->pos += w;
-            if ((int64_t)i >= p->capmemo || !p->memo_set[i]) return perr(p, "memo index %u was never stored", i);
-            if (push(p, p->memo[i])) return -1;
-            break;
-        }
-        case '(':
-            if (p->nmarks >= MAX_MARKS) return perr(p, "MARKs nested too deeply");
-            p->marks[p->nmarks++] = p->nstack;
-            break;
-        case 't':
-            if (!p->nmarks) return perr(p, "TUPLE without MARK");
-            {
-                int from = p->marks[--p->nmarks];
-                if (make_tuple(p, from)) return -1;
-            }
-            break;
-        case ')': if (make_tuple(p, p->nstack)) return -1; break;
-        case 0x85: case 0x86: case 0x87: {
-            int n = op - 0x84;
-            if (p->nstack - floor_(p) < n) return perr(p, "stack underflow");
-            if (make_tuple(p, p->nstack - n)) return -1;
-            break;
-        }
-        case 'X': {
-            if (need(p, 4)) return -1;
-            uint32_t n = rd32(p->b + p->pos);
-            p->pos += 4;
-            if (n > MAX_STRING) return perr(p, "string of %u bytes refused", n);
-            if (need(p, n)) return -1;
-            if (!utf8_ok((const char *)p->b + p->pos, n)) return perr(p, "string is not valid UTF-8");
-            v.kind = V_STR;
-            v.s = (const char *)p->b + p->pos;
-            v.slen = n;
-            p->pos += n;
-            if (push(p, v)) return -1;
-            break;
-        }
-        case 'K': if (need(p, 1)) return -1; v.kind = V_INT; v.i = p->b[p->pos++]; if (push(p, v)) return -1; break;
-        case 'M':
-            if (need(p, 2)) return -1;
-            v.kind = V_INT; v.i = p->b[p->pos] | p->b[p->pos + 1] << 8; p->pos += 2;
-            if (push(p, v)) return -1;
-            break;
-        case 'J':
-            if (need(p, 4)) return -1;
-            v.kind = V_INT; v.i = (int32_t)rd32(p->b + p->pos); p->pos += 4;
-            if (push(p, v)) return -1;
-            break;
-        case 0x8a: {   /* LONG1 */
-            if (need(p, 1)) return -1;
-            unsigned n = p->b[p->pos++];
-            if (n > 8) return perr(p, "integer of %u bytes refused", n);
-            if (need(p, n)) return -1;
-            uint64_t u = 0;
-            for (unsigned i = 0; i < n; i++) u |= (uint64_t)p->b[p->pos + i] << (8 * i);
-            if (n && n < 8 && (p->b[p->pos + n - 1] & 0x80)) u |= ~0ull << (8 * n);   /* sign-extend */
-            p->pos += n;
-            v.kind = V_INT;
-            v.i = (int64_t)u;
-            if (push(p, v)) return -1;
-            break;
-        }
-        case 'Q': if (op_persid(p)) return -1; break;
-        case 0x88: case 0x89: v.kind = V_BOOL; v.i = op == 0x88; if (push(p, v)) return -1; break;
-        case 'N': v.kind = V_NONE; if (push(p, v)) return -1; break;
-        case 'R': if (op_reduce(p)) return -1; break;
-        case '}': if (new_dict(p, 0)) return -1; break;
-        case 's':
-            if (pop(p, &x) || pop(p, &k)) return -1;
-            if (p->nstack <= floor_(p)) return perr(p, "SETITEM without a dict");
-            if (set_item(p, &p->stack[p->nstack - 1], &k, &x)) return -1;
-            break;
-        case 'u': {
-            if (!p->nmarks) return perr(p, "SETITEMS without MARK");
-            int from = p->marks[--p->nmarks];
-            if ((p->nstack - from) % 2) return perr(p, "SETITEMS with an odd number of items");
-            if (from <= floor_(p)) return perr(p, "SETITEMS without a dict");
-            for (int i = from; i < p->nstack; i += 2)
-                if (set_item(p, &p->stack[from - 1], &p->stack[i], &p->stack[i + 1])) return -1;
-            p->nstack = from;
-            break;
-        }
-        case 'b': if (op_build(p)) return -1; break;
-        case '.': stopped = 1; break;
-        default:
-            return perr(p, "opcode 0x%02x (%s) refused: not part of the tensor-dict grammar torch.save writes", op, opname(op));
-        }
+        if (op == OP_STOP) break;
+        if (step(p, op)) return -1;
     }
     if (p->pos != p->len) { p->op = p->pos; return perr(p, "%zu bytes after STOP", p->len - p->pos); }
     return finish(p);
@@ -582,7 +638,7 @@ int pickle_parse(const void *buf, size_t len, PickleDict *d, Error *e)
 {
     memset(d, 0, sizeof *d);
     if (len > PICKLE_MAX_BYTES) return fail(e, "data.pkl: %zu bytes is too large", len);
-    P p = { .b = buf, .len = len, .d = d, .e = e };
+    Unpickler p = { .b = buf, .len = len, .d = d, .e = e };
     int rc = run(&p);
     free(p.keyhash);
     free(p.stack); free(p.memo); free(p.memo_set); free(p.titems); free(p.tuples); free(p.dicts); free(p.items);
@@ -596,14 +652,7 @@ typedef struct { uint8_t *b; size_t n, cap; int oom; } Buf;
 static void put(Buf *o, const void *p, size_t n)
 {
     if (o->oom) return;
-    if (o->n + n > o->cap) {
-        size_t c = o->cap ? o->cap : 4096;
-        while (c < o->n + n) c *= 2;
-        uint8_t *nb = realloc(o->b, c);
-        if (!nb) { o->oom = 1; return; }
-        o->b = nb;
-        o->cap = c;
-    }
+    if (grow(&o->b, &o->cap, o->n + n)) { o->oom = 1; return; }
     memcpy(o->b + o->n, p, n);
     o->n += n;
 }
@@ -611,13 +660,13 @@ static void put1(Buf *o, uint8_t c) { put(o, &c, 1); }
 static void put_str(Buf *o, const char *s)
 {
     uint32_t n = (uint32_t)strlen(s);
-    uint8_t h[5] = { 'X', (uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), (uint8_t)(n >> 24) };
+    uint8_t h[5] = { OP_BINUNICODE, (uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), (uint8_t)(n >> 24) };
     put(o, h, 5);
     put(o, s, n);
 }
 static void put_global(Buf *o, const char *mod, const char *name)
 {
-    put1(o, 'c');
+    put1(o, OP_GLOBAL);
     put(o, mod, strlen(mod));
     put1(o, '\n');
     put(o, name, strlen(name));
@@ -626,15 +675,15 @@ static void put_global(Buf *o, const char *mod, const char *name)
 /* CPython's choice: K for 0..255, M for ..65535, J for int32, else LONG1. */
 static void put_int(Buf *o, int64_t v)
 {
-    if (v >= 0 && v < 256) { put1(o, 'K'); put1(o, (uint8_t)v); return; }
-    if (v >= 0 && v < 65536) { uint8_t h[3] = { 'M', (uint8_t)v, (uint8_t)(v >> 8) }; put(o, h, 3); return; }
+    if (v >= 0 && v < 256) { put1(o, OP_BININT1); put1(o, (uint8_t)v); return; }
+    if (v >= 0 && v < 65536) { uint8_t h[3] = { OP_BININT2, (uint8_t)v, (uint8_t)(v >> 8) }; put(o, h, 3); return; }
     if (v >= INT32_MIN && v <= INT32_MAX) {
         uint32_t u = (uint32_t)v;
-        uint8_t h[5] = { 'J', (uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24) };
+        uint8_t h[5] = { OP_BININT, (uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24) };
         put(o, h, 5);
         return;
     }
-    uint8_t h[10] = { 0x8a, 0 };
+    uint8_t h[10] = { OP_LONG1, 0 };
     uint64_t u = (uint64_t)v;
     int n = 0;
     do {   /* minimal two's complement length */
@@ -646,10 +695,10 @@ static void put_int(Buf *o, int64_t v)
 }
 static void put_ints(Buf *o, const int64_t *v, int n)
 {
-    if (n == 0) { put1(o, ')'); return; }
-    if (n > 3) put1(o, '(');
+    if (n == 0) { put1(o, OP_EMPTY_TUPLE); return; }
+    if (n > 3) put1(o, OP_MARK);
     for (int i = 0; i < n; i++) put_int(o, v[i]);
-    put1(o, n > 3 ? 't' : (uint8_t)(0x84 + n));
+    put1(o, n > 3 ? OP_TUPLE : (uint8_t)(OP_TUPLE1 + n - 1));
 }
 
 int pickle_write_dict(const TensorSet *ts, uint8_t **out, size_t *len, Error *e)
@@ -662,7 +711,7 @@ int pickle_write_dict(const TensorSet *ts, uint8_t **out, size_t *len, Error *e)
         if (!sname) { free(o.b); return fail(e, "%s: dtype %s has no torch storage type", t->name, dtype_name(t->dtype)); }
         int left = ts->n - i, batch_start = i % 1000 == 0;
         /* Items are batched 1000 at a time like CPython; a batch of one uses SETITEM. */
-        if (batch_start && !(left == 1)) put1(&o, '(');
+        if (batch_start && !(left == 1)) put1(&o, OP_MARK);
         put_str(&o, t->name);
         put_global(&o, "torch._utils", "_rebuild_tensor_v2");
         put(&o, "((", 2);
@@ -673,22 +722,22 @@ int pickle_write_dict(const TensorSet *ts, uint8_t **out, size_t *len, Error *e)
         put_str(&o, key);
         put_str(&o, "cpu");
         put_int(&o, tensor_numel(t));
-        put1(&o, 't');
-        put1(&o, 'Q');
+        put1(&o, OP_TUPLE);
+        put1(&o, OP_BINPERSID);
         put_int(&o, 0);
         int64_t stride[TENSOR_MAX_DIM], acc = 1;
         for (int d = t->ndim - 1; d >= 0; d--) { stride[d] = acc; acc *= t->shape[d] ? t->shape[d] : 1; }
         put_ints(&o, t->shape, t->ndim);
         put_ints(&o, stride, t->ndim);
-        put1(&o, 0x89);
+        put1(&o, OP_NEWFALSE);
         put_global(&o, "collections", "OrderedDict");
         put(&o, ")Rt", 3);
-        put1(&o, 'R');
+        put1(&o, OP_REDUCE);
         int batch_end = (i + 1) % 1000 == 0 || i + 1 == ts->n;
         int batch_size = i % 1000 + 1;
-        if (batch_end) put1(&o, batch_size == 1 ? 's' : 'u');
+        if (batch_end) put1(&o, batch_size == 1 ? OP_SETITEM : OP_SETITEMS);
     }
-    put1(&o, '.');
+    put1(&o, OP_STOP);
     if (o.oom) { free(o.b); return fail(e, "out of memory"); }
     *out = o.b;
     *len = o.n;

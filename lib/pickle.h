@@ -1,6 +1,7 @@
 /* pickle.h: the data.pkl of a .pth — a recogniser for the one pickle grammar
  * torch.save emits for a dict of tensors, and a writer for the same grammar
- * (formats-reliability §A2, §A3.3).
+ * (torch/serialization.py and torch/_weights_only_unpickler.py in pytorch/pytorch;
+ * details and sources in doc/pth-format.md).
  *
  * This is not an unpickler: nothing is imported, called or executed.  The
  * parser accepts only protocol-2 opcodes from a fixed list and only these
@@ -10,7 +11,8 @@
  * rebuild, a parameter wrapper); BUILD only for a module's `_metadata` tail.
  * Anything else (GLOBAL os system, INST, STACK_GLOBAL, a REDUCE of an unknown
  * callable, ...) is refused with the opcode and its offset.  Sizes, depths,
- * string lengths and memo indices are capped. */
+ * string lengths, memo indices, tuples and tuple items are capped, so the
+ * parser's memory stays under about 100 MB whatever the input. */
 #ifndef RWKV7C_PICKLE_H
 #define RWKV7C_PICKLE_H
 #include <stddef.h>

@@ -157,12 +157,13 @@ int pth_parse(const void *buf, size_t len, TensorSet *ts, int flags, Error *e)
 int pth_read(const char *path, TensorSet *ts, int flags, Error *e)
 {
     if (ts->n || ts->map) return fail(e, "%s: pth_read: tensor set not empty", path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(e, "%s: %s", path, strerror(errno));
+    int fd = open_regular(path, e);
+    if (fd < 0) return -1;
     struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st)) {
+        int err = errno;
         close(fd);
-        return fail(e, "%s: not a regular file", path);
+        return fail(e, "%s: %s", path, strerror(err));
     }
     if (st.st_size < 22) {
         close(fd);
@@ -183,11 +184,12 @@ int pth_read(const char *path, TensorSet *ts, int flags, Error *e)
 
 int pth_sniff(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
+    Error ignore;
+    int fd = open_regular(path, &ignore);
+    if (fd < 0) return 0;
     unsigned char b[4];
-    int ok = fread(b, 1, 4, f) == 4 && !memcmp(b, "PK\x03\x04", 4);
-    fclose(f);
+    int ok = pread(fd, b, 4, 0) == 4 && !memcmp(b, "PK\x03\x04", 4);
+    close(fd);
     return ok;
 }
 

@@ -1,4 +1,5 @@
-/* safetensors.c: strict reader and atomic writer (formats-reliability §A4).
+/* safetensors.c: strict reader and atomic writer (huggingface/safetensors
+ * safetensors/src/tensor.rs rules; see doc/pth-format.md).
  *
  * The header is parsed by a small JSON parser that accepts exactly the shape
  * safetensors uses: one object whose members are tensor entries
@@ -6,6 +7,8 @@
  * Anything else (floats, negatives, duplicate keys, unknown fields, trailing
  * bytes other than whitespace) is an error, so a file has one meaning only. */
 #include "safetensors.h"
+#include "growbuf.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -69,39 +72,6 @@ static int hex4(const unsigned char *s, unsigned *out)
     return 0;
 }
 
-static size_t put_utf8(char *o, unsigned cp)
-{
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) { o[0] = (char)(0xc0 | cp >> 6); o[1] = (char)(0x80 | (cp & 0x3f)); return 2; }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | cp >> 12); o[1] = (char)(0x80 | ((cp >> 6) & 0x3f)); o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | cp >> 18); o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f)); o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
-/* Length of a valid UTF-8 sequence at s (max n bytes), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned min, cp;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) { len = 2; min = 0x80; cp = c & 0x1f; }
-    else if (c >= 0xe0 && c <= 0xef) { len = 3; min = 0x800; cp = c & 0x0f; }
-    else if (c >= 0xf0 && c <= 0xf4) { len = 4; min = 0x10000; cp = c & 0x07; }
-    else return 0;
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return len;
-}
-
 /* Parse a JSON string into a malloc'd NUL-terminated UTF-8 string.
  * Embedded NULs are rejected (names are C strings). */
 static char *parse_string(Json *j, size_t max_len)
@@ -147,13 +117,14 @@ static char *parse_string(Json *j, size_t max_len)
                     cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
                 }
                 if (cp == 0) { fail(j->e, "header: NUL character in string"); goto bad; }
-                n += put_utf8(out + n, cp);   /* 6+ input bytes -> at most 4 output bytes */
+                n += (size_t)utf8_encode((uint8_t *)out + n, cp);   /* 6+ input bytes -> at most 4 output bytes */
                 break;
             }
             default: fail(j->e, "header: bad escape \\%c", x < 0x80 && x >= 0x20 ? (char)x : '?'); goto bad;
             }
         } else {
-            size_t k = utf8_len(j->p, (size_t)(j->end - j->p));
+            uint32_t decoded;
+            size_t k = (size_t)utf8_decode(j->p, (size_t)(j->end - j->p), &decoded);
             if (!k) { fail(j->e, "header: invalid UTF-8"); goto bad; }
             memcpy(out + n, j->p, k);
             n += k;
@@ -203,9 +174,11 @@ typedef struct {
 
 typedef struct {
     Entry *v;
-    int n, cap;
+    int n;
+    size_t cap;
     char **mk, **mv;
-    int nmeta, metacap;
+    int nmeta;
+    size_t mk_cap, mv_cap;
     int have_meta;
 } Header;
 
@@ -281,16 +254,9 @@ static int parse_metadata(Json *j, Header *h)
     if (accept(j, '}')) return 0;
     do {
         if (h->nmeta == ST_MAX_META) return fail(j->e, "header: more than %d metadata entries", ST_MAX_META);
-        if (h->nmeta == h->metacap) {
-            int cap = h->metacap ? h->metacap * 2 : 64;
-            char **k = realloc(h->mk, cap * sizeof *k);
-            if (!k) return fail(j->e, "out of memory");
-            h->mk = k;
-            char **v = realloc(h->mv, cap * sizeof *v);
-            if (!v) return fail(j->e, "out of memory");
-            h->mv = v;
-            h->metacap = cap;
-        }
+        if (grow(&h->mk, &h->mk_cap, (size_t)h->nmeta + 1) ||
+            grow(&h->mv, &h->mv_cap, (size_t)h->nmeta + 1))
+            return fail(j->e, "out of memory");
         char *key = parse_string(j, ST_MAX_NAME + 16);
         if (!key) return fail_prefix(j->e, "__metadata__");
         if (expect(j, ':', "':'")) { free(key); return -1; }
@@ -343,13 +309,7 @@ static int parse_header(const unsigned char *p, size_t n, Header *h, Error *e)
                 continue;
             }
             if (h->n == ST_MAX_TENSORS) { free(key); return fail(e, "header: more than %d tensors", ST_MAX_TENSORS); }
-            if (h->n == h->cap) {
-                int cap = h->cap ? h->cap * 2 : 64;
-                Entry *v = realloc(h->v, cap * sizeof *v);
-                if (!v) { free(key); return fail(e, "out of memory"); }
-                h->v = v;
-                h->cap = cap;
-            }
+            if (grow(&h->v, &h->cap, (size_t)h->n + 1)) { free(key); return fail(e, "out of memory"); }
             Entry *t = &h->v[h->n++];
             memset(t, 0, sizeof *t);
             t->name = key;
@@ -498,11 +458,10 @@ bad:
 int st_read(const char *path, TensorSet *ts, Error *e)
 {
     ts_init(ts);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(e, "%s: %s", path, strerror(errno));
+    int fd = open_regular(path, e);
+    if (fd < 0) return -1;
     struct stat sb;
     if (fstat(fd, &sb) != 0) { int err = errno; close(fd); return fail(e, "%s: %s", path, strerror(err)); }
-    if (!S_ISREG(sb.st_mode)) { close(fd); return fail(e, "%s: not a regular file", path); }
     size_t len = (size_t)sb.st_size;
     if (len < 8) { close(fd); return fail(e, "%s: too short for a safetensors file (%zu bytes)", path, len); }
     void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -525,14 +484,7 @@ typedef struct { char *s; size_t n, cap; int oom; } Buf;
 static void buf_put(Buf *b, const char *s, size_t n)
 {
     if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) { b->oom = 1; return; }
-        b->s = p;
-        b->cap = cap;
-    }
+    if (grow(&b->s, &b->cap, b->n + n + 1)) { b->oom = 1; return; }
     memcpy(b->s + b->n, s, n);
     b->n += n;
     b->s[b->n] = 0;
@@ -551,18 +503,7 @@ static void buf_json_string(Buf *b, const char *s)
     buf_put(b, "\"", 1);
 }
 
-static int valid_utf8(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s);
-    while (n) {
-        size_t k = utf8_len(p, n);
-        if (!k) return 0;
-        p += k;
-        n -= k;
-    }
-    return 1;
-}
+static int valid_utf8(const char *s) { return utf8_valid((const uint8_t *)s, strlen(s)); }
 
 int st_write(const char *path, const TensorSet *ts, int overwrite, Error *e)
 {
@@ -638,15 +579,21 @@ int st_write(const char *path, const TensorSet *ts, int overwrite, Error *e)
     return atomic_commit(&f, e);
 }
 
-int st_sniff(const char *path)
+int st_sniff_head(const unsigned char *b, size_t n)
 {
-    unsigned char b[9];
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return 0;
-    size_t n = fread(b, 1, sizeof b, fp);
-    fclose(fp);
     if (n < 9) return 0;
     uint64_t len = 0;
     for (int i = 7; i >= 0; i--) len = len << 8 | b[i];
     return len >= 2 && len <= ST_MAX_HEADER && b[8] == '{';
+}
+
+int st_sniff(const char *path)
+{
+    unsigned char b[9];
+    Error ignore;
+    int fd = open_regular(path, &ignore);
+    if (fd < 0) return 0;
+    ssize_t n = pread(fd, b, sizeof b, 0);
+    close(fd);
+    return n > 0 && st_sniff_head(b, (size_t)n);
 }

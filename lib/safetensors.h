@@ -1,4 +1,5 @@
-/* safetensors.h: the project's checkpoint format (formats-reliability §A4).
+/* safetensors.h: the project's checkpoint format (huggingface/safetensors
+ * README.md "Format"; see doc/pth-format.md).
  *
  * Reading is strict: header size bounded, JSON parsed fully, dtypes known,
  * offsets contiguous from 0, non-overlapping, checked multiplication, the
@@ -19,6 +20,9 @@ int st_read(const char *path, TensorSet *ts, Error *e);
 int st_parse(const void *buf, size_t len, TensorSet *ts, Error *e);
 /* Write ts (with its string metadata, plus checksums) atomically. */
 int st_write(const char *path, const TensorSet *ts, int overwrite, Error *e);
-/* 1 if the file starts like a safetensors file (8-byte length then '{'). */
+/* 1 if the file starts like a safetensors file (8-byte length then '{');
+ * 0 too for a FIFO or device, which is never opened for reading (open_regular). */
 int st_sniff(const char *path);
+/* The same test on the first n bytes of a file. */
+int st_sniff_head(const unsigned char *b, size_t n);
 #endif

@@ -1,4 +1,5 @@
 #include "tensors.h"
+#include "growbuf.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -67,13 +68,7 @@ Tensor *ts_add(TensorSet *s, const char *name, DType dt, int ndim, const int64_t
     }
     uint64_t nbytes;
     if (mul_overflow_u64(numel, dtype_size(dt), &nbytes)) { fail(e, "%s: too large", name); return NULL; }
-    if (s->n == s->cap) {
-        int cap = s->cap ? s->cap * 2 : 64;
-        Tensor *t = realloc(s->t, cap * sizeof *t);
-        if (!t) { fail(e, "out of memory"); return NULL; }
-        s->t = t;
-        s->cap = cap;
-    }
+    if (grow(&s->t, &s->cap, (size_t)s->n + 1)) { fail(e, "out of memory"); return NULL; }
     Tensor *t = &s->t[s->n];
     memset(t, 0, sizeof *t);
     t->name = strdup(name);
@@ -169,12 +164,16 @@ int tensor_to_f32(const Tensor *t, float *out, Error *e)
     }
 }
 
-void f32_convert(const float *in, void *out, size_t n, DType dt)
+size_t f32_convert(const float *in, void *out, size_t n, DType dt)
 {
     unsigned char *p = out;
-    if (dt == DT_F32) { memcpy(out, in, n * 4); return; }
+    if (dt == DT_F32) { memcpy(out, in, n * 4); return 0; }
+    uint16_t inf = dt == DT_BF16 ? 0x7F80 : 0x7C00;
+    size_t overflowed = 0;
     for (size_t i = 0; i < n; i++) {
         uint16_t h = dt == DT_BF16 ? f32_to_bf16(in[i]) : f32_to_f16(in[i]);
+        overflowed += (h & 0x7FFF) == inf && isfinite(in[i]);
         memcpy(p + 2 * i, &h, 2);
     }
+    return overflowed;
 }

@@ -27,7 +27,8 @@ typedef struct {
 
 typedef struct {
     Tensor *t;
-    int     n, cap;
+    int     n;
+    size_t  cap;
     char  **meta_key, **meta_val;   /* string metadata (safetensors __metadata__) */
     int     nmeta;
     void   *map;                    /* optional backing mmap, released by ts_free */
@@ -47,8 +48,10 @@ int64_t tensor_numel(const Tensor *t);
 
 /* Convert any float tensor to fp32 into out (numel floats).  -1 for non-float dtypes. */
 int  tensor_to_f32(const Tensor *t, float *out, Error *e);
-/* Convert fp32 values to dtype (DT_F32, DT_BF16 or DT_F16) into out. */
-void f32_convert(const float *in, void *out, size_t n, DType dt);
+/* Convert fp32 values to dtype (DT_F32, DT_BF16 or DT_F16) into out.  Returns how
+ * many finite values overflowed to +-inf (fp16 tops out at 65504), as torch's
+ * .to() does silently; callers decide whether to warn. */
+size_t f32_convert(const float *in, void *out, size_t n, DType dt);
 
 /* bf16 round-to-nearest-even, as torch .bfloat16() and __float2bfloat16_rn (NaN stays NaN). */
 static inline uint16_t f32_to_bf16(float f)

@@ -1,5 +1,6 @@
 /* tokenizer.c: greedy longest-match encoder on a double-array trie (see tokenizer.h). */
 #include "tokenizer.h"
+#include "growbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -54,30 +55,31 @@ void tokenizer_free(Tokenizer *t)
     free(t);
 }
 
-Tokenizer *tokenizer_new(const Vocab *v, Error *e)
-{
-    Tokenizer *t = calloc(1, sizeof *t);
-    uint32_t *order = calloc(256 + 65536, sizeof *order);   /* dense child index of levels 0 and 1 */
-    size_t total = 1;
-    for (uint32_t id = 1; id <= v->n; id++) total += vocab_token_len(v, id);
-    BNode *bn = calloc(total, sizeof *bn);
-    uint32_t *map = malloc(total * sizeof *map);     /* build node -> slot */
-    uint32_t *queue = malloc(total * sizeof *queue);
-    size_t cap = 2 * total + 1024;
-    Node *nodes = calloc(cap, sizeof *nodes);
-    uint8_t *base_used = calloc(cap, 1);
-    if (!t || !order || !bn || !map || !queue || !nodes || !base_used) { fail(e, "out of memory"); goto bad; }
+/* Scratch of tokenizer_new, shared by its three phases. */
+typedef struct {
+    BNode    *bn;          /* the plain trie; bn[0] is the root */
+    size_t    nb;
+    uint32_t *order;       /* dense child index of levels 0 and 1 */
+    uint32_t *queue;       /* sibling groups in placement order, then a BFS queue */
+    uint32_t *base_of;     /* base chosen for each build node (0 = leaf) */
+    Node     *nodes;       /* the double array */
+    uint8_t  *base_used;
+    size_t    cap;
+} TrieBuild;
 
-    /* 1. a plain trie, tokens in file order.  Children of the first two
-     * levels are found through dense tables; deeper nodes have few children,
-     * so a scan of the sibling list is enough. */
+/* 1. a plain trie, tokens in file order.  Children of the first two levels are
+ * found through dense tables; deeper nodes have few children, so a scan of the
+ * sibling list is enough. */
+static void build_trie(TrieBuild *b, const Vocab *v)
+{
+    BNode *bn = b->bn;
     size_t nb = 1;
     for (uint32_t id = 1; id <= v->n; id++) {
         uint32_t cur = 0;
         const uint8_t *s = vocab_token(v, id);
         size_t len = vocab_token_len(v, id);
         for (size_t k = 0; k < len; k++) {
-            uint32_t *dense = k == 0 ? &order[s[0]] : k == 1 ? &order[256 + ((size_t)s[0] << 8 | s[1])] : NULL;
+            uint32_t *dense = k == 0 ? &b->order[s[0]] : k == 1 ? &b->order[256 + ((size_t)s[0] << 8 | s[1])] : NULL;
             uint32_t child = 0;
             if (dense) child = *dense;
             else for (child = bn[cur].first_child; child && bn[child].label != s[k]; child = bn[child].next_sibling) {}
@@ -91,139 +93,159 @@ Tokenizer *tokenizer_new(const Vocab *v, Error *e)
         }
         bn[cur].tok = (uint16_t)id;   /* vocab_parse guarantees distinct byte strings */
     }
+    b->nb = nb;
+}
 
-    /* 2. place it into the double array.  Sibling groups can go in any order
-     * (a group only needs free slots base + label); the largest go first while
-     * the array is empty, and the many small ones then fill the holes. */
-    {
-        size_t groups = 0;
-        uint32_t count_of[257] = {0}, start_of[258] = {0};
-        for (size_t b = 0; b < nb; b++) {
-            unsigned k = 0;
-            for (uint32_t c = bn[b].first_child; c; c = bn[c].next_sibling) k++;
-            bn[b].last_child = k;   /* reused: number of children */
-            if (k) { count_of[k]++; groups++; }
-        }
-        for (int k = 256; k >= 1; k--) start_of[k - 1] = start_of[k] + count_of[k];
-        /* start_of[k-1]..: groups with k children, largest first */
-        uint32_t fill[257];
-        for (int k = 1; k <= 256; k++) fill[k] = start_of[k];
-        for (size_t b = 0; b < nb; b++)
-            if (bn[b].last_child) queue[fill[bn[b].last_child]++] = (uint32_t)b;
-        (void)groups;
-        /* doubly linked list of free slots (0 = none; slot 0 is the root) */
-        uint32_t *next_free = malloc(cap * sizeof *next_free), *prev_free = malloc(cap * sizeof *prev_free);
-        uint16_t *fails = calloc(cap, sizeof *fails);
-        if (!next_free || !prev_free || !fails) {
-            free(next_free); free(prev_free); free(fails);
-            fail(e, "out of memory");
-            goto bad;
-        }
-        for (size_t i = 1; i < cap; i++) {
-            next_free[i] = i + 1 < cap ? (uint32_t)(i + 1) : 0;
-            prev_free[i] = (uint32_t)(i - 1);
-        }
-        uint32_t head = 1;
+/* Queue the sibling groups largest first; returns their number. */
+static size_t order_groups(TrieBuild *b)
+{
+    BNode *bn = b->bn;
+    size_t groups = 0;
+    uint32_t count_of[257] = {0}, start_of[258] = {0};
+    for (size_t n = 0; n < b->nb; n++) {
+        unsigned k = 0;
+        for (uint32_t c = bn[n].first_child; c; c = bn[c].next_sibling) k++;
+        bn[n].last_child = k;   /* reused: number of children */
+        if (k) { count_of[k]++; groups++; }
+    }
+    for (int k = 256; k >= 1; k--) start_of[k - 1] = start_of[k] + count_of[k];
+    /* start_of[k-1]..: groups with k children, largest first */
+    uint32_t fill[257];
+    for (int k = 1; k <= 256; k++) fill[k] = start_of[k];
+    for (size_t n = 0; n < b->nb; n++)
+        if (bn[n].last_child) b->queue[fill[bn[n].last_child]++] = (uint32_t)n;
+    return groups;
+}
+
+/* 2. place the trie into the double array.  Sibling groups can go in any order
+ * (a group only needs free slots base + label); the largest go first while the
+ * array is empty, and the many small ones then fill the holes. */
+static int place_trie(TrieBuild *b, Error *e)
+{
+    BNode *bn = b->bn;
+    Node *nodes = b->nodes;
+    size_t cap = b->cap, groups = order_groups(b);
+    /* doubly linked list of free slots (0 = none; slot 0 is the root) */
+    uint32_t *next_free = malloc(cap * sizeof *next_free), *prev_free = malloc(cap * sizeof *prev_free);
+    uint16_t *fails = calloc(cap, sizeof *fails);
+    int rc = 0;
+    if (!next_free || !prev_free || !fails) { rc = fail(e, "out of memory"); goto done; }
+    for (size_t i = 1; i < cap; i++) {
+        next_free[i] = i + 1 < cap ? (uint32_t)(i + 1) : 0;
+        prev_free[i] = (uint32_t)(i - 1);
+    }
+    uint32_t head = 1;
 #define UNLINK(x) do { uint32_t x_ = (x); \
-            if (prev_free[x_]) next_free[prev_free[x_]] = next_free[x_]; else head = next_free[x_]; \
-            if (next_free[x_]) prev_free[next_free[x_]] = prev_free[x_]; } while (0)
-        uint32_t *base_of = map;   /* base chosen for each build node (0 = leaf) */
-        memset(base_of, 0, nb * sizeof *base_of);
-        int placed_all = 1;
-        for (size_t g = 0; g < groups && placed_all; g++) {
-            uint32_t b = queue[g], c0 = bn[b].first_child;
-            size_t base = 0;
-            uint32_t pos = head;
-            for (;;) {
-                if (!pos) { placed_all = 0; break; }
-                uint32_t nx = next_free[pos];
-                if (pos > bn[c0].label) {
-                    base = pos - bn[c0].label;
-                    int ok = !base_used[base] && base + 256 < cap;
-                    for (uint32_t c = bn[c0].next_sibling; c && ok; c = bn[c].next_sibling)
-                        ok = !nodes[base + bn[c].label].label;
-                    if (ok) break;
-                    /* a slot that keeps failing as a start rarely helps; stop trying it
-                     * (it stays free and can still take a later sibling) */
-                    if (++fails[pos] > 4) UNLINK(pos);
-                }
-                pos = nx;
+        if (prev_free[x_]) next_free[prev_free[x_]] = next_free[x_]; else head = next_free[x_]; \
+        if (next_free[x_]) prev_free[next_free[x_]] = prev_free[x_]; } while (0)
+    memset(b->base_of, 0, b->nb * sizeof *b->base_of);
+    for (size_t g = 0; g < groups; g++) {
+        uint32_t parent = b->queue[g], c0 = bn[parent].first_child;
+        size_t base = 0;
+        uint32_t pos = head;
+        for (;;) {
+            if (!pos) { rc = fail(e, "tokenizer: trie does not fit its array"); goto done; }
+            uint32_t nx = next_free[pos];
+            if (pos > bn[c0].label) {
+                base = pos - bn[c0].label;
+                int ok = !b->base_used[base] && base + 256 < cap;
+                for (uint32_t c = bn[c0].next_sibling; c && ok; c = bn[c].next_sibling)
+                    ok = !nodes[base + bn[c].label].label;
+                if (ok) break;
+                /* a slot that keeps failing as a start rarely helps; stop trying it
+                 * (it stays free and can still take a later sibling) */
+                if (++fails[pos] > 4) UNLINK(pos);
             }
-            if (!placed_all) break;
-            base_used[base] = 1;
-            base_of[b] = (uint32_t)base;
-            for (uint32_t c = c0; c; c = bn[c].next_sibling) {
-                uint32_t s2 = (uint32_t)base + bn[c].label;
-                nodes[s2].label = (uint16_t)(bn[c].label + 1);
-                if (fails[s2] <= 4) UNLINK(s2);
-            }
+            pos = nx;
         }
+        b->base_used[base] = 1;
+        b->base_of[parent] = (uint32_t)base;
+        for (uint32_t c = c0; c; c = bn[c].next_sibling) {
+            uint32_t s2 = (uint32_t)base + bn[c].label;
+            nodes[s2].label = (uint16_t)(bn[c].label + 1);
+            if (fails[s2] <= 4) UNLINK(s2);
+        }
+    }
 #undef UNLINK
-        free(prev_free);
-        if (!placed_all) { free(next_free); free(fails); fail(e, "tokenizer: trie does not fit its array"); goto bad; }
-        free(next_free);
-        free(fails);
-        /* slots follow from the parents' bases, top-down */
-        size_t qh = 0, qt = 0;
-        uint32_t *slot_of = malloc(nb * sizeof *slot_of);
-        if (!slot_of) { fail(e, "out of memory"); goto bad; }
-        slot_of[0] = 0;
-        queue[qt++] = 0;
-        while (qh < qt) {
-            uint32_t b = queue[qh++];
-            nodes[slot_of[b]].base = base_of[b];
-            for (uint32_t c = bn[b].first_child; c; c = bn[c].next_sibling) {
-                uint32_t s2 = base_of[b] + bn[c].label;
-                nodes[s2].tok = bn[c].tok;
-                slot_of[c] = s2;
-                queue[qt++] = c;
-            }
+    /* slots follow from the parents' bases, top-down */
+    uint32_t *slot_of = malloc(b->nb * sizeof *slot_of);
+    if (!slot_of) { rc = fail(e, "out of memory"); goto done; }
+    size_t qh = 0, qt = 0;
+    slot_of[0] = 0;
+    b->queue[qt++] = 0;
+    while (qh < qt) {
+        uint32_t n = b->queue[qh++];
+        nodes[slot_of[n]].base = b->base_of[n];
+        for (uint32_t c = bn[n].first_child; c; c = bn[c].next_sibling) {
+            uint32_t s2 = b->base_of[n] + bn[c].label;
+            nodes[s2].tok = bn[c].tok;
+            slot_of[c] = s2;
+            b->queue[qt++] = c;
         }
-        free(slot_of);
     }
+    free(slot_of);
+done:
+    free(next_free);
+    free(prev_free);
+    free(fails);
+    return rc;
+}
 
-    /* 3. pack the words; the dense first two levels */
-    {
-        size_t top = 0;
-        for (size_t i = 0; i < cap; i++) if (nodes[i].label) top = i;
-        t->n_slots = top + 257;   /* lookups from any node may reach base + 255 */
-        if (t->n_slots > W_MAX_BASE) { fail(e, "vocabulary too large for the tokenizer's trie"); goto bad; }
-        t->nodes = calloc(t->n_slots, sizeof *t->nodes);
-        t->tok = calloc(t->n_slots + 65536 + 256 + 2, sizeof *t->tok);   /* +2: 32-bit gathers read one past */
-        t->first2 = calloc(65536, sizeof *t->first2);
-        t->len_of = calloc((size_t)v->n + 1, 1);
-        if (!t->nodes || !t->tok || !t->first2 || !t->len_of) { fail(e, "out of memory"); goto bad; }
-        for (uint32_t id = 1; id <= v->n; id++) t->len_of[id] = (uint8_t)vocab_token_len(v, id);
-        for (size_t i = 0; i < t->n_slots && i < cap; i++) {
-            t->nodes[i] = nodes[i].label | (uint32_t)(nodes[i].tok != 0) << 9 | nodes[i].base << 10;
-            t->tok[i] = nodes[i].tok;
-        }
-        for (int b0 = 0; b0 < 256; b0++) {
-            uint32_t s1 = nodes[0].base + (uint32_t)b0;
-            if (nodes[s1].label != b0 + 1 || !nodes[s1].tok) {
-                fail(e, "vocabulary lacks the single byte 0x%02X, so some inputs cannot be encoded", b0);
-                goto bad;
-            }
-            t->single[b0] = nodes[s1].tok;
-            t->tok[t->n_slots + 65536 + (size_t)b0] = nodes[s1].tok;
-            if (!nodes[s1].base) continue;
-            for (int b1 = 0; b1 < 256; b1++) {
-                uint32_t s2 = nodes[s1].base + (uint32_t)b1;
-                if (nodes[s2].label == b1 + 1) {
-                    t->first2[b0 << 8 | b1] = t->nodes[s2];
-                    t->tok[t->n_slots + (size_t)(b0 << 8 | b1)] = nodes[s2].tok;
-                }
-            }
-        }
-        free(nodes);
-        nodes = NULL;
+/* 3. pack the node words and the dense first two levels into t. */
+static int pack_trie(Tokenizer *t, const Vocab *v, const Node *nodes, size_t cap, Error *e)
+{
+    size_t top = 0;
+    for (size_t i = 0; i < cap; i++) if (nodes[i].label) top = i;
+    t->n_slots = top + 257;   /* lookups from any node may reach base + 255 */
+    if (t->n_slots > W_MAX_BASE) return fail(e, "vocabulary too large for the tokenizer's trie");
+    t->nodes = calloc(t->n_slots, sizeof *t->nodes);
+    t->tok = calloc(t->n_slots + 65536 + 256 + 2, sizeof *t->tok);   /* +2: 32-bit gathers read one past */
+    t->first2 = calloc(65536, sizeof *t->first2);
+    t->len_of = calloc((size_t)v->n + 1, 1);
+    if (!t->nodes || !t->tok || !t->first2 || !t->len_of) return fail(e, "out of memory");
+    for (uint32_t id = 1; id <= v->n; id++) t->len_of[id] = (uint8_t)vocab_token_len(v, id);
+    for (size_t i = 0; i < t->n_slots && i < cap; i++) {
+        t->nodes[i] = nodes[i].label | (uint32_t)(nodes[i].tok != 0) << 9 | nodes[i].base << 10;
+        t->tok[i] = nodes[i].tok;
     }
-    free(order); free(bn); free(map); free(queue); free(base_used);
+    for (int b0 = 0; b0 < 256; b0++) {
+        uint32_t s1 = nodes[0].base + (uint32_t)b0;
+        if (nodes[s1].label != b0 + 1 || !nodes[s1].tok)
+            return fail(e, "vocabulary lacks the single byte 0x%02X, so some inputs cannot be encoded", b0);
+        t->single[b0] = nodes[s1].tok;
+        t->tok[t->n_slots + 65536 + (size_t)b0] = nodes[s1].tok;
+        if (!nodes[s1].base) continue;
+        for (int b1 = 0; b1 < 256; b1++) {
+            uint32_t s2 = nodes[s1].base + (uint32_t)b1;
+            if (nodes[s2].label == b1 + 1) {
+                t->first2[b0 << 8 | b1] = t->nodes[s2];
+                t->tok[t->n_slots + (size_t)(b0 << 8 | b1)] = nodes[s2].tok;
+            }
+        }
+    }
+    return 0;
+}
+
+Tokenizer *tokenizer_new(const Vocab *v, Error *e)
+{
+    Tokenizer *t = calloc(1, sizeof *t);
+    size_t total = 1;
+    for (uint32_t id = 1; id <= v->n; id++) total += vocab_token_len(v, id);
+    TrieBuild b = { .cap = 2 * total + 1024 };
+    b.order = calloc(256 + 65536, sizeof *b.order);
+    b.bn = calloc(total, sizeof *b.bn);
+    b.base_of = malloc(total * sizeof *b.base_of);
+    b.queue = malloc(total * sizeof *b.queue);
+    b.nodes = calloc(b.cap, sizeof *b.nodes);
+    b.base_used = calloc(b.cap, 1);
+    int rc = 0;
+    if (!t || !b.order || !b.bn || !b.base_of || !b.queue || !b.nodes || !b.base_used) rc = fail(e, "out of memory");
+    if (!rc) build_trie(&b, v);
+    if (!rc) rc = place_trie(&b, e);
+    if (!rc) rc = pack_trie(t, v, b.nodes, b.cap, e);
+    free(b.order); free(b.bn); free(b.base_of); free(b.queue); free(b.nodes); free(b.base_used);
+    if (rc) { tokenizer_free(t); return NULL; }
     return t;
-bad:
-    free(order); free(bn); free(map); free(queue); free(base_used); free(nodes);
-    tokenizer_free(t);
-    return NULL;
 }
 
 /* Greedy tokens of s[0..n) from the start until at least `stop` bytes are
@@ -528,14 +550,7 @@ int tokenizer_decode(const Vocab *v, const uint32_t *ids, size_t n,
             return fail(e, "token id %u is not in the vocabulary (1..%u, 0 = end of document)", id, v->n);
         }
         size_t l = vocab_token_len(v, id);
-        if (*len + l > *cap) {
-            size_t nc = *cap ? *cap * 2 : 4096;
-            while (nc < *len + l) nc *= 2;
-            uint8_t *nb = realloc(*buf, nc);
-            if (!nb) return fail(e, "out of memory");
-            *buf = nb;
-            *cap = nc;
-        }
+        if (grow(buf, cap, *len + l)) return fail(e, "out of memory");
         memcpy(*buf + *len, vocab_token(v, id), l);
         *len += l;
     }

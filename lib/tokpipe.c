@@ -1,5 +1,6 @@
 /* tokpipe.c: the rwkv-tokenize pipeline (see tokpipe.h). */
 #include "tokpipe.h"
+#include "growbuf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -413,13 +414,7 @@ static int decode_text_line(Decoder *d, const char *line, size_t len, uint32_t *
         while (j < len && line[j] >= '0' && line[j] <= '9' && id <= 0xFFFFFFFFu) id = id * 10 + (uint64_t)(line[j++] - '0');
         if (j == i || (j < len && line[j] != ' ' && line[j] != '\t') || id > 0xFFFFFFFFu)
             return fail(e, "%s: not a token id at column %zu", where, i + 1);
-        if (n == *cap) {
-            size_t nc = *cap ? *cap * 2 : 1024;
-            uint32_t *nb = realloc(*ids, nc * sizeof *nb);
-            if (!nb) return fail(e, "out of memory");
-            *ids = nb;
-            *cap = nc;
-        }
+        if (grow(ids, cap, n + 1)) return fail(e, "out of memory");
         (*ids)[n++] = (uint32_t)id;
         i = j;
     }
@@ -448,11 +443,7 @@ static int decode_text(Decoder *d, Input *in, const char *prefix, size_t plen, c
                 blen = avail;
                 start = 0;
             }
-            if (blen == bcap) {
-                char *nb = realloc(buf, bcap *= 2);
-                if (!nb) { rc = fail(e, "out of memory"); break; }
-                buf = nb;
-            }
+            if (grow(&buf, &bcap, blen + 1)) { rc = fail(e, "out of memory"); break; }
             ssize_t r = input_read(in, buf + blen, bcap - blen, e);
             if (r < 0) { rc = -1; break; }
             if (r == 0) eof = 1;

@@ -617,3 +617,35 @@ double now_seconds(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+/* ---- byte counts (moved from extshuf.c: general, used by jsonl-shuf -m) ---- */
+
+int parse_size(const char *text, uint64_t *out)
+{
+    const char *p = text;
+    uint64_t v = 0;
+    if (*p < '0' || *p > '9') return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        uint64_t d = (uint64_t)(*p - '0');
+        if (v > UINT64_MAX / 10 || (v == UINT64_MAX / 10 && d > UINT64_MAX % 10)) return -1;
+        v = v * 10 + d;
+    }
+    int shift = 0;
+    switch (*p) {
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    case 't': case 'T': shift = 40; break;
+    case 0: break;
+    default: return -1;
+    }
+    if (shift) {
+        p++;
+        if (*p == 'i') p++;
+        if (*p == 'B') p++;
+    }
+    if (*p) return -1;
+    if (shift && v > (UINT64_MAX >> shift)) return -1;
+    *out = v << shift;
+    return 0;
+}

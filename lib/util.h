@@ -116,4 +116,17 @@ int  parse_double(const char *s, double *out);
 int  mul_overflow_u64(uint64_t a, uint64_t b, uint64_t *out);
 
 double now_seconds(void);          /* monotonic clock */
+
+/* ---- little-endian loads (binary formats: zip, pickle) ---- */
+static inline uint16_t load_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint32_t load_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t load_le64(const uint8_t *p) { return (uint64_t)load_le32(p) | (uint64_t)load_le32(p + 4) << 32; }
+
+/* ---- byte counts ---- */
+/* Parse a byte count with an optional K, M, G or T suffix (powers of 1024; "KiB"
+ * and "KB" mean K too).  0 ok, -1 bad or overflowing. */
+int  parse_size(const char *text, uint64_t *out);
 #endif

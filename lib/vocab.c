@@ -6,20 +6,8 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "growbuf.h"
 #include "input.h"
-
-static int utf8_put(uint8_t *out, uint32_t cp)
-{
-    if (cp < 0x80) { out[0] = (uint8_t)cp; return 1; }
-    if (cp < 0x800) { out[0] = 0xC0 | cp >> 6; out[1] = 0x80 | (cp & 0x3F); return 2; }
-    if (cp < 0x10000) {
-        out[0] = 0xE0 | cp >> 12; out[1] = 0x80 | (cp >> 6 & 0x3F); out[2] = 0x80 | (cp & 0x3F);
-        return 3;
-    }
-    out[0] = 0xF0 | cp >> 18; out[1] = 0x80 | (cp >> 12 & 0x3F);
-    out[2] = 0x80 | (cp >> 6 & 0x3F); out[3] = 0x80 | (cp & 0x3F);
-    return 4;
-}
 
 static int hexval(uint8_t c)
 {
@@ -105,7 +93,7 @@ static long parse_literal(const uint8_t *s, size_t n, uint8_t *out, const char *
                 continue;
             }
             if (is_bytes) out[o++] = (uint8_t)cp;
-            else o += utf8_put(out + o, cp);
+            else o += utf8_encode(out + o, cp);
             continue;
         }
         if (c == '\n' || c == '\r') { *why = "line break inside literal"; return -1; }
@@ -193,12 +181,7 @@ int vocab_parse(Vocab *v, const char *text, size_t len, const char *name, Error 
         if ((uint32_t)got != blen) { fail(e, "%s:%zu: literal has %ld bytes, line says %u", name, lineno, got, blen); goto bad; }
         if (got == 0) { fail(e, "%s:%zu: empty token", name, lineno); goto bad; }
         if (got > (long)VOCAB_MAX_TOKEN_LEN) { fail(e, "%s:%zu: token longer than %u bytes", name, lineno, VOCAB_MAX_TOKEN_LEN); goto bad; }
-        if (used + (size_t)got > bytes_cap) {
-            bytes_cap = bytes_cap * 2 + (size_t)got;
-            uint8_t *nb = realloc(v->bytes, bytes_cap);
-            if (!nb) { fail(e, "out of memory"); goto bad; }
-            v->bytes = nb;
-        }
+        if (grow(&v->bytes, &bytes_cap, used + (size_t)got)) { fail(e, "out of memory"); goto bad; }
         memcpy(v->bytes + used, tmp, (size_t)got);
         id = got_id;
         v->offset[id] = (uint32_t)used;
@@ -231,18 +214,13 @@ bad:
 int vocab_load(Vocab *v, const char *path, Error *e)
 {
     memset(v, 0, sizeof *v);
-    Input *in = input_open(path, e);
+    /* a vocabulary is a file, never a FIFO: opening one would wait for a writer forever */
+    Input *in = input_open_regular(path, e);
     if (!in) return -1;
-    size_t cap = 1 << 20, len = 0;
-    char *buf = malloc(cap);
+    size_t cap = 0, len = 0;
+    char *buf = NULL;
     for (;;) {
-        if (!buf) { input_close(in); return fail(e, "out of memory"); }
-        if (cap - len < (1 << 16)) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) { free(buf); buf = NULL; continue; }
-            buf = nb;
-            cap *= 2;
-        }
+        if (grow(&buf, &cap, len + (1 << 16))) { free(buf); input_close(in); return fail(e, "out of memory"); }
         ssize_t r = input_read(in, buf + len, cap - len, e);
         if (r < 0) { free(buf); input_close(in); return -1; }
         if (r == 0) break;

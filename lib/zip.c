@@ -1,5 +1,6 @@
 /* zip.c: strict stored-ZIP reader and miniz-compatible writer (see zip.h). */
 #include "zip.h"
+#include "growbuf.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -49,11 +50,6 @@ uint32_t crc32_update(uint32_t crc, const void *buf, size_t len)
     return ~c;
 }
 
-/* ---- little-endian access ---- */
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
-
 /* ---- reader ---- */
 void zip_close(ZipArchive *z)
 {
@@ -62,13 +58,6 @@ void zip_close(ZipArchive *z)
     free(z->e);
     free(z->byname);
     memset(z, 0, sizeof *z);
-}
-
-/* Close z after fail() has formatted the message (which may name an entry). */
-static int bad(ZipArchive *z, int rc)
-{
-    zip_close(z);
-    return rc;
 }
 
 /* A name a .pth may carry: no NUL/control bytes, no backslash, not absolute,
@@ -104,7 +93,7 @@ static int walk_extra(const uint8_t *x, size_t xlen, const uint8_t **z64, size_t
     size_t p = 0;
     while (p < xlen) {
         if (xlen - p < 4) return -1;
-        uint16_t id = rd16(x + p), sz = rd16(x + p + 2);
+        uint16_t id = load_le16(x + p), sz = load_le16(x + p + 2);
         if (sz > xlen - p - 4) return -1;
         if (id == 0x0001) {
             if (*z64) return -1;
@@ -131,14 +120,14 @@ static int read_descriptor(const ZipArchive *z, ZipEntry *en, uint64_t limit, Er
 {
     uint64_t p = en->data + en->size;
     const uint8_t *b = z->buf;
-    int has_sig = limit - p >= 4 && rd32(b + p) == SIG_DESC;
+    int has_sig = limit - p >= 4 && load_le32(b + p) == SIG_DESC;
     uint64_t q = p + (has_sig ? 4 : 0);
     /* 4-byte sizes (16 bytes with signature), then 8-byte sizes (24). */
-    if (limit - q >= 12 && rd32(b + q) == en->crc && rd32(b + q + 4) == en->size && rd32(b + q + 8) == en->size) {
+    if (limit - q >= 12 && load_le32(b + q) == en->crc && load_le32(b + q + 4) == en->size && load_le32(b + q + 8) == en->size) {
         en->end = q + 12;
         return 0;
     }
-    if (limit - q >= 20 && rd32(b + q) == en->crc && rd64(b + q + 4) == en->size && rd64(b + q + 12) == en->size) {
+    if (limit - q >= 20 && load_le32(b + q) == en->crc && load_le64(b + q + 4) == en->size && load_le64(b + q + 12) == en->size) {
         en->end = q + 20;
         return 0;
     }
@@ -146,40 +135,38 @@ static int read_descriptor(const ZipArchive *z, ZipEntry *en, uint64_t limit, Er
     return fail(e, "%s: data descriptor disagrees with the central directory", en->name);
 }
 
-int zip_open(ZipArchive *z, const void *buf, size_t len, int flags, Error *e)
-{
-    memset(z, 0, sizeof *z);
-    z->buf = buf;
-    z->len = len;
-    const uint8_t *b = buf;
-    if (len < 22) return fail(e, "not a zip archive (%zu bytes, truncated?)", len);
+/* Where the central directory lies, from the end records. */
+typedef struct { uint64_t off, size, n; } CentralDir;
 
-    /* End of central directory: the last record whose comment ends exactly at EOF. */
+/* End of central directory (and the Zip64 end records when present). */
+static int read_end_records(const uint8_t *b, size_t len, CentralDir *cd, Error *e)
+{
+    /* The last record whose comment ends exactly at EOF. */
     size_t eocd = (size_t)-1;
     size_t lowest = len - 22 > 65535 ? len - 22 - 65535 : 0;
     for (size_t i = len - 22 + 1; i-- > lowest;) {
-        if (rd32(b + i) == SIG_EOCD && i + 22 + rd16(b + i + 20) == len) { eocd = i; break; }
+        if (load_le32(b + i) == SIG_EOCD && i + 22 + load_le16(b + i + 20) == len) { eocd = i; break; }
     }
     if (eocd == (size_t)-1)
         return fail(e, "no zip end-of-central-directory record at the end (truncated file, e.g. an interrupted torch.save?)");
-    if (rd16(b + eocd + 4) != 0 || rd16(b + eocd + 6) != 0) return fail(e, "multi-disk zip archives are not supported");
-    uint64_t n_disk = rd16(b + eocd + 8), n_total = rd16(b + eocd + 10);
-    uint64_t cd_size = rd32(b + eocd + 12), cd_off = rd32(b + eocd + 16);
+    if (load_le16(b + eocd + 4) != 0 || load_le16(b + eocd + 6) != 0) return fail(e, "multi-disk zip archives are not supported");
+    uint64_t n_disk = load_le16(b + eocd + 8), n_total = load_le16(b + eocd + 10);
+    uint64_t cd_size = load_le32(b + eocd + 12), cd_off = load_le32(b + eocd + 16);
     if (n_disk != n_total) return fail(e, "multi-disk zip archives are not supported");
     uint64_t records_end = eocd;   /* where the central directory must end */
 
     int saturated = n_total == 0xffff || cd_size == U32MAX || cd_off == U32MAX;
-    if (eocd >= 20 && rd32(b + eocd - 20) == SIG_Z64LOC) {
+    if (eocd >= 20 && load_le32(b + eocd - 20) == SIG_Z64LOC) {
         const uint8_t *loc = b + eocd - 20;
-        uint64_t z64 = rd64(loc + 8);
-        if (rd32(loc + 4) != 0 || rd32(loc + 16) != 1) return fail(e, "multi-disk zip archives are not supported");
-        if (z64 > eocd - 20 || eocd - 20 - z64 < 56 || rd32(b + z64) != SIG_Z64EOCD)
+        uint64_t z64 = load_le64(loc + 8);
+        if (load_le32(loc + 4) != 0 || load_le32(loc + 16) != 1) return fail(e, "multi-disk zip archives are not supported");
+        if (z64 > eocd - 20 || eocd - 20 - z64 < 56 || load_le32(b + z64) != SIG_Z64EOCD)
             return fail(e, "bad Zip64 end-of-central-directory locator");
         const uint8_t *r = b + z64;
-        if (rd64(r + 4) != eocd - 20 - z64 - 12) return fail(e, "Zip64 end record size disagrees with its position");
-        if (rd32(r + 16) != 0 || rd32(r + 20) != 0 || rd64(r + 24) != rd64(r + 32))
+        if (load_le64(r + 4) != eocd - 20 - z64 - 12) return fail(e, "Zip64 end record size disagrees with its position");
+        if (load_le32(r + 16) != 0 || load_le32(r + 20) != 0 || load_le64(r + 24) != load_le64(r + 32))
             return fail(e, "multi-disk zip archives are not supported");
-        uint64_t n64 = rd64(r + 32), size64 = rd64(r + 40), off64 = rd64(r + 48);
+        uint64_t n64 = load_le64(r + 32), size64 = load_le64(r + 40), off64 = load_le64(r + 48);
         if ((n_total != 0xffff && n_total != n64) || (cd_size != U32MAX && cd_size != size64) ||
             (cd_off != U32MAX && cd_off != off64))
             return fail(e, "Zip64 end record disagrees with the classic end record");
@@ -196,186 +183,198 @@ int zip_open(ZipArchive *z, const void *buf, size_t len, int flags, Error *e)
     if (n_total == 0) return fail(e, "empty zip archive");
     if (n_total > ZIP_MAX_ENTRIES || n_total > cd_size / 46)
         return fail(e, "implausible entry count %llu", (unsigned long long)n_total);
+    *cd = (CentralDir){ cd_off, cd_size, n_total };
+    return 0;
+}
 
-    z->e = calloc(n_total, sizeof *z->e);
-    if (!z->e) return fail(e, "out of memory");
-    uint64_t p = cd_off, cd_end = cd_off + cd_size;
-    for (uint64_t k = 0; k < n_total; k++) {
-        if (cd_end - p < 46 || rd32(b + p) != SIG_CENTRAL) {
-            return bad(z, fail(e, "central directory entry %llu is damaged", (unsigned long long)k));
-        }
-        const uint8_t *c = b + p;
-        uint16_t fl = rd16(c + 8), method = rd16(c + 10);
-        uint32_t crc = rd32(c + 16);
-        uint64_t csize = rd32(c + 20), usize = rd32(c + 24);
-        size_t nlen = rd16(c + 28), xlen = rd16(c + 30), clen = rd16(c + 32);
-        uint64_t disk = rd16(c + 34), lho = rd32(c + 42);
-        if (cd_end - p - 46 < nlen + xlen + clen) {
-            return bad(z, fail(e, "central directory entry %llu runs past the directory", (unsigned long long)k));
-        }
-        const char *nm = (const char *)c + 46;
-        const char *why = nlen > ZIP_MAX_NAME ? "name too long" : bad_name(nm, nlen);
-        if (why) {
-            char shown[201];   /* never echo control bytes to a terminal */
-            size_t sl = nlen > 200 ? 200 : nlen;
-            for (size_t q = 0; q < sl; q++) shown[q] = nm[q] < 0x20 || nm[q] == 0x7f ? '?' : nm[q];
-            shown[sl] = 0;
-            return bad(z, fail(e, "entry %llu '%s': %s (path tricks are refused)", (unsigned long long)k, shown, why));
-        }
-        ZipEntry *en = &z->e[z->n];
-        en->name = malloc(nlen + 1);
-        if (!en->name) { return bad(z, fail(e, "out of memory")); }
-        memcpy(en->name, nm, nlen);
-        en->name[nlen] = 0;
-        z->n++;
-        const uint8_t *x64;
-        size_t x64len;
-        if (walk_extra(c + 46 + nlen, xlen, &x64, &x64len)) {
-            return bad(z, fail(e, "%s: malformed extra field in the central directory", en->name));
-        }
-        size_t need = (usize == U32MAX) + (csize == U32MAX) + (lho == U32MAX) + (disk == 0xffff);
-        if (need) {
-            if (!x64 || x64len < need * 8) {
-                return bad(z, fail(e, "%s: Zip64 extra field missing or short", en->name));
-            }
-            size_t q = 0;
-            if (usize == U32MAX) { usize = rd64(x64 + q); q += 8; }
-            if (csize == U32MAX) { csize = rd64(x64 + q); q += 8; }
-            if (lho == U32MAX) { lho = rd64(x64 + q); q += 8; }
-            if (disk == 0xffff) { disk = rd32(x64 + q); }
-        }
-        if (fl & 0x0041) { return bad(z, fail(e, "%s: encrypted record refused", en->name)); }
-        if (method != 0) {
-            return bad(z, fail(e, "%s: compressed record (method %u) refused: .pth records are stored, and inflating untrusted data is a zip-bomb risk",
-                        en->name, method));
-        }
-        if (fl & ~(FLAG_DESC | FLAG_UTF8)) { return bad(z, fail(e, "%s: unsupported zip flags 0x%04x", en->name, fl)); }
-        if (csize != usize) {
-            return bad(z, fail(e, "%s: stored record with compressed size %llu != size %llu", en->name,
-                        (unsigned long long)csize, (unsigned long long)usize));
-        }
-        if (disk != 0) { return bad(z, fail(e, "multi-disk zip archives are not supported")); }
-        en->lho = lho;
-        en->size = usize;
-        en->crc = crc;
-        en->flags = fl;
-        p += 46 + nlen + xlen + clen;
+/* Entry k's name, checked for path tricks, copied into en->name. */
+static int read_name(ZipEntry *en, uint64_t k, const char *nm, size_t nlen, Error *e)
+{
+    const char *why = nlen > ZIP_MAX_NAME ? "name too long" : bad_name(nm, nlen);
+    if (why) {
+        char shown[201];   /* never echo control bytes to a terminal */
+        size_t sl = nlen > 200 ? 200 : nlen;
+        for (size_t q = 0; q < sl; q++) shown[q] = nm[q] < 0x20 || nm[q] == 0x7f ? '?' : nm[q];
+        shown[sl] = 0;
+        return fail(e, "entry %llu '%s': %s (path tricks are refused)", (unsigned long long)k, shown, why);
     }
-    if (p != cd_end) { return bad(z, fail(e, "central directory has %llu trailing bytes", (unsigned long long)(cd_end - p))); }
+    en->name = malloc(nlen + 1);
+    if (!en->name) return fail(e, "out of memory");
+    memcpy(en->name, nm, nlen);
+    en->name[nlen] = 0;
+    return 0;
+}
 
-    /* One top folder holds everything. */
+/* One central-directory record at c (room bytes left); sets *used to its length. */
+static int read_central_entry(ZipArchive *z, uint64_t k, const uint8_t *c, uint64_t room, uint64_t *used, Error *e)
+{
+    if (room < 46 || load_le32(c) != SIG_CENTRAL)
+        return fail(e, "central directory entry %llu is damaged", (unsigned long long)k);
+    uint16_t fl = load_le16(c + 8), method = load_le16(c + 10);
+    uint32_t crc = load_le32(c + 16);
+    uint64_t csize = load_le32(c + 20), usize = load_le32(c + 24);
+    size_t nlen = load_le16(c + 28), xlen = load_le16(c + 30), clen = load_le16(c + 32);
+    uint64_t disk = load_le16(c + 34), lho = load_le32(c + 42);
+    if (room - 46 < nlen + xlen + clen)
+        return fail(e, "central directory entry %llu runs past the directory", (unsigned long long)k);
+    ZipEntry *en = &z->e[z->n];
+    if (read_name(en, k, (const char *)c + 46, nlen, e)) return -1;
+    z->n++;
+    const uint8_t *x64;
+    size_t x64len;
+    if (walk_extra(c + 46 + nlen, xlen, &x64, &x64len))
+        return fail(e, "%s: malformed extra field in the central directory", en->name);
+    size_t need = (usize == U32MAX) + (csize == U32MAX) + (lho == U32MAX) + (disk == 0xffff);
+    if (need) {
+        if (!x64 || x64len < need * 8) return fail(e, "%s: Zip64 extra field missing or short", en->name);
+        size_t q = 0;
+        if (usize == U32MAX) { usize = load_le64(x64 + q); q += 8; }
+        if (csize == U32MAX) { csize = load_le64(x64 + q); q += 8; }
+        if (lho == U32MAX) { lho = load_le64(x64 + q); q += 8; }
+        if (disk == 0xffff) { disk = load_le32(x64 + q); }
+    }
+    if (fl & 0x0041) return fail(e, "%s: encrypted record refused", en->name);
+    if (method != 0)
+        return fail(e, "%s: compressed record (method %u) refused: .pth records are stored, and inflating untrusted data is a zip-bomb risk",
+                    en->name, method);
+    if (fl & ~(FLAG_DESC | FLAG_UTF8)) return fail(e, "%s: unsupported zip flags 0x%04x", en->name, fl);
+    if (csize != usize)
+        return fail(e, "%s: stored record with compressed size %llu != size %llu", en->name,
+                    (unsigned long long)csize, (unsigned long long)usize);
+    if (disk != 0) return fail(e, "multi-disk zip archives are not supported");
+    en->lho = lho;
+    en->size = usize;
+    en->crc = crc;
+    en->flags = fl;
+    *used = 46 + nlen + xlen + clen;
+    return 0;
+}
+
+static int read_central_dir(ZipArchive *z, const CentralDir *cd, Error *e)
+{
+    z->e = calloc(cd->n, sizeof *z->e);
+    if (!z->e) return fail(e, "out of memory");
+    uint64_t p = cd->off, cd_end = cd->off + cd->size, used = 0;
+    for (uint64_t k = 0; k < cd->n; k++, p += used)
+        if (read_central_entry(z, k, z->buf + p, cd_end - p, &used, e)) return -1;
+    if (p != cd_end) return fail(e, "central directory has %llu trailing bytes", (unsigned long long)(cd_end - p));
+    return 0;
+}
+
+/* One top folder holds everything; it becomes z->prefix. */
+static int check_folder(ZipArchive *z, Error *e)
+{
     const char *slash = strchr(z->e[0].name, '/');
-    if (!slash) { return bad(z, fail(e, "first entry '%s' is not in a folder (not a torch .pth archive)", z->e[0].name)); }
+    if (!slash) return fail(e, "first entry '%s' is not in a folder (not a torch .pth archive)", z->e[0].name);
     size_t plen = (size_t)(slash - z->e[0].name);
     memcpy(z->prefix, z->e[0].name, plen);
     z->prefix[plen] = 0;
-    for (int i = 0; i < z->n; i++) {
-        if (strncmp(z->e[i].name, z->prefix, plen) || z->e[i].name[plen] != '/') {
-            Error tmp;
-            fail(&tmp, "entry '%s' lies outside the archive folder '%s/'", z->e[i].name, z->prefix);
-            zip_close(z);
-            *e = tmp;
-            return -1;
-        }
-    }
+    for (int i = 0; i < z->n; i++)
+        if (strncmp(z->e[i].name, z->prefix, plen) || z->e[i].name[plen] != '/')
+            return fail(e, "entry '%s' lies outside the archive folder '%s/'", z->e[i].name, z->prefix);
+    return 0;
+}
 
-    ZipEntry **v = malloc(z->n * sizeof *v);
-    if (!v) { return bad(z, fail(e, "out of memory")); }
+/* Refuse duplicate names and build z->byname; *v gets the entries sorted by name. */
+static int index_names(ZipArchive *z, ZipEntry ***v_out, Error *e)
+{
+    ZipEntry **v = *v_out = malloc(z->n * sizeof *v);
+    if (!v) return fail(e, "out of memory");
     for (int i = 0; i < z->n; i++) v[i] = &z->e[i];
     qsort(v, z->n, sizeof *v, cmp_name);
-    for (int i = 1; i < z->n; i++) {
-        if (!strcmp(v[i]->name, v[i - 1]->name)) {
-            Error tmp;
-            fail(&tmp, "duplicate entry '%s' (different readers could pick different copies)", v[i]->name);
-            free(v);
-            zip_close(z);
-            *e = tmp;
-            return -1;
-        }
-    }
-
+    for (int i = 1; i < z->n; i++)
+        if (!strcmp(v[i]->name, v[i - 1]->name))
+            return fail(e, "duplicate entry '%s' (different readers could pick different copies)", v[i]->name);
     z->byname = malloc(z->n * sizeof *z->byname);
-    if (!z->byname) { free(v); return bad(z, fail(e, "out of memory")); }
+    if (!z->byname) return fail(e, "out of memory");
     for (int i = 0; i < z->n; i++) z->byname[i] = (int)(v[i] - z->e);
+    return 0;
+}
 
-    /* Local headers must agree with the central directory. */
-    int rc = 0;
-    for (int i = 0; i < z->n && !rc; i++) {
-        ZipEntry *en = &z->e[i];
-        if (en->lho > cd_off || cd_off - en->lho < 30 || rd32(b + en->lho) != SIG_LOCAL) {
-            rc = fail(e, "%s: no local header at offset %llu", en->name, (unsigned long long)en->lho);
-            break;
-        }
-        const uint8_t *l = b + en->lho;
-        size_t nlen = rd16(l + 26), xlen = rd16(l + 28);
-        if (rd16(l + 6) != en->flags || rd16(l + 8) != 0) { rc = fail(e, "%s: local header disagrees with the central directory (flags/method)", en->name); break; }
-        if (nlen != strlen(en->name) || cd_off - en->lho - 30 < nlen + xlen || memcmp(l + 30, en->name, nlen)) {
-            rc = fail(e, "%s: local header name disagrees with the central directory", en->name);
-            break;
-        }
-        const uint8_t *x64;
-        size_t x64len;
-        if (walk_extra(l + 30 + nlen, xlen, &x64, &x64len)) { rc = fail(e, "%s: malformed local extra field", en->name); break; }
-        en->data = en->lho + 30 + nlen + xlen;
-        if (en->size > cd_off - en->data) {
-            rc = fail(e, "%s: record (%llu bytes at %llu) runs past the central directory: truncated or corrupt", en->name,
-                      (unsigned long long)en->size, (unsigned long long)en->data);
-            break;
-        }
-        uint32_t lcrc = rd32(l + 14);
-        uint64_t lcs = rd32(l + 18), lus = rd32(l + 22);
-        if (en->flags & FLAG_DESC) {
-            if (!((lcrc == 0 && lcs == 0 && lus == 0) || (lcrc == en->crc && lcs == en->size && lus == en->size)) &&
-                !(lcs == U32MAX && lus == U32MAX)) {
-                rc = fail(e, "%s: local header disagrees with the central directory (sizes)", en->name);
-                break;
-            }
-            rc = read_descriptor(z, en, cd_off, e);
-        } else {
-            if (lus == U32MAX && lcs == U32MAX && x64 && x64len >= 16) {
-                lus = rd64(x64);
-                lcs = rd64(x64 + 8);
-            }
-            if (lcrc != en->crc || lcs != en->size || lus != en->size) {
-                rc = fail(e, "%s: local header disagrees with the central directory (CRC/sizes)", en->name);
-                break;
-            }
-            en->end = en->data + en->size;
-        }
+/* en's local header must agree with its central-directory record; sets en->data and en->end. */
+static int check_local_header(const ZipArchive *z, ZipEntry *en, uint64_t cd_off, Error *e)
+{
+    const uint8_t *b = z->buf;
+    if (en->lho > cd_off || cd_off - en->lho < 30 || load_le32(b + en->lho) != SIG_LOCAL)
+        return fail(e, "%s: no local header at offset %llu", en->name, (unsigned long long)en->lho);
+    const uint8_t *l = b + en->lho;
+    size_t nlen = load_le16(l + 26), xlen = load_le16(l + 28);
+    if (load_le16(l + 6) != en->flags || load_le16(l + 8) != 0)
+        return fail(e, "%s: local header disagrees with the central directory (flags/method)", en->name);
+    if (nlen != strlen(en->name) || cd_off - en->lho - 30 < nlen + xlen || memcmp(l + 30, en->name, nlen))
+        return fail(e, "%s: local header name disagrees with the central directory", en->name);
+    const uint8_t *x64;
+    size_t x64len;
+    if (walk_extra(l + 30 + nlen, xlen, &x64, &x64len)) return fail(e, "%s: malformed local extra field", en->name);
+    en->data = en->lho + 30 + nlen + xlen;
+    if (en->size > cd_off - en->data)
+        return fail(e, "%s: record (%llu bytes at %llu) runs past the central directory: truncated or corrupt", en->name,
+                    (unsigned long long)en->size, (unsigned long long)en->data);
+    uint32_t lcrc = load_le32(l + 14);
+    uint64_t lcs = load_le32(l + 18), lus = load_le32(l + 22);
+    if (en->flags & FLAG_DESC) {
+        if (!((lcrc == 0 && lcs == 0 && lus == 0) || (lcrc == en->crc && lcs == en->size && lus == en->size)) &&
+            !(lcs == U32MAX && lus == U32MAX))
+            return fail(e, "%s: local header disagrees with the central directory (sizes)", en->name);
+        return read_descriptor(z, en, cd_off, e);
     }
-    /* Records tile [0, cd_off) exactly: no overlap, no hidden bytes. */
-    if (!rc) {
-        qsort(v, z->n, sizeof *v, cmp_lho);
-        uint64_t at = 0;
-        for (int i = 0; i < z->n && !rc; i++) {
-            if (v[i]->lho < at)
-                rc = fail(e, "%s: overlaps the previous entry (overlapping entries are a zip-bomb trick)", v[i]->name);
-            else if (v[i]->lho > at)
-                rc = fail(e, "%llu unaccounted bytes before entry %s", (unsigned long long)(v[i]->lho - at), v[i]->name);
-            at = v[i]->end;
-        }
-        if (!rc && at != cd_off) rc = fail(e, "%llu unaccounted bytes before the central directory", (unsigned long long)(cd_off - at));
+    if (lus == U32MAX && lcs == U32MAX && x64 && x64len >= 16) {
+        lus = load_le64(x64);
+        lcs = load_le64(x64 + 8);
     }
-    free(v);
-    if (!rc && !(flags & ZIP_NO_CRC)) {
-        for (int i = 0; i < z->n; i++) {
-            const ZipEntry *en = &z->e[i];
-            uint32_t got = crc32_update(0, b + en->data, en->size);
-            if (got != en->crc) {
-                rc = fail(e, "%s: CRC-32 mismatch (stored %08x, data %08x): the file is corrupt", en->name, en->crc, got);
-                break;
-            }
-        }
+    if (lcrc != en->crc || lcs != en->size || lus != en->size)
+        return fail(e, "%s: local header disagrees with the central directory (CRC/sizes)", en->name);
+    en->end = en->data + en->size;
+    return 0;
+}
+
+/* Records tile [0, cd_off) exactly: no overlap, no hidden bytes.  Reorders v. */
+static int check_tiling(const ZipArchive *z, ZipEntry **v, uint64_t cd_off, Error *e)
+{
+    qsort(v, z->n, sizeof *v, cmp_lho);
+    uint64_t at = 0;
+    for (int i = 0; i < z->n; i++) {
+        if (v[i]->lho < at)
+            return fail(e, "%s: overlaps the previous entry (overlapping entries are a zip-bomb trick)", v[i]->name);
+        if (v[i]->lho > at)
+            return fail(e, "%llu unaccounted bytes before entry %s", (unsigned long long)(v[i]->lho - at), v[i]->name);
+        at = v[i]->end;
     }
-    if (rc) {
-        Error tmp = *e;
-        zip_close(z);
-        *e = tmp;
-        return -1;
+    if (at != cd_off) return fail(e, "%llu unaccounted bytes before the central directory", (unsigned long long)(cd_off - at));
+    return 0;
+}
+
+static int check_crcs(const ZipArchive *z, Error *e)
+{
+    for (int i = 0; i < z->n; i++) {
+        const ZipEntry *en = &z->e[i];
+        uint32_t got = crc32_update(0, z->buf + en->data, en->size);
+        if (got != en->crc)
+            return fail(e, "%s: CRC-32 mismatch (stored %08x, data %08x): the file is corrupt", en->name, en->crc, got);
     }
+    return 0;
+}
+
+int zip_open(ZipArchive *z, const void *buf, size_t len, int flags, Error *e)
+{
+    memset(z, 0, sizeof *z);
     z->buf = buf;
     z->len = len;
+    if (len < 22) return fail(e, "not a zip archive (%zu bytes, truncated?)", len);
+    CentralDir cd = { 0 };
+    if (read_end_records(buf, len, &cd, e)) return -1;
+    ZipEntry **v = NULL;   /* entries by name, then by offset */
+    if (read_central_dir(z, &cd, e) || check_folder(z, e) || index_names(z, &v, e)) goto bad;
+    for (int i = 0; i < z->n; i++)
+        if (check_local_header(z, &z->e[i], cd.off, e)) goto bad;
+    if (check_tiling(z, v, cd.off, e)) goto bad;
+    if (!(flags & ZIP_NO_CRC) && check_crcs(z, e)) goto bad;
+    free(v);
     return 0;
+bad:   /* e is already formatted: closing z may free the names it quoted */
+    free(v);
+    zip_close(z);
+    return -1;
 }
 
 const ZipEntry *zip_find(const ZipArchive *z, const char *rel)
@@ -428,13 +427,7 @@ int zip_begin(ZipWriter *w, const char *name, uint64_t size, Error *e)
     if (w->open) return fail(e, "zip: record still open");
     size_t nlen = strlen(name);
     if (nlen == 0 || nlen > ZIP_MAX_NAME) return fail(e, "zip: bad record name");
-    if (w->n == w->cap) {
-        int cap = w->cap ? w->cap * 2 : 64;
-        ZipOutEntry *ne = realloc(w->e, cap * sizeof *ne);
-        if (!ne) return fail(e, "out of memory");
-        w->e = ne;
-        w->cap = cap;
-    }
+    if (grow(&w->e, &w->cap, (size_t)w->n + 1)) return fail(e, "out of memory");
     uint64_t cursor = w->pos;
     int big = size >= U32MAX, far = cursor >= U32MAX;
     /* Same arithmetic as torch's detail::getPadding, so data lands where miniz puts it. */

@@ -1,5 +1,6 @@
 /* zip.h: a strict reader and a torch-compatible writer for *stored* ZIP
- * archives, the container of PyTorch .pth files (formats-reliability §A1, §A3.3).
+ * archives, the container of PyTorch .pth files (pytorch/pytorch
+ * caffe2/serialize/inline_container.cc; see doc/pth-format.md).
  *
  * The reader never inflates and never extracts.  It works on a buffer (the
  * mmap of a file) and refuses anything a .pth does not need: compressed or
@@ -67,7 +68,8 @@ typedef struct {
     FILE        *fp;
     uint64_t     pos;
     ZipOutEntry *e;
-    int          n, cap;
+    int          n;
+    size_t       cap;
     int          open;        /* a record is begun and not yet ended */
     uint64_t     written;     /* bytes appended to the open record */
     uint32_t     crc;         /* running CRC-32 of the open record */

@@ -78,7 +78,7 @@ check "stdin input (safetensors)" sh -c "pth-convert - stdin.pth < ordered_bf16.
 eq "--info dtype" "$(pth-convert --info ordered_bf16.pth | sed -n 's/^dtype: *//p')" "BF16"
 pth-convert >/dev/null 2>&1; eq "no arguments: exit 2" $? 2
 pth-convert --dtype int8 a b >/dev/null 2>&1; eq "bad --dtype: exit 2" $? 2
-check "--help on stdout" sh -c "pth-convert --help | grep -q usage"
+check "--help on stdout" sh -c "pth-convert --help | grep -q Usage:"
 check "--version" sh -c "pth-convert --version | grep -q pth-convert"
 eq "no temporaries left" "$(ls | grep -c '\.tmp\.')" 0
 finish

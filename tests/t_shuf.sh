@@ -42,8 +42,12 @@ check "without --seed the seed is printed" test -n "$seed"
 jsonl-shuf -n 2 --seed "${seed:-0}" "$demo" >reseed.jsonl 2>reseed.err
 check "the printed seed repeats the run" cmp -s noseed.jsonl reseed.jsonl
 check "with --seed nothing is printed" test ! -s reseed.err
-jsonl-shuf -n 0 --seed 1 "$demo" >zero.jsonl
+jsonl-shuf -n 0 --seed 1 "$demo" >zero.jsonl; rc=$?
+eq "-n 0 exits 0 (D12: the man page says it writes nothing)" "$rc" 0
 eq "-n 0 writes nothing" "$(wc -c <zero.jsonl)" 0
+jsonl-shuf -n 0 --seed 1 -o zero_o.jsonl "$demo"
+eq "-n 0 -o FILE: an empty FILE" "$(wc -c <zero_o.jsonl 2>/dev/null)" 0
+expect_fail "-n 0 still reads the input" "nope.jsonl" jsonl-shuf -n 0 --seed 1 nope.jsonl
 : >empty.txt
 jsonl-shuf --seed 1 empty.txt >empty.out
 eq "empty input, empty output" "$(wc -c <empty.out)" 0
@@ -171,9 +175,10 @@ check "--strip gives make_data.py's shuffled file byte for byte" cmp -s strip_go
 jsonl-shuf -n 1 --seed 77 strip_in.jsonl >nostrip.jsonl
 check "without --strip lines keep their spaces" sh -c '! cmp -s nostrip.jsonl strip_want.jsonl && grep -q "^ " nostrip.jsonl'
 
-# -n must be >= 1; a huge -n on an empty input ends at once (nothing to write).
-jsonl-shuf -n 0 strip_in.jsonl >/dev/null 2>err0.txt; rc=$?
-eq "-n 0 is a usage error" "$rc" 2
+# A huge -n on an empty input ends at once (nothing to write).
+jsonl-shuf -n -1 strip_in.jsonl >/dev/null 2>err0.txt; rc=$?
+eq "-n -1 is a usage error" "$rc" 2
+check "bad -n in the one phrasing" grep -qF "invalid value '-1' for --copies" err0.txt
 printf '' > empty.txt
 check "-n 2^64-1 on an empty input finishes" timeout 10 jsonl-shuf -n 18446744073709551615 --seed 1 empty.txt
 
@@ -184,5 +189,24 @@ check "BOM not carried into the output" sh -c '! grep -q "$(printf "\357\273\277
 eq "BOM file: all lines kept" "$(sort bom_out.jsonl | tr '\n' ' ')" '{"a":1} {"a":2} {"a":3} '
 check "-m accepts the largest 64-bit size" sh -c 'jsonl-shuf -m 18446744073709551615 -s 1 strip_in.jsonl >/dev/null'
 check "-m refuses one more" sh -c '! jsonl-shuf -m 18446744073709551616 -s 1 strip_in.jsonl >/dev/null 2>&1'
+
+# D6: zstd that opens with a skippable frame (RFC 8878; pzstd writes one before every frame).
+python3 -c 'for i in range(20000): print("{\"text\":\"line %d\"}" % i)' >many.jsonl
+jsonl-shuf -s 1 many.jsonl >many.plain
+if command -v pzstd >/dev/null; then pzstd -q -f many.jsonl -o many.pz.zst; else zstd -q -c many.jsonl >many.pz.zst; fi
+# and one built by hand: skippable frame 0x184D2A5F with 3 bytes of payload, then an ordinary frame
+{ printf '\137\052\115\030\003\000\000\000abc'; zstd -q -c many.jsonl; } >many.skip.zst
+for f in many.pz.zst many.skip.zst; do
+    jsonl-shuf -s 1 $f >$f.out 2>$f.err; rc=$?
+    eq "$f: exit 0" "$rc" 0
+    check "$f: decompressed, same shuffle as the plain input" cmp -s many.plain $f.out
+done
+
+# O5: gzip input is refused with a hint, nothing written.
+gzip -c many.jsonl >many.jsonl.gz
+expect_fail "gzip input refused" "many.jsonl.gz: gzip input is not supported (decompress it first: zcat" \
+    jsonl-shuf -s 1 -o gz.out many.jsonl.gz
+check "gzip refusal leaves no output" test ! -e gz.out
+jsonl-shuf -s 1 <many.jsonl.gz >/dev/null 2>&1; eq "gzip on stdin exits 1" "$?" 1
 
 finish

@@ -102,4 +102,18 @@ printf '\357\273\277{"text":"a"}\n{"text":"b"}\n' > bom.jsonl
 eq "BOM at file start accepted" "$(rwkv-tokenize -t --vocab "$vocab" bom.jsonl 2>&1 | tr '\n' ' ')" "98 0 99 0 "
 printf '{"text":"a"}\n\357\273\277{"text":"b"}\n' > bom2.jsonl
 expect_fail "BOM on line 2 rejected" "bom2.jsonl:2: invalid JSON at column 1" rwkv-tokenize -t --vocab "$vocab" bom2.jsonl
+
+# D6: zstd opening with a skippable frame (pzstd) is decompressed; O5: gzip gets a hint.
+printf '{"text":"a"}\n{"text":"b"}\n' > ab.jsonl
+{ printf '\120\052\115\030\000\000\000\000'; zstd -q -c ab.jsonl; } > ab.skip.zst
+eq "skippable frame first: decompressed" "$(rwkv-tokenize -t --vocab "$vocab" ab.skip.zst 2>&1 | tr '\n' ' ')" "98 0 99 0 "
+if command -v pzstd >/dev/null; then
+    pzstd -q -f ab.jsonl -o ab.pz.zst
+    eq "pzstd output: decompressed" "$(rwkv-tokenize -t --vocab "$vocab" ab.pz.zst 2>&1 | tr '\n' ' ')" "98 0 99 0 "
+fi
+gzip -c ab.jsonl > ab.jsonl.gz
+expect_fail "gzip input refused with a hint" "rwkv-tokenize: ab.jsonl.gz: gzip input is not supported (decompress it first: zcat" \
+    rwkv-tokenize -t --vocab "$vocab" ab.jsonl.gz
+rwkv-tokenize -j 0 -t ab.jsonl >/dev/null 2>j0.err; eq "-j 0: usage error" "$?" 2
+check "-j 0: the one phrasing" grep -qF "invalid value '0' for --threads" j0.err
 finish

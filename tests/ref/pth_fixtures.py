@@ -10,7 +10,7 @@
   big OUT / check_big ST PTH   a > 4 GiB torch.save file (Zip64), and checks of its conversions
   official OUT [C]  a random checkpoint shaped like the RWKV-7 0.1B release (bf16, no layer-0 v0/v1/v2)
 
-The zip writer below is written from formats-reliability.md §A1 independently of lib/zip.c,
+The zip writer below is written from doc/pth-format.md (torch's inline_container.cc) independently of lib/zip.c,
 so the C reader is checked against a second implementation of the layout.
 """
 import collections, io, json, os, pickle, struct, sys, zipfile, zlib
@@ -76,7 +76,7 @@ def torch_records(obj):
 
 
 def layout_2x(obj, prefix="archive"):
-    """Records of obj in the torch 2.x order (§A1.1, newest): numeric data/ order, the extra records."""
+    """Records of obj in the torch 2.x order (newest torch.save, inline_container.cc writeEndOfFile): numeric data/ order, the extra records."""
     recs = dict(torch_records(obj)[0])
     keys = sorted((k for k in recs if k.startswith("data/")), key=lambda k: int(k[5:]))
     out = [("data.pkl", recs["data.pkl"]), (".format_version", b"1"), (".storage_alignment", b"64"),
@@ -272,7 +272,7 @@ def load_any_torch(path, **kw):
 
 
 def check_layout(path):
-    """Our writer's layout (§A1.4): record order, stored, 64-aligned data, CRCs, Zip64 end records."""
+    """Our writer's layout (doc/pth-format.md): record order, stored, 64-aligned data, CRCs, Zip64 end records."""
     raw = open(path, "rb").read()
     z = zipfile.ZipFile(path)
     probs = []
@@ -527,7 +527,7 @@ def check_big(st, pth):
 
 def mmap_modes():
     """torch >= 2.1 can mmap a .pth; newer ones can also compute storage offsets from the
-    miniz layout (§A1.3) instead of reading local headers.  Torch 1.13 has neither."""
+    miniz layout (torch/serialization.py _load, calculate_storage_offsets) instead of reading local headers.  Torch 1.13 has neither."""
     import inspect
     if "mmap" not in inspect.signature(torch.load).parameters:
         return

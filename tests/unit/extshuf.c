@@ -1,9 +1,10 @@
 /* Unit test: lib/extshuf.c helpers (sizes, blank lines, strip) and the
- * LineShuf API in memory and external, writing into memory streams. */
+ * ExtShuf API in memory and external, writing into memory streams. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "extshuf.h"
+#include "utf8.h"
 
 static int fails;
 #define CHECK(cond, ...) do { if (!(cond)) { fails++; printf("FAIL: " __VA_ARGS__); putchar('\n'); } } while (0)
@@ -14,24 +15,24 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 static void run(uint64_t budget, int n, int copies, int want_external, const char *what)
 {
     Error e;
-    LineShuf *s = lineshuf_new(budget, NULL, &e);
-    CHECK(s != NULL, "%s: lineshuf_new: %s", what, e.msg);
+    ExtShuf *s = extshuf_new(budget, NULL, &e);
+    CHECK(s != NULL, "%s: extshuf_new: %s", what, e.msg);
     if (!s) return;
     char line[64];
     for (int i = 0; i < n; i++) {
         int len = snprintf(line, sizeof line, "line %06d %.*s", i, i % 40, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
-        CHECK(lineshuf_add(s, line, (size_t)len, &e) == 0, "%s: add: %s", what, e.msg);
+        CHECK(extshuf_add(s, line, (size_t)len, &e) == 0, "%s: add: %s", what, e.msg);
     }
-    CHECK(lineshuf_external(s) == want_external, "%s: external=%d", what, lineshuf_external(s));
-    CHECK(lineshuf_count(s) == (uint64_t)n, "%s: count", what);
+    CHECK(extshuf_external(s) == want_external, "%s: external=%d", what, extshuf_external(s));
+    CHECK(extshuf_count(s) == (uint64_t)n, "%s: count", what);
     char *buf = NULL;
     size_t size = 0;
     FILE *out = open_memstream(&buf, &size);
     Mt19937 r;
     mt_seed_u64(&r, 5);
-    CHECK(lineshuf_write(s, &r, (uint64_t)copies, out, "mem", &e) == 0, "%s: write: %s", what, e.msg);
+    CHECK(extshuf_write(s, &r, (uint64_t)copies, out, "mem", &e) == 0, "%s: write: %s", what, e.msg);
     fclose(out);
-    CHECK(size == (size_t)copies * lineshuf_bytes(s), "%s: %zu bytes out", what, size);
+    CHECK(size == (size_t)copies * extshuf_bytes(s), "%s: %zu bytes out", what, size);
     char **rows = malloc((size_t)n * copies * sizeof *rows);
     int k = 0;
     for (char *p = strtok(buf, "\n"); p && k < n * copies; p = strtok(NULL, "\n")) rows[k++] = p;
@@ -48,7 +49,7 @@ static void run(uint64_t budget, int n, int copies, int want_external, const cha
     CHECK(n < 10 || !in_order, "%s: output in input order", what);
     free(rows);
     free(buf);
-    lineshuf_free(s);
+    extshuf_free(s);
 }
 
 int main(void)
@@ -70,26 +71,26 @@ int main(void)
     CHECK(parse_size("99999999999T", &v) < 0, "overflow");
     CHECK(parse_size("99999999999999999999", &v) < 0, "overflow decimal");
 
-    CHECK(line_is_blank("", 0), "empty blank");
-    CHECK(line_is_blank(" \t\v\f\r\x1c\x1f", 7), "ascii blank");
+    CHECK(py_is_blank("", 0), "empty blank");
+    CHECK(py_is_blank(" \t\v\f\r\x1c\x1f", 7), "ascii blank");
     static const char uspaces[] = "\xc2\x85\xc2\xa0\xe1\x9a\x80\xe2\x80\x80\xe2\x80\x8a\xe2\x80\xa8"
                                   "\xe2\x80\xa9\xe2\x80\xaf\xe2\x81\x9f\xe3\x80\x80";
-    CHECK(line_is_blank(uspaces, sizeof uspaces - 1), "unicode blank");
-    CHECK(!line_is_blank(" x ", 3), "x not blank");
-    CHECK(!line_is_blank("\xe2\x80\x8b", 3), "U+200B is not whitespace in Python");
-    CHECK(!line_is_blank("\xc2", 1), "truncated UTF-8 not blank");
-    CHECK(!line_is_blank("\0", 1), "NUL not blank");
+    CHECK(py_is_blank(uspaces, sizeof uspaces - 1), "unicode blank");
+    CHECK(!py_is_blank(" x ", 3), "x not blank");
+    CHECK(!py_is_blank("\xe2\x80\x8b", 3), "U+200B is not whitespace in Python");
+    CHECK(!py_is_blank("\xc2", 1), "truncated UTF-8 not blank");
+    CHECK(!py_is_blank("\0", 1), "NUL not blank");
     const char *t = "\xe3\x80\x80 a\xc2\xa0" "b \xe2\x80\xa9\t";
     size_t len = strlen(t);
-    line_strip(&t, &len);
+    py_strip(&t, &len);
     CHECK(len == 4 && memcmp(t, "a\xc2\xa0" "b", 4) == 0, "strip unicode ends (len %zu)", len);
     t = " \xe3\x80\x80 ";
     len = strlen(t);
-    line_strip(&t, &len);
+    py_strip(&t, &len);
     CHECK(len == 0, "strip to empty");
     t = "\x80\x80";   /* continuation bytes alone are not spaces */
     len = 2;
-    line_strip(&t, &len);
+    py_strip(&t, &len);
     CHECK(len == 2, "strip keeps stray continuation bytes");
 
     run(1 << 30, 1000, 3, 0, "in memory");
