@@ -163,10 +163,12 @@ static void remove_stale_temps(const char *dir)
     if (!d) return;
     struct dirent *de;
     while ((de = readdir(d))) {
-        const char *s = de->d_name, *t = strstr(s, ".safetensors.tmp.");
+        /* AtomicFile names a replacing temporary ".NAME.tmp.PID" (hidden);
+         * older builds wrote "NAME.tmp.PID". */
+        const char *s = de->d_name, *base = s + (s[0] == '.'), *t = strstr(base, ".safetensors.tmp.");
         size_t skip = 17;
-        if (!t) { t = strstr(s, ".pth.tmp."); skip = 9; }
-        if (!t || (strncmp(s, "train-state-", 12) && strncmp(s, "rwkv-", 5))) continue;
+        if (!t) { t = strstr(base, ".pth.tmp."); skip = 9; }
+        if (!t || (strncmp(base, "train-state-", 12) && strncmp(base, "rwkv-", 5))) continue;
         char *end;
         long pid = strtol(t + skip, &end, 10);
         if (*end || pid <= 0 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH)) continue;

@@ -7,7 +7,7 @@ for t in jsonl-shuf rwkv-tokenize binidx-write magic-prime; do
 done
 demo=$TOP/examples/demo.jsonl
 sha() { sha256sum "$1" | cut -d' ' -f1; }
-none_left() { ! ls "$1".bin "$1".idx "$1".*.tmp.* >/dev/null 2>&1; }
+none_left() { ! ls -d "$1".bin "$1".idx "$1".*.tmp.* "$(dirname "$1")/.$(basename "$1")".* >/dev/null 2>&1; }
 
 # 3 shuffled copies, seed 42: the same bytes and the same flags as make_data.py with random.seed(42).
 jsonl-shuf -n 3 --seed 42 "$demo" | rwkv-tokenize | binidx-write -q d3

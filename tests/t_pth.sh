@@ -80,5 +80,5 @@ pth-convert >/dev/null 2>&1; eq "no arguments: exit 2" $? 2
 pth-convert --dtype int8 a b >/dev/null 2>&1; eq "bad --dtype: exit 2" $? 2
 check "--help on stdout" sh -c "pth-convert --help | grep -q Usage:"
 check "--version" sh -c "pth-convert --version | grep -q pth-convert"
-eq "no temporaries left" "$(ls | grep -c '\.tmp\.')" 0
+eq "no temporaries left" "$(ls -A | grep -c '\.tmp\.')" 0
 finish

@@ -15,7 +15,7 @@ while IFS="$tab" read -r f want; do
     if [ $rc -ne 1 ]; then bad "$f: exit $rc, want 1: $(head -c 300 err.txt)"
     elif ! grep -qF -- "$want" err.txt; then bad "$f: stderr lacks '$want': $(head -c 300 err.txt)"
     elif ! grep -q "^pth-convert: b/$f: " err.txt; then bad "$f: message does not name the file: $(head -c 300 err.txt)"
-    elif [ -e out.st ] || ls | grep -q '\.tmp\.'; then bad "$f: output written"
+    elif [ -e out.st ] || ls -A | grep -q '\.tmp\.'; then bad "$f: output written"
     else ok "$f: $(cut -c1-150 err.txt)"
     fi
     pth-convert --info "b/$f" >/dev/null 2>&1; rc=$?

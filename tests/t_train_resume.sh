@@ -56,7 +56,7 @@ check "final state bit-identical after SIGKILLs" $U cmpstate "a/$final" "b/$fina
 check "rwkv-final bit-identical after SIGKILLs" cmp a/rwkv-final.safetensors b/rwkv-final.safetensors
 n_states=$(ls b | grep -c '^train-state-[0-9]*\.safetensors$')
 check "--keep 2 keeps two states (found $n_states)" test "$n_states" -eq 2
-check "no temporaries left after the kills" test -z "$(ls b | grep '\.tmp\.')"
+check "no temporaries left after the kills" test -z "$(ls -A b | grep '\.tmp\.')"
 # metrics.jsonl: one record per step, in order, no repeats after the resumes
 steps=$(sed 's/.*"step":\([0-9]*\).*/\1/' b/metrics.jsonl | tr '\n' ' ')
 want=$(seq 0 $((exit_step - 1)) | tr '\n' ' ')
