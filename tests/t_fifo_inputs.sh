@@ -23,7 +23,7 @@ check "pth-convert FIFO OUT leaves no output" test ! -e out.safetensors
 refused "rwkv-tokenize --vocab FIFO" rwkv-tokenize --vocab fifo -t /dev/null
 refused "rwkv-generate -m FIFO" rwkv-generate -m fifo -p hello -n 1
 
-rwkv-init -L 2 -C 64 -V 16 -s 3 -q -o init.safetensors || exit 1
+rwkv-init -L 2 -C 64 --vocab-size 16 -s 3 -q -o init.safetensors || exit 1
 $U copy data 3000 7 || exit 1
 T="rwkv-train --data_file data --ctx_len 32 --micro_bsz 4 --epoch_count 1 --epoch_steps 1"
 
@@ -39,7 +39,7 @@ if [ $rc -eq 124 ]; then bad "rwkv-train: FIFO train-state in --proj_dir: hung"
 else check "rwkv-train: FIFO train-state named on stderr" grep -qF "not a regular file" err.txt; fi
 
 # stdin ('-') keeps working where it worked
-rwkv-init -L 2 -C 64 -V 16 -s 3 -q -o small.safetensors || exit 1
+rwkv-init -L 2 -C 64 --vocab-size 16 -s 3 -q -o small.safetensors || exit 1
 check "pth-convert - still reads stdin" sh -c 'pth-convert - small.pth < small.safetensors'
 check "pth-convert FIFO via stdin still works" sh -c 'cat small.safetensors | pth-convert --info - | grep -q safetensors'
 finish

@@ -32,7 +32,7 @@ if [ -x /usr/bin/time ]; then
 fi
 
 # Tensor names: patch the 10-byte name "emb.weight" of a .pth we wrote.
-rwkv-init -L 2 -C 64 -V 16 -s 3 -q -o small.st || exit 1
+rwkv-init -L 2 -C 64 --vocab-size 16 -s 3 -q -o small.st || exit 1
 pth-convert small.st small.pth || exit 1
 "$PYTHON" - <<'PY' || exit 1
 import zipfile

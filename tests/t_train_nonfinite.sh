@@ -9,7 +9,7 @@ need_torch
 U="$PYTHON $TOP/tests/train_util.py"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 $U copy d 3000 7 || exit 1
-rwkv-init -L 2 -C 64 -V 16 -s 3 -q -o init.safetensors || exit 1
+rwkv-init -L 2 -C 64 --vocab-size 16 -s 3 -q -o init.safetensors || exit 1
 mkdir q
 $U scale init.safetensors q/rwkv-init.safetensors head.weight 1e15 || exit 1
 T="rwkv-train --proj_dir q --data_file d --ctx_len 32 --micro_bsz 4 --save_minutes 0 --grad_clip 0"

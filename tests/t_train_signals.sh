@@ -8,7 +8,7 @@
 U="$PYTHON $TOP/tests/train_util.py"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 $U copy d 3000 7 || exit 1
-rwkv-init -L 2 -C 64 -V 16 -s 3 -q -o init.safetensors || exit 1
+rwkv-init -L 2 -C 64 --vocab-size 16 -s 3 -q -o init.safetensors || exit 1
 for x in a b c e m; do mkdir $x; cp init.safetensors $x/rwkv-init.safetensors; done
 common="--data_file d --ctx_len 32 --micro_bsz 4 --save_minutes 0"
 long="--my_exit_tokens 10000000 --allow_repeat"

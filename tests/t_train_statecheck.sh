@@ -9,7 +9,7 @@
 U="$PYTHON $TOP/tests/train_util.py"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 $U copy d 3000 7 || exit 1
-rwkv-init -L 2 -C 64 -V 16 -s 3 -q -o init.safetensors || exit 1
+rwkv-init -L 2 -C 64 --vocab-size 16 -s 3 -q -o init.safetensors || exit 1
 mkdir p
 cp init.safetensors p/rwkv-init.safetensors
 T="rwkv-train --proj_dir p --data_file d --ctx_len 32 --micro_bsz 4 --save_minutes 0 --save_steps 1"
