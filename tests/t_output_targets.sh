@@ -30,6 +30,7 @@ out() {
 outf() {
     case $1 in
     init)     rwkv-init -L 2 -C 64 --vocab-size 16 -s 1 -q -f -o "$2" ;;
+    generate) rwkv-generate -m model.st --prompt "" -n 0 -f --logits-out "$2" < /dev/null ;;
     plot)     metrics-plot -f -o "$2" m.jsonl ;;
     pth)      pth-convert -f model.st "$2" ;;
     *)        out "$1" "$2" ;;
