@@ -94,7 +94,9 @@ static void put_float_field(Buf *b, int field, float v)
 }
 
 /* tensorflow.Event field numbers */
-enum { EVENT_WALL_TIME = 1, EVENT_STEP = 2, EVENT_FILE_VERSION = 3, EVENT_SUMMARY = 5 };
+enum { EVENT_WALL_TIME = 1, EVENT_STEP = 2, EVENT_FILE_VERSION = 3, EVENT_SUMMARY = 5, EVENT_SESSION_LOG = 7 };
+/* SessionLog.status = 1, with START = 1 */
+enum { SESSION_LOG_STATUS = 1, SESSION_LOG_START = 1 };
 /* Summary.value = 1; Summary.Value.tag = 1, .simple_value = 2 */
 enum { SUMMARY_VALUE = 1, VALUE_TAG = 1, VALUE_SIMPLE = 2 };
 
@@ -127,7 +129,7 @@ static double wall_now(void)
     return (double)tv.tv_sec + tv.tv_usec / 1e6;
 }
 
-int tb_open(TbWriter *w, const char *dir, Error *e)
+int tb_open(TbWriter *w, const char *dir, int64_t start_step, Error *e)
 {
     w->fd = -1;
     w->path = NULL;
@@ -153,6 +155,13 @@ int tb_open(TbWriter *w, const char *dir, Error *e)
     Buf b = { ev, 0, sizeof ev, 0 };
     put_double_field(&b, EVENT_WALL_TIME, wall_now());
     put_len_field(&b, EVENT_FILE_VERSION, "brain.Event:2", 13);
+    if (write_record(w, ev, b.len, e)) { tb_close(w, NULL); return -1; }
+    unsigned char start[2] = { SESSION_LOG_STATUS << 3 | WIRE_VARINT, SESSION_LOG_START };
+    b.len = 0;
+    put_double_field(&b, EVENT_WALL_TIME, wall_now());
+    put_key(&b, EVENT_STEP, WIRE_VARINT);
+    put_varint(&b, (uint64_t)start_step);
+    put_len_field(&b, EVENT_SESSION_LOG, start, sizeof start);
     if (write_record(w, ev, b.len, e)) { tb_close(w, NULL); return -1; }
     return 0;
 }

@@ -25,8 +25,11 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t n);
 /* Create DIR (and its parents) and a new event file in it named
  * events.out.tfevents.<seconds>.<host>.<microseconds>.<pid>, so that the files
  * of successive runs sort in the order they were started (TensorBoard reads a
- * directory's files in name order); write the file_version record. */
-int  tb_open(TbWriter *w, const char *dir, Error *e);
+ * directory's files in name order).  Write the file_version record and a
+ * SessionLog START at start_step, which makes TensorBoard drop what earlier
+ * files hold from that step on: a resumed run redoes the steps a killed run
+ * logged after its last saved state. */
+int  tb_open(TbWriter *w, const char *dir, int64_t start_step, Error *e);
 /* One Event: step, wall_time (Unix seconds) and n scalars tags[i] = values[i]. */
 int  tb_scalars(TbWriter *w, int64_t step, double wall_time, const char *const *tags, const float *values, int n,
                 Error *e);
