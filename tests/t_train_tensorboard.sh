@@ -8,6 +8,8 @@
 # run's last steps (one file per run; TensorBoard keeps the redone values).
 # A failed event-file write is one warning and training goes on; a DIR that
 # cannot be created is an error before any step; --tensorboard "" is off.
+# With the wandb package there too, wandb's own TensorBoard reader imports the
+# files with the same values (tests/ref/wandb_tb_import.py).
 # Skips (77) without the tensorboard package: `make deps` fetches it into
 # build/pip-tb (or set TB_PIP_DIR).
 . "$TOP/tests/lib.sh"
@@ -70,4 +72,34 @@ check "... no step trained" test ! -s r/metrics.jsonl
 rwkv-train --proj_dir r --data_file d --ctx_len 32 --micro_bsz 4 --exit_after_steps 3 --tensorboard "" 2>/dev/null
 eq "--tensorboard \"\": exit status" $? 0
 check "... writes no event file" test -z "$(find . -name 'events.out.tfevents.*' -newer afile)"
+
+# wandb's own TensorBoard reader (wandb-core, behind sync_tensorboard) imports
+# the files with the same values; optional: needs the wandb package (build/pip-wandb).
+WANDB_PIP=${WANDB_PIP_DIR:-$TOP/build/pip-wandb}
+if PYTHONPATH="$WANDB_PIP" "$PYTHON" -c 'import wandb' 2>/dev/null; then
+    mkdir w
+    cp init.safetensors w/rwkv-init.safetensors
+    WANDB_MODE=offline WANDB_CONFIG_DIR="$PWD/wb-config" WANDB_CACHE_DIR="$PWD/wb-cache" WANDB_DATA_DIR="$PWD/wb-data" \
+        PYTHONPATH="$WANDB_PIP" "$PYTHON" "$TOP/tests/ref/wandb_tb_import.py" wb tbw \
+        rwkv-train --proj_dir w --data_file d --ctx_len 32 --micro_bsz 4 --exit_after_steps 20 --tensorboard tbw >w.log 2>&1
+    rc=$?
+    if [ $rc -eq 77 ]; then echo "skipped: $(tail -n 1 w.log)"; else
+        eq "wandb TensorBoard import: exit status" $rc 0
+        check "... imported every step with metrics.jsonl's values" sh -c '
+            PYTHONPATH="$1" "$2" "$3/tests/ref/wandb_history.py" wb/wandb/offline-run-*/run-*.wandb > wh.json &&
+            "$2" - wh.json w/metrics.jsonl <<"PY"
+import json, struct, sys
+f32 = lambda v: struct.unpack("<f", struct.pack("<f", v))[0]
+rows = json.load(open(sys.argv[1]))["rows"]
+recs = [json.loads(l) for l in open(sys.argv[2])]
+assert [r["global_step"] for r in rows] == [r["step"] for r in recs], [r.get("global_step") for r in rows]
+for row, rec in zip(rows, recs):
+    for k in ("loss", "lr", "grad_norm", "tokens_per_s"):
+        assert f32(row[k]) == f32(rec[k]), (rec["step"], k, row[k], rec[k])
+print("wandb imported %d steps" % len(rows))
+PY' - "$WANDB_PIP" "$PYTHON" "$TOP"
+    fi
+else
+    echo "wandb Python package not in $WANDB_PIP: its TensorBoard import not checked"
+fi
 finish
