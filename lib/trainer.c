@@ -748,6 +748,10 @@ void trainer_print_plan(const Trainer *tr, FILE *fp)
             " steps, %" PRIu64 " tokens\n", tr->c.step, tr->c.step / tr->smp.epoch_steps, tr->exit_step, todo,
             todo * tr->sched.tokens_per_step);
     fprintf(fp, "memory       about %.1f MiB per device (%s, grad_cp %d)\n", mem / 1048576.0, a->accelerator, a->grad_cp);
+    int tb = a->tensorboard_dir && *a->tensorboard_dir, wb = a->wandb_project && *a->wandb_project;
+    if (tb || wb)
+        fprintf(fp, "monitors     %s%s%s%s%s\n", tb ? "TensorBoard events in " : "", tb ? a->tensorboard_dir : "",
+                tb && wb ? ", " : "", wb ? "wandb project " : "", wb ? a->wandb_project : "");
     if (tr->resumed && todo == 0)
         fprintf(fp, "status       already complete: nothing to train (a run would rewrite rwkv-final)\n");
     char why[256];

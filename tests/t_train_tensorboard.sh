@@ -72,6 +72,9 @@ check "... no step trained" test ! -s r/metrics.jsonl
 rwkv-train --proj_dir r --data_file d --ctx_len 32 --micro_bsz 4 --exit_after_steps 3 --tensorboard "" 2>/dev/null
 eq "--tensorboard \"\": exit status" $? 0
 check "... writes no event file" test -z "$(find . -name 'events.out.tfevents.*' -newer afile)"
+rwkv-train --proj_dir r --data_file d --ctx_len 32 --micro_bsz 4 --dry-run --tensorboard tbd --wandb proj >plan.txt 2>/dev/null
+check "--dry-run names the monitors" grep -q '^monitors     TensorBoard events in tbd, wandb project proj$' plan.txt
+check "... and creates no event directory" test ! -e tbd
 
 # wandb's own TensorBoard reader (wandb-core, behind sync_tensorboard) imports
 # the files with the same values; optional: needs the wandb package (build/pip-wandb).
