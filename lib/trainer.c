@@ -48,9 +48,16 @@ static const int stop_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE };
 #define N_STOP_SIGNALS (int)(sizeof stop_signals / sizeof *stop_signals)
 static struct sigaction old_actions[N_STOP_SIGNALS];
 static volatile sig_atomic_t stop_signal;
+/* While the run waits for the wandb bridge at its end, a signal only cuts the
+ * wait short: the state is saved by then, and the exit status stays the run's. */
+static volatile sig_atomic_t waiting_for_bridge, bridge_wait_cut;
 
 static void on_stop_signal(int sig)
 {
+    if (waiting_for_bridge && sig != SIGPIPE) {
+        bridge_wait_cut = 1;
+        return;
+    }
     if (sig == SIGPIPE) {   /* every later message raises it again: never a reason to give up */
         if (!stop_signal) stop_signal = sig;
         return;
@@ -973,13 +980,22 @@ static void finish_bridge(Trainer *tr)
     close(tr->bridge_fd);
     tr->bridge_fd = -1;
     double t0 = now_seconds();
+    int said = 0;
+    bridge_wait_cut = 0;
+    waiting_for_bridge = 1;
     for (;;) {
         poll_bridge(tr, 1);
-        if (tr->bridge_pid <= 0) return;
-        if (now_seconds() - t0 >= BRIDGE_WAIT_SECONDS) break;
+        if (tr->bridge_pid <= 0 || bridge_wait_cut) break;
+        double waited = now_seconds() - t0;
+        if (waited >= BRIDGE_WAIT_SECONDS) break;
+        if (waited >= 3 && !said++)
+            say(tr, "note: waiting up to %d s for the wandb bridge to send the last records (interrupt to leave it "
+                "running)", BRIDGE_WAIT_SECONDS);
         struct timespec ts = { 0, 20 * 1000 * 1000 };
         nanosleep(&ts, NULL);
     }
+    waiting_for_bridge = 0;
+    if (tr->bridge_pid <= 0) return;
     say(tr, "note: the wandb bridge (pid %ld) is still sending; it finishes on its own (log: %s)", (long)tr->bridge_pid,
         tr->bridge_log);
     tr->bridge_pid = 0;

@@ -8,7 +8,8 @@
 # group (the bridge, in a group of its own, still sends every record) and a
 # resumed run killed with SIGKILL (the bridge sees the trainer gone, sends the
 # rest and finishes).  Without the wandb module, without python3, or when the
-# bridge dies, one line says so and training goes on; --wandb "" is off.
+# bridge dies, one line says so and training goes on; a bridge slow to finish
+# gets a note, and an interrupt ends the wait for it; --wandb "" is off.
 # The SDK checks skip (77) without the wandb package: `make deps` fetches it
 # into build/pip-wandb (or set WANDB_PIP_DIR).
 . "$TOP/tests/lib.sh"
@@ -48,6 +49,21 @@ RWKV7C_WANDB_BRIDGE="$PWD/dying-bridge" rwkv-train --proj_dir n3 $short --exit_a
 eq "bridge killed mid-run: exit status" $? 0
 eq "... one note" "$(grep -c 'note: the wandb bridge was killed by signal 9 (see n3/wandb-bridge.log); training goes on without wandb' n3.err)" 1
 eq "... every step trained" "$(wc -l < n3/metrics.jsonl)" 60
+# A bridge slow to finish: after a few seconds one note; an interrupt then
+# ends the wait (the run's exit status stays 0) and leaves the bridge running.
+newdir n5
+printf '#!/bin/sh\nexec sleep 60\n' > slow-bridge
+chmod +x slow-bridge
+RWKV7C_WANDB_BRIDGE="$PWD/slow-bridge" rwkv-train --proj_dir n5 $short --wandb proj 2>n5.err &
+pid=$!
+i=0
+while ! grep -q 'note: waiting up to 60 s for the wandb bridge' n5.err && [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
+kill -INT $pid
+wait $pid
+eq "slow bridge, wait interrupted: the run's exit status" $? 0
+check "... says the bridge goes on alone" grep -q 'note: the wandb bridge (pid [0-9]*) is still sending; it finishes on its own (log: n5/wandb-bridge.log)' n5.err
+bridge=$(sed -n 's/.*the wandb bridge (pid \([0-9]*\)).*/\1/p' n5.err)
+[ -n "$bridge" ] && kill "$bridge" 2>/dev/null
 newdir n4
 rwkv-train --proj_dir n4 $short --wandb "" 2>n4.err
 eq "--wandb \"\": exit status" $? 0
