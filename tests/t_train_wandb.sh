@@ -138,4 +138,10 @@ while [ "$(grep -c 'rwkv-wandb-bridge: sent' p/wandb-bridge.log)" -lt 3 ] && [ $
 last=$(tail -n 1 p/metrics.jsonl | sed 's/.*"step":\([0-9]*\).*/\1/')
 check "... the bridge finished on its own, and the run has every step up to $last" history 3 "$stop" "$last"
 eq "three offline runs, one run id" "$(ls -d p/wandb/offline-run-*-"$(cat p/wandb-run-id)" | wc -l)" 3
+# Starting over (--resume never --force) starts a new wandb run.
+old_id=$(cat p/wandb-run-id)
+$T --resume never --force --exit_after_steps 3 2>p4.err
+eq "--resume never --force: exit status" $? 0
+check "... a new wandb run id" test -s p/wandb-run-id -a "$(cat p/wandb-run-id)" != "$old_id"
+check "... its offline run has steps 0..2" history 4 0 2
 finish
