@@ -97,11 +97,11 @@ deps:
 	    python3 -m zipfile -e $(B)/pip/rwkv-0.8.32-*.whl $(B)/pip; } || echo "note: rwkv pip package not fetched; its test will skip"
 	@# Test-only: tensorboard and wandb, each in its own directory (tests put it on
 	@# PYTHONPATH), so tests/t_train_tensorboard.sh and t_train_wandb.sh read back what
-	@# rwkv-train logged with the real packages.  Optional: those tests skip without them.
+	@# rwkv-train logged with the real packages (the versions tested).  Optional: those tests skip without them.
 	@[ -d $(B)/pip-tb/tensorboard ] || /usr/bin/python3 -m pip install -q --disable-pip-version-check --no-warn-script-location \
-	    --target $(B)/pip-tb tensorboard >/dev/null 2>&1 || echo "note: tensorboard pip package not fetched; its test will skip"
+	    --target $(B)/pip-tb tensorboard==2.21.0 >/dev/null 2>&1 || echo "note: tensorboard pip package not fetched; its test will skip"
 	@[ -d $(B)/pip-wandb/wandb ] || /usr/bin/python3 -m pip install -q --disable-pip-version-check --no-warn-script-location \
-	    --target $(B)/pip-wandb wandb >/dev/null 2>&1 || echo "note: wandb pip package not fetched; its test will skip"
+	    --target $(B)/pip-wandb wandb==0.31.0 >/dev/null 2>&1 || echo "note: wandb pip package not fetched; its test will skip"
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(MANDIR)/man1
