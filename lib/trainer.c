@@ -912,10 +912,13 @@ static void start_bridge(Trainer *tr)
         return;
     }
     run_config_json(tr, config, 8192);
-    char from[32];
+    /* Where this run's records start: the bridge need not read a long run's earlier ones. */
+    char from[32], offset[32];
     snprintf(from, sizeof from, "%" PRIu64, tr->c.step);
+    off_t end = lseek(tr->metrics_fd, 0, SEEK_END);
+    snprintf(offset, sizeof offset, "%lld", end > 0 ? (long long)end : 0LL);
     char *argv[] = { prog, "--project", (char *)a->wandb_project, "--proj-dir", (char *)a->proj_dir, "--from-step", from,
-                     "--config", config, NULL };
+                     "--offset", offset, "--config", config, NULL };
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
     posix_spawn_file_actions_init(&fa);
