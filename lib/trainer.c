@@ -964,7 +964,7 @@ static void poll_bridge(Trainer *tr, int at_end)
     tr->bridge_fd = -1;
     if (r < 0 || (at_end && WIFEXITED(st) && WEXITSTATUS(st) == 0)) return;
     const char *goes_on = at_end ? "" : "; training goes on without wandb";
-    end_progress_line(tr);
+    if (!at_end) end_progress_line(tr);   /* at the end, report_end has ended it */
     if (WIFEXITED(st) && WEXITSTATUS(st) == BRIDGE_EXIT_NO_WANDB)
         say(tr, "warning: --wandb: the wandb Python module is not installed (install it with `pip install wandb`)%s",
             goes_on);
