@@ -28,7 +28,12 @@ VOCAB    := $(B)/share/rwkv7c/rwkv_vocab_v20230424.txt
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 DEB_PKGS := build-essential clang libzstd-dev libxxhash-dev libopenblas-dev liblapacke-dev \
             python3-torch python3-numpy python3-pip zstd
-all: $(TOOLS:%=$(B)/bin/%) $(UNIT) $(HELPERS) $(VOCAB)
+all: $(TOOLS:%=$(B)/bin/%) $(UNIT) $(HELPERS) $(VOCAB) $(B)/bin/rwkv-wandb-bridge
+
+# rwkv-train --wandb runs this Python script from its own directory.
+$(B)/bin/rwkv-wandb-bridge: bin/rwkv-wandb-bridge
+	@mkdir -p $(@D)
+	cp $< $@
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -145,15 +150,23 @@ deps:
 	@[ -d $(B)/pip/rwkv ] || { mkdir -p $(B)/pip && python3 -m pip download -q --no-deps \
 	    --only-binary=:all: rwkv==0.8.32 -d $(B)/pip >/dev/null 2>&1 && \
 	    python3 -m zipfile -e $(B)/pip/rwkv-0.8.32-*.whl $(B)/pip; } || echo "note: rwkv pip package not fetched; its test will skip"
+	@# Test-only: tensorboard and wandb, each in its own directory (tests put it on
+	@# PYTHONPATH), so tests/t_train_tensorboard.sh and t_train_wandb.sh read back what
+	@# rwkv-train logged with the real packages (the versions tested).  Optional: those tests skip without them.
+	@[ -d $(B)/pip-tb/tensorboard ] || /usr/bin/python3 -m pip install -q --disable-pip-version-check --no-warn-script-location \
+	    --target $(B)/pip-tb tensorboard==2.21.0 >/dev/null 2>&1 || echo "note: tensorboard pip package not fetched; its test will skip"
+	@[ -d $(B)/pip-wandb/wandb ] || /usr/bin/python3 -m pip install -q --disable-pip-version-check --no-warn-script-location \
+	    --target $(B)/pip-wandb wandb==0.31.0 >/dev/null 2>&1 || echo "note: wandb pip package not fetched; its test will skip"
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 755 $(TOOLS:%=$(B)/bin/%) $(DESTDIR)$(BINDIR)
+	install -m 755 bin/rwkv-wandb-bridge $(DESTDIR)$(BINDIR)
 	install -m 644 share/rwkv7c/rwkv_vocab_v20230424.txt share/rwkv7c/NOTICE $(DESTDIR)$(DATADIR)
 	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1
 
 uninstall:
-	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1))
+	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/rwkv-wandb-bridge $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1))
 	rm -rf $(DESTDIR)$(DATADIR)
 
 clean:

@@ -23,7 +23,7 @@ enum {
     O_HEAD_CHUNK, O_LOAD_PARTIAL, O_MAGIC_PRIME, O_MY_TESTING, O_KERNEL, O_MY_EXIT_TOKENS,
     O_ACCELERATOR, O_DEVICES, O_NUM_NODES, O_PRECISION, O_STRATEGY, O_PROGRESS_BAR,
     O_SAVE_STEPS, O_SAVE_MINUTES, O_KEEP, O_RESUME, O_FORCE, O_DRY_RUN, O_SEED, O_MAX_BAD,
-    O_EXIT_AFTER, O_MAX_MINUTES, O_ALLOW_REPEAT, O_TIMING, O_SAVE_FORMAT, O_HELP, O_VERSION, O_END
+    O_EXIT_AFTER, O_MAX_MINUTES, O_ALLOW_REPEAT, O_TIMING, O_SAVE_FORMAT, O_TENSORBOARD, O_HELP, O_VERSION, O_END
 };
 
 #define OPT2(name, dash, has, code) { name, has, 0, code }, { dash, has, 0, code }
@@ -55,6 +55,7 @@ static const struct option long_opts[] = {
     OPT2("max_bad_steps", "max-bad-steps", 1, O_MAX_BAD), OPT2("exit_after_steps", "exit-after-steps", 1, O_EXIT_AFTER),
     OPT2("max_minutes", "max-minutes", 1, O_MAX_MINUTES), OPT2("allow_repeat", "allow-repeat", 0, O_ALLOW_REPEAT),
     OPT2("timing", "timing", 0, O_TIMING), OPT2("save_format", "save-format", 1, O_SAVE_FORMAT),
+    OPT2("tensorboard", "tensorboard", 1, O_TENSORBOARD),
     OPT2("help", "help", 0, O_HELP), OPT2("version", "version", 0, O_VERSION),
     { 0, 0, 0, 0 }
 };
@@ -104,7 +105,12 @@ static void usage(FILE *fp)
 "  --dry-run               print the plan and exit (it says if this build cannot run it)\n"
 "  --timing                at the end, print where the step time went\n"
 "  --help, --version\n"
-"Accepted for script compatibility: --wandb \"\" --data_type binidx --my_testing x070\n"
+"monitoring (metrics.jsonl and train_log.txt are always written):\n"
+"  --tensorboard DIR       also write TensorBoard event files (loss, lr, grad_norm,\n"
+"                          tokens_per_s) into DIR (\"\" = off)\n"
+"  --wandb PROJECT         also log live to wandb project PROJECT through\n"
+"                          rwkv-wandb-bridge (needs `pip install wandb`; \"\" = off)\n"
+"Accepted for script compatibility: --data_type binidx --my_testing x070\n"
 "--train_stage --epoch_steps --epoch_count --epoch_begin --strategy --kernel --head_chunk\n"
 "--ds_bucket_mb --load_partial 0 --random_seed --enable_progress_bar.\n"
 "Exit status: 0 done or stopped at a requested limit, 1 error, 2 usage (also a\n"
@@ -153,9 +159,8 @@ static int parse_args(int argc, char **argv, TrainOptions *a)
         case O_PRECISION:
             if (!strcmp(v, "bf16") || !strcmp(v, "fp32") || !strcmp(v, "tf32")) { a->precision = v; break; }
             return bad_option(name, v, !strcmp(v, "fp16") ? "bf16, fp32 or tf32; fp16 is not supported" : "bf16, fp32 or tf32");
-        case O_WANDB:
-            if (*v) tool_warn("note: --wandb is not supported; metrics go to PROJ_DIR/metrics.jsonl");
-            break;
+        case O_WANDB: a->wandb_project = v; break;
+        case O_TENSORBOARD: a->tensorboard_dir = v; break;
         case O_DATA_TYPE:
             if (strcmp(v, "binidx")) return bad_option(name, v, "binidx, the only supported type");
             break;

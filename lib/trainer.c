@@ -1,5 +1,6 @@
 /* trainer.c: one rwkv-train run (trainer.h): starting point, run configuration,
  * the step loop, checkpoints, logs and signals. */
+#define _GNU_SOURCE   /* pipe2, dup3 */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -7,6 +8,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +28,7 @@
 #include "optim.h"
 #include "sampler.h"
 #include "schedule.h"
+#include "tbevents.h"
 #include "trainer.h"
 #include "trainstate.h"
 
@@ -44,9 +48,16 @@ static const int stop_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE };
 #define N_STOP_SIGNALS (int)(sizeof stop_signals / sizeof *stop_signals)
 static struct sigaction old_actions[N_STOP_SIGNALS];
 static volatile sig_atomic_t stop_signal;
+/* While the run waits for the wandb bridge at its end, a signal only cuts the
+ * wait short: the state is saved by then, and the exit status stays the run's. */
+static volatile sig_atomic_t waiting_for_bridge, bridge_wait_cut;
 
 static void on_stop_signal(int sig)
 {
+    if (waiting_for_bridge && sig != SIGPIPE) {
+        bridge_wait_cut = 1;
+        return;
+    }
     if (sig == SIGPIPE) {   /* every later message raises it again: never a reason to give up */
         if (!stop_signal) stop_signal = sig;
         return;
@@ -253,6 +264,10 @@ struct Trainer {
     Found *states, *epochs;
     int nstates_all, nepochs;
     int lock_fd;           /* PROJ_DIR/.rwkv-train.lock, held for the run; -1 in a dry run */
+    TbWriter tb;           /* --tensorboard; fd -1 when off or after a failed write */
+    pid_t bridge_pid;      /* --wandb: the bridge process, 0 when none runs */
+    int bridge_fd;         /* write end of the bridge's stdin; closing it says the run has ended */
+    char *bridge_log;
 };
 
 static void say(const Trainer *tr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -419,6 +434,18 @@ static void json_num(char *b, size_t n, double v, const char *fmt)
     else snprintf(b, n, "null");
 }
 
+/* Test hook RWKV7C_TRAIN_TB_FAIL=K: the TensorBoard write of step K (and
+ * later ones) fails for real, with ENOSPC: /dev/full takes the event file's place. */
+static void tb_fault_hook(Trainer *tr)
+{
+    const char *s = getenv("RWKV7C_TRAIN_TB_FAIL");
+    unsigned long long k;
+    if (!s || sscanf(s, "%llu", &k) != 1 || tr->c.step - 1 < k) return;
+    int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+    if (full >= 0 && dup3(full, tr->tb.fd, O_CLOEXEC) < 0) { /* then the write simply succeeds */ }
+    if (full >= 0) close(full);
+}
+
 /* Parse "K" or "K,N" from RWKV7C_TRAIN_POISON: poison the gradient at steps K..K+N-1. */
 static int poisoned(uint64_t step)
 {
@@ -487,6 +514,9 @@ static int find_start(Trainer *tr, Error *e)
         if (used && !a->dry_run) {
             for (int i = 0; i < nstates; i++) unlink(tr->states[i].path);
             unlink(tr->metrics_path);
+            char *run_id = path_join(a->proj_dir, "wandb-run-id");   /* a new run starts a new wandb run */
+            if (run_id) unlink(run_id);
+            free(run_id);
         }
         nstates = 0;
     }
@@ -638,6 +668,8 @@ int trainer_open(TrainOptions *a, Trainer **out, Error *e)
     tr->o = a;
     tr->lock_fd = -1;
     tr->metrics_fd = -1;
+    tr->tb.fd = -1;
+    tr->bridge_fd = -1;
     tr->precision = a->precision;
     tr->world = a->devices * a->num_nodes;
 
@@ -725,6 +757,10 @@ void trainer_print_plan(const Trainer *tr, FILE *fp)
             " steps, %" PRIu64 " tokens\n", tr->c.step, tr->c.step / tr->smp.epoch_steps, tr->exit_step, todo,
             todo * tr->sched.tokens_per_step);
     fprintf(fp, "memory       about %.1f MiB per device (%s, grad_cp %d)\n", mem / 1048576.0, a->accelerator, a->grad_cp);
+    int tb = a->tensorboard_dir && *a->tensorboard_dir, wb = a->wandb_project && *a->wandb_project;
+    if (tb || wb)
+        fprintf(fp, "monitors     %s%s%s%s%s\n", tb ? "TensorBoard events in " : "", tb ? a->tensorboard_dir : "",
+                tb && wb ? ", " : "", wb ? "wandb project " : "", wb ? a->wandb_project : "");
     if (tr->resumed && todo == 0)
         fprintf(fp, "status       already complete: nothing to train (a run would rewrite rwkv-final)\n");
     char why[256];
@@ -791,7 +827,183 @@ static int open_backend(Trainer *tr, Error *e)
              a->adam_eps, a->weight_decay, a->grad_clip, a->grad_cp, a->epoch_save, tr->c.step / tr->smp.epoch_steps,
              tr->smp.epoch_steps, tr->smp.epoch_count, tr->smp.real_bsz, a->magic_prime, a->exit_tokens, tr->precision,
              a->accelerator, tr->c.step);
-    return append_log(tr, line, e);
+    if (append_log(tr, line, e)) return -1;
+    /* Asked for explicitly, so a directory that cannot be written is an error
+     * now, before any step; a later failed write only stops the logging. */
+    if (a->tensorboard_dir && *a->tensorboard_dir && tb_open(&tr->tb, a->tensorboard_dir, (int64_t)tr->c.step, e)) return -1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- wandb bridge */
+/* --wandb runs bin/rwkv-wandb-bridge (Python, the official wandb SDK) beside
+ * the trainer: it follows metrics.jsonl and logs each record.  It is a monitor:
+ * the trainer never waits on it during the run and goes on without it if it
+ * cannot start or dies.  Its stdin is a pipe from the trainer; the end of that
+ * pipe (the trainer closing it, or exiting, even by SIGKILL) tells it that
+ * every record is in metrics.jsonl.  It runs in its own process group, so a
+ * Ctrl-C meant for the trainer does not stop it before it has sent the last
+ * records; its output goes to PROJ_DIR/wandb-bridge.log, not the terminal. */
+#define BRIDGE_EXIT_NO_WANDB 3       /* the bridge's status when `import wandb` fails */
+#define BRIDGE_WAIT_SECONDS  60      /* at the end, how long to wait for it to send the last records */
+
+static void json_str(char *b, size_t n, const char *s)
+{
+    size_t k = 0;
+    if (n < 3) { if (n) *b = 0; return; }
+    b[k++] = '"';
+    for (; *s && k + 8 < n; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') { b[k++] = '\\'; b[k++] = (char)c; }
+        else if (c < 0x20) k += (size_t)snprintf(b + k, n - k, "\\u%04x", c);
+        else b[k++] = (char)c;
+    }
+    b[k++] = '"';
+    b[k] = 0;
+}
+
+/* The run configuration in effect (what train_log.txt's NEW RUN line holds), as JSON. */
+static void run_config_json(const Trainer *tr, char *b, size_t n)
+{
+    const TrainOptions *a = tr->o;
+    char src[1024], proj[1024], data[1024];
+    json_str(src, sizeof src, tr->source);
+    json_str(proj, sizeof proj, a->proj_dir);
+    json_str(data, sizeof data, a->data_file);
+    snprintf(b, n, "{\"load_model\":%s,\"proj_dir\":%s,\"data_file\":%s,\"ctx_len\":%" PRIu64 ",\"micro_bsz\":%" PRIu64
+             ",\"n_layer\":%d,\"n_embd\":%d,\"vocab_size\":%d,\"head_size\":%d,\"lr_init\":%.17g,\"lr_final\":%.17g,"
+             "\"warmup_steps\":%" PRId64 ",\"beta1\":%.17g,\"beta2\":%.17g,\"adam_eps\":%.17g,\"weight_decay\":%.17g,"
+             "\"grad_clip\":%.17g,\"grad_cp\":%d,\"epoch_save\":%" PRIu64 ",\"epoch_steps\":%" PRIu64 ",\"epoch_count\":%" PRIu64
+             ",\"real_bsz\":%" PRIu64 ",\"magic_prime\":%" PRIu64 ",\"my_exit_tokens\":%" PRIu64 ",\"precision\":\"%s\","
+             "\"accelerator\":\"%s\",\"resume_step\":%" PRIu64 "}",
+             src, proj, data, a->ctx_len, a->micro_bsz, tr->cfg.n_layer, tr->cfg.n_embd, tr->cfg.vocab_size,
+             tr->cfg.head_size, a->lr_init, a->lr_final, a->warmup_steps, a->beta1, a->beta2, a->adam_eps,
+             a->weight_decay, a->grad_clip, a->grad_cp, a->epoch_save, tr->smp.epoch_steps, tr->smp.epoch_count,
+             tr->smp.real_bsz, a->magic_prime, a->exit_tokens, tr->precision, a->accelerator, tr->c.step);
+}
+
+/* $RWKV7C_WANDB_BRIDGE, else rwkv-wandb-bridge beside the running rwkv-train. */
+static char *bridge_program(void)
+{
+    const char *env = getenv("RWKV7C_WANDB_BRIDGE");
+    if (env && *env) return strdup(env);
+    char *dir = exe_dir();
+    char *p = dir ? path_join(dir, "rwkv-wandb-bridge") : NULL;
+    free(dir);
+    return p;
+}
+
+static void start_bridge(Trainer *tr)
+{
+    const TrainOptions *a = tr->o;
+    extern char **environ;
+    char *prog = bridge_program();
+    if (!prog || access(prog, X_OK)) {
+        say(tr, "warning: --wandb: cannot run %s: %s; training goes on without wandb", prog ? prog : "rwkv-wandb-bridge",
+            prog ? strerror(errno) : "cannot find the directory of rwkv-train");
+        free(prog);
+        return;
+    }
+    tr->bridge_log = path_join(a->proj_dir, "wandb-bridge.log");
+    char *config = malloc(8192);
+    int pipe_fd[2] = { -1, -1 };
+    if (!tr->bridge_log || !config || pipe2(pipe_fd, O_CLOEXEC)) {
+        say(tr, "warning: --wandb: cannot start %s: %s; training goes on without wandb", prog,
+            tr->bridge_log && config ? strerror(errno) : "out of memory");
+        free(prog);
+        free(config);
+        return;
+    }
+    run_config_json(tr, config, 8192);
+    /* Where this run's records start: the bridge need not read a long run's earlier ones. */
+    char from[32], offset[32];
+    snprintf(from, sizeof from, "%" PRIu64, tr->c.step);
+    off_t end = lseek(tr->metrics_fd, 0, SEEK_END);
+    snprintf(offset, sizeof offset, "%lld", end > 0 ? (long long)end : 0LL);
+    char *argv[] = { prog, "--project", (char *)a->wandb_project, "--proj-dir", (char *)a->proj_dir, "--from-step", from,
+                     "--offset", offset, "--config", config, NULL };
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pipe_fd[0], 0);
+    posix_spawn_file_actions_addopen(&fa, 1, tr->bridge_log, O_WRONLY | O_CREAT | O_APPEND, 0666);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawnattr_init(&at);
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    for (int i = 0; i < N_STOP_SIGNALS; i++) sigaddset(&defaults, stop_signals[i]);
+    sigaddset(&defaults, SIGXFSZ);   /* ignored here; the bridge should not inherit that */
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &defaults);
+    posix_spawnattr_setpgroup(&at, 0);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    pid_t pid;
+    int rc = posix_spawn(&pid, prog, &fa, &at, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    close(pipe_fd[0]);
+    if (rc) {
+        say(tr, "warning: --wandb: cannot run %s: %s; training goes on without wandb", prog, strerror(rc));
+        close(pipe_fd[1]);
+    } else {
+        tr->bridge_pid = pid;
+        tr->bridge_fd = pipe_fd[1];
+    }
+    free(prog);
+    free(config);
+}
+
+/* Reap the bridge if it has exited and say why, once; at_end: the trainer
+ * has closed its pipe, so a clean exit is what it should do. */
+static void poll_bridge(Trainer *tr, int at_end)
+{
+    if (tr->bridge_pid <= 0) return;
+    int st;
+    pid_t r = waitpid(tr->bridge_pid, &st, WNOHANG);
+    if (r == 0 || (r < 0 && errno == EINTR)) return;
+    tr->bridge_pid = 0;
+    if (tr->bridge_fd >= 0) close(tr->bridge_fd);
+    tr->bridge_fd = -1;
+    if (r < 0 || (at_end && WIFEXITED(st) && WEXITSTATUS(st) == 0)) return;
+    const char *goes_on = at_end ? "" : "; training goes on without wandb";
+    if (!at_end) end_progress_line(tr);   /* at the end, report_end has ended it */
+    if (WIFEXITED(st) && WEXITSTATUS(st) == BRIDGE_EXIT_NO_WANDB)
+        say(tr, "warning: --wandb: the wandb Python module is not installed (install it with `pip install wandb`)%s",
+            goes_on);
+    else if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
+        say(tr, "warning: --wandb: the wandb bridge cannot start: python3 not found (see %s)%s", tr->bridge_log, goes_on);
+    else if (WIFEXITED(st))
+        say(tr, "note: the wandb bridge exited with status %d (see %s)%s", WEXITSTATUS(st), tr->bridge_log, goes_on);
+    else
+        say(tr, "note: the wandb bridge was killed by signal %d (see %s)%s", WTERMSIG(st), tr->bridge_log, goes_on);
+}
+
+/* The run has ended: tell the bridge, and give it a while to send the last records. */
+static void finish_bridge(Trainer *tr)
+{
+    if (tr->bridge_pid <= 0) return;
+    close(tr->bridge_fd);
+    tr->bridge_fd = -1;
+    double t0 = now_seconds();
+    int said = 0;
+    bridge_wait_cut = 0;
+    waiting_for_bridge = 1;
+    for (;;) {
+        poll_bridge(tr, 1);
+        if (tr->bridge_pid <= 0 || bridge_wait_cut) break;
+        double waited = now_seconds() - t0;
+        if (waited >= BRIDGE_WAIT_SECONDS) break;
+        if (waited >= 3 && !said++)
+            say(tr, "note: waiting up to %d s for the wandb bridge to send the last records (interrupt to leave it "
+                "running)", BRIDGE_WAIT_SECONDS);
+        struct timespec ts = { 0, 20 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    waiting_for_bridge = 0;
+    if (tr->bridge_pid <= 0) return;
+    say(tr, "note: the wandb bridge (pid %ld) is still sending; it finishes on its own (log: %s)", (long)tr->bridge_pid,
+        tr->bridge_log);
+    tr->bridge_pid = 0;
 }
 
 /* The step loop's own bookkeeping (timings, this run's counts). */
@@ -923,16 +1135,32 @@ static int log_step(Trainer *tr, Loop *lp, double lr, const StepResult *res, Err
     double tl0 = now_seconds(), dt = tl0 - lp->last_end;
     lp->last_end = tl0;
     tr->c.elapsed = lp->time0 + (tl0 - lp->run_start);
-    char sl[32], sg[32], rec[512];
+    char sl[32], slr[32], sg[32], stps[32], rec[512];
     json_num(sl, sizeof sl, res->loss, "%.6f");
+    json_num(slr, sizeof slr, lr, "%.8g");
     json_num(sg, sizeof sg, res->grad_norm, "%.6g");
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    double tokens_per_s = dt > 0 ? (double)tr->sched.tokens_per_step / dt : 0;
-    snprintf(rec, sizeof rec, "{\"step\":%" PRIu64 ",\"loss\":%s,\"lr\":%.8g,\"grad_norm\":%s,\"tokens\":%" PRIu64
-             ",\"tokens_per_s\":%.1f,\"time\":%.3f%s}\n", tr->c.step - 1, sl, lr, sg, tr->c.step * tr->sched.tokens_per_step,
-             tokens_per_s, (double)tv.tv_sec + tv.tv_usec / 1e6, res->applied ? "" : ",\"skipped\":true");
+    double tokens_per_s = dt > 0 ? (double)tr->sched.tokens_per_step / dt : 0, wall = (double)tv.tv_sec + tv.tv_usec / 1e6;
+    json_num(stps, sizeof stps, tokens_per_s, "%.1f");
+    snprintf(rec, sizeof rec, "{\"step\":%" PRIu64 ",\"loss\":%s,\"lr\":%s,\"grad_norm\":%s,\"tokens\":%" PRIu64
+             ",\"tokens_per_s\":%s,\"time\":%.3f%s}\n", tr->c.step - 1, sl, slr, sg, tr->c.step * tr->sched.tokens_per_step,
+             stps, wall, res->applied ? "" : ",\"skipped\":true");
     if (append_record(tr->metrics_fd, tr->metrics_path, rec, e)) return -1;
+    if (tr->tb.fd >= 0) {
+        /* The values as metrics.jsonl has them (null: NaN), so both logs agree exactly. */
+        static const char *const tags[] = { "loss", "lr", "grad_norm", "tokens_per_s" };
+        const char *text[] = { sl, slr, sg, stps };
+        float vals[4];
+        for (int i = 0; i < 4; i++) vals[i] = strcmp(text[i], "null") ? (float)strtod(text[i], NULL) : NAN;
+        Error te;
+        tb_fault_hook(tr);
+        if (tb_scalars(&tr->tb, (int64_t)(tr->c.step - 1), wall, tags, vals, 4, &te)) {
+            end_progress_line(tr);
+            say(tr, "warning: %s; TensorBoard logging stopped, training goes on (metrics.jsonl has every step)", te.msg);
+            tb_close(&tr->tb, NULL);
+        }
+    }
     if (progress) {
         double avg = tr->c.epoch_loss_n ? tr->c.epoch_loss_sum / (double)tr->c.epoch_loss_n : NAN;
         double per_step = (tl0 - lp->run_start) / (double)lp->run_steps;
@@ -1026,6 +1254,8 @@ static int report_end(Trainer *tr, Loop *lp, int status)
         status = 1;
     }
     tr->metrics_fd = -1;
+    if (tb_close(&tr->tb, &e)) say(tr, "warning: %s", e.msg);
+    finish_bridge(tr);
     return status;
 }
 
@@ -1036,6 +1266,7 @@ int trainer_run(Trainer *tr)
     install_signals();   /* before the first message: a closed stderr must not kill the run */
     int rc = open_backend(tr, &e);
     if (rc) { say(tr, "%s", e.msg); return rc == TRAIN_EXIT_USAGE ? rc : 1; }
+    if (a->wandb_project && *a->wandb_project) start_bridge(tr);
     Loop lp = { 0 };
     size_t bt = (size_t)a->micro_bsz * a->ctx_len;
     lp.x = malloc(bt * sizeof *lp.x);
@@ -1071,6 +1302,7 @@ int trainer_run(Trainer *tr)
             status = 1;
             break;
         }
+        poll_bridge(tr, 0);
         if (tr->c.bad_in_row >= a->max_bad) {
             end_progress_line(tr);
             say(tr, "stopping: %" PRIu64 " non-finite steps in a row (last at step %" PRIu64 "); their updates were not "
@@ -1112,5 +1344,8 @@ void trainer_close(Trainer *tr)
     free(tr->metrics_path);
     free(tr->log_path);
     if (tr->lock_fd >= 0) close(tr->lock_fd);
+    tb_close(&tr->tb, NULL);
+    if (tr->bridge_fd >= 0) close(tr->bridge_fd);
+    free(tr->bridge_log);
     free(tr);
 }

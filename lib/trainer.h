@@ -10,7 +10,9 @@
  * src/trainer.py train_callback; state format and resume: doc/training-state.md): it
  * writes metrics.jsonl and train_log.txt, saves rwkv-E / rwkv-final weights
  * and the resumable training state, shows a progress line, and finishes the
- * current step and saves on SIGINT/SIGTERM/SIGHUP/SIGPIPE.
+ * current step and saves on SIGINT/SIGTERM/SIGHUP/SIGPIPE.  Monitors, which
+ * never stop the run: TensorBoard event files (tbevents.h) and a wandb bridge
+ * process (bin/rwkv-wandb-bridge) that follows metrics.jsonl.
  *
  * Library code: errors come back in an Error; warnings and notes go to
  * opt->message (one line, without the tool name), the progress line to
@@ -48,6 +50,8 @@ typedef struct {
     int64_t warmup_steps;            /* -1: none */
     uint64_t save_steps, keep, max_bad, exit_after, seed;
     double save_minutes, max_minutes;
+    const char *tensorboard_dir;     /* TensorBoard event files go there; NULL or "": off */
+    const char *wandb_project;       /* wandb project the bridge logs to; NULL or "": off */
     TrainGiven given;
     FILE *progress;                  /* progress line ("\r..."), or NULL */
     void (*message)(const char *line);   /* warnings and notes, or NULL */
