@@ -143,7 +143,7 @@ int tb_open(TbWriter *w, const char *dir, int64_t start_step, Error *e)
     if (!(w->path = malloc(n))) return fail(e, "out of memory");
     snprintf(w->path, n, "%s/events.out.tfevents.%010lld.%s.%06ld.%ld", dir, (long long)tv.tv_sec, host,
              (long)tv.tv_usec, (long)getpid());
-    if (make_parent_dirs(w->path, e)) { free(w->path); w->path = NULL; return fail_prefix(e, "--tensorboard %s", dir); }
+    if (make_parent_dirs(w->path, NULL, e)) { free(w->path); w->path = NULL; return fail_prefix(e, "--tensorboard %s", dir); }
     w->fd = open(w->path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0666);
     if (w->fd < 0) {
         fail(e, "cannot create %s: %s", w->path, strerror(errno));
