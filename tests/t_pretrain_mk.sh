@@ -1,0 +1,95 @@
+#!/bin/sh
+# pipelines/pretrain.mk on the shipped demo corpus, on the CPU, with a tiny model
+# (L2-D64, ctx 32, 30 steps): every output appears; a second make touches nothing;
+# a new LR_INIT retrains without re-tokenizing; a new COPIES re-tokenizes and
+# retrains; SIGKILL of the whole make during training, then make again, resumes
+# and ends bit-identical to an uninterrupted run; a failed shuffle leaves no
+# dataset; bad settings get clear errors.
+. "$TOP/tests/lib.sh"
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+data="$TOP/examples/demo.jsonl"
+[ -f "$data" ] || { echo "no examples/demo.jsonl"; exit 77; }
+command -v setsid >/dev/null || { echo "setsid missing"; exit 77; }
+mkfile="$TOP/pipelines/pretrain.mk"
+
+# pm OUT [VAR=value ...]: the pipeline with the test's tiny settings; output appended to OUT.log.
+pm() {
+    o=$1; shift
+    make -f "$mkfile" DATA="$data" OUT="$o" COPIES=1 N_LAYER=2 N_EMBD=64 CTX_LEN=32 M_BSZ=4 \
+        MY_EXIT_TOKENS=3840 TRAIN_ARGS='--save_steps 10' SAMPLE_TOKENS=8 "$@" >>"$o.log" 2>&1
+}
+# Every file under a directory with its size and nanosecond mtime.
+snap() { find "$1" -type f -printf '%p %s %T@\n' | sort; }
+mtime() { stat -c %y "$1"; }
+steps() { grep -c '"step"' "$1"; }
+
+check "first run" pm o
+for f in data.bin data.idx magic-prime.txt rwkv-init.safetensors rwkv-final.safetensors \
+         metrics.jsonl train_log.txt curves.svg sample.txt; do
+    check "output $f" test -s o/$f
+done
+eq "30 training steps" "$(steps o/metrics.jsonl)" 30
+check "sample starts with the prompt" grep -q '^The' o/sample.txt
+check "no temporaries left" sh -c '! find o -name "*.tmp*" | grep -q .'
+
+snap o >before
+check "second run" pm o
+snap o >after
+check "second run touches nothing" cmp -s before after
+
+bin=$(mtime o/data.bin); init=$(mtime o/rwkv-init.safetensors); final=$(mtime o/rwkv-final.safetensors)
+check "LR_INIT=1e-3" pm o LR_INIT=1e-3
+eq "LR_INIT: data.bin not rewritten" "$(mtime o/data.bin)" "$bin"
+eq "LR_INIT: rwkv-init not rewritten" "$(mtime o/rwkv-init.safetensors)" "$init"
+check "LR_INIT: retrained" test "$(mtime o/rwkv-final.safetensors)" != "$final"
+check "LR_INIT: a new run, from step 0" grep -q 'starting from o/rwkv-init.safetensors (step 0' o.log
+check "LR_INIT: the new rate in the log" grep -q "'lr_init': 0.001," o/train_log.txt
+eq "LR_INIT: 30 steps, none left from the old run" "$(steps o/metrics.jsonl)" 30
+check "LR_INIT: old run kept in previous-run/" test -s o/previous-run/rwkv-final.safetensors
+
+final=$(mtime o/rwkv-final.safetensors)
+size1=$(stat -c %s o/data.bin)
+check "COPIES=2" pm o LR_INIT=1e-3 COPIES=2
+check "COPIES: data.bin rewritten" test "$(mtime o/data.bin)" != "$bin"
+eq "COPIES: twice the tokens" "$(stat -c %s o/data.bin)" $((2 * size1))
+check "COPIES: retrained" test "$(mtime o/rwkv-final.safetensors)" != "$final"
+
+# The same settings in a fresh directory, killed (make and all its children, as a
+# crash would) once a training state exists, then run again.
+: >o2.log
+setsid make -f "$mkfile" DATA="$data" OUT=o2 COPIES=2 N_LAYER=2 N_EMBD=64 CTX_LEN=32 M_BSZ=4 \
+    MY_EXIT_TOKENS=3840 TRAIN_ARGS='--save_steps 10' SAMPLE_TOKENS=8 LR_INIT=1e-3 >>o2.log 2>&1 &
+pid=$!
+i=0
+while [ $i -lt 1200 ] && ! ls o2/train-state-*.safetensors >/dev/null 2>&1; do sleep 0.05; i=$((i + 1)); done
+kill -KILL -$pid 2>/dev/null
+wait $pid 2>/dev/null
+sleep 0.2
+check "killed during training" test ! -e o2/rwkv-final.safetensors
+check "a training state survived" sh -c 'ls o2/train-state-*.safetensors >/dev/null 2>&1'
+check "make after the kill" pm o2 LR_INIT=1e-3 COPIES=2
+check "after the kill: continued the same run" grep -q 'continuing the run in o2' o2.log
+check "after the kill: resumed from a state" grep -q 'resuming from o2/train-state-' o2.log
+check "after the kill: not re-tokenized" sh -c '[ $(grep -c "== data" o2.log) -eq 1 ]'
+check "resumed run equals the uninterrupted one" cmp o/rwkv-final.safetensors o2/rwkv-final.safetensors
+eq "resumed run: 30 steps, each once" "$(sed 's/.*"step":\([0-9]*\).*/\1/' o2/metrics.jsonl | sort -n | uniq | wc -l)" 30
+check "after the kill: plot and sample" test -s o2/curves.svg -a -s o2/sample.txt
+
+# A failed shuffle (truncated zstd input) leaves no dataset: pipefail sees it.
+if command -v zstd >/dev/null; then
+    zstd -q -c "$data" | head -c 5000 >bad.jsonl.zst
+    if make -f "$mkfile" DATA=bad.jsonl.zst OUT=o3 COPIES=1 data >o3.log 2>&1; then
+        bad "truncated zstd DATA: make exited 0"
+    else
+        ok "truncated zstd DATA: make fails"
+    fi
+    check "truncated zstd DATA: no data.idx" test ! -e o3/data.idx
+    check "truncated zstd DATA: no data.bin" test ! -e o3/data.bin
+fi
+
+expect_fail "MODEL_TYPE x060 refused" "only x070" make -f "$mkfile" DATA="$data" OUT=o4 MODEL_TYPE=x060
+expect_fail "no OUT" "OUT is not set" make -f "$mkfile" DATA="$data"
+expect_fail "missing DATA file" "DATA: nosuch.jsonl: no such file" make -f "$mkfile" DATA=nosuch.jsonl OUT=o4
+if pm o LR_INIT=1e-3 COPIES=2 MY_EXIT_TOKENS=40960 GPU_PER_NODE=8; then bad "GPU_PER_NODE=8: make exited 0"; else ok "GPU_PER_NODE=8: make fails"; fi
+check "GPU_PER_NODE=8: rwkv-train's own error" grep -q "the CPU backend trains on one device" o.log
+finish
