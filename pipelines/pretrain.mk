@@ -45,6 +45,7 @@ GPU_PER_NODE ?= 1
 DS_BUCKET_MB ?= 2
 STRATEGY ?= deepspeed_stage_2
 TRAIN_ARGS ?=
+LOAD_MODEL ?=
 SAMPLE_PROMPT ?= The
 SAMPLE_TOKENS ?= 100
 
@@ -53,7 +54,7 @@ data_vars   := DATA COPIES SEED
 init_vars   := MODEL_TYPE N_LAYER N_EMBD SEED
 magic_vars  := CTX_LEN
 train_vars  := MODEL_TYPE CTX_LEN M_BSZ LR_INIT LR_FINAL WARMUP_STEPS GRAD_CP EPOCH_SAVE \
-               MY_EXIT_TOKENS ACCELERATOR N_NODE GPU_PER_NODE DS_BUCKET_MB STRATEGY TRAIN_ARGS
+               MY_EXIT_TOKENS ACCELERATOR N_NODE GPU_PER_NODE DS_BUCKET_MB STRATEGY TRAIN_ARGS LOAD_MODEL
 sample_vars := SAMPLE_PROMPT SAMPLE_TOKENS SEED
 
 # --- checks made before anything runs -------------------------------------------------------
@@ -91,19 +92,28 @@ else
 dataset := $(OUT)/data
 endif
 
+ifneq ($(strip $(LOAD_MODEL)),)
+ifeq ($(filter help,$(MAKECMDGOALS)),)
+$(if $(wildcard $(LOAD_MODEL)),,$(error LOAD_MODEL: $(LOAD_MODEL): no such file))
+endif
+start_model := $(strip $(LOAD_MODEL))
+else
+start_model := $(OUT)/rwkv-init.safetensors
+endif
 final := $(OUT)/rwkv-final.safetensors
 
 # --- targets --------------------------------------------------------------------------------
-.PHONY: all data init train plot sample help FORCE
+.PHONY: all data magic init train plot sample help FORCE
 all: plot sample
 data: $(dataset).idx
-init: $(OUT)/rwkv-init.safetensors
+magic: $(OUT)/magic-prime.txt
+init: $(start_model)
 train: $(final)
 plot: $(OUT)/curves.svg
 sample: $(OUT)/sample.txt
 
 help:
-	@echo 'make -f pipelines/pretrain.mk DATA=FILES OUT=DIR [VAR=value ...] [all|data|init|train|plot|sample]'
+	@echo 'make -f pipelines/pretrain.mk DATA=FILES OUT=DIR [VAR=value ...] [all|data|magic|init|train|plot|sample]'
 	@echo 'variables: $(sort $(data_vars) $(init_vars) $(train_vars) $(sample_vars) BINIDX OUT)'
 	@echo 'see man 7 rwkv-pretrain'
 
@@ -133,16 +143,19 @@ $(OUT)/magic-prime.txt: $(dataset).idx $(S)/magic.vars
 	mv -f $@.tmp $@
 	tail -n 1 $@ >&2
 
+# (With LOAD_MODEL there is no init stage: that file is the user's, never overwritten.)
+ifeq ($(strip $(LOAD_MODEL)),)
 $(OUT)/rwkv-init.safetensors: $(S)/init.vars
 	@echo '== init: L$(N_LAYER)-D$(N_EMBD) $(MODEL_TYPE) seed $(SEED)' >&2
 	rwkv-init --n-layer $(N_LAYER) --n-embd $(N_EMBD) --seed $(SEED) -q -f -o $@
+endif
 
 # Training.  rwkv-train resumes from the newest training state in OUT by itself; that is right
 # only for the same run.  A run is identified by its variables and the exact dataset and init
 # files (size and nanosecond mtime), recorded in OUT/.pretrain/train.run when it starts.  When
 # they differ, the new run starts afresh: the old training states are deleted and the old run's
 # weights, logs, curves and sample are moved to OUT/previous-run/ (replacing the one before).
-train_flags = --load_model $(OUT)/rwkv-init.safetensors --wandb "" --proj_dir $(OUT) \
+train_flags = --load_model $(start_model) --wandb "" --proj_dir $(OUT) \
     --my_testing $(MODEL_TYPE) --ctx_len $(CTX_LEN) --train_stage 3 --epoch_count 999999 \
     --epoch_begin 0 --data_file $(dataset) --num_nodes $(N_NODE) --micro_bsz $(M_BSZ) \
     --n_layer $(N_LAYER) --n_embd $(N_EMBD) --lr_init $(LR_INIT) --lr_final $(LR_FINAL) \
@@ -151,8 +164,8 @@ train_flags = --load_model $(OUT)/rwkv-init.safetensors --wandb "" --proj_dir $(
     --accelerator $(ACCELERATOR) --devices $(GPU_PER_NODE) --precision bf16 \
     --strategy $(STRATEGY) --grad_cp $(GRAD_CP) --ds_bucket_mb $(DS_BUCKET_MB) $(TRAIN_ARGS)
 
-$(final): $(dataset).idx $(OUT)/magic-prime.txt $(OUT)/rwkv-init.safetensors $(S)/train.vars
-	@run_id=$$(cat $(S)/train.vars; stat -c '%n %s %y' $(dataset).bin $(dataset).idx $(OUT)/rwkv-init.safetensors); \
+$(final): $(dataset).idx $(OUT)/magic-prime.txt $(start_model) $(S)/train.vars
+	@run_id=$$(cat $(S)/train.vars; stat -c '%n %s %y' $(dataset).bin $(dataset).idx $(start_model)); \
 	if [ -f $(S)/train.run ] && [ "$$run_id" = "$$(cat $(S)/train.run)" ]; then \
 	    echo '== train: continuing the run in $(OUT)' >&2; \
 	else \

@@ -1,6 +1,6 @@
 #!/bin/sh
 # pipelines/pretrain.mk on the shipped demo corpus, on the CPU, with a tiny model
-# (L2-D64, ctx 32, 30 steps): every output appears; a second make touches nothing;
+# (L2-D64, ctx 32, 20 steps): every output appears; a second make touches nothing;
 # a new LR_INIT retrains without re-tokenizing; a new COPIES re-tokenizes and
 # retrains; SIGKILL of the whole make during training, then make again, resumes
 # and ends bit-identical to an uninterrupted run; a failed shuffle leaves no
@@ -16,7 +16,7 @@ mkfile="$TOP/pipelines/pretrain.mk"
 pm() {
     o=$1; shift
     make -f "$mkfile" DATA="$data" OUT="$o" COPIES=1 N_LAYER=2 N_EMBD=64 CTX_LEN=32 M_BSZ=4 \
-        MY_EXIT_TOKENS=3840 TRAIN_ARGS='--save_steps 10' SAMPLE_TOKENS=8 "$@" >>"$o.log" 2>&1
+        MY_EXIT_TOKENS=2560 TRAIN_ARGS='--save_steps 5' SAMPLE_TOKENS=8 "$@" >>"$o.log" 2>&1
 }
 # Every file under a directory with its size and nanosecond mtime.
 snap() { find "$1" -type f -printf '%p %s %T@\n' | sort; }
@@ -28,7 +28,7 @@ for f in data.bin data.idx magic-prime.txt rwkv-init.safetensors rwkv-final.safe
          metrics.jsonl train_log.txt curves.svg sample.txt; do
     check "output $f" test -s o/$f
 done
-eq "30 training steps" "$(steps o/metrics.jsonl)" 30
+eq "20 training steps" "$(steps o/metrics.jsonl)" 20
 check "sample starts with the prompt" grep -q '^The' o/sample.txt
 check "no temporaries left" sh -c '! find o -name "*.tmp*" | grep -q .'
 
@@ -44,7 +44,7 @@ eq "LR_INIT: rwkv-init not rewritten" "$(mtime o/rwkv-init.safetensors)" "$init"
 check "LR_INIT: retrained" test "$(mtime o/rwkv-final.safetensors)" != "$final"
 check "LR_INIT: a new run, from step 0" grep -q 'starting from o/rwkv-init.safetensors (step 0' o.log
 check "LR_INIT: the new rate in the log" grep -q "'lr_init': 0.001," o/train_log.txt
-eq "LR_INIT: 30 steps, none left from the old run" "$(steps o/metrics.jsonl)" 30
+eq "LR_INIT: 20 steps, none left from the old run" "$(steps o/metrics.jsonl)" 20
 check "LR_INIT: old run kept in previous-run/" test -s o/previous-run/rwkv-final.safetensors
 
 final=$(mtime o/rwkv-final.safetensors)
@@ -58,7 +58,7 @@ check "COPIES: retrained" test "$(mtime o/rwkv-final.safetensors)" != "$final"
 # crash would) once a training state exists, then run again.
 : >o2.log
 setsid make -f "$mkfile" DATA="$data" OUT=o2 COPIES=2 N_LAYER=2 N_EMBD=64 CTX_LEN=32 M_BSZ=4 \
-    MY_EXIT_TOKENS=3840 TRAIN_ARGS='--save_steps 10' SAMPLE_TOKENS=8 LR_INIT=1e-3 >>o2.log 2>&1 &
+    MY_EXIT_TOKENS=2560 TRAIN_ARGS='--save_steps 5' SAMPLE_TOKENS=8 LR_INIT=1e-3 >>o2.log 2>&1 &
 pid=$!
 i=0
 while [ $i -lt 1200 ] && ! ls o2/train-state-*.safetensors >/dev/null 2>&1; do sleep 0.05; i=$((i + 1)); done
@@ -72,8 +72,28 @@ check "after the kill: continued the same run" grep -q 'continuing the run in o2
 check "after the kill: resumed from a state" grep -q 'resuming from o2/train-state-' o2.log
 check "after the kill: not re-tokenized" sh -c '[ $(grep -c "== data" o2.log) -eq 1 ]'
 check "resumed run equals the uninterrupted one" cmp o/rwkv-final.safetensors o2/rwkv-final.safetensors
-eq "resumed run: 30 steps, each once" "$(sed 's/.*"step":\([0-9]*\).*/\1/' o2/metrics.jsonl | sort -n | uniq | wc -l)" 30
+eq "resumed run: 20 records of 20 distinct steps" \
+    "$(steps o2/metrics.jsonl) $(sed 's/.*"step":\([0-9]*\).*/\1/' o2/metrics.jsonl | sort -un | wc -l)" "20 20"
 check "after the kill: plot and sample" test -s o2/curves.svg -a -s o2/sample.txt
+
+# An existing dataset (BINIDX) and a given starting model (LOAD_MODEL): no data or init stage.
+check "BINIDX + LOAD_MODEL" pm o5 DATA= BINIDX=o/data LOAD_MODEL=o/rwkv-init.safetensors \
+    MY_EXIT_TOKENS=1280 WARMUP_STEPS=2 train
+check "LOAD_MODEL: trained from it" grep -q 'starting from o/rwkv-init.safetensors (step 0' o5.log
+check "BINIDX, LOAD_MODEL: no dataset, no init in OUT" \
+    test ! -e o5/data.idx -a ! -e o5/rwkv-init.safetensors -a -s o5/rwkv-final.safetensors
+
+# The tutorial's scripts (their variables from the environment), on that dataset.
+check "demo-training-prepare.sh" sh -c 'N_LAYER=2 N_EMBD=64 CTX_LEN=32 DATA_FILE=o/data \
+    sh "$TOP/pipelines/demo-training-prepare.sh" >prep.log 2>&1'
+check "prepare: rwkv-init in the tutorial's PROJ_DIR" test -s out/L2-D64-x070/rwkv-init.safetensors
+check "prepare: the magic prime, no training" test -s out/L2-D64-x070/magic-prime.txt -a ! -e out/L2-D64-x070/metrics.jsonl
+check "demo-training-run.sh" sh -c 'N_LAYER=2 N_EMBD=64 CTX_LEN=32 DATA_FILE=o/data M_BSZ=4 WARMUP_STEPS=2 \
+    MY_EXIT_TOKENS=1280 sh "$TOP/pipelines/demo-training-run.sh" >run.log 2>&1'
+check "run: trained, plotted, sampled" test -s out/L2-D64-x070/rwkv-final.safetensors -a -s out/L2-D64-x070/curves.svg \
+    -a -s out/L2-D64-x070/sample.txt
+check "run: the tutorial's flags" grep -q -- '--micro_bsz 4 .*--lr_init 6e-4 --lr_final 6e-5 .*--adam_eps 1e-18 .*--weight_decay 0.001 --epoch_save 10 .*--accelerator cpu --devices 1 --precision bf16 --strategy deepspeed_stage_2 --grad_cp 1 --ds_bucket_mb 2' run.log
+check "run: not re-initialised" sh -c '! grep -q "^rwkv-init " run.log'
 
 # A failed shuffle (truncated zstd input) leaves no dataset: pipefail sees it.
 if command -v zstd >/dev/null; then
