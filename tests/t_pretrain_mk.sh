@@ -23,6 +23,11 @@ snap() { find "$1" -type f -printf '%p %s %T@\n' | sort; }
 mtime() { stat -c %y "$1"; }
 steps() { grep -c '"step"' "$1"; }
 
+if command -v man >/dev/null; then
+    MANWIDTH=80 man -l --warnings "$TOP/man/rwkv-pretrain.7" >man.txt 2>man.err
+    check "man page renders without warnings" test -s man.txt -a ! -s man.err
+fi
+
 check "first run" pm o
 for f in data.bin data.idx magic-prime.txt rwkv-init.safetensors rwkv-final.safetensors \
          metrics.jsonl train_log.txt curves.svg sample.txt; do
