@@ -4,7 +4,8 @@
 # a new LR_INIT retrains without re-tokenizing; a new COPIES re-tokenizes and
 # retrains; SIGKILL of the whole make during training, then make again, resumes
 # and ends bit-identical to an uninterrupted run; a failed shuffle leaves no
-# dataset; bad settings get clear errors.
+# dataset; bad settings get clear errors.  Also BINIDX, LOAD_MODEL, the
+# tutorial's two scripts and make demo's script, all built on pretrain.mk.
 . "$TOP/tests/lib.sh"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 data="$TOP/examples/demo.jsonl"
@@ -99,6 +100,14 @@ check "run: trained, plotted, sampled" test -s out/L2-D64-x070/rwkv-final.safete
     -a -s out/L2-D64-x070/sample.txt
 check "run: the tutorial's flags" grep -q -- '--micro_bsz 4 .*--lr_init 6e-4 --lr_final 6e-5 .*--adam_eps 1e-18 .*--weight_decay 0.001 --epoch_save 10 .*--accelerator cpu --devices 1 --precision bf16 --strategy deepspeed_stage_2 --grad_cp 1 --ds_bucket_mb 2' run.log
 check "run: not re-initialised" sh -c '! grep -q "^rwkv-init " run.log'
+
+# make demo's script runs on pretrain.mk: a second run trains nothing and still summarises.
+check "demo.sh" sh -c 'DEMO_DIR=$PWD/dm DEMO_TOKENS=6144 DEMO_EMBD=64 sh "$TOP/pipelines/demo.sh" >demo.log 2>&1'
+check "demo.sh: trained and sampled" test -s dm/run/rwkv-final.safetensors -a -s dm/run/sample.txt -a -s dm/run/curves.svg
+final=$(mtime dm/run/rwkv-final.safetensors)
+check "demo.sh again" sh -c 'DEMO_DIR=$PWD/dm DEMO_TOKENS=6144 DEMO_EMBD=64 sh "$TOP/pipelines/demo.sh" >demo2.log 2>&1'
+eq "demo.sh again: not retrained" "$(mtime dm/run/rwkv-final.safetensors)" "$final"
+check "demo.sh again: the summary" grep -q '^mean loss: first 10 steps' demo2.log
 
 # A failed shuffle (truncated zstd input) leaves no dataset: pipefail sees it.
 if command -v zstd >/dev/null; then
