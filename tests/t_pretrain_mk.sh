@@ -44,6 +44,7 @@ snap o >after
 check "second run touches nothing" cmp -s before after
 
 bin=$(mtime o/data.bin); init=$(mtime o/rwkv-init.safetensors); final=$(mtime o/rwkv-final.safetensors)
+mv o.log o.log.1   # each check below reads the log of its own make
 check "LR_INIT=1e-3" pm o LR_INIT=1e-3
 eq "LR_INIT: data.bin not rewritten" "$(mtime o/data.bin)" "$bin"
 eq "LR_INIT: rwkv-init not rewritten" "$(mtime o/rwkv-init.safetensors)" "$init"
@@ -55,10 +56,12 @@ check "LR_INIT: old run kept in previous-run/" test -s o/previous-run/rwkv-final
 
 final=$(mtime o/rwkv-final.safetensors)
 size1=$(stat -c %s o/data.bin)
+mv o.log o.log.2
 check "COPIES=2" pm o LR_INIT=1e-3 COPIES=2
 check "COPIES: data.bin rewritten" test "$(mtime o/data.bin)" != "$bin"
 eq "COPIES: twice the tokens" "$(stat -c %s o/data.bin)" $((2 * size1))
 check "COPIES: retrained" test "$(mtime o/rwkv-final.safetensors)" != "$final"
+check "COPIES: a new run, from step 0" grep -q 'starting from o/rwkv-init.safetensors (step 0' o.log
 
 # The same settings in a fresh directory, killed (make and all its children, as a
 # crash would) once a training state exists, then run again.
@@ -124,6 +127,7 @@ fi
 expect_fail "MODEL_TYPE x060 refused" "only x070" make -f "$mkfile" DATA="$data" OUT=o4 MODEL_TYPE=x060
 expect_fail "no OUT" "OUT is not set" make -f "$mkfile" DATA="$data"
 expect_fail "missing DATA file" "DATA: nosuch.jsonl: no such file" make -f "$mkfile" DATA=nosuch.jsonl OUT=o4
+mv o.log o.log.3
 if pm o LR_INIT=1e-3 COPIES=2 MY_EXIT_TOKENS=40960 GPU_PER_NODE=8; then bad "GPU_PER_NODE=8: make exited 0"; else ok "GPU_PER_NODE=8: make fails"; fi
 check "GPU_PER_NODE=8: rwkv-train's own error" grep -q "the CPU backend trains on one device" o.log
 finish
