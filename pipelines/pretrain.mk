@@ -49,7 +49,8 @@ LOAD_MODEL ?=
 SAMPLE_PROMPT ?= The
 SAMPLE_TOKENS ?= 100
 
-# The variables each stage depends on.  Changing one re-runs that stage and every later one.
+# The variables each stage depends on.  Changing one re-runs that stage and those that use its
+# outputs (the init does not use the data: DATA and COPIES leave it alone).
 data_vars   := DATA COPIES SEED
 init_vars   := MODEL_TYPE N_LAYER N_EMBD SEED
 magic_vars  := CTX_LEN
