@@ -155,7 +155,8 @@ endif
 # only for the same run.  A run is identified by its variables and the exact dataset and init
 # files (size and nanosecond mtime), recorded in OUT/.pretrain/train.run when it starts.  When
 # they differ, the new run starts afresh: the old training states are deleted and the old run's
-# weights, logs, curves and sample are moved to OUT/previous-run/ (replacing the one before).
+# weights, logs, curves and sample are moved to OUT/previous-run/ (replacing the one before), and
+# so is wandb-run-id, so that with --wandb in TRAIN_ARGS the new run is a new wandb run.
 train_flags = --load_model $(start_model) --wandb "" --proj_dir $(OUT) \
     --my_testing $(MODEL_TYPE) --ctx_len $(CTX_LEN) --train_stage 3 --epoch_count 999999 \
     --epoch_begin 0 --data_file $(dataset) --num_nodes $(N_NODE) --micro_bsz $(M_BSZ) \
@@ -174,7 +175,7 @@ $(final): $(dataset).idx $(OUT)/magic-prime.txt $(start_model) $(S)/train.vars
 	    ( cd $(OUT); shopt -s nullglob; \
 	    rm -f train-state-*.safetensors; \
 	    old=(); for f in rwkv-[0-9]*.safetensors rwkv-[0-9]*.pth rwkv-final.* metrics.jsonl train_log.txt \
-	                     curves.svg sample.txt; do [ ! -e "$$f" ] || old+=("$$f"); done; \
+	                     curves.svg sample.txt wandb-run-id wandb-bridge.log; do [ ! -e "$$f" ] || old+=("$$f"); done; \
 	    if [ $${#old[@]} -gt 0 ]; then \
 	        mkdir -p previous-run.tmp; mv -f "$${old[@]}" previous-run.tmp/; \
 	        rm -rf previous-run; mv previous-run.tmp previous-run; \

@@ -45,6 +45,7 @@ check "second run touches nothing" cmp -s before after
 
 bin=$(mtime o/data.bin); init=$(mtime o/rwkv-init.safetensors); final=$(mtime o/rwkv-final.safetensors)
 mv o.log o.log.1   # each check below reads the log of its own make
+echo run-1 >o/wandb-run-id   # as rwkv-train --wandb leaves it
 check "LR_INIT=1e-3" pm o LR_INIT=1e-3
 eq "LR_INIT: data.bin not rewritten" "$(mtime o/data.bin)" "$bin"
 eq "LR_INIT: rwkv-init not rewritten" "$(mtime o/rwkv-init.safetensors)" "$init"
@@ -53,6 +54,7 @@ check "LR_INIT: a new run, from step 0" grep -q 'starting from o/rwkv-init.safet
 check "LR_INIT: the new rate in the log" grep -q "'lr_init': 0.001," o/train_log.txt
 eq "LR_INIT: 20 steps, none left from the old run" "$(steps o/metrics.jsonl)" 20
 check "LR_INIT: old run kept in previous-run/" test -s o/previous-run/rwkv-final.safetensors
+check "LR_INIT: a new wandb run" test ! -e o/wandb-run-id -a -s o/previous-run/wandb-run-id
 
 final=$(mtime o/rwkv-final.safetensors)
 size1=$(stat -c %s o/data.bin)
