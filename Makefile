@@ -164,9 +164,14 @@ install: all
 	install -m 755 bin/rwkv-wandb-bridge $(DESTDIR)$(BINDIR)
 	install -m 644 share/rwkv7c/rwkv_vocab_v20230424.txt share/rwkv7c/NOTICE $(DESTDIR)$(DATADIR)
 	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1
+	install -d $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(DATADIR)/pipelines
+	install -m 644 $(wildcard man/*.7) $(DESTDIR)$(MANDIR)/man7
+	install -m 644 pipelines/pretrain.mk $(DESTDIR)$(DATADIR)/pipelines
+	install -m 755 pipelines/demo-training-prepare.sh pipelines/demo-training-run.sh $(DESTDIR)$(DATADIR)/pipelines
 
 uninstall:
-	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/rwkv-wandb-bridge $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1))
+	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/rwkv-wandb-bridge $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1)) \
+	    $(patsubst man/%,$(DESTDIR)$(MANDIR)/man7/%,$(wildcard man/*.7))
 	rm -rf $(DESTDIR)$(DATADIR)
 
 clean:

@@ -48,6 +48,9 @@ TRAIN_ARGS ?=
 LOAD_MODEL ?=
 SAMPLE_PROMPT ?= The
 SAMPLE_TOKENS ?= 100
+# Monitors (empty: off).  Not training variables: changing them neither restarts nor re-runs training.
+TENSORBOARD ?=
+WANDB ?=
 
 # The variables each stage depends on.  Changing one re-runs that stage and those that use its
 # outputs (the init does not use the data: DATA and COPIES leave it alone).
@@ -156,8 +159,8 @@ endif
 # files (size and nanosecond mtime), recorded in OUT/.pretrain/train.run when it starts.  When
 # they differ, the new run starts afresh: the old training states are deleted and the old run's
 # weights, logs, curves and sample are moved to OUT/previous-run/ (replacing the one before), and
-# so is wandb-run-id, so that with --wandb in TRAIN_ARGS the new run is a new wandb run.
-train_flags = --load_model $(start_model) --wandb "" --proj_dir $(OUT) \
+# so is wandb-run-id, so that with WANDB set the new run is a new wandb run.
+train_flags = --load_model $(start_model) --wandb '$(WANDB)' --tensorboard '$(TENSORBOARD)' --proj_dir $(OUT) \
     --my_testing $(MODEL_TYPE) --ctx_len $(CTX_LEN) --train_stage 3 --epoch_count 999999 \
     --epoch_begin 0 --data_file $(dataset) --num_nodes $(N_NODE) --micro_bsz $(M_BSZ) \
     --n_layer $(N_LAYER) --n_embd $(N_EMBD) --lr_init $(LR_INIT) --lr_final $(LR_FINAL) \

@@ -42,11 +42,15 @@ snap o >before
 check "second run" pm o
 snap o >after
 check "second run touches nothing" cmp -s before after
+check "a monitor alone (TENSORBOARD) is no training variable" pm o TENSORBOARD="$PWD/tb"
+snap o >after
+check "...it re-runs nothing" cmp -s before after
 
 bin=$(mtime o/data.bin); init=$(mtime o/rwkv-init.safetensors); final=$(mtime o/rwkv-final.safetensors)
 mv o.log o.log.1   # each check below reads the log of its own make
 echo run-1 >o/wandb-run-id   # as rwkv-train --wandb leaves it
-check "LR_INIT=1e-3" pm o LR_INIT=1e-3
+check "LR_INIT=1e-3" pm o LR_INIT=1e-3 TENSORBOARD="$PWD/tb"
+check "LR_INIT: TENSORBOARD reached rwkv-train" sh -c 'ls tb/events.out.tfevents.* >/dev/null'
 eq "LR_INIT: data.bin not rewritten" "$(mtime o/data.bin)" "$bin"
 eq "LR_INIT: rwkv-init not rewritten" "$(mtime o/rwkv-init.safetensors)" "$init"
 check "LR_INIT: retrained" test "$(mtime o/rwkv-final.safetensors)" != "$final"
