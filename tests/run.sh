@@ -1,9 +1,19 @@
 #!/bin/sh
-# Runs every test: tests/t_*.sh scripts and build/tests/* unit programs.
-# A test passes with exit 0, is skipped with exit 77, fails otherwise.
-# Usage: tests/run.sh [PATTERN]   (only tests whose name contains PATTERN)
+# Runs every test: tests/t_*.sh scripts and the unit programs built from
+# tests/unit/*.c.  A test passes with exit 0, is skipped with exit 77, fails
+# otherwise.
+# Usage: tests/run.sh [PATTERN]                 only tests whose name contains PATTERN
+#        tests/run.sh --unit DIR [PATTERN]      only the unit programs, as built into DIR
+#                                               (make check-asan: DIR = build/asan/tests)
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 2
+unit_dir=build/tests scripts="tests/t_*.sh" label=
+if [ "${1:-}" = "--unit" ]; then
+    [ -n "${2:-}" ] || { echo "usage: tests/run.sh --unit DIR [PATTERN]" >&2; exit 2; }
+    unit_dir=${2%/} scripts= label="${2%/}/"
+    shift 2
+fi
+case "$unit_dir" in /*) ;; *) unit_dir="$top/$unit_dir" ;; esac
 export TOP="$top" BIN="$top/build/bin" PATH="$top/build/bin:$PATH"
 export PYTHON="${PYTHON:-/usr/bin/python3}"
 export SHARED="${SHARED:-$top/../shared}"
@@ -11,16 +21,23 @@ export SHARED="${SHARED:-$top/../shared}"
 pass=0 failn=0 skip=0 failed=""
 work=$(mktemp -d "${TMPDIR:-/tmp}/rwkv7c-tests.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
-for t in tests/t_*.sh build/tests/*; do
+# Unit programs are found from their sources, so a stale binary left in the
+# build tree by a renamed or deleted test does not run, and one that was not
+# built fails.
+for t in $scripts tests/unit/*.c; do
     [ -f "$t" ] || continue
-    name=$(basename "$t" .sh)
-    case "$name" in *.d|*.o) continue ;; esac
-    [ -n "$1" ] && case "$name" in *"$1"*) ;; *) continue ;; esac
+    case "$t" in
+        *.sh) name=$(basename "$t" .sh) ;;
+        *)    name=$(basename "$t" .c); t="$unit_dir/$name" ;;
+    esac
+    [ -n "${1:-}" ] && case "$name" in *"$1"*) ;; *) continue ;; esac
     dir="$work/$name"; mkdir -p "$dir"
+    name="$label$name"
     start=$(date +%s)
     case "$t" in
         *.sh) (cd "$dir" && TEST_TMP="$dir" sh "$top/$t") >"$dir.log" 2>&1 ;;
-        *)    (cd "$dir" && TEST_TMP="$dir" "$top/$t") >"$dir.log" 2>&1 ;;
+        *)    if [ -x "$t" ]; then (cd "$dir" && TEST_TMP="$dir" "$t") >"$dir.log" 2>&1
+              else echo "$t: not built (run make)" >"$dir.log"; false; fi ;;
     esac
     rc=$?
     secs=$(( $(date +%s) - start ))
