@@ -67,9 +67,16 @@ $(B)/obj/%.o: %.cu
 	@mkdir -p $(@D)
 	$(NVCC) -O3 -arch=$(CUDA_ARCH) -Ilib -c $< -o $@
 
+# Benchmark programs: bench/*.c -> build/bench/*, compiled and linked like the
+# tools.  make check builds them too, so a library change that breaks one is seen.
+BENCH := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
+$(B)/bench/%: $(B)/obj/bench/%.o $(B)/librwkv7c.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 # The normal suite, then the ASan/UBSan pass; each prints its "N passed, N
 # failed" line, and either failing fails the make.
-check: all
+check: all $(BENCH)
 	@rc=0; sh tests/run.sh || rc=1; $(MAKE) --no-print-directory check-asan || rc=1; exit $$rc
 
 unit: $(UNIT)
@@ -88,7 +95,7 @@ check-asan:
 fuzz: $(FUZZ)
 	@sh tests/run-fuzz.sh $(FUZZ_SECONDS)
 
-bench: all
+bench: all $(BENCH)
 	@sh bench/run.sh
 
 demo: all
