@@ -1,4 +1,5 @@
-/* init_test: §2.1 parameter counts and LoRA ranks through the layout, and the
+/* init_test: parameter counts and LoRA ranks (RWKV-LM-V7 src/model.py,
+ * RWKV_Tmix_x070.__init__) through the layout, and the
  * orthogonal/uniform/normal building blocks of lib/init.c. */
 #include <math.h>
 #include <stdio.h>
