@@ -55,11 +55,18 @@ $(VOCAB): share/rwkv7c/rwkv_vocab_v20230424.txt
 	@mkdir -p $(@D)
 	cp $< $@
 
-# libFuzzer targets: clang, sanitizers, the library sources compiled in.
-FUZZ_CC ?= clang
-$(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h)
+# libFuzzer targets: clang, sanitizers, the library compiled once for all of
+# them into build/fuzz/obj (fuzzer-no-link: instrumented, libFuzzer linked
+# only into the targets).
+FUZZ_CC    ?= clang
+FUZZ_FLAGS := -std=gnu11 -g -O1 -fopenmp -Ilib -Wno-pass-failed
+FUZZ_OBJ   := $(LIB_SRC:%.c=$(B)/fuzz/obj/%.o)
+$(B)/fuzz/obj/%.o: %.c $(wildcard lib/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) -std=gnu11 -g -O1 -fopenmp -Ilib -fsanitize=fuzzer,address,undefined -Wno-pass-failed $< $(LIB_SRC) $(LDLIBS) -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+$(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJ) $(wildcard lib/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined $< $(FUZZ_OBJ) $(LDLIBS) -o $@
 
 # CUDA objects compile and link wherever nvcc exists; nothing here runs them.
 cuda: $(CUDA_SRC:%.cu=$(B)/obj/%.o)
