@@ -23,7 +23,6 @@ CUDA_SRC := $(wildcard cuda/*.cu)
 VOCAB    := $(B)/share/rwkv7c/rwkv_vocab_v20230424.txt
 
 .PHONY: all check bench fuzz demo deps install uninstall clean cuda help
-.PHONY: check-asan unit bench-programs
 
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 DEB_PKGS := build-essential clang libzstd-dev libxxhash-dev libopenblas-dev liblapacke-dev \
@@ -86,6 +85,7 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(B)/librwkv7c.a
 check: all $(BENCH)
 	@rc=0; sh tests/run.sh || rc=1; $(MAKE) --no-print-directory check-asan || rc=1; exit $$rc
 
+.PHONY: check-asan unit
 unit: $(UNIT)
 
 # The library and every unit test rebuilt with clang's AddressSanitizer and
