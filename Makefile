@@ -81,9 +81,10 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(B)/librwkv7c.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # The normal suite, then the ASan/UBSan pass; each prints its "N passed, N
-# failed" line, and either failing fails the make.
-check: all $(BENCH)
-	@rc=0; sh tests/run.sh || rc=1; $(MAKE) --no-print-directory check-asan || rc=1; exit $$rc
+# failed" line, and either failing fails the make.  The sanitized tree is
+# built first: tests/t_cli_leaks.sh uses its tools in the normal suite.
+check: all $(BENCH) asan
+	@rc=0; sh tests/run.sh || rc=1; $(ASAN_RUN) || rc=1; exit $$rc
 
 # Everything rebuilt with clang's AddressSanitizer and UBSan in its own tree
 # (build/asan); every unit test runs once at full size, and so do the shell
@@ -96,11 +97,13 @@ ASAN_CC    ?= clang
 ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ASAN_TESTS := _test t_tokenize t_shuf t_binidx t_magic_prime t_pth_bad t_safetensors \
               t_model_cli t_model_generate t_train_plot t_train_errors
-.PHONY: check-asan
-check-asan:
+ASAN_RUN   := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+              sh tests/run.sh --build $(B)/asan $(ASAN_TESTS)
+.PHONY: check-asan asan
+asan:
 	@$(MAKE) --no-print-directory B=$(B)/asan CC=$(ASAN_CC) CFLAGS="-O1 -g $(ASAN_FLAGS) -Wno-pass-failed" all
-	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    sh tests/run.sh --build $(B)/asan $(ASAN_TESTS)
+check-asan: asan
+	@$(ASAN_RUN)
 
 fuzz: $(FUZZ)
 	@sh tests/run-fuzz.sh $(FUZZ_SECONDS)
