@@ -99,9 +99,11 @@ ASAN_TESTS := _test t_tokenize t_shuf t_binidx t_magic_prime t_pth_bad t_safeten
               t_model_cli t_model_generate t_train_plot t_train_errors
 ASAN_RUN   := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
               sh tests/run.sh --build $(B)/asan $(ASAN_TESTS)
-.PHONY: check-asan asan
+.PHONY: check-asan asan programs
 asan:
-	@$(MAKE) --no-print-directory B=$(B)/asan CC=$(ASAN_CC) CFLAGS="-O1 -g $(ASAN_FLAGS) -Wno-pass-failed" all
+	@$(MAKE) --no-print-directory B=$(B)/asan CC=$(ASAN_CC) CFLAGS="-O1 -g $(ASAN_FLAGS) -Wno-pass-failed" programs
+# The CPU programs the tests run (what `all` builds but the CUDA parts).
+programs: $(TOOLS:%=$(B)/bin/%) $(UNIT) $(HELPERS) $(VOCAB)
 check-asan: asan
 	@$(ASAN_RUN)
 
