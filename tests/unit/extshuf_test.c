@@ -1,4 +1,4 @@
-/* extshuf_test: lib/extshuf.c helpers (sizes, blank lines, strip) and the
+/* Unit test: lib/extshuf.c helpers (sizes, blank lines, strip) and the
  * LineShuf API in memory and external, writing into memory streams. */
 #include <stdio.h>
 #include <stdlib.h>
