@@ -104,7 +104,8 @@ asan:
 	@$(MAKE) --no-print-directory B=$(B)/asan CC=$(ASAN_CC) CFLAGS="-O1 -g $(ASAN_FLAGS) -Wno-pass-failed" programs
 # The CPU programs the tests run (what `all` builds but the CUDA parts).
 programs: $(TOOLS:%=$(B)/bin/%) $(UNIT) $(HELPERS) $(VOCAB)
-check-asan: asan
+# programs too: some shell tests call helpers by their path in build/tests.
+check-asan: programs asan
 	@$(ASAN_RUN)
 
 fuzz: $(FUZZ)

@@ -64,7 +64,7 @@ for t in tests/t_*.sh tests/unit/*.c; do
     fi
     if [ $rc -eq 0 ]; then pass=$((pass+1)); echo "PASS $name (${secs}s)"
     elif [ $rc -eq 77 ]; then skip=$((skip+1)); echo "SKIP $name: $(tail -n 1 "$dir.log")"
-    else failn=$((failn+1)); failed="$failed $name"; echo "FAIL $name (exit $rc)"; sed 's/^/    /' "$dir.log" | tail -n 40
+    else failn=$((failn+1)); failed="$failed $name"; echo "FAIL $name (exit $rc, ${secs}s)"; sed 's/^/    /' "$dir.log" | tail -n 40
     fi
 done
 [ -n "$failed" ] && echo "failed:$failed"
