@@ -60,11 +60,18 @@ $(VOCAB): share/rwkv7c/rwkv_vocab_v20230424.txt
 	@mkdir -p $(@D)
 	cp $< $@
 
-# libFuzzer targets: clang, sanitizers, the library sources compiled in.
-FUZZ_CC ?= clang
-$(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h)
+# libFuzzer targets: clang, sanitizers, the library compiled once for all of
+# them into build/fuzz/obj (fuzzer-no-link: instrumented, libFuzzer linked
+# only into the targets).
+FUZZ_CC    ?= clang
+FUZZ_FLAGS := -std=gnu11 -g -O1 -fopenmp -Ilib -Wno-pass-failed
+FUZZ_OBJ   := $(LIB_SRC:%.c=$(B)/fuzz/obj/%.o)
+$(B)/fuzz/obj/%.o: %.c $(wildcard lib/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) -std=gnu11 -g -O1 -fopenmp -Ilib -fsanitize=fuzzer,address,undefined -Wno-pass-failed $< $(LIB_SRC) $(LDLIBS) -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+$(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJ) $(wildcard lib/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined $< $(FUZZ_OBJ) $(LDLIBS) -o $@
 
 # CUDA (cuda/README.md).  `make cuda`: every cuda/*.cu and tests/cuda/*.cu through nvcc as one
 # fat binary for all of CUDA_ARCH, warnings as errors, ptxas's register/spill report held to
@@ -126,13 +133,45 @@ $(B)/cuda-emu/asan/%: $(B)/cuda-emu/asan-obj/tests/cuda/%.o $(B)/cuda-emu/asan-o
 	@mkdir -p $(@D)
 	$(EMU_SAN_CXX) $(EMU_SAN) $^ -o $@
 
-check: all
-	@sh tests/run.sh
+# Benchmark programs: bench/*.c -> build/bench/*, compiled and linked like the
+# tools.  make check builds them too, so a library change that breaks one is seen.
+BENCH := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
+$(B)/bench/%: $(B)/obj/bench/%.o $(B)/librwkv7c.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# The normal suite, then the ASan/UBSan pass; each prints its "N passed, N
+# failed" line, and either failing fails the make.  The sanitized tree is
+# built first: tests/t_cli_leaks.sh uses its tools in the normal suite.
+check: all $(BENCH) asan
+	@rc=0; sh tests/run.sh || rc=1; $(ASAN_RUN) || rc=1; exit $$rc
+
+# Everything rebuilt with clang's AddressSanitizer and UBSan in its own tree
+# (build/asan); every unit test runs once at full size, and so do the shell
+# tests of ASAN_TESTS (the parsers' and the tools' error paths, where leaks
+# and UB were found), against the sanitized tools.  UB is fatal
+# (-fno-sanitize-recover), leaks count, and a report fails the test even when
+# the test swallows the tool's stderr (tests/run.sh --build).
+# -Wno-pass-failed: at -O1 clang cannot honour every `omp simd`, and says so.
+ASAN_CC    ?= clang
+ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ASAN_TESTS := _test t_tokenize t_shuf t_binidx t_magic_prime t_pth_bad t_safetensors \
+              t_model_cli t_model_generate t_train_plot t_train_errors
+ASAN_RUN   := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+              sh tests/run.sh --build $(B)/asan $(ASAN_TESTS)
+.PHONY: check-asan asan programs
+asan:
+	@$(MAKE) --no-print-directory B=$(B)/asan CC=$(ASAN_CC) CFLAGS="-O1 -g $(ASAN_FLAGS) -Wno-pass-failed" programs
+# The CPU programs the tests run (what `all` builds but the CUDA parts).
+programs: $(TOOLS:%=$(B)/bin/%) $(UNIT) $(HELPERS) $(VOCAB)
+# programs too: some shell tests call helpers by their path in build/tests.
+check-asan: programs asan
+	@$(ASAN_RUN)
 
 fuzz: $(FUZZ)
 	@sh tests/run-fuzz.sh $(FUZZ_SECONDS)
 
-bench: all
+bench: all $(BENCH)
 	@sh bench/run.sh
 
 demo: all

@@ -5,12 +5,8 @@
 # V 65536, ctx 256.  FLOPs/token = 6 * matmul params + 32*L*C*64 (WKV).
 # Usage: bench/b_model.sh   (MODEL_BENCH_QUICK=1: one short configuration)
 top=${TOP:-$(cd "$(dirname "$0")/.." && pwd)}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/b_model.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
-[ -f "$top/build/librwkv7c.a" ] || { echo "build first: make"; exit 1; }
-${CC:-cc} -std=gnu11 -O2 -march=native -fopenmp -I"$top/lib" "$top/bench/model_bench.c" "$top/build/librwkv7c.a" \
-    -lzstd -lxxhash -llapacke -lopenblas -lm -lpthread -o "$tmp/model_bench" || exit 1
-mb="$tmp/model_bench"
+mb="$top/build/bench/model_bench"
+[ -x "$mb" ] || { echo "build first: make bench"; exit 1; }
 echo "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (the sgemm peer is measured before each configuration)"
 if [ -n "${MODEL_BENCH_QUICK:-}" ]; then
     "$mb" 4 256 65536 256 1 1

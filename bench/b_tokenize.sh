@@ -11,6 +11,7 @@
 # Also the encoder alone (bench/tokenize_bench.c: no JSON, no I/O, thread CPU
 # time) on the corpus's texts, split into its prose and code parts.
 set -u
+[ -x "$TOP/build/bench/tokenize_bench" ] || { echo "build first: make bench"; exit 1; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/b_tokenize.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 cd "$work" || exit 1
@@ -43,10 +44,8 @@ with open("corpus.jsonl", encoding="utf-8") as f, open("prose.txt", "w", encodin
     for i, line in enumerate(f):
         (p if i < 40 * 182 else c).write(json.loads(line)["text"])
 EOF2
-${CC:-cc} -std=gnu11 -O2 -march=native -fopenmp -I"$TOP/lib" "$TOP/bench/tokenize_bench.c" "$TOP/build/librwkv7c.a" \
-    -lzstd -lxxhash -lm -lpthread -o tokenize_bench || exit 1
-enc_prose=$(./tokenize_bench "$vocab" prose.txt)
-enc_code=$(./tokenize_bench "$vocab" code.txt)
+enc_prose=$("$TOP/build/bench/tokenize_bench" "$vocab" prose.txt)
+enc_code=$("$TOP/build/bench/tokenize_bench" "$vocab" code.txt)
 head -c 2000000 corpus.jsonl | sed '$d' > slice.jsonl
 mb=$(awk -v b="$(wc -c < corpus.jsonl)" 'BEGIN { printf "%.1f", b / 1e6 }')
 py=$("$PYTHON" - "$TOP/tests/ref" "$vocab" <<'EOF2'

@@ -1,8 +1,9 @@
 /* model_bench: forward+backward throughput of lib/model.c on the CPU, as a
  * share of this machine's own sgemm GFLOP/s measured in the same run.
  *   model_bench L C V T B1[,B2,...] [ITERS] [GRAD_CP]
- * FLOPs per token = 6 * (parameters used in matrix products) + 32*L*C*64 (WKV),
- * as in performance-anchors.md §3b. */
+ * FLOPs per token = 6 * (parameters used in matrix products: forward 2,
+ * backward 4, the embedding lookup excluded, as llm.c counts) + 32*L*C*64 for
+ * the WKV7 recurrence (about 9 N^2 per head forward, 23 N^2 backward). */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>

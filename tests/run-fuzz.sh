@@ -4,7 +4,7 @@ secs=${1:-10}
 top=$(cd "$(dirname "$0")/.." && pwd)
 rc=0 pass=0 failn=0
 for f in "$top"/build/fuzz/*; do
-    [ -x "$f" ] || continue
+    [ -f "$f" ] && [ -x "$f" ] || continue
     name=$(basename "$f")
     corpus="$top/tests/fuzz/corpus/$name"
     work=$(mktemp -d); [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/

@@ -1,11 +1,11 @@
 #!/bin/sh
 # safetensors interop with an independent pure-Python reader/writer
 # (tests/ref/init_ref.py) and model_load's errors on bad checkpoints: each names
-# the file and the tensor.  Driver: build/tests/st_roundtrip dump|load FILE.
+# the file and the tensor.  Driver: build/tests/safetensors_test dump|load FILE.
 . "$TOP/tests/lib.sh"
 need_torch
 ref="$PYTHON $TOP/tests/ref/init_ref.py"
-drv="$TOP/build/tests/st_roundtrip"
+drv="$TOP/build/tests/safetensors_test"
 pyrun() { "$PYTHON" -c "import sys; sys.path.insert(0, '$TOP/tests/ref'); from init_ref import *
 $1"; }
 

@@ -1,16 +1,18 @@
 #!/usr/bin/python3
-"""Independent checks of rwkv-init output (rwkv7-reference §2), in PyTorch.
+"""Independent checks of rwkv-init output, in PyTorch.
 
-Written from the spec and RWKV-LM's model.py, sharing no code with the C side:
+Written from RWKV-LM-V7 src/model.py (RWKV_Tmix_x070, RWKV_CMix_x070, RWKV)
+and src/trainer.py (generate_init_weight), sharing no code with the C side:
 a pure-Python safetensors reader/writer (struct + json + torch.frombuffer),
-the state-dict names/shapes of §2.2, the LoRA rank formula of §2.1, and the
-deterministic init of §2.3 computed with the same torch float32 ops as
-RWKV_Tmix_x070 / RWKV_CMix_x070 / generate_init_weight.
+the state-dict names, shapes and order (model.state_dict()), the LoRA rank
+formula of RWKV_Tmix_x070.__init__, and the deterministic init computed with
+the same torch float32 ops as RWKV_Tmix_x070 / RWKV_CMix_x070 /
+generate_init_weight.
 
 usage:
   init_ref.py check FILE L C V [--no-layer0-v] [--ranks Dw,Da,Dv,Dg]
-  init_ref.py sanity FILE          (FILE: an L12-D768 bf16 init, §2.4 values)
-  init_ref.py counts               (§2.1 parameter counts and rank table)
+  init_ref.py sanity FILE          (FILE: an L12-D768 bf16 init, fixed values)
+  init_ref.py counts               (parameter counts and rank table)
   init_ref.py write-hf FILE        (a safetensors file laid out as the HF writer does)
   init_ref.py read FILE            (print name dtype shape sum, one per line)
 Exit status 0 when every check passes; each failure is printed.
@@ -82,7 +84,7 @@ def st_save_hf(path, tensors, metadata):
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
-# ---------------- §2.1 / §2.2 ----------------
+# ---------------- sizes, names and shapes (model.py) ----------------
 def lora_ranks(C):
     r = lambda k: max(32, int(round(k * C ** 0.5 / 32) * 32))  # Python round = half to even
     return r(2.5), r(2.5), r(1.7), r(5.0)
@@ -111,7 +113,7 @@ def state_dict_shapes(L, C, V, ranks=None, layer0_v=True, N=64):
     return out
 
 
-# ---------------- §2.3 deterministic init, as model.py computes it ----------------
+# ---------------- deterministic init, as model.py computes it ----------------
 def layer_formulas(L, C, l, N=64, pow_fn=torch.pow):
     """The step-A tensors of layer l in float32, with the reference's torch ops.
     pow_fn lets the caller swap torch.pow (vectorised, within 1 ulp) for a
@@ -199,7 +201,7 @@ def check(path, L, C, V, layer0_v=True, ranks=None):
     want = state_dict_shapes(L, C, V, ranks, layer0_v)
     names = [n for n, _ in items]
     if names != [n for n, _ in want]:
-        bad(f"names/order differ from §2.2: first difference at "
+        bad(f"names/order differ from model.state_dict(): first difference at "
             f"{next((i for i, (a, b) in enumerate(zip(names, [n for n, _ in want])) if a != b), min(len(names), len(want)))}")
         return
     for (n, t), (_, shape) in zip(items, want):
@@ -281,7 +283,8 @@ def check(path, L, C, V, layer0_v=True, ranks=None):
 
 
 def sanity(path):
-    """§2.4 values from an L12-D768 N=64 bf16 file."""
+    """Fixed values of an L12-D768 N=64 bf16 init: model.py's init formulas
+    evaluated step by step in float32, then rounded to bf16."""
     t = dict(st_load(path)[0])
     def at(name, idx):
         return [float(t[name].reshape(-1)[i]) for i in idx]
@@ -296,14 +299,14 @@ def sanity(path):
         got = at(name, idx)
         for i, g, w in zip(idx, got, want):
             if abs(g - w) > 1e-6 * max(1, abs(w)) + 5e-7:
-                bad(f"§2.4 {name}[{i}] = {g} want {w}")
+                bad(f"sanity value {name}[{i}] = {g} want {w}")
     for name, i, w in [("blocks.0.att.v0", 0, 0.929688), ("blocks.0.att.v0", 767, 0.53125),
                        ("blocks.0.att.k_k", 0, 0.761719), ("blocks.0.att.k_k", 767, 0.660156),
                        ("blocks.0.att.k_a", 0, 1.0234375), ("blocks.0.att.r_k", 0, -0.0400390625),
                        ("blocks.0.att.ln_x.weight", 0, 0.17578125), ("blocks.11.att.ln_x.weight", 0, 1.0)]:
         g = at(name, [i])[0]
         if abs(g - w) > 1e-6:
-            bad(f"§2.4 {name}[{i}] = {g} want {w}")
+            bad(f"sanity value {name}[{i}] = {g} want {w}")
     print("sanity values checked")
 
 

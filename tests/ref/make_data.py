@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Reference peer of RWKV-LM-V7 data/make_data.py (rwkv7-reference.md 1.1, 1.3, 1.4).
+"""Reference peer of RWKV-LM-V7 data/make_data.py (which writes the MMIDIDX files
+src/binidx.py reads, and prints magic_prime).
 
 Same data path, step for step: keep line.strip() of every non-blank line
 (universal newlines), shuffle the list in place N_EPOCH times writing each

@@ -2,7 +2,7 @@
 """Pure-Python peer of the reference RWKV World tokenizer.
 
 Reimplements TRIE_TOKENIZER from RWKV-LM-V7 data/tokenizer/rwkv_tokenizer.py
-(greedy longest-prefix match over a byte trie; see rwkv7-reference.md 1.2) so
+(greedy longest-prefix match over a byte trie) so
 that tests and benchmarks can compare rwkv-tokenize against it.  Behaviour
 follows the reference: vocabulary lines are "<id> <python literal> <len>", str
 literals are UTF-8 encoded, bytes literals are raw, lengths are asserted;

@@ -1,4 +1,5 @@
-/* init_test: §2.1 parameter counts and LoRA ranks through the layout, and the
+/* init_test: parameter counts and LoRA ranks (RWKV-LM-V7 src/model.py,
+ * RWKV_Tmix_x070.__init__) through the layout, and the
  * orthogonal/uniform/normal building blocks of lib/init.c. */
 #include <math.h>
 #include <stdio.h>
@@ -8,8 +9,7 @@
 #include "init.h"
 #include "layout.h"
 
-static int fails;
-#define CHECK(cond, ...) do { if (!(cond)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "check.h"
 
 /* max |W W^T / g^2 - I| (wide) or |W^T W / g^2 - I| (tall), in double */
 static double ortho_error(const float *w, int r, int c, double g)
@@ -77,7 +77,9 @@ int main(void)
     double m1 = 0, m2 = 0, m4 = 0;
     for (size_t i = 0; i < n; i++) { m1 += x[i]; m2 += (double)x[i] * x[i]; m4 += pow(x[i], 4); }
     m1 /= n; m2 /= n; m4 /= n;
-    CHECK(fabs(m1) < 0.005 && fabs(m2 - 1) < 0.01 && fabs(m4 - 3) < 0.05, "normal moments %g %g %g", m1, m2, m4);
+    CHECK_NEAR(m1, 0, 0.005);   /* moments of the standard normal: mean 0, variance 1, kurtosis 3 */
+    CHECK_NEAR(m2, 1, 0.01);
+    CHECK_NEAR(m4, 3, 0.05);
     init_uniform(x, n, -1e-4f, 1e-4f, 78);
     double lo = 1, hi = -1, s1 = 0;
     for (size_t i = 0; i < n; i++) { if (x[i] < lo) lo = x[i]; if (x[i] > hi) hi = x[i]; s1 += x[i]; }
@@ -85,7 +87,5 @@ int main(void)
     free(x);
     CHECK(init_tensor_seed(1, "a") != init_tensor_seed(1, "b") && init_tensor_seed(1, "a") != init_tensor_seed(2, "a"), "seeds");
 
-    if (fails) { printf("%d failure(s)\n", fails); return 1; }
-    printf("all ok\n");
-    return 0;
+    return check_done();
 }

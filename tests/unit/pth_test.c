@@ -23,9 +23,7 @@
 #include "util.h"
 #include "zip.h"
 
-static int fails;
-#define CHECK(cond, ...) do { if (!(cond)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); putchar('\n'); } } while (0)
+#include "check.h"
 
 static char corpus[4096];
 
@@ -314,7 +312,5 @@ int main(void)
     expect_pickle_refused(build_evil, sizeof build_evil - 1, "BUILD state with a key other than _metadata");
     static const char stop_early[] = "\x80\x02}";
     expect_pickle_refused(stop_early, sizeof stop_early - 1, "truncated pickle");
-    if (fails) { printf("%d failure(s)\n", fails); return 1; }
-    printf("all ok\n");
-    return 0;
+    return check_done();
 }

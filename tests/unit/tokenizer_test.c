@@ -8,8 +8,7 @@
 #include "tokenizer.h"
 #include "vocab.h"
 
-static int fails;
-#define CHECK(cond, ...) do { if (!(cond)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "check.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static uint32_t rnd(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (uint32_t)(rng >> 11); }
@@ -82,7 +81,7 @@ static void test_roundtrip_all_ids(const Vocab *v, const Tokenizer *t)
         if (n != 1 || out[0] != id) bad++;
         free(buf);
     }
-    CHECK(v->n == 65529, "vocabulary has %u ids", v->n);
+    CHECK_EQ(v->n, 65529);   /* ids in the vocabulary */
     CHECK(bad == 0, "%zu of %u ids do not round-trip", bad, v->n);
 }
 
@@ -316,6 +315,5 @@ int main(void)
     test_many(&v, t);
     tokenizer_free(t);
     vocab_free(&v);
-    printf("%s\n", fails ? "FAILED" : "all ok");
-    return fails ? 1 : 0;
+    return check_done();
 }

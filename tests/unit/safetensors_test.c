@@ -1,8 +1,8 @@
-/* st_roundtrip: safetensors write/read round trip, model save/load in every
+/* safetensors_test: safetensors write/read round trip, model save/load in every
  * dtype, and the strict reader's rejections on hand-made headers.
  * Also a driver for tests/t_safetensors*.sh:
- *   st_roundtrip dump FILE   print "name dtype shape sum" per tensor (ckpt_read)
- *   st_roundtrip load FILE   model_load; exit 1 with the error message */
+ *   safetensors_test dump FILE   print "name dtype shape sum" per tensor (ckpt_read)
+ *   safetensors_test load FILE   model_load; exit 1 with the error message */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +13,7 @@
 #include "model.h"
 #include "safetensors.h"
 
-static int fails;
-#define CHECK(cond, ...) do { if (!(cond)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "check.h"
 
 /* Build a file from a header string and n data bytes; parse it; return rc and message. */
 static int try_header(const char *json, size_t ndata, Error *e)
@@ -62,13 +61,13 @@ static int driver(const char *mode, const char *path)
     Error e = { "" };
     if (strcmp(mode, "load") == 0) {
         Model m;
-        if (model_load(&m, path, &e)) { fprintf(stderr, "st_roundtrip: %s\n", e.msg); return 1; }
+        if (model_load(&m, path, &e)) { fprintf(stderr, "safetensors_test: %s\n", e.msg); return 1; }
         printf("loaded %d layers, C=%d, V=%d, %zu params\n", m.cfg.n_layer, m.cfg.n_embd, m.cfg.vocab_size, m.layout.total);
         model_free(&m);
         return 0;
     }
     TensorSet ts;
-    if (ckpt_read(path, &ts, &e)) { fprintf(stderr, "st_roundtrip: %s\n", e.msg); return 1; }
+    if (ckpt_read(path, &ts, &e)) { fprintf(stderr, "safetensors_test: %s\n", e.msg); return 1; }
     for (int i = 0; i < ts.n; i++) {
         const Tensor *t = &ts.t[i];
         double sum = 0;
@@ -174,7 +173,5 @@ int main(int argc, char **argv)
     CHECK(ckpt_read("/nonexistent/x", &(TensorSet){0}, &e) != 0 && strstr(e.msg, "/nonexistent/x"), "missing file: %s", e.msg);
     unlink(path);
     model_free(&m);
-    if (fails) { printf("%d failure(s)\n", fails); return 1; }
-    printf("all ok\n");
-    return 0;
+    return check_done();
 }

@@ -6,8 +6,7 @@
 #include "extshuf.h"
 #include "utf8.h"
 
-static int fails;
-#define CHECK(cond, ...) do { if (!(cond)) { fails++; printf("FAIL: " __VA_ARGS__); putchar('\n'); } } while (0)
+#include "check.h"
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -99,7 +98,5 @@ int main(void)
     run(1, 50, 2, 1, "external, 1-byte budget");
     run(4096, 0, 2, 0, "empty");
     run(10, 1, 3, 1, "one line over budget");
-    if (fails) { printf("%d failure(s)\n", fails); return 1; }
-    printf("all ok\n");
-    return 0;
+    return check_done();
 }

@@ -1,12 +1,12 @@
-/* model_sample: lib/logit_sample — greedy, top-k, top-p, temperature and
+/* logit_sample_test: lib/logit_sample — greedy, top-k, top-p, temperature and
  * seeding, against exact expectations and sampled frequencies. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include "logit_sample.h"
 
-static int fails;
-#define CHECK(cond, ...) do { if (cond) printf("ok: "); else { printf("FAIL: "); fails++; } printf(__VA_ARGS__); printf("\n"); } while (0)
+#define CHECK_VERBOSE
+#include "check.h"
 
 int main(void)
 {

@@ -12,8 +12,7 @@
 #include "pth.h"
 #include "trainer.h"
 
-static int fails;
-#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "check.h"
 
 static char said[8192];
 static void collect(const char *line)

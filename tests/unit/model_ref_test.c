@@ -1,4 +1,4 @@
-/* model_ref: lib/model.c against the independent PyTorch implementation
+/* model_ref_test: lib/model.c against the independent PyTorch implementation
  * tests/ref/x070.py (float64 autograd) on tiny random models of several
  * shapes: logits, loss and the gradient of every parameter, each reported as
  * max|c - ref| / max|ref| per tensor and bounded by 1e-4. */
@@ -8,6 +8,7 @@
 #include <string.h>
 #include "model.h"
 #include "model_test.h"
+#include "check.h"
 
 #define TOL 1e-4
 
@@ -23,12 +24,12 @@ static void *slurp(const char *path, size_t want)
     return buf;
 }
 
-static int run_case(const char *py, const char *top, int idx, const char *args)
+static void run_case(const char *py, const char *top, int idx, const char *args)
 {
     char dir[64], cmd[1024], path[128];
     snprintf(dir, sizeof dir, "case%d", idx);
     snprintf(cmd, sizeof cmd, "'%s' '%s/tests/ref/x070.py' %s %s", py, top, dir, args);
-    if (system(cmd) != 0) { printf("FAIL case %d: reference run failed: %s\n", idx, cmd); return 1; }
+    if (!CHECK(system(cmd) == 0, "case %d: reference run failed: %s", idx, cmd)) return;
 
     ModelConfig c;
     memset(&c, 0, sizeof c);
@@ -37,22 +38,21 @@ static int run_case(const char *py, const char *top, int idx, const char *args)
     FILE *f = fopen(path, "r");
     if (!f || fscanf(f, "%d %d %d %d %d %d %d %d %d %d %d", &c.n_layer, &c.n_embd, &c.vocab_size, &c.n_head,
                      &c.d_decay, &c.d_aaa, &c.d_mv, &c.d_gate, &c.layer0_v, &B, &T) != 11) {
-        printf("FAIL case %d: bad config\n", idx);
-        return 1;
+        CHECK(0, "case %d: bad config", idx);
+        return;
     }
     fclose(f);
     c.head_size = 64;
     Model m;
-    if (tm_new(&m, &c)) return 1;
-    int fails = 0;
+    if (!CHECK(tm_new(&m, &c) == 0, "case %d: alloc", idx)) return;
     /* the reference's parameter order must be the Layout order */
     snprintf(path, sizeof path, "%s/names.txt", dir);
     f = fopen(path, "r");
     char line[128];
     for (int i = 0; i < m.layout.n; i++) {
-        if (!f || !fgets(line, sizeof line, f)) { printf("FAIL: names.txt short\n"); fails++; break; }
+        if (!CHECK(f && fgets(line, sizeof line, f), "case %d: names.txt short", idx)) break;
         line[strcspn(line, "\n")] = 0;
-        if (strcmp(line, m.layout.p[i].name)) { printf("FAIL: param %d is %s in the reference, %s in Layout\n", i, line, m.layout.p[i].name); fails++; break; }
+        if (!CHECK(!strcmp(line, m.layout.p[i].name), "param %d is %s in the reference, %s in Layout", i, line, m.layout.p[i].name)) break;
     }
     if (f) fclose(f);
 
@@ -70,22 +70,22 @@ static int run_case(const char *py, const char *top, int idx, const char *args)
     double lref = NAN;
     snprintf(path, sizeof path, "%s/loss.txt", dir);
     f = fopen(path, "r");
-    if (!f || fscanf(f, "%lf", &lref) != 1) fails++;
+    CHECK(f && fscanf(f, "%lf", &lref) == 1, "case %d: no loss.txt", idx);
     if (f) fclose(f);
-    if (!w || !x || !y || !zref || !gref) return 1;
+    if (!CHECK(w && x && y && zref && gref, "case %d: reference outputs missing", idx)) return;
     memcpy(m.w, w, P * 4);
 
     Error e;
     ModelWork *W = model_work_new(&m, B, T, 0, &e);
-    if (!W) { printf("FAIL: work: %s\n", e.msg); return 1; }
+    if (!CHECK(W != NULL, "work: %s", e.msg)) return;
     float *z = malloc(BT * V * 4), *g = malloc(P * 4);
     model_forward_logits(&m, W, x, z);
     double el = tm_relerr(z, zref, BT * V);
     float loss = model_forward_backward(&m, W, x, y, g);
     double eloss = fabs(loss - lref) / fabs(lref);
     printf("case %d (%s): logits rel err %.2e, loss %.7f vs %.7f (rel %.2e)\n", idx, args, el, loss, lref, eloss);
-    if (!(el <= TOL)) { printf("FAIL: logits\n"); fails++; }
-    if (!(eloss <= 1e-5)) { printf("FAIL: loss\n"); fails++; }
+    CHECK(el <= TOL, "case %d: logits rel err %.2e", idx, el);
+    CHECK(eloss <= 1e-5, "case %d: loss rel err %.2e", idx, eloss);
     double worst = 0;
     const char *worst_name = "";
     for (int i = 0; i < m.layout.n; i++) {
@@ -94,18 +94,17 @@ static int run_case(const char *py, const char *top, int idx, const char *args)
         double mx = 0;
         for (size_t j = 0; j < p->numel; j++) mx = fmax(mx, fabs(gref[p->offset + j]));
         int zero_expected = p->layer == 0 && (strstr(p->name, "att.v0") || strstr(p->name, "att.v1") || strstr(p->name, "att.v2"));
-        if (zero_expected && mx != 0) { printf("FAIL: reference grad of %s not zero\n", p->name); fails++; }
+        CHECK(!zero_expected || mx == 0, "reference grad of %s not zero", p->name);
         /* with T = 1 the WKV state starts at zero, so decay and k_k get no gradient */
-        if (!zero_expected && mx == 0 && T > 1) { printf("FAIL: reference grad of %s is all zero (test too weak)\n", p->name); fails++; }
+        CHECK(zero_expected || mx != 0 || T == 1, "reference grad of %s is all zero (test too weak)", p->name);
         printf("  %-28s max|ref| %.3e  rel err %.2e%s\n", p->name, mx, er, er <= TOL ? "" : "  <-- FAIL");
-        if (!(er <= TOL)) fails++;
+        CHECK(er <= TOL, "case %d: gradient of %s rel err %.2e", idx, p->name, er);
         if (!(er <= worst)) { worst = er; worst_name = p->name; }
     }
     printf("case %d: worst gradient rel err %.2e (%s)\n", idx, worst, worst_name);
     model_work_free(W);
     free(z); free(g); free(w); free(x); free(y); free(zref); free(gref);
     tm_free(&m);
-    return fails;
 }
 
 int main(void)
@@ -123,8 +122,6 @@ int main(void)
         "--layers 2 --embd 64 --vocab 150 --ranks 32,32,32,32 --layer0-v 0 --batch 2 --ctx 1 --seed 4",
         "--layers 2 --embd 64 --vocab 120 --ranks 24,40,16,8 --layer0-v 1 --batch 1 --ctx 75 --seed 5",
     };
-    int fails = 0;
-    for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) fails += run_case(py, top, i, cases[i]);
-    printf(fails ? "%d failure(s)\n" : "all ok\n", fails);
-    return fails ? 1 : 0;
+    for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) run_case(py, top, i, cases[i]);
+    return check_done();
 }

@@ -1,4 +1,4 @@
-/* model_check: self-consistency of lib/model.c on tiny random models, no
+/* model_test: self-consistency of lib/model.c on tiny random models, no
  * Python needed:
  *  - finite differences (double-sided) of loss+L2Wrap against the analytic
  *    gradient, along the gradient direction of whole tensors and on single
@@ -14,8 +14,8 @@
 #include "model.h"
 #include "model_test.h"
 
-static int fails;
-#define CHECK(cond, ...) do { if (cond) printf("ok: "); else { printf("FAIL: "); fails++; } printf(__VA_ARGS__); printf("\n"); } while (0)
+#define CHECK_VERBOSE
+#include "check.h"
 
 /* loss + the L2Wrap potential 1e-4/(2R) * sum max^2, whose gradient is the L2Wrap term */
 static double objective(const Model *m, ModelWork *W, const int32_t *x, const int32_t *y, size_t R, float *z)

@@ -8,8 +8,7 @@
 #include "optim.h"
 #include "tensors.h"
 
-static int fails;
-#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "check.h"
 
 static int ends_with(const char *s, const char *t)
 {

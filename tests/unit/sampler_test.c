@@ -9,10 +9,9 @@
 #include "sampler.h"
 #include "schedule.h"
 
-static int fails;
+#include "check.h"
 /* Python rounds every operation; keep the compiler from fusing a*b+c. */
 static double mul(double a, double b) { volatile double r = a * b; return r; }
-#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 /* The formula with Python-style exact arithmetic, done independently with
  * a 128-bit cube (fits: ii < 2^40 here). */

@@ -1,11 +1,10 @@
-/* Unit test: lib/shuffle.c against values printed by CPython 3.11's random module:
+/* shuffle_test: lib/shuffle.c against values printed by CPython 3.11's random module:
  *   random.seed(S); [getrandbits(32) x3], getrandbits(64), getrandbits(40), _inst._randbelow(1000003) */
 #include <stdio.h>
 #include <string.h>
 #include "shuffle.h"
 
-static int fails;
-#define CHECK(cond, ...) do { if (!(cond)) { fails++; printf("FAIL: " __VA_ARGS__); putchar('\n'); } } while (0)
+#include "check.h"
 
 int main(void)
 {
@@ -38,7 +37,7 @@ int main(void)
     mt_seed_u64(&a, 0);
     for (int i = 0; i < 700; i++) mt_genrand_uint32(&a);   /* crosses a state regeneration */
     uint32_t w = mt_genrand_uint32(&a);
-    CHECK(w == 2140787315U, "seed 0 word 700: %u", w);
+    CHECK_EQ(w, 2140787315U);   /* seed 0, word 700 */
     /* random.seed(12345); x = list(range(10)); shuffle(x) -> [8,7,3,5,1,2,9,4,0,6]; again -> [0,8,1,4,6,5,9,7,2,3] */
     static const uint64_t once[10] = { 8, 7, 3, 5, 1, 2, 9, 4, 0, 6 }, twice[10] = { 0, 8, 1, 4, 6, 5, 9, 7, 2, 3 };
     uint64_t x[10];
@@ -53,7 +52,5 @@ int main(void)
     CHECK(mt_seed_decimal(&a, "-", &e) < 0, "'-' accepted");
     mt_shuffle(&a, x, 0);   /* no-ops must not crash */
     mt_shuffle(&a, x, 1);
-    if (fails) { printf("%d failure(s)\n", fails); return 1; }
-    printf("all ok\n");
-    return 0;
+    return check_done();
 }
