@@ -30,6 +30,7 @@ __global__ void __launch_bounds__(COLSUM_COLS *COLSUM_LANES)
     int c = blockIdx.x * COLSUM_COLS + threadIdx.x;
     float acc = 0.0f;
     if (c < C) {
+#pragma unroll 4   // several loads in flight; the additions stay in row order
         for (size_t n = threadIdx.y; n < N; n += COLSUM_LANES) {
             size_t i = n * C + c;
             acc += b ? tof(a[i]) * tof(b[i]) : tof(a[i]);

@@ -42,9 +42,8 @@ static void adam_exact(Vec &w, Vec &m, Vec &v, Vec *wb, const Vec &g, float scal
     }
 }
 
-static void test_adam(bool adamw, bool copy, bool devscale) {
-    printf("adam %s%s%s\n", adamw ? "AdamW" : "L2", copy ? ", bf16 copy" : "", devscale ? ", device scale" : "");
-    const size_t n = 1003;
+static void test_adam(bool adamw, bool copy, bool devscale, size_t n = 1003) {
+    printf("adam n=%zu %s%s%s\n", n, adamw ? "AdamW" : "L2", copy ? ", bf16 copy" : "", devscale ? ", device scale" : "");
     Hyper h = {1e-3f, 0.9f, 0.99f, 1e-8f, 0, 0, adamw ? 0.1f : 0.0f};
     h.bc1 = (float)(1.0 - pow((double)h.beta1, 3.0));   // step 3, as optim.c computes them
     h.bc2 = (float)(1.0 - pow((double)h.beta2, 3.0));
@@ -129,6 +128,9 @@ int main() {
     test_adam(true, false, true);
     test_adam(false, true, true);
     test_adam(false, false, false);
+#if !CUDA_EMU   // a parameter-sized span, past the grid-stride's 8192 blocks
+    test_adam(true, true, true, (size_t)5 << 20);
+#endif
     test_norm();
     return check_finish("t_adam");
 }

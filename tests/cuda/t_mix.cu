@@ -6,7 +6,8 @@
 //
 // Tolerances (twin.h compare: |got - ref| <= k ulp_bf16(max(|ref|, scale)) + floor):
 //  - one rounding of fp32 math: k = 1 (half an ulp, plus libm/__expf and FMA differences);
-//  - the token shift in bf16 arithmetic: forward k = 2 at the scale |h| + |h_prev| (three
+//  - the token shift in bf16 arithmetic: bit for bit against the same bf16 operations on the
+//    host (cuda_bf16.h), and against the fp32 twin forward k = 2 at the scale |h| + |h_prev| (three
 //    roundings, each at most half an ulp of that scale); backward k = 12 at the scale of the sum
 //    of the absolute terms (12 products, 11 sums and 1 - mu each rounded: a worst-case bound);
 //  - bf16 additions to a bf16 accumulator (dvfirst): k = 2 (two roundings);
@@ -17,6 +18,28 @@
 #include "ops.h"
 
 static const int HS = OPS_HEAD_SIZE;
+
+// The official kernel's bf16 arithmetic, on the host (cuda_bf16.h rounds as the device does).
+static void shift_mix_bf16_ops(std::vector<Vec> &out, Vec &dh, const Vec &h, const Vec *init, const std::vector<Vec> &mu,
+                               const std::vector<Vec> &dout, int T, int C) {
+    size_t n = h.size();
+    bf16 one = __float2bfloat16_rn(1.0f);
+    for (size_t i = 0; i < n; i++) {
+        int t = (int)((i / C) % T), c = (int)(i % C);
+        bf16 hv = __float2bfloat16_rn(h[i]);
+        bf16 prev = __float2bfloat16_rn(t ? h[i - C] : init ? (*init)[c] : 0.0f);
+        bf16 xx = __hsub_rn(prev, hv), s = __float2bfloat16_rn(0.0f);
+        for (size_t m = 0; m < mu.size(); m++) {
+            bf16 mc = __float2bfloat16_rn(mu[m][c]);
+            out[m][i] = __bfloat162float(__hadd_rn(hv, __hmul_rn(xx, mc)));
+            s = __hadd_rn(s, __hmul_rn(__float2bfloat16_rn(dout[m][i]), __hsub_rn(one, mc)));
+        }
+        if (t + 1 < T)
+            for (size_t m = 0; m < mu.size(); m++)
+                s = __hadd_rn(s, __hmul_rn(__float2bfloat16_rn(dout[m][i + C]), __float2bfloat16_rn(mu[m][c])));
+        dh[i] = __bfloat162float(s);
+    }
+}
 
 static void test_shift_mix(int nmu, int B, int T, int C, bool with_init) {
     printf("shift_mix nmu=%d B=%d T=%d C=%d%s\n", nmu, B, T, C, with_init ? " (initial shift)" : "");
@@ -44,6 +67,10 @@ static void test_shift_mix(int nmu, int B, int T, int C, bool with_init) {
         scale[i] = fabsf(h[i]) + fabsf(prev);
     }
     for (int i = 0; i < nmu; i++) compare("shift_mix out", get(d_out[i], n), out[i], 2, 0, &scale);
+    std::vector<Vec> exact_out(nmu, Vec(n));
+    Vec exact_dh(n);
+    shift_mix_bf16_ops(exact_out, exact_dh, h, with_init ? &init : nullptr, mu, dout, T, C);
+    for (int i = 0; i < nmu; i++) compare("shift_mix out (bf16 ops)", get(d_out[i], n), exact_out[i], 0, 0);
 
     Vec dh(n), scratch(n);
     shift_mix_bwd(dh.data(), dmup.data(), scratch.data(), doutp.data(), h.data(), mup.data(), nmu, B, T, C);
@@ -67,6 +94,7 @@ static void test_shift_mix(int nmu, int B, int T, int C, bool with_init) {
     };
     run();
     compare("shift_mix dh", get(d_dh, n), dh, 12, 0, &scale);
+    compare("shift_mix dh (bf16 ops)", get(d_dh, n), exact_dh, 0, 0);
     for (int i = 0; i < nmu; i++) compare("shift_mix dmu", get(d_dmu[i], C), dmu[i], 1.0 / 16, 1e-4);
     check_bits_repeat("shift_mix bwd", run);
     CHECK(shift_mix_fwd_cuda(d_out.data(), d_h, nullptr, d_mu.data(), 0, B, T, C, 0) == cudaErrorInvalidValue,
@@ -227,5 +255,10 @@ int main() {
     test_value_residual();
     test_keyprep(13, 2);
     test_embedding(300, 500, 70);
+#if !CUDA_EMU   // training-sized shapes, only where a GPU runs them quickly
+    test_shift_mix(6, 4, 512, 768, false);
+    test_keyprep(4096, 12);
+    test_embedding(65536, 8192, 768);
+#endif
     return check_finish("t_mix");
 }
