@@ -57,12 +57,16 @@ cudaError_t colsum(float *dvec, const TA *a, const TB *b, size_t N, int C, cudaS
 unsigned row_blocks(size_t rows) { return (unsigned)((rows + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK); }
 
 __global__ void __launch_bounds__(ROWS_PER_BLOCK * 32)
-    layernorm_fwd_kernel(bf16 *out, float *mean, float *rstd, const bf16 *inp, const bf16 *weight,
-                         const bf16 *bias, size_t N, int C, float eps) {
+    layernorm_fwd_kernel(bf16 *resid_out, bf16 *out, float *mean, float *rstd, const bf16 *inp, const bf16 *branch,
+                         const bf16 *weight, const bf16 *bias, size_t N, int C, float eps) {
     size_t row = (size_t)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (row >= N) return;   // the whole warp: no barrier below
     const bf16 *x = inp + row * C;
+    if (branch) {   // each lane reads back only the columns it wrote: no barrier needed
+        for (int c = lane; c < C; c += 32) resid_out[row * C + c] = __hadd_rn(x[c], branch[row * C + c]);
+        x = resid_out + row * C;
+    }
     float s = 0.0f;
     for (int c = lane; c < C; c += 32) s += tof(x[c]);
     float m = warp_sum(s) / C;
@@ -192,7 +196,17 @@ cudaError_t layernorm_fwd_cuda(bf16 *out, float *mean, float *rstd, const bf16 *
     if (C <= 0) return cudaErrorInvalidValue;
     if (N == 0) return cudaSuccess;
     LAUNCH(layernorm_fwd_kernel, row_blocks(N), ROWS_PER_BLOCK * 32, 0, stream)
-    (out, mean, rstd, inp, weight, bias, N, C, eps);
+    (nullptr, out, mean, rstd, inp, nullptr, weight, bias, N, C, eps);
+    return cudaGetLastError();
+}
+
+cudaError_t residual_layernorm_fwd_cuda(bf16 *resid_out, bf16 *out, float *mean, float *rstd, const bf16 *resid,
+                                        const bf16 *branch, const bf16 *weight, const bf16 *bias, size_t N, int C,
+                                        float eps, cudaStream_t stream) {
+    if (C <= 0 || !branch || !resid_out) return cudaErrorInvalidValue;
+    if (N == 0) return cudaSuccess;
+    LAUNCH(layernorm_fwd_kernel, row_blocks(N), ROWS_PER_BLOCK * 32, 0, stream)
+    (resid_out, out, mean, rstd, resid, branch, weight, bias, N, C, eps);
     return cudaGetLastError();
 }
 

@@ -23,6 +23,13 @@ cudaError_t colsum_acc_cuda(float *dvec, const __nv_bfloat16 *a, const float *b,
 cudaError_t layernorm_fwd_cuda(__nv_bfloat16 *out, float *mean, float *rstd, const __nv_bfloat16 *inp,
                                const __nv_bfloat16 *weight, const __nv_bfloat16 *bias, size_t N, int C, float eps,
                                cudaStream_t stream);
+// The residual add fused in front (cuda-research.md §8.2): resid_out = bf(resid + branch), the
+// residual stream rounded as the reference's x = x + att, then the LayerNorm of it.  resid_out
+// may be resid (in place).
+cudaError_t residual_layernorm_fwd_cuda(__nv_bfloat16 *resid_out, __nv_bfloat16 *out, float *mean, float *rstd,
+                                        const __nv_bfloat16 *resid, const __nv_bfloat16 *branch,
+                                        const __nv_bfloat16 *weight, const __nv_bfloat16 *bias, size_t N, int C,
+                                        float eps, cudaStream_t stream);
 // dinp = bf(d), or with accumulate dinp = bf(dinp + d) (the residual branch's gradient, added in
 // bf16 as autograd does); scratch (N,C) fp32 holds dout * xhat for dweight.
 cudaError_t layernorm_bwd_cuda(__nv_bfloat16 *dinp, float *dweight, float *dbias, float *scratch,

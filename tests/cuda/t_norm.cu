@@ -1,5 +1,5 @@
 // cuda/norm.cu against its CPU twins (lib/ops_cpu.c): colsum_acc, layernorm_fwd/bwd (with and
-// without the residual accumulate), gn_bonus_gate_fwd/bwd.  Inputs are random, rounded to bf16;
+// without the residual accumulate; the forward also fused with the residual add), gn_bonus_gate_fwd/bwd.  Inputs are random, rounded to bf16;
 // the twins run in fp32 on the same values.  Shapes are odd on purpose: rows not a multiple of
 // the 8 rows a block takes, C not a multiple of the 32 lanes or of the colsum's 32 columns.
 //
@@ -84,6 +84,23 @@ static void test_layernorm(size_t N, int C) {
     compare("layernorm out", get(dout, N * C), out, 1, 1e-4);
     compare("layernorm mean", get(dmean, N), mean, 1.0 / 16, 1e-6);
     compare("layernorm rstd", get(drstd, N), rstd, 1.0 / 16, 1e-6);
+
+    // Fused with the residual add: x = bf(resid + branch) (in place), then the same LayerNorm.
+    Vec resid0 = rand_bf16(N * C, 17, -2, 2), branch(N * C);
+    for (size_t i = 0; i < N * C; i++) branch[i] = round_bf16(x[i] - resid0[i]);
+    Vec sum(N * C), fout(N * C), fmean(N), frstd(N);
+    for (size_t i = 0; i < N * C; i++) sum[i] = round_bf16(resid0[i] + branch[i]);
+    layernorm_fwd(fout.data(), fmean.data(), frstd.data(), sum.data(), w.data(), b.data(), N, C, 1e-5f);
+    bf16 *dres = dev_bf16(resid0), *dbr = dev_bf16(branch);
+    CUDA_OK(residual_layernorm_fwd_cuda(dres, dout, dmean, drstd, dres, dbr, dw, db, N, C, 1e-5f, 0));
+    compare("residual (+ fused)", get(dres, N * C), sum, 0, 0);
+    compare("layernorm out (+ fused)", get(dout, N * C), fout, 1, 1e-4);
+    compare("layernorm rstd (+ fused)", get(drstd, N), frstd, 1.0 / 16, 1e-6);
+    CHECK(residual_layernorm_fwd_cuda(dres, dout, dmean, drstd, dres, nullptr, dw, db, N, C, 1e-5f, 0) ==
+              cudaErrorInvalidValue,
+          "a NULL branch accepted");
+    cudaFree(dres), cudaFree(dbr);
+    CUDA_OK(layernorm_fwd_cuda(dout, dmean, drstd, dx, dw, db, N, C, 1e-5f, 0));   // the backward's inputs
 
     Vec dy = rand_bf16(N * C, 13, -1, 1), resid = rand_bf16(N * C, 14, -1, 1);
     Vec gw0 = rand_bf16(C, 15, -1, 1), gb0 = rand_bf16(C, 16, -1, 1);
