@@ -95,9 +95,12 @@ $(B)/cuda/obj/%.o: %.cu $(B)/cuda/flags cuda/ptxas-budget.sh cuda/ptxas-budget.t
 	@mkdir -p $(@D)
 	$(NVCC) $(ALL_NVCCFLAGS) -c $< -o $@ 2>$@.ptxas || { cat $@.ptxas; exit 1; }
 	@sh cuda/ptxas-budget.sh cuda/ptxas-budget.txt $@.ptxas
-$(B)/cuda/tests/%: $(B)/cuda/obj/tests/cuda/%.o
+# Every test links every kernel object and, for the CPU twins, the library (with libgomp: the
+# library is built by $(CC) -fopenmp, whichever compiler links).
+CUDA_TEST_LIBS = $(filter-out -fopenmp,$(LDLIBS)) -lgomp
+$(B)/cuda/tests/%: $(B)/cuda/obj/tests/cuda/%.o $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.o) $(B)/librwkv7c.a
 	@mkdir -p $(@D)
-	$(NVCC) $(GENCODE) $^ -o $@
+	$(NVCC) $(GENCODE) $^ $(CUDA_TEST_LIBS) -o $@
 
 # `make cuda-emu`: the same sources through cuda/emu.h and a host C++ compiler (no nvcc, no GPU;
 # the toolkit's headers only), plus an ASan/UBSan build; tests/t_cuda_emu.sh runs them in
@@ -120,18 +123,18 @@ $(B)/cuda-emu/obj/%.o: %.cu
 $(B)/cuda-emu/obj/%.o: %.cpp
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(EMU_FLAGS) $(EMU_CXXFLAGS) -c $< -o $@
-$(B)/cuda-emu/tests/%: $(B)/cuda-emu/obj/tests/cuda/%.o $(B)/cuda-emu/obj/cuda/emu.o
+$(B)/cuda-emu/tests/%: $(B)/cuda-emu/obj/tests/cuda/%.o $(B)/cuda-emu/obj/cuda/emu.o $(CUDA_SRC:%.cu=$(B)/cuda-emu/obj/%.o) $(B)/librwkv7c.a
 	@mkdir -p $(@D)
-	$(EMU_CXX) $^ -o $@
+	$(EMU_CXX) $^ $(CUDA_TEST_LIBS) -o $@
 $(B)/cuda-emu/asan-obj/%.o: %.cu
 	@mkdir -p $(@D)
 	$(EMU_SAN_CXX) $(EMU_FLAGS) $(EMU_SAN) -O1 -g -x c++ -c $< -o $@
 $(B)/cuda-emu/asan-obj/%.o: %.cpp
 	@mkdir -p $(@D)
 	$(EMU_SAN_CXX) $(EMU_FLAGS) $(EMU_SAN) -O1 -g -c $< -o $@
-$(B)/cuda-emu/asan/%: $(B)/cuda-emu/asan-obj/tests/cuda/%.o $(B)/cuda-emu/asan-obj/cuda/emu.o
+$(B)/cuda-emu/asan/%: $(B)/cuda-emu/asan-obj/tests/cuda/%.o $(B)/cuda-emu/asan-obj/cuda/emu.o $(CUDA_SRC:%.cu=$(B)/cuda-emu/asan-obj/%.o) $(B)/librwkv7c.a
 	@mkdir -p $(@D)
-	$(EMU_SAN_CXX) $(EMU_SAN) $^ -o $@
+	$(EMU_SAN_CXX) $(EMU_SAN) $^ $(CUDA_TEST_LIBS) -o $@
 
 # Benchmark programs: bench/*.c -> build/bench/*, compiled and linked like the
 # tools.  make check builds them too, so a library change that breaks one is seen.
