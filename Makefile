@@ -83,9 +83,11 @@ $(B)/cuda/obj/%.o: %.cu $(B)/cuda/flags cuda/ptxas-budget.sh cuda/ptxas-budget.t
 	@mkdir -p $(@D)
 	$(NVCC) $(ALL_NVCCFLAGS) -c $< -o $@ 2>$@.ptxas || { cat $@.ptxas; exit 1; }
 	@sh cuda/ptxas-budget.sh cuda/ptxas-budget.txt $@.ptxas
-$(B)/cuda/tests/%: $(B)/cuda/obj/tests/cuda/%.o
+# Every test links all the kernels (cuda/*.cu) and the library that holds their CPU twins.
+CUDA_TEST_LIBS = $(B)/librwkv7c.a $(filter-out -fopenmp,$(LDLIBS)) -lgomp
+$(B)/cuda/tests/%: $(B)/cuda/obj/tests/cuda/%.o $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.o) $(B)/librwkv7c.a
 	@mkdir -p $(@D)
-	$(NVCC) $(GENCODE) $^ -o $@
+	$(NVCC) $(GENCODE) $(filter %.o,$^) $(CUDA_TEST_LIBS) -o $@
 
 # `make cuda-emu`: the same sources through cuda/emu.h and a host C++ compiler (no nvcc, no GPU;
 # the toolkit's headers only), plus an ASan/UBSan build; tests/t_cuda_emu.sh runs them in
@@ -108,18 +110,18 @@ $(B)/cuda-emu/obj/%.o: %.cu
 $(B)/cuda-emu/obj/%.o: %.cpp
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(EMU_FLAGS) $(EMU_CXXFLAGS) -c $< -o $@
-$(B)/cuda-emu/tests/%: $(B)/cuda-emu/obj/tests/cuda/%.o $(B)/cuda-emu/obj/cuda/emu.o
+$(B)/cuda-emu/tests/%: $(B)/cuda-emu/obj/tests/cuda/%.o $(B)/cuda-emu/obj/cuda/emu.o $(CUDA_SRC:%.cu=$(B)/cuda-emu/obj/%.o) $(B)/librwkv7c.a
 	@mkdir -p $(@D)
-	$(EMU_CXX) $^ -o $@
+	$(EMU_CXX) $(filter %.o,$^) $(CUDA_TEST_LIBS) -o $@
 $(B)/cuda-emu/asan-obj/%.o: %.cu
 	@mkdir -p $(@D)
 	$(EMU_SAN_CXX) $(EMU_FLAGS) $(EMU_SAN) -O1 -g -x c++ -c $< -o $@
 $(B)/cuda-emu/asan-obj/%.o: %.cpp
 	@mkdir -p $(@D)
 	$(EMU_SAN_CXX) $(EMU_FLAGS) $(EMU_SAN) -O1 -g -c $< -o $@
-$(B)/cuda-emu/asan/%: $(B)/cuda-emu/asan-obj/tests/cuda/%.o $(B)/cuda-emu/asan-obj/cuda/emu.o
+$(B)/cuda-emu/asan/%: $(B)/cuda-emu/asan-obj/tests/cuda/%.o $(B)/cuda-emu/asan-obj/cuda/emu.o $(CUDA_SRC:%.cu=$(B)/cuda-emu/asan-obj/%.o) $(B)/librwkv7c.a
 	@mkdir -p $(@D)
-	$(EMU_SAN_CXX) $(EMU_SAN) $^ -o $@
+	$(EMU_SAN_CXX) $(EMU_SAN) $(filter %.o,$^) $(CUDA_TEST_LIBS) -o $@
 
 check: all
 	@sh tests/run.sh

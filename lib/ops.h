@@ -20,6 +20,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define OPS_HEAD_SIZE 64     /* the only head size the reference kernels build (_N_=64) */
 #define WKV7_CHUNK 16        /* the WKV state is kept every 16 steps for the backward */
 
@@ -130,4 +134,7 @@ void xent_l2wrap_fwdbwd(float *logits, double *row_loss, const int32_t *targets,
 // to the gradient); bc1, bc2 are the bias corrections 1 - beta^step.
 void adam_update(float *w, float *m, float *v, float *w_bf16, const float *g, size_t n, float grad_scale,
                  float lr, float beta1, float beta2, float eps, float bc1, float bc2, float wd, int adamw);
+#ifdef __cplusplus
+}
+#endif
 #endif
