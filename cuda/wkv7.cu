@@ -1,8 +1,11 @@
 // cuda/wkv7.cu: the WKV7 recurrence (cuda/wkv7.cuh), shaped as the official "clampw" kernels
 // (RWKV-LM-V7 cuda/rwkv7_clampw.cu; cuda-research.md §1.3-1.4, rwkv7-reference.md §4.1): one
-// block of 64 threads per (head, batch), thread i owns row i (value index) of the 64x64 fp32
-// state in registers, each step's r, decay, k, a, b staged in shared memory between barriers,
-// bf16 in and out, fp32 inside.  Twins: lib/ops_cpu.c wkv7_fwd / wkv7_bwd.
+// block per (head, batch), the 64x64 fp32 state in registers (forward: thread i holds row i;
+// backward: a pair of threads per row, see wkv7_backward), each step's r, decay, k, a, b staged
+// in shared memory between barriers, bf16 in and out, fp32 inside, the official rounding points
+// (bf16 inputs widened once, every output rounded once).  Twins: lib/ops_cpu.c wkv7_fwd /
+// wkv7_bwd, which differ in one place: their backward replays each chunk forward from its
+// checkpoint, where this one (as the official kernel) divides by the decay.
 #include "emu.h"
 #include "wkv7.cuh"
 

@@ -176,6 +176,24 @@ static void run_case(const Case &cs) {
     CUDA_OK(wkv7_fwd_cuda(y, ck, state, r, w, k, v, kk, a, B, T, H, stream));
     CUDA_OK(wkv7_bwd_cuda(dr, dw, dk, dv, dkk, da, scr, dy, r, w, k, v, kk, a, ck, B, T, H, stream));
     CUDA_OK(cudaStreamSynchronize(stream));
+    // The same bits again: no atomics, no order-dependent sums (a resumed run is bit-identical).
+    {
+        std::vector<float> y1 = from_device(y, n), dr1 = from_device(dr, n), dw1 = from_device(dw, n);
+        bf16 *y2 = to_device(std::vector<float>(n)), *dr2 = to_device(in.dr0), *dk2 = to_device(in.dk0);
+        bf16 *dv2 = to_device(in.dv0), *dw2 = to_device(std::vector<float>(n)), *dkk2 = to_device(std::vector<float>(n));
+        bf16 *da2 = to_device(std::vector<float>(n));
+        float *ck2;
+        CUDA_OK(cudaMalloc(&ck2, nck * sizeof(float)));
+        if (cs.carry) CUDA_OK(cudaMemcpy(state, in.state0.data(), nstate * sizeof(float), cudaMemcpyHostToDevice));
+        CUDA_OK(wkv7_fwd_cuda(y2, ck2, state, r, w, k, v, kk, a, B, T, H, stream));
+        CUDA_OK(wkv7_bwd_cuda(dr2, dw2, dk2, dv2, dkk2, da2, scr, dy, r, w, k, v, kk, a, ck2, B, T, H, stream));
+        CUDA_OK(cudaStreamSynchronize(stream));
+        CHECK(from_device(y2, n) == y1 && from_device(dr2, n) == dr1 && from_device(dw2, n) == dw1 &&
+                  from_device(ck2, nck) == from_device(ck, nck),
+              "%s: a second run gave other bits", cs.name);
+        for (bf16 *p : {y2, dr2, dk2, dv2, dw2, dkk2, da2}) CUDA_OK(cudaFree(p));
+        CUDA_OK(cudaFree(ck2));
+    }
 
     compare("y", cs, from_device(y, n), y_ref, BF16_ULPS, BF16_FLOOR);
     compare("ckpt", cs, from_device(ck, nck), ck_ref, 0.0f, F32_FLOOR);
@@ -296,6 +314,10 @@ int main(int argc, char **argv) {
         {"clamp-slow", 2, 32, 1, W_SLOW, false},
         {"extreme-w", 1, 48, 2, W_EXTREME, false},
         {"carry", 1, 32, 2, W_TYPICAL, true},
+        {"8-chunks", 2, 128, 3, W_TYPICAL, false},
+#if !CUDA_EMU
+        {"gpu-large", 4, 1024, 12, W_TYPICAL, false}, // 48 blocks, 64 chunks: too slow emulated
+#endif
     };
     for (const Case &cs : cases) run_case(cs);
     check_refusals();
