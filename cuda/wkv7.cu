@@ -16,8 +16,8 @@ static constexpr float W_SCALE = -0.6065306597f; // -exp(-0.5): decay in [0.545,
 
 static __device__ __forceinline__ float to_float(bf16 x) { return __bfloat162float(x); }
 // Approximate divisions (2 ulp), as the official kernels' --use_fast_math makes theirs: an IEEE
-// division or reciprocal has a called slow path, and around a call the backward's 192 floats of
-// state spill.
+// division or reciprocal has a called slow path, around which a kernel that holds its state in
+// registers spills.
 static __device__ __forceinline__ float sigmoid_of(float w) { return __fdividef(1.0f, 1.0f + __expf(-w)); }
 // The official kernel's d = exp(W_SCALE / (1 + exp(-w))).
 static __device__ __forceinline__ float decay_of(float w) { return __expf(W_SCALE * sigmoid_of(w)); }
@@ -131,9 +131,9 @@ wkv7_backward_sa(int T, int H, const bf16 *__restrict__ w_, const bf16 *__restri
 
 // The official backward (v3's tiling: a chunk's inputs staged in shared memory at once), chunks in
 // reverse, but with each row and column split over two threads.  One thread per row, as the
-// official kernel, holds three arrays of 64 floats and spills (it fits in 255 registers only
-// with --use_fast_math's flush-to-zero, and not on every architecture: ptxas of nvcc 13 on
-// sm_80..sm_90 spills 20-600 bytes for the variants tried).  Thread pair (2i, 2i+1) owns row i
+// official kernel, holds three arrays of 64 floats and spills: nvcc 13 without --use_fast_math
+// spills 40-144 bytes of the official v3 backward on sm_80..sm_90 (even with __fdividef), and
+// 20-600 bytes of the variants of this one tried on sm_90.  Thread pair (2i, 2i+1) owns row i
 // of the state gradient (dstate), column i of it (dstateT) and column i of the state (stateT),
 // the pair's two threads the even and the odd j (adjacent words: no bank conflicts on the shared
 // vectors); each sum over j is two half sums of 32 terms added by one shuffle.  Each chunk
