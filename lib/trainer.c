@@ -23,6 +23,7 @@
 
 #include "backend.h"
 #include "binidx.h"
+#include "growbuf.h"
 #include "magic.h"
 #include "model.h"
 #include "optim.h"
@@ -125,7 +126,8 @@ static int list_numbered(const char *dir, const char *prefix, int with_pth, Foun
     *out = NULL;
     DIR *d = opendir(dir);
     if (!d) return 0;
-    int n = 0, cap = 0;
+    int n = 0;
+    size_t cap = 0;
     struct dirent *de;
     size_t pl = strlen(prefix);
     while ((de = readdir(d))) {
@@ -138,12 +140,7 @@ static int list_numbered(const char *dir, const char *prefix, int with_pth, Foun
         unsigned long long v = strtoull(p, &end, 10);
         int pth = with_pth && !strcmp(end, ".pth");
         if (errno || (strcmp(end, ".safetensors") && !pth)) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            Found *nf = realloc(*out, (size_t)cap * sizeof **out);
-            if (!nf) break;
-            *out = nf;
-        }
+        if (grow(out, &cap, (size_t)n + 1)) break;
         (*out)[n].num = v;
         (*out)[n].pth = pth;
         (*out)[n].path = path_join(dir, s);
