@@ -14,6 +14,7 @@
 #include "growbuf.h"
 #include "logit_sample.h"
 #include "model.h"
+#include "model_io.h"
 #include "tokenizer.h"
 #include "util.h"
 #include "vocab.h"

@@ -26,6 +26,7 @@
 #include "growbuf.h"
 #include "magic.h"
 #include "model.h"
+#include "model_io.h"
 #include "optim.h"
 #include "sampler.h"
 #include "schedule.h"

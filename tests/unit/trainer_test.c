@@ -9,6 +9,7 @@
 #include "binidx.h"
 #include "init.h"
 #include "model.h"
+#include "model_io.h"
 #include "pth.h"
 #include "trainer.h"
 
