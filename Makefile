@@ -220,7 +220,7 @@ clean:
 	rm -rf $(B)
 
 help:
-	@echo "targets: all check bench fuzz demo install uninstall clean cuda"
+	@echo "targets: all check check-asan bench fuzz demo deps install uninstall clean cuda cuda-emu"
 	@echo "tools:   $(TOOLS)"
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "growbuf.h"
 #include "input.h"
 #include "jsonl.h"
 #include "utf8.h"
@@ -77,12 +78,7 @@ static int read_points(Input *in, Point **pts, size_t *np, Error *e)
             fail_prefix(e, "%s:%llu", input_name(in), (unsigned long long)input_lineno(in));
             break;
         }
-        if (n == cap) {
-            cap = cap ? 2 * cap : 1024;
-            Point *grown = realloc(pt, cap * sizeof *pt);
-            if (!grown) { fail(e, "out of memory"); break; }
-            pt = grown;
-        }
+        if (grow(&pt, &cap, n + 1)) { fail(e, "out of memory"); break; }
         pt[n++] = p;
     }
     if (r == 1 || r < 0) { free(pt); return -1; }

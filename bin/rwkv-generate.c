@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "growbuf.h"
 #include "logit_sample.h"
 #include "model.h"
+#include "model_io.h"
 #include "tokenizer.h"
 #include "util.h"
 #include "vocab.h"
@@ -179,13 +181,7 @@ static int emit(Generator *g, int32_t t, Error *e)
         if (err == EPIPE) { e->msg[0] = 0; return -1; }
         return fail(e, "write error on standard output: %s", strerror(err));
     }
-    if (g->out_len + len + 1 > g->out_cap) {
-        size_t cap = (g->out_len + len + 1) * 2;
-        char *grown = realloc(g->out, cap);
-        if (!grown) return fail(e, "out of memory");
-        g->out = grown;
-        g->out_cap = cap;
-    }
+    if (grow(&g->out, &g->out_cap, g->out_len + len + 1)) return fail(e, "out of memory");
     memcpy(g->out + g->out_len, bytes, len);
     g->out_len += len;
     return 0;
@@ -225,17 +221,14 @@ static int sample_reply(Generator *g, int n, const char *stop, int32_t *last, Er
 
 static char *read_all(FILE *fp, size_t *len)
 {
-    size_t cap = 4096, n = 0, k;
-    char *buf = malloc(cap);
-    while (buf && (k = fread(buf + n, 1, cap - n, fp)) > 0) {
+    size_t cap = 0, n = 0, k;
+    char *buf = NULL;
+    do {
+        if (grow(&buf, &cap, n + 4096)) { free(buf); return NULL; }
+        k = fread(buf + n, 1, cap - n, fp);
         n += k;
-        if (n == cap) {
-            char *grown = realloc(buf, cap *= 2);
-            if (!grown) { free(buf); return NULL; }
-            buf = grown;
-        }
-    }
-    if (buf && ferror(fp)) { free(buf); return NULL; }
+    } while (k > 0);
+    if (ferror(fp)) { free(buf); return NULL; }
     *len = n;
     return buf;
 }
@@ -277,11 +270,7 @@ static int chat(Generator *g, const Options *o, size_t *n_out, Error *e)
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) continue;
-        if (turn_cap < (size_t)len + 32) {
-            char *grown = realloc(turn, turn_cap = (size_t)len + 32);
-            if (!grown) { rc = fail(e, "out of memory"); break; }
-            turn = grown;
-        }
+        if (grow(&turn, &turn_cap, (size_t)len + 32)) { rc = fail(e, "out of memory"); break; }
         int tl = snprintf(turn, turn_cap, "%sUser: %s\n\nAssistant:", ended_blank ? "" : "\n\n", line);
         if ((rc = feed(g, turn, (size_t)tl, lineno, e))) break;
         /* without --prompt, the first turn is the prompt whose logits are wanted */

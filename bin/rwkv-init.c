@@ -8,6 +8,7 @@
 
 #include "init.h"
 #include "model.h"
+#include "model_io.h"
 #include "safetensors.h"
 #include "util.h"
 

@@ -116,9 +116,14 @@ uint64_t backend_cpu_memory_estimate(const ModelConfig *c, const BackendConfig *
 {
     uint64_t P = config_param_count(c), BT = (uint64_t)bc->B * bc->T;
     uint64_t L = (uint64_t)c->n_layer, C = (uint64_t)c->n_embd, V = (uint64_t)c->vocab_size;
-    /* masters + Adam m, v + gradient (fp32), plus the bf16-rounded forward copy,
-     * plus the host's staging copies of masters, m and v for saving */
-    uint64_t weights = P * 4 * 4 + (bc->bf16 ? P * 4 : 0) + P * 4 * 3;
+    /* masters + Adam m, v + gradient (fp32), plus the bf16-rounded forward copy */
+    uint64_t weights = P * 4 * 4 + (bc->bf16 ? P * 4 : 0);
+    /* The trainer's host copies (lib/trainer.c open_backend): fp32 last good and
+     * new masters, m and v (6, for the non-finite rollback) and the weights it
+     * saves from (1), plus the bf16 checkpoint made from those when saving.  The
+     * state it resumes from (3 fp32) is freed before most of these are first
+     * written, so it does not raise the peak. */
+    uint64_t host = P * 4 * 7 + P * 2;
     /* Activations: about 40 C-sized fp32 vectors per token and layer kept for the
      * backward, WKV state checkpoints included (one layer's worth plus the
      * block inputs with grad_cp), and the logits. */
@@ -127,5 +132,5 @@ uint64_t backend_cpu_memory_estimate(const ModelConfig *c, const BackendConfig *
     /* logits: the CPU model holds at most 128 MiB of them at once (row chunks) */
     uint64_t logits = BT * V * 4;
     acts += logits < (128u << 20) ? logits : (128u << 20);
-    return weights + acts;
+    return weights + host + acts;
 }

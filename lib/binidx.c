@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
+#include "growbuf.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "binidx.c assumes a little-endian host (the file format is little-endian)"
@@ -268,24 +269,14 @@ struct BinidxWriter {
     unsigned itemsize;
     uint64_t tokens;                 /* tokens written to .bin (buffered included) */
     uint32_t *sizes;                 /* per sequence */
-    uint64_t nsizes, cap_sizes;
+    uint64_t nsizes;
+    size_t cap_sizes;
     uint64_t *doc_idx;               /* starts with 0; NULL while it is 0, 1, ..., ndoc-1 */
-    uint64_t ndoc, cap_doc;          /* (the RWKV case, kept implicit to save 8 bytes a document) */
+    uint64_t ndoc;                   /* (the RWKV case, kept implicit to save 8 bytes a document) */
+    size_t cap_doc;
     unsigned char *buf;              /* pending .bin bytes */
     size_t nbuf;                     /* bytes pending */
 };
-
-static int grow(void **p, uint64_t *cap, uint64_t need, size_t item)
-{
-    if (need <= *cap) return 0;
-    uint64_t c = *cap ? *cap : 1024;
-    while (c < need) c *= 2;
-    void *q = realloc(*p, c * item);
-    if (!q) return -1;
-    *p = q;
-    *cap = c;
-    return 0;
-}
 
 uint64_t binidx_writer_documents(const BinidxWriter *w) { return w->ndoc - 1; }
 uint64_t binidx_writer_tokens(const BinidxWriter *w) { return w->tokens; }
@@ -449,7 +440,7 @@ static int add_sequence(BinidxWriter *w, uint64_t n, Error *e)
     }
     if (w->nsizes >= BINIDX_MAX_SEQUENCES)
         return fail(e, "%s: more than 2^31-1 documents in one dataset", w->bin_path);
-    if (grow((void **)&w->sizes, &w->cap_sizes, w->nsizes + 1, 4)) return fail(e, "out of memory");
+    if (grow(&w->sizes, &w->cap_sizes, w->nsizes + 1)) return fail(e, "out of memory");
     w->sizes[w->nsizes++] = (uint32_t)n;
     return 0;
 }
@@ -460,13 +451,10 @@ static int end_document(BinidxWriter *w, uint64_t seq_end, Error *e)
         w->ndoc++;
         return 0;
     }
-    if (!w->doc_idx) {
-        uint64_t cap = 0;
-        if (grow((void **)&w->doc_idx, &cap, w->ndoc + 1, 8)) return fail(e, "out of memory");
-        w->cap_doc = cap;
+    int implicit = !w->doc_idx;
+    if (grow(&w->doc_idx, &w->cap_doc, w->ndoc + 1)) return fail(e, "out of memory");
+    if (implicit)
         for (uint64_t i = 0; i < w->ndoc; i++) w->doc_idx[i] = i;
-    }
-    if (grow((void **)&w->doc_idx, &w->cap_doc, w->ndoc + 1, 8)) return fail(e, "out of memory");
     w->doc_idx[w->ndoc++] = seq_end;
     return 0;
 }

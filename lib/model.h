@@ -45,8 +45,4 @@ void model_step(const Model *m, ModelState *s, int32_t token, float *logits);
 /* Feed n tokens using the parallel mode (prefill), leaving s as if model_step
  * had been called on each; logits of the last position, if non-NULL. */
 int  model_prefill(const Model *m, ModelState *s, const int32_t *tokens, int n, float *logits, Error *e);
-
-/* Checkpoint I/O has its own header; included here for the callers written
- * before it existed (new code includes model_io.h itself). */
-#include "model_io.h"
 #endif

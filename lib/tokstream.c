@@ -4,6 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+#include "growbuf.h"
+
+/* ids read per fread while a document arrives (1 MiB) */
+#define TOKR_CHUNK_IDS ((size_t)1 << 18)
 
 struct TokWriter {
     FILE *fp;
@@ -148,15 +152,14 @@ int tokr_next(TokReader *r, const uint32_t **ids, size_t *n, Error *e)
     }
     if (len > TOKSTREAM_MAX_DOC)
         return fail(e, "%s: bad document length %u (corrupted stream)", r->name, len);
-    if (len > r->cap) {
-        size_t cap = r->cap ? r->cap : 4096;
-        while (cap < len) cap *= 2;
-        uint32_t *p = realloc(r->ids, cap * 4);
-        if (!p) return fail(e, "out of memory");
-        r->ids = p;
-        r->cap = cap;
+    /* The buffer grows as the ids arrive, not to the claimed length up front:
+     * a few corrupt bytes may claim 16 GiB, and must read as a cut stream. */
+    for (size_t have = 0; have < len;) {
+        size_t chunk = len - have < TOKR_CHUNK_IDS ? len - have : TOKR_CHUNK_IDS;
+        if (grow(&r->ids, &r->cap, have + chunk)) return fail(e, "out of memory");
+        if (fread(r->ids + have, 4, chunk, r->fp) != chunk) return cut_short(r, e);
+        have += chunk;
     }
-    if (len && fread(r->ids, 4, len, r->fp) != len) return cut_short(r, e);
     XXH3_64bits_update(r->hash, r->ids, (size_t)len * 4);
     r->docs++;
     r->tokens += len;

@@ -23,8 +23,10 @@
 
 #include "backend.h"
 #include "binidx.h"
+#include "growbuf.h"
 #include "magic.h"
 #include "model.h"
+#include "model_io.h"
 #include "optim.h"
 #include "sampler.h"
 #include "schedule.h"
@@ -125,7 +127,8 @@ static int list_numbered(const char *dir, const char *prefix, int with_pth, Foun
     *out = NULL;
     DIR *d = opendir(dir);
     if (!d) return 0;
-    int n = 0, cap = 0;
+    int n = 0;
+    size_t cap = 0;
     struct dirent *de;
     size_t pl = strlen(prefix);
     while ((de = readdir(d))) {
@@ -138,12 +141,7 @@ static int list_numbered(const char *dir, const char *prefix, int with_pth, Foun
         unsigned long long v = strtoull(p, &end, 10);
         int pth = with_pth && !strcmp(end, ".pth");
         if (errno || (strcmp(end, ".safetensors") && !pth)) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            Found *nf = realloc(*out, (size_t)cap * sizeof **out);
-            if (!nf) break;
-            *out = nf;
-        }
+        if (grow(out, &cap, (size_t)n + 1)) break;
         (*out)[n].num = v;
         (*out)[n].pth = pth;
         (*out)[n].path = path_join(dir, s);
@@ -280,6 +278,15 @@ static void say(const Trainer *tr, const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     tr->o->message(line);
+}
+
+/* A checkpoint that could not be read is passed over for an older one.  The
+ * reader's message usually starts with the path already: name it once. */
+static void warn_skipping(const Trainer *tr, const char *path, const char *why)
+{
+    size_t n = strlen(path);
+    if (!strncmp(why, path, n) && why[n] == ':') why += n + strspn(why + n, ": ");
+    say(tr, "warning: skipping %s: %s", path, why);
 }
 
 /* A message while the progress line is showing starts on a line of its own. */
@@ -525,7 +532,7 @@ static int find_start(Trainer *tr, Error *e)
     for (int i = 0; i < nstates && !tr->resumed; i++) {
         const char *path = tr->states[i].path;
         if (trainstate_read(path, &tr->st, e)) {
-            say(tr, "warning: skipping %s: %s", path, e->msg);
+            warn_skipping(tr, path, e->msg);
             continue;
         }
         if (tr->st.c.step != tr->states[i].num) {
@@ -558,7 +565,7 @@ static int find_start(Trainer *tr, Error *e)
                 tr->c.epoch_begin = tr->epochs[i].num + 1;      /* the reference's auto-resume */
                 if (a->warmup_steps < 0) a->warmup_steps = 10;
             } else
-                say(tr, "warning: skipping %s: %s", tr->epochs[i].path, e->msg);
+                warn_skipping(tr, tr->epochs[i].path, e->msg);
         }
         if (!tr->source) {
             if (!file_exists(tr->init_path)) {
@@ -716,22 +723,17 @@ int trainer_open(TrainOptions *a, Trainer **out, Error *e)
     return 0;
 }
 
-/* Why this build cannot run the configuration, or NULL.  backend.h has no
- * availability query, so this follows backend_open: only the CPU backend
- * exists, and it trains on one device. */
-static const char *cannot_run(const Trainer *tr, char *buf, size_t n)
+/* -1 with the reason in why when this build cannot run the configuration:
+ * the accelerator as backend_check sees it, and one device (no backend
+ * trains on several yet). */
+static int cannot_run(const Trainer *tr, Error *why)
 {
     const TrainOptions *a = tr->o;
-    if (!strcmp(a->accelerator, "gpu") || !strcmp(a->accelerator, "cuda"))
-        snprintf(buf, n, "--accelerator %s: CUDA backend not built yet (use --accelerator cpu)", a->accelerator);
-    else if (strcmp(a->accelerator, "cpu"))
-        snprintf(buf, n, "unknown --accelerator '%s' (use cpu)", a->accelerator);
-    else if (tr->world != 1)
-        snprintf(buf, n, "--devices %" PRIu64 " --num_nodes %" PRIu64 ": the CPU backend trains on one device",
-                 a->devices, a->num_nodes);
-    else
-        return NULL;
-    return buf;
+    if (backend_check(a->accelerator, why)) return -1;
+    if (tr->world != 1)
+        return fail(why, "--devices %" PRIu64 " --num_nodes %" PRIu64 ": the %s backend trains on one device",
+                    a->devices, a->num_nodes, strcmp(a->accelerator, "cpu") ? "CUDA" : "CPU");
+    return 0;
 }
 
 void trainer_print_plan(const Trainer *tr, FILE *fp)
@@ -763,10 +765,10 @@ void trainer_print_plan(const Trainer *tr, FILE *fp)
                 tb && wb ? ", " : "", wb ? "wandb project " : "", wb ? a->wandb_project : "");
     if (tr->resumed && todo == 0)
         fprintf(fp, "status       already complete: nothing to train (a run would rewrite rwkv-final)\n");
-    char why[256];
-    if (cannot_run(tr, why, sizeof why)) {
-        fprintf(fp, "status       CANNOT RUN with this build: %s\n", why);
-        say(tr, "warning: the plan is for a configuration this build cannot run: %s", why);
+    Error why;
+    if (cannot_run(tr, &why)) {
+        fprintf(fp, "status       CANNOT RUN with this build: %s\n", why.msg);
+        say(tr, "warning: the plan is for a configuration this build cannot run: %s", why.msg);
     }
 }
 
@@ -789,8 +791,7 @@ static int too_big_for_memory(const Trainer *tr, Error *e)
 static int open_backend(Trainer *tr, Error *e)
 {
     TrainOptions *a = tr->o;
-    char why[256];
-    if (cannot_run(tr, why, sizeof why)) return fail(e, "%s", why);
+    if (cannot_run(tr, e)) return -1;
     if (too_big_for_memory(tr, e)) return TRAIN_EXIT_USAGE;
     if (model_alloc(&tr->host, &tr->cfg, e)) return -1;
     float **bufs[6] = { &tr->good_w, &tr->good_m, &tr->good_v, &tr->new_w, &tr->new_m, &tr->new_v };

@@ -67,6 +67,7 @@ check "one more step" $T --exit_after_steps 1 2>/dev/null
 printf 'garbage' | dd of=p/train-state-00000004.safetensors bs=1 seek=200 conv=notrunc 2>/dev/null
 check "corrupt state skipped" $T --exit_after_steps 1 2>err.txt
 check "... warning names it" grep -q 'skipping p/train-state-00000004.safetensors' err.txt
+check "... once" test "$(grep -o 'p/train-state-00000004' err.txt | wc -l)" -eq 1
 check "... resumed from the previous one" grep -q 'resuming from p/train-state-00000003' err.txt
 
 # demo-training-run.sh's flag line, unchanged except the numbers that depend on the data and model.

@@ -55,6 +55,7 @@ cp p/rwkv-0.safetensors t/rwkv-0.safetensors
 printf 'PK\003\004 damaged' >t/rwkv-1.pth
 rwkv-train --proj_dir t $common --exit_after_steps 1 2>err.txt
 check "a damaged newer rwkv-1.pth is skipped" grep -q 'warning: skipping t/rwkv-1.pth' err.txt
+check "... the warning names it once" test "$(grep -o 't/rwkv-1.pth' err.txt | wc -l)" -eq 1
 check "... and rwkv-0.safetensors used" grep -q 'starting from t/rwkv-0.safetensors (step 420' err.txt
 mkdir u
 pth-convert init.safetensors u/rwkv-init.pth 2>/dev/null || exit 1

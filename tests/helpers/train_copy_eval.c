@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include "binidx.h"
 #include "model.h"
+#include "model_io.h"
 
 int main(int argc, char **argv)
 {

@@ -9,9 +9,8 @@
 #include "backend.h"
 #include "init.h"
 #include "model.h"
-
-static int fails;
-#define CHECK(cond, ...) do { if (cond) printf("ok: "); else { printf("FAIL: "); fails++; } printf(__VA_ARGS__); printf("\n"); } while (0)
+#define CHECK_VERBOSE   /* the log shows the loss and the memory estimate */
+#include "check.h"
 
 int main(void)
 {
@@ -49,7 +48,5 @@ int main(void)
     uint64_t mc = backend_memory_estimate("cpu", &c, &bc);
     CHECK(mc == backend_cpu_memory_estimate(&c, &bc) && mc > P * 4 * 4, "cpu memory estimate %.2f MiB", mc / 1048576.0);
     model_free(&m);
-    if (fails) { printf("%d failure(s)\n", fails); return 1; }
-    printf("all ok\n");
-    return 0;
+    return check_done();
 }

@@ -10,9 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ops.h"
-
-static int fails;
-#define CHECK(cond, ...) do { if (cond) printf("ok: "); else { printf("FAIL: "); fails++; } printf(__VA_ARGS__); printf("\n"); } while (0)
+#define CHECK_VERBOSE   /* the log shows each measured error against its bound */
+#include "check.h"
 
 #define HS OPS_HEAD_SIZE
 
@@ -547,7 +546,5 @@ int main(void)
     test_gn_bonus_gate();
     test_xent();
     test_adam();
-    if (fails) { printf("%d failure(s)\n", fails); return 1; }
-    printf("all ok\n");
-    return 0;
+    return check_done();
 }

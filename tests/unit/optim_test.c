@@ -129,7 +129,5 @@ int main(void)
     CHECK(grad_clip_scale(0.9999995, 1.0) == (float)(1.0 / 1.0000005), "clip kicks in at norm+1e-6 > 1");
     CHECK(grad_clip_scale(100, 0) == 1.0f, "clip 0 disables");
     layout_free(&l);
-    if (fails) { printf("%d failure(s)\n", fails); return 1; }
-    printf("train_optim: all ok\n");
-    return 0;
+    return check_done();
 }

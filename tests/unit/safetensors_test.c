@@ -11,6 +11,7 @@
 
 #include "checkpoint.h"
 #include "model.h"
+#include "model_io.h"
 #include "safetensors.h"
 
 #include "check.h"

@@ -118,7 +118,5 @@ int main(void)
     CHECK(lr_schedule_check(&bad, &e) == -1, "lr_init 0 rejected");
     bad = ls; bad.exit_tokens = 0;
     CHECK(lr_schedule_check(&bad, &e) == -1, "exit 0 rejected");
-    if (fails) { printf("%d failure(s)\n", fails); return 1; }
-    printf("train_sampler: all ok\n");
-    return 0;
+    return check_done();
 }

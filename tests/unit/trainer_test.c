@@ -9,6 +9,7 @@
 #include "binidx.h"
 #include "init.h"
 #include "model.h"
+#include "model_io.h"
 #include "pth.h"
 #include "trainer.h"
 
@@ -110,7 +111,5 @@ int main(void)
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (!fails && system(cmd)) printf("note: could not remove %s\n", dir);
-    if (fails) return 1;
-    printf("ok\n");
-    return 0;
+    return check_done();
 }
