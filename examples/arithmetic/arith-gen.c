@@ -307,7 +307,7 @@ int main(int argc, char **argv)
     rng_state = seed * 2 + eval;   /* training and held-out draws are different streams */
     KeySet seen = { 0 };
     if (eval) {
-        if (count > 10000000) return bad_option("count", "with --eval", "at most 10000000 held-out problems");
+        if (count > 10000000) return usage_error("--eval writes at most 10000000 problems");
         seen.cap = (size_t)count * 2 + 1;
         if (!(seen.slot = calloc(seen.cap, sizeof *seen.slot))) { tool_warn("out of memory"); return 1; }
     }
