@@ -6,7 +6,9 @@
 # The last line is "exact-match accuracy: A on N held-out problems".
 # Environment (defaults in brackets): ARITH_DIR [out/arith], ARITH_DIGITS [2],
 # ARITH_KINDS [add,sub], ARITH_DOCS training documents [1000000],
-# ARITH_TOKENS training tokens [from the minutes], ARITH_MINUTES [13],
+# ARITH_TOKENS training tokens [6184960: 635 CPU-seconds measured, so under 11
+# minutes on an otherwise idle 2-core machine], or ARITH_MINUTES: train that many
+# minutes of this machine instead (its rate measured by a 40-step probe),
 # ARITH_LAYERS [2], ARITH_EMBD [128], ARITH_CTX [128], ARITH_BSZ [8],
 # ARITH_LR_INIT [6e-3], ARITH_LR_FINAL [2e-4], ARITH_EVAL held-out problems [500],
 # OMP_NUM_THREADS (CPU threads).
@@ -17,7 +19,6 @@ out=${ARITH_DIR:-$top/out/arith}
 digits=${ARITH_DIGITS:-2}
 kinds=${ARITH_KINDS:-add,sub}
 docs=${ARITH_DOCS:-1000000}
-minutes=${ARITH_MINUTES:-13}
 layers=${ARITH_LAYERS:-2}
 embd=${ARITH_EMBD:-128}
 ctx=${ARITH_CTX:-128}
@@ -37,16 +38,17 @@ arith-gen -n "$docs" -s 1 -d "$digits" -k "$kinds" | rwkv-tokenize --vocab "$out
 arith-gen --eval -n "$n_eval" -s 1 -d "$digits" -k "$kinds" >"$out/eval.jsonl"
 sed -n '1p;2p;3p' "$out/eval.jsonl" | sed 's/","prompt".*//; s/^{"text":"/  e.g. /' >&2
 
-# Tokens: what this machine trains in the minutes given, from a short timed run
-# (the LR schedule needs the total in advance).
+# Tokens: a fixed budget, or what this machine trains in ARITH_MINUTES, from a
+# short timed run (the LR schedule needs the total in advance).
 rm -rf "$out/run"
 mkdir -p "$out/run"
 rwkv-init -L "$layers" -C "$embd" --vocab-size "$vocab_size" -s 1 -q -o "$out/run/rwkv-init.safetensors"
 set -- --proj_dir "$out/run" --data_file "$out/train" --ctx_len "$ctx" --micro_bsz "$bsz" \
     --lr_init "$lr_init" --lr_final "$lr_final" --warmup_steps 20 --save_minutes 0 --allow_repeat
-if [ -n "${ARITH_TOKENS:-}" ]; then
-    tokens=$ARITH_TOKENS
+if [ -z "${ARITH_MINUTES:-}" ]; then
+    tokens=${ARITH_TOKENS:-6184960}
 else
+    minutes=$ARITH_MINUTES
     mkdir -p "$out/probe"
     cp "$out/run/rwkv-init.safetensors" "$out/probe/"
     rwkv-train "$@" --proj_dir "$out/probe" --warmup_steps 0 --my_exit_tokens $((ctx * bsz * 40)) --timing 2>"$out/probe/log.txt"
