@@ -4,10 +4,12 @@
  * the greedy continuation up to token 0 (the end of the document, where every
  * training answer ends) or a newline, at most -n tokens. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "jsonl.h"
 #include "model.h"
@@ -288,7 +290,12 @@ int main(int argc, char **argv)
     Error e = { "" };
     if (strcmp(path, "-")) {
         int fd = open_regular(path, &e);
-        if (fd < 0 || !(in = fdopen(fd, "r"))) return report(&e);
+        if (fd < 0) return report(&e);
+        if (!(in = fdopen(fd, "r"))) {
+            fail(&e, "%s: %s", path, strerror(errno));
+            close(fd);
+            return report(&e);
+        }
     } else path = "<stdin>";
     Evaluator ev;
     int rc = build_evaluator(&ev, model_path, vocab_path, &e) ||
