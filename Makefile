@@ -54,17 +54,6 @@ $(VOCAB): share/rwkv7c/rwkv_vocab_v20230424.txt
 	@mkdir -p $(@D)
 	cp $< $@
 
-# examples/arithmetic: the arithmetic generator and evaluator (build/examples),
-# and `make arith-demo`, a small model trained on them on the CPU.
-EXAMPLES := $(patsubst examples/arithmetic/%.c,$(B)/examples/%,$(wildcard examples/arithmetic/*.c))
-all: $(EXAMPLES)
-$(B)/examples/%: $(B)/obj/examples/arithmetic/%.o $(B)/librwkv7c.a
-	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
-.PHONY: arith-demo
-arith-demo: all
-	@sh examples/arithmetic/demo.sh
-
 # libFuzzer targets: clang, sanitizers, the library sources compiled in.
 FUZZ_CC ?= clang
 $(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h)
@@ -114,6 +103,17 @@ uninstall:
 
 clean:
 	rm -rf $(B)
+
+# examples/arithmetic: the arithmetic generator and evaluator (build/examples),
+# and `make arith-demo`, a small model trained on them on the CPU.
+EXAMPLES := $(patsubst examples/arithmetic/%.c,$(B)/examples/%,$(wildcard examples/arithmetic/*.c))
+all: $(EXAMPLES)
+$(B)/examples/%: $(B)/obj/examples/arithmetic/%.o $(B)/librwkv7c.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+.PHONY: arith-demo
+arith-demo: all
+	@sh examples/arithmetic/demo.sh
 
 help:
 	@echo "targets: all check bench fuzz demo install uninstall clean cuda"
