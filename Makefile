@@ -219,6 +219,17 @@ uninstall:
 clean:
 	rm -rf $(B)
 
+# examples/arithmetic: the arithmetic generator and evaluator (build/examples),
+# and `make arith-demo`, a small model trained on them on the CPU.
+EXAMPLES := $(patsubst examples/arithmetic/%.c,$(B)/examples/%,$(wildcard examples/arithmetic/*.c))
+all: $(EXAMPLES)
+$(B)/examples/%: $(B)/obj/examples/arithmetic/%.o $(B)/librwkv7c.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+.PHONY: arith-demo
+arith-demo: all
+	@sh examples/arithmetic/demo.sh
+
 help:
 	@echo "targets: all check check-asan bench fuzz demo deps install uninstall clean cuda cuda-emu"
 	@echo "tools:   $(TOOLS)"
