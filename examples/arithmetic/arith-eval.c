@@ -13,6 +13,7 @@
 
 #include "jsonl.h"
 #include "model.h"
+#include "model_io.h"
 #include "tokenizer.h"
 #include "util.h"
 #include "vocab.h"
