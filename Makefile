@@ -231,7 +231,7 @@ arith-demo: all
 	@sh examples/arithmetic/demo.sh
 
 help:
-	@echo "targets: all check check-asan bench fuzz demo deps install uninstall clean cuda cuda-emu"
+	@echo "targets: all check check-asan bench fuzz demo arith-demo deps install uninstall clean cuda cuda-emu"
 	@echo "tools:   $(TOOLS)"
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
