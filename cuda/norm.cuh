@@ -3,7 +3,7 @@
 //
 // Same arguments as the CPU twin, in the same order, plus a trailing stream; every entry point
 // returns cudaSuccess, cudaErrorInvalidValue for a shape it does not take, or the launch's error.
-// Dtypes (cuda-backend.md §3): activations and their gradients bf16; the saved statistics
+// Dtypes (as the official bf16 trainer: RWKV-LM-V7 src/model.py with its fused kernels): activations and their gradients bf16; the saved statistics
 // (mean, rstd, bonus) and the scratch fp32; parameters are read as their bf16 copies; parameter
 // gradients are fp32 accumulators (+=), summed per column in a fixed order (colsum_acc_cuda) so
 // that the bits never depend on the schedule.
@@ -23,7 +23,7 @@ cudaError_t colsum_acc_cuda(float *dvec, const __nv_bfloat16 *a, const float *b,
 cudaError_t layernorm_fwd_cuda(__nv_bfloat16 *out, float *mean, float *rstd, const __nv_bfloat16 *inp,
                                const __nv_bfloat16 *weight, const __nv_bfloat16 *bias, size_t N, int C, float eps,
                                cudaStream_t stream);
-// The residual add fused in front (cuda-research.md §8.2): resid_out = bf(resid + branch), the
+// The residual add fused in front (the block's x = x + att(ln1(x)) of RWKV-LM-V7 src/model.py): resid_out = bf(resid + branch), the
 // residual stream rounded as the reference's x = x + att, then the LayerNorm of it.  resid_out
 // may be resid (in place).
 cudaError_t residual_layernorm_fwd_cuda(__nv_bfloat16 *resid_out, __nv_bfloat16 *out, float *mean, float *rstd,

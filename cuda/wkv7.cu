@@ -1,5 +1,5 @@
 // cuda/wkv7.cu: the WKV7 recurrence (cuda/wkv7.cuh), shaped as the official "clampw" kernels
-// (RWKV-LM-V7 cuda/rwkv7_clampw.cu; cuda-research.md §1.3-1.4, rwkv7-reference.md §4.1): one
+// (RWKV-LM-V7 cuda/rwkv7_clampw.cu, kernels forward/backward, and BlinkDL/RWKV-LM RWKV-v7/train_temp/cuda/rwkv7_clampw_v3_for_h100.cu): one
 // block per (head, batch), the 64x64 fp32 state in registers (forward: thread i holds row i;
 // backward: a pair of threads per row, see wkv7_backward), each step's r, decay, k, a, b staged
 // in shared memory between barriers, bf16 in and out, fp32 inside, the official rounding points

@@ -1,4 +1,4 @@
-// A WKV7-style recurrence shaped like the official forward kernel (cuda-research.md §1.3): one
+// A WKV7-style recurrence shaped like the official forward kernel (RWKV-LM-V7 cuda/rwkv7_clampw.cu): one
 // block per (head, batch), one thread per row of the 64x64 fp32 state held in registers, the
 // step's r, decay, k, a, b staged in shared memory between two barriers, bf16 in and out.
 // Checked against a plain C++ loop.  Its name starts with "wkv", so `make cuda` holds it to the
