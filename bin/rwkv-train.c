@@ -64,7 +64,7 @@ static const struct option long_opts[] = {
 static void usage(FILE *fp)
 {
     fprintf(fp,
-"usage: rwkv-train --data_file PREFIX [--proj_dir DIR] [options]\n"
+"Usage: rwkv-train --data_file PREFIX [--proj_dir DIR] [options]\n"
 "Pre-train an RWKV-7 (x070) model on PREFIX.bin/.idx (binidx) with the reference\n"
 "trainer's sampling, Adam and LR schedule.  Starts from the newest complete\n"
 "training state in DIR, else --load_model FILE, else the newest DIR/rwkv-N\n"
@@ -104,7 +104,7 @@ static void usage(FILE *fp)
 "  --seed N                recorded in the state (training itself uses no randomness)\n"
 "  --dry-run               print the plan and exit (it says if this build cannot run it)\n"
 "  --timing                at the end, print where the step time went\n"
-"  --help, --version\n"
+"  -h, --help, -V, --version\n"
 "monitoring (metrics.jsonl and train_log.txt are always written):\n"
 "  --tensorboard DIR       also write TensorBoard event files (loss, lr, grad_norm,\n"
 "                          tokens_per_s) into DIR (\"\" = off)\n"
@@ -135,14 +135,14 @@ static int parse_args(int argc, char **argv, TrainOptions *a)
     const char *resume = "auto";
     int progress_bar = 1;
     int c, idx;
-    while ((c = getopt_long(argc, argv, "", long_opts, &idx)) != -1) {
+    while ((c = getopt_long(argc, argv, "hV", long_opts, &idx)) != -1) {
         if (c == '?') return usage_error("unknown option or missing value (see above)");
         const char *v = optarg, *name = long_opts[idx].name;
         if (c >= O_LOAD_MODEL && c < O_END) GIVEN(c) = 1;
         int64_t i64; uint64_t u64; double d;
         switch (c) {
-        case O_HELP: usage(stdout); exit(close_stdout());
-        case O_VERSION: exit(tool_version());
+        case 'h': case O_HELP: usage(stdout); exit(close_stdout());
+        case 'V': case O_VERSION: exit(tool_version());
         case O_LOAD_MODEL: a->load_model = (!strcmp(v, "") || !strcmp(v, "0")) ? NULL : v; break;
         case O_PROJ_DIR: a->proj_dir = v; break;
         case O_DATA_FILE: a->data_file = v; break;

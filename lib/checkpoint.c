@@ -25,13 +25,6 @@ static CkptFormat format_of(const unsigned char *b, ssize_t n)
     return CKPT_UNKNOWN;
 }
 
-CkptFormat ckpt_format(const char *path)
-{
-    unsigned char b[9];
-    Error ignore;
-    return format_of(b, read_head(path, b, sizeof b, &ignore));
-}
-
 int ckpt_read(const char *path, TensorSet *ts, Error *e)
 {
     ts_init(ts);

@@ -9,8 +9,6 @@
 
 typedef enum { CKPT_UNKNOWN, CKPT_SAFETENSORS, CKPT_PTH_ZIP } CkptFormat;
 
-/* Format from the first bytes of the file (CKPT_UNKNOWN if unreadable). */
-CkptFormat ckpt_format(const char *path);
 /* Read a checkpoint into ts (initialised here; free with ts_free).
  * Errors start with the path. */
 int ckpt_read(const char *path, TensorSet *ts, Error *e);

@@ -587,13 +587,3 @@ int st_sniff_head(const unsigned char *b, size_t n)
     return len >= 2 && len <= ST_MAX_HEADER && b[8] == '{';
 }
 
-int st_sniff(const char *path)
-{
-    unsigned char b[9];
-    Error ignore;
-    int fd = open_regular(path, &ignore);
-    if (fd < 0) return 0;
-    ssize_t n = pread(fd, b, sizeof b, 0);
-    close(fd);
-    return n > 0 && st_sniff_head(b, (size_t)n);
-}

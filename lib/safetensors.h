@@ -20,9 +20,6 @@ int st_read(const char *path, TensorSet *ts, Error *e);
 int st_parse(const void *buf, size_t len, TensorSet *ts, Error *e);
 /* Write ts (with its string metadata, plus checksums) atomically. */
 int st_write(const char *path, const TensorSet *ts, int overwrite, Error *e);
-/* 1 if the file starts like a safetensors file (8-byte length then '{');
- * 0 too for a FIFO or device, which is never opened for reading (open_regular). */
-int st_sniff(const char *path);
-/* The same test on the first n bytes of a file. */
+/* 1 if the first n bytes of a file start like a safetensors file (8-byte length then '{'). */
 int st_sniff_head(const unsigned char *b, size_t n);
 #endif

@@ -128,8 +128,11 @@ void remove_made_dirs(const char *path, char *made)
     char *d = dir_of(path);
     while (d && strcmp(d, ".") && strcmp(d, "/")) {
         struct stat st;
-        int is_top = stat(d, &st) == 0 && st.st_dev == top.st_dev && st.st_ino == top.st_ino;
-        if (rmdir(d) != 0 || is_top) break;   /* not empty: someone else's now */
+        int exists = stat(d, &st) == 0;
+        int is_top = exists && st.st_dev == top.st_dev && st.st_ino == top.st_ino;
+        /* A deeper parent that does not exist was never made (mkdir failed part-way):
+         * keep climbing.  One that cannot be removed is not empty: someone else's now. */
+        if (exists && (rmdir(d) != 0 || is_top)) break;
         char *up = dir_of(d);
         free(d);
         d = up;
@@ -240,6 +243,16 @@ static int resolve_target(const char *path, char **target, int *own_fd, Error *e
 /* A temporary that SIGKILL left between link and rename: ".BASE.tmp.PID" beside
  * the target, whose PID is gone.  (A PID alive in another PID namespace keeps
  * its file; the cost of that is a stale file, never a lost one.) */
+/* How much of BASE a replacing temporary's name ".BASE.tmp.PID" keeps: all of it,
+ * unless that would pass NAME_MAX (255 bytes); then a prefix, so a long name can
+ * still be replaced.  Two targets sharing that prefix may sweep each other's dead
+ * temporaries, which is harmless. */
+static size_t temp_base_len(const char *base)
+{
+    size_t n = strlen(base), room = 255 - (1 + 5 + 20);
+    return n < room ? n : room;
+}
+
 static void remove_stale_temps(const char *target)
 {
     char *dir = dir_of(target);
@@ -247,7 +260,7 @@ static void remove_stale_temps(const char *target)
     DIR *d = dir ? opendir(dir) : NULL;
     free(dir);
     if (!d) return;
-    size_t bl = strlen(base);
+    size_t bl = temp_base_len(base);
     struct dirent *de;
     while ((de = readdir(d))) {
         const char *s = de->d_name;
@@ -306,7 +319,8 @@ int atomic_open(AtomicFile *f, const char *path, int flags, Error *e)
     char *dir = dir_of(f->target);
     const char *base = strrchr(f->target, '/') ? strrchr(f->target, '/') + 1 : f->target;
     size_t n = (dir ? strlen(dir) : 0) + strlen(base) + 40;
-    if (dir && (f->named = malloc(n))) snprintf(f->named, n, "%s/.%s.tmp.%ld", dir, base, (long)getpid());
+    if (dir && (f->named = malloc(n)))
+        snprintf(f->named, n, "%s/.%.*s.tmp.%ld", dir, (int)temp_base_len(base), base, (long)getpid());
     int fd = dir ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0666) : -1;
     free(dir);
     if (!f->named) { if (fd >= 0) close(fd); atomic_abort(f); return fail(e, "out of memory"); }

@@ -151,4 +151,12 @@ if [ -n "$runas" ]; then
 else
     echo "note: not root, or no setpriv/runuser: the ordinary-user /dev/stdout case is skipped"
 fi
+# A 245-byte name can be replaced: the replacing temporary's hidden name is cut to fit NAME_MAX.
+long=$(printf 'y%.0s' $(seq 245))
+check "a 245-byte output name" metrics-plot -o "$long" m.jsonl
+check "...replaced with -f" metrics-plot -f -o "$long" m.jsonl
+eq "...and no temporary left" "$(ls -A | grep -c '\.tmp\.')" 0
+# Directories made for an output that then fails are removed, also when mkdir failed part-way.
+check "binidx-write into a too-long directory name fails" sh -c "! binidx-write -q made/sub/$(printf 'z%.0s' $(seq 300))/p < s.tok 2>/dev/null"
+check "...and leaves none of the directories it made" test ! -e made
 finish

@@ -104,7 +104,8 @@ PY
 }
 RWKV7C_TRAIN_POISON=3 $T --exit_after_steps 30 2>p1.err
 eq "first run: exit status" $? 0
-eq "... says nothing about wandb" "$(grep -c -i wandb p1.err)" 0
+# (but for the end-of-run note, printed when the bridge needs over 3 s to finish: machine load)
+eq "... says nothing about wandb" "$(grep -i wandb p1.err | grep -vc 'note: waiting up to 60 s for the wandb bridge')" 0
 check "... wandb-run-id kept in PROJ_DIR" test -s p/wandb-run-id
 check "... the offline run has steps 0..29 as in metrics.jsonl" history 1 0 29
 check "... run config = the run's settings" "$PYTHON" -c '
