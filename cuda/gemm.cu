@@ -226,7 +226,8 @@ cudaError_t gemm(GemmContext *ctx, int ta, int tb, int M, int N, int K, const bf
     return cudaGetLastError();
 #else
     (void)e;
-    (void)stream;
+    // a stream that is no stream, or a device that has faulted, fails here as on a GPU
+    if ((err = cudaStreamQuery(stream)) != cudaSuccess) return err;
     // The same bf16 values widened to fp32 (exact), one fp32 sgemm, rounded to nearest-even
     // where D is bf16: what the GPU computes, up to the order of the fp32 sums.
     std::vector<float> a((size_t)M * K), b((size_t)K * N);

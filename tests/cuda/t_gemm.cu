@@ -149,6 +149,13 @@ static void cache_and_errors(void) {
     CHECK(gemm_cuda(c, 0, 1, M, N, K, dx, dw, dy, 0, NULL, 1024, 0) == cudaErrorInvalidValue,
           "a workspace size without a workspace accepted");
     CHECK(gemm_cuda(NULL, 0, 1, M, N, K, dx, dw, dy, 0, NULL, 0, 0) == cudaErrorInvalidValue, "no context accepted");
+#if CUDA_EMU
+    // (on a GPU a bad stream handle is undefined behaviour, not an error to test)
+    CHECK(gemm_cuda(c, 0, 1, M, N, K, dx, dw, dy, 0, workspace, GEMM_WORKSPACE_BYTES, (cudaStream_t)&c) ==
+              cudaErrorInvalidResourceHandle,
+          "a bad stream accepted");
+    cudaGetLastError();
+#endif
     CUDA_OK(gemm_cuda(c, 0, 1, M, N, K, dx, dw, dy, 0, workspace, GEMM_WORKSPACE_BYTES, 0));
     CHECK(!*gemm_error(c), "a good call after a refused one left the message: %s", gemm_error(c));
     gemm_destroy(c);
