@@ -139,6 +139,25 @@ static void cache_and_errors(void) {
     CUDA_OK(gemm_cuda(c, 0, 1, M, N, K, dx, dw, dy, 0, NULL, 0, 0));
     gemm_cache_stats(c, &hits, &misses);
     CHECK(hits == 1 && misses == 4, "three new keys: %ld hits %ld misses, want 1 and 4", hits, misses);
+    // more keys than the cache holds: the oldest are replaced, and a replaced key is built again
+    for (int i = 1; i <= GEMM_CACHE_SIZE + 6; i++)
+        CUDA_OK(gemm_cuda(c, 0, 1, M, N, K, dx, dw, dy, 0, workspace, (size_t)i << 10, 0));
+    CUDA_OK(gemm_cuda(c, 0, 1, M, N, K, dx, dw, dy, 0, workspace, (size_t)1 << 10, 0));
+    gemm_cache_stats(c, &hits, &misses);
+    CHECK(hits == 1 && misses == 4 + GEMM_CACHE_SIZE + 7, "past the cache's size: %ld hits %ld misses, want 1 and %d",
+          hits, misses, 4 + GEMM_CACHE_SIZE + 7);
+    CUDA_OK(gemm_cuda(c, 0, 1, M, N, K, dx, dw, dy, 0, workspace, (size_t)(GEMM_CACHE_SIZE + 6) << 10, 0));
+    gemm_cache_stats(c, &hits, &misses);
+    CHECK(hits == 2, "the newest key was not kept: %ld hits", hits);
+    // (another workspace size may choose another algorithm: the values, not the bits, must agree)
+    Vec y1 = get(dy, (size_t)M * N);
+    CUDA_OK(gemm_cuda(c, 0, 1, M, N, K, dx, dw, dy, 0, workspace, GEMM_WORKSPACE_BYTES, 0));
+    Vec y0 = get(dy, (size_t)M * N);
+    for (size_t i = 0; i < y0.size(); i++)
+        if (fabs(y1[i] - y0[i]) > 2 * ulp_bf16(y0[i])) {
+            CHECK(false, "after the cache turned over, y[%zu] = %g, was %g", i, y1[i], y0[i]);
+            break;
+        }
     printf("  cache: %ld hit(s), %ld miss(es)\n", hits, misses);
 
     CHECK(gemm_cuda(c, 0, 1, 0, N, K, dx, dw, dy, 0, workspace, GEMM_WORKSPACE_BYTES, 0) == cudaErrorInvalidValue,
@@ -178,6 +197,10 @@ int main() {
         snprintf(what, sizeof what, "dW += dy^T x, twice (out %d)", out);
         product<float>(what, 1, 0, out, C, T, 30 + out, 1, 2);
     }
+    // a LoRA's thin products (C -> 16 -> C): the down, its input gradient, the up's weight gradient
+    product<bf16>("LoRA down x A^T (64 -> 16)", 0, 1, T, 16, C, 43, 0, 1);
+    product<bf16>("LoRA dx = dh A (16 -> 64)", 0, 0, T, C, 16, 44, 0, 1);
+    product<float>("LoRA dB += dy^T h (16 -> 64)", 1, 0, C, 16, T, 45, 1, 1);
     product<float>("y = x W^T, fp32 out", 0, 1, T, 64, C, 40, 0, 1);
     product<bf16>("y += x W^T, bf16 out, beta 1", 0, 1, T, 64, C, 41, 1, 1);
     product<bf16>("y = x W^T, A 2-byte aligned", 0, 1, T - 1, 64, C, 42, 0, 1, 1);
