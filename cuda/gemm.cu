@@ -155,10 +155,26 @@ cudaError_t build(GemmContext *ctx, GemmEntry &e) {
             cublasLtMatmulAlgoConfigGetAttribute(&results[i].algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
                                                  sizeof scheme, &got) != CUBLAS_STATUS_SUCCESS)
             continue;
-        bool ok = splitk <= 1 || scheme == CUBLASLT_REDUCTION_SCHEME_NONE ||
-                  (k.d_f32 && (scheme & ~schemes) == 0);
-        if (ok) {
+        if (splitk <= 1 || scheme == CUBLASLT_REDUCTION_SCHEME_NONE || (k.d_f32 && (scheme & ~schemes) == 0)) {
             e.algo = results[i].algo;
+            return cudaSuccess;
+        }
+    }
+    // Every answer splits K (a long K with a small output: the head's dx): the best of them with
+    // its split-K turned off, if cuBLASLt says that configuration runs within the workspace.
+    for (int i = 0; i < found; i++) {
+        if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
+        cublasLtMatmulAlgo_t algo = results[i].algo;
+        int32_t one = 1;
+        uint32_t none = CUBLASLT_REDUCTION_SCHEME_NONE;
+        cublasLtMatmulHeuristicResult_t check;
+        if (cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &one, sizeof one) ==
+                CUBLAS_STATUS_SUCCESS &&
+            cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &none, sizeof none) ==
+                CUBLAS_STATUS_SUCCESS &&
+            cublasLtMatmulAlgoCheck(ctx->handle, e.op, e.a, e.b, e.d, e.d, &algo, &check) == CUBLAS_STATUS_SUCCESS &&
+            check.workspaceSize <= k.workspace_bytes) {
+            e.algo = algo;
             return cudaSuccess;
         }
     }
