@@ -98,9 +98,11 @@ $(B)/cuda/obj/%.o: %.cu $(B)/cuda/flags cuda/ptxas-budget.sh cuda/ptxas-budget.t
 # Every test links every kernel object and, for the CPU twins, the library (with libgomp: the
 # library is built by $(CC) -fopenmp, whichever compiler links).
 CUDA_TEST_LIBS = $(filter-out -fopenmp,$(LDLIBS)) -lgomp
+# cuda/gemm.cu calls cuBLASLt on the GPU (the emulated build computes with OpenBLAS instead).
+CUDA_GPU_LIBS  = -lcublasLt
 $(B)/cuda/tests/%: $(B)/cuda/obj/tests/cuda/%.o $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.o) $(B)/librwkv7c.a
 	@mkdir -p $(@D)
-	$(NVCC) $(GENCODE) $^ $(CUDA_TEST_LIBS) -o $@
+	$(NVCC) $(GENCODE) $^ $(CUDA_TEST_LIBS) $(CUDA_GPU_LIBS) -o $@
 
 # `make cuda-emu`: the same sources through cuda/emu.h and a host C++ compiler (no nvcc, no GPU;
 # the toolkit's headers only), plus an ASan/UBSan build; tests/t_cuda_emu.sh runs them in
