@@ -16,6 +16,7 @@
 #define RWKV7C_MATVEC_H
 #include <stddef.h>
 #include <stdint.h>
+#include "tensors.h"
 
 typedef enum { MATVEC_AUTO, MATVEC_SCALAR, MATVEC_AVX2, MATVEC_AVX512 } MatvecIsa;
 
@@ -28,16 +29,5 @@ void matvec_bf16(float *y, const uint16_t *W, const float *x, size_t rows, size_
 MatvecIsa matvec_set_isa(MatvecIsa isa);
 const char *matvec_isa_name(MatvecIsa isa);
 
-/* fp32 -> bf16, rounding to nearest even (NaN stays NaN); bf16 -> fp32 is exact. */
-static inline uint16_t f32_to_bf16(float f)
-{
-    union { float f; uint32_t u; } v = { f };
-    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40);   /* quiet NaN */
-    return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1)) >> 16);
-}
-static inline float bf16_to_f32(uint16_t h)
-{
-    union { uint32_t u; float f; } v = { (uint32_t)h << 16 };
-    return v.f;
-}
+/* bf16 <-> fp32: tensors.h's f32_to_bf16 / bf16_to_f32 */
 #endif

@@ -7,7 +7,7 @@
  *   u = 2^-24;
  * the bf16 product is exactly the fp32 product of the bf16-rounded weights,
  * and within 2^-8 sum|W x| (bf16's relative rounding, 2^-9, plus the sums)
- * of the fp32-weight reference.  Also f32_to_bf16 rounding (ties to even, NaN). */
+ * of the fp32-weight reference. */
 #define CHECK_VERBOSE
 #include <math.h>
 #include <omp.h>
@@ -91,12 +91,6 @@ int main(void)
 {
     MatvecIsa best = matvec_set_isa(MATVEC_AUTO);
     printf("best variant on this CPU: %s\n", matvec_isa_name(best));
-    CHECK_EQ(f32_to_bf16(1.0f), 0x3f80);
-    CHECK_EQ(f32_to_bf16(bf16_to_f32(0x3f81) + ldexpf(1, -8)), 0x3f82);   /* tie (1.0078125+2^-8): to even */
-    CHECK_EQ(f32_to_bf16(1.0f + ldexpf(1, -8)), 0x3f80);                  /* tie: to even (down) */
-    CHECK_EQ(f32_to_bf16(1.0f + ldexpf(1, -8) + ldexpf(1, -20)), 0x3f81); /* above the tie: up */
-    CHECK(isnan(bf16_to_f32(f32_to_bf16(NAN))), "NaN stays NaN");
-    CHECK(isinf(bf16_to_f32(f32_to_bf16(INFINITY))), "inf stays inf");
     static const size_t shapes[][2] = { { 1, 1 }, { 3, 7 }, { 5, 16 }, { 7, 33 }, { 130, 768 }, { 257, 100 }, { 64, 3072 } };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) one_shape(shapes[i][0], shapes[i][1], best);
     return check_done();
