@@ -7,9 +7,9 @@
  *
  * Variants for AVX-512, AVX2 and plain C are compiled with target
  * attributes (no -march flag needed) and one is chosen at run time; all of
- * them compute the same sums in the same order (16 lanes, lane i adding the
- * columns c with c % 16 == i by fused multiply-add, then a fixed tree over
- * the lanes), so results are bitwise the same on every machine and thread
+ * them compute the same sums in the same order (32 lanes, lane j adding the
+ * columns c with c % 32 == j by fused multiply-add, then lane pairs and a
+ * fixed tree), so results are bitwise the same on every machine and thread
  * count.  Rows are split across the OpenMP threads (omp_get_max_threads())
  * unless called inside a parallel region. */
 #ifndef RWKV7C_MATVEC_H

@@ -3,7 +3,8 @@
  * and a row remainder, with beta 0 and 1, on 1 and 3 threads; the scalar
  * results are within the fp32 summation bound of a double reference:
  *   |y - ref| <= gamma_n * sum_c |W[r][c] x[c]|,  gamma_n = n u / (1 - n u),
- *   n = cols/16 + 6 (the longest lane chain, the 4-level lane tree, beta),
+ *   n = cols/16 + 6 (more than the longest lane chain cols/32, the pair add,
+ *   the 4-level lane tree and beta),
  *   u = 2^-24;
  * the bf16 product is exactly the fp32 product of the bf16-rounded weights,
  * and within 2^-8 sum|W x| (bf16's relative rounding, 2^-9, plus the sums)
