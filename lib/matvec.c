@@ -18,6 +18,10 @@
 #include <stdlib.h>
 
 #define LANES 16
+/* bf16 rows are prefetched this many columns (4 KiB) ahead: the hardware
+ * prefetcher alone left the bf16 product at 8 GB/s on one core, 11 with it
+ * (measured on the 65536 x 768 head; fp32 gained nothing) */
+#define BF16_PREFETCH 2048
 #define MIN_ROWS_PER_THREAD 64      /* below this a thread costs more than it saves */
 
 /* lanes 0..15 -> one sum, pairwise: [i] += [i+8], [i+4], [i+2], [i+1] */
@@ -199,6 +203,10 @@ AVX512 static void rows_bf16_avx512(float *y, const uint16_t *W, const float *x,
         for (size_t c = 0; c < cols; c += 32) {
             __mmask32 m = c < full ? ~(__mmask32)0 : tail;
             __m512 xev = _mm512_loadu_ps(xe + c / 2), xov = _mm512_loadu_ps(xo + c / 2);
+            _mm_prefetch((const char *)(w0 + c + BF16_PREFETCH), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w1 + c + BF16_PREFETCH), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w2 + c + BF16_PREFETCH), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w3 + c + BF16_PREFETCH), _MM_HINT_T0);
             EO(w0, c, m, e0, o0);
             EO(w1, c, m, e1, o1);
             EO(w2, c, m, e2, o2);
