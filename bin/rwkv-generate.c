@@ -46,6 +46,9 @@ static void usage(FILE *f)
         "                         prompt (--chat: the first turn without --prompt):\n"
         "                         vocab_size float32 values, little-endian\n"
         "  -f, --force            overwrite an existing --logits-out FILE\n"
+        "      --dtype bf16|fp32  weights of the token-by-token decode (default: bf16\n"
+        "                         when the checkpoint's weights are bf16, else fp32);\n"
+        "                         bf16 reads half the bytes, accumulates in fp32\n"
         "      --vocab FILE       vocabulary (default: the installed %s)\n"
         "  -h, --help             show this help\n"
         "  -V, --version          show the version\n"
@@ -63,6 +66,7 @@ typedef struct {
     uint64_t n_tokens, seed, top_k;
     double temperature, top_p;
     int chat, force;
+    enum { DTYPE_AUTO, DTYPE_BF16, DTYPE_FP32 } dtype;   /* decode weights (--dtype) */
 } Options;
 
 /* Everything a run holds.  All zero is a valid "nothing built yet" for free_generator. */
@@ -99,7 +103,9 @@ static int build_generator(Generator *g, const Options *o, Error *e)
     memset(g, 0, sizeof *g);
     g->model_path = o->model_path;
     if (vocab_load_default(&g->vocab, o->vocab_path, e) || !(g->tok = tokenizer_new(&g->vocab, e)) ||
-        model_load(&g->model, o->model_path, e) || !(g->st = model_state_new(&g->model, e)))
+        model_load(&g->model, o->model_path, e) ||
+        model_use_bf16(&g->model, o->dtype == DTYPE_BF16 || (o->dtype == DTYPE_AUTO && model_weights_bf16_exact(&g->model)), e) ||
+        !(g->st = model_state_new(&g->model, e)))
         goto fail;
     size_t V = (size_t)g->model.cfg.vocab_size;
     g->logits = malloc(V * sizeof *g->logits);
@@ -294,7 +300,7 @@ static int chat(Generator *g, const Options *o, size_t *n_out, Error *e)
 /* Options into o; returns -1 to go on, or the exit status (help, version, usage error). */
 static int parse_options(int argc, char **argv, Options *o)
 {
-    enum { O_TEMP = 256, O_TOPP, O_TOPK, O_STOP, O_CHAT, O_LOGITS, O_VOCAB };
+    enum { O_TEMP = 256, O_TOPP, O_TOPK, O_STOP, O_CHAT, O_LOGITS, O_VOCAB, O_DTYPE };
     static const struct option opts[] = {
         { "model", required_argument, 0, 'm' },      { "prompt", required_argument, 0, 'p' },
         { "tokens", required_argument, 0, 'n' },     { "temperature", required_argument, 0, O_TEMP },
@@ -302,6 +308,7 @@ static int parse_options(int argc, char **argv, Options *o)
         { "seed", required_argument, 0, 's' },       { "stop", required_argument, 0, O_STOP },
         { "chat", no_argument, 0, O_CHAT },          { "logits-out", required_argument, 0, O_LOGITS },
         { "force", no_argument, 0, 'f' },            { "vocab", required_argument, 0, O_VOCAB },
+        { "dtype", required_argument, 0, O_DTYPE },
         { "help", no_argument, 0, 'h' },             { "version", no_argument, 0, 'V' },
         { 0, 0, 0, 0 },
     };
@@ -343,6 +350,11 @@ static int parse_options(int argc, char **argv, Options *o)
             break;
         case 'f': o->force = 1; break;
         case O_VOCAB: o->vocab_path = optarg; break;
+        case O_DTYPE:
+            if (!strcmp(optarg, "bf16")) o->dtype = DTYPE_BF16;
+            else if (!strcmp(optarg, "fp32")) o->dtype = DTYPE_FP32;
+            else return bad_option("dtype", optarg, "bf16 or fp32");
+            break;
         case 'h': usage(stdout); return close_stdout();
         case 'V': return tool_version();
         default: usage(stderr); return 2;

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "matvec.h"
 #include "ops.h"
 
 #define HS OPS_HEAD_SIZE            /* head size (layout.c enforces 64) */
@@ -140,6 +141,12 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, const floa
     int lda = ta ? M : K, ldb = tb ? K : N;
     enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
     int nt = omp_get_max_threads();
+    if (M == 1 && !ta && tb) {
+        /* one row (recurrent mode) by a Linear's weight: the memory-bound
+         * product of matvec.c (faster here than OpenBLAS's sgemv, measured) */
+        matvec_f32(Cm, Bm, A, (size_t)N, (size_t)K, beta);
+        return;
+    }
     if (M == 1 && !ta) {
         /* one row (recurrent mode): a matrix-vector product reads the weights
          * once, where sgemm would first copy (pack) them */
@@ -186,6 +193,13 @@ static void gemm_nt(int M, int N, int K, const float *A, const float *Bm, float 
 {
     gemm(0, 1, M, N, K, A, Bm, Cm, beta);
 }
+/* gemm_nt by the parameter at offset off: one row (decode) from the bf16
+ * copies when the model has them (model_use_bf16), else fp32. */
+static void linear(const Model *m, int M, int N, int K, const float *A, size_t off, float *Cm, float beta)
+{
+    if (M == 1 && m->w_bf16) matvec_bf16(Cm, m->w_bf16 + off, A, (size_t)N, (size_t)K, beta);
+    else gemm_nt(M, N, K, A, m->w + off, Cm, beta);
+}
 /* C[M,N] = A[M,K] B[K,N] + beta C */
 static void gemm_nn(int M, int N, int K, const float *A, const float *Bm, float *Cm, float beta)
 {
@@ -224,6 +238,7 @@ void model_free(Model *m)
 {
     if (!m) return;
     free(m->w);
+    free(m->w_bf16);
     layout_free(&m->layout);
     memset(m, 0, sizeof *m);
 }
@@ -232,6 +247,27 @@ float *model_param(const Model *m, const char *name)
 {
     const ParamInfo *p = layout_find(&m->layout, name);
     return p ? m->w + p->offset : NULL;
+}
+
+int model_use_bf16(Model *m, int on, Error *e)
+{
+    free(m->w_bf16);
+    m->w_bf16 = NULL;
+    if (!on) return 0;
+    size_t n = m->layout.total;
+    m->w_bf16 = malloc((n ? n : 1) * sizeof *m->w_bf16);
+    if (!m->w_bf16) return fail(e, "out of memory for the bf16 copy of %zu parameters", n);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) m->w_bf16[i] = f32_to_bf16(m->w[i]);
+    return 0;
+}
+
+int model_weights_bf16_exact(const Model *m)
+{
+    const uint32_t *u = (const uint32_t *)m->w;   /* bf16 = the top 16 bits of an fp32 */
+    for (size_t i = 0; i < m->layout.total; i++)
+        if (u[i] & 0xffffu) return 0;
+    return 1;
 }
 
 /* ------------------------------------------------------------- setup */
@@ -412,9 +448,9 @@ static void block_forward(const Model *m, ModelWork *W, int l, LayerAct *A, int 
     if (st) memcpy(att_shift, A->h1 + (size_t)(T - 1) * C, (size_t)C * sizeof(float));
 
     /* r, k, v projections */
-    gemm_nt((int)BT, C, C, A->mix[MIX_R], P + o->Wr, A->r, 0);
-    gemm_nt((int)BT, C, C, A->mix[MIX_K], P + o->Wk, A->k, 0);
-    gemm_nt((int)BT, C, C, A->mix[MIX_V], P + o->Wv, A->v, 0);
+    linear(m, (int)BT, C, C, A->mix[MIX_R], o->Wr, A->r, 0);
+    linear(m, (int)BT, C, C, A->mix[MIX_K], o->Wk, A->k, 0);
+    linear(m, (int)BT, C, C, A->mix[MIX_V], o->Wv, A->v, 0);
 
     /* decay: w = w0 + tanh(xw w1) w2 (raw; the WKV turns it into exp(-e^-0.5 sigmoid(w))) */
     gemm_nn((int)BT, Dw, C, A->mix[MIX_W], P + o->w1, A->tw, 0);
@@ -456,7 +492,7 @@ static void block_forward(const Model *m, ModelWork *W, int l, LayerAct *A, int 
                       P + o->lnx_w, P + o->lnx_b, P + o->r_k, BT, H);
     /* xmid = x + out Wo^T */
     memcpy(A->xmid, xin, BT * C * sizeof(float));
-    gemm_nt((int)BT, C, C, A->out, P + o->Wo, A->xmid, 1);
+    linear(m, (int)BT, C, C, A->out, o->Wo, A->xmid, 1);
 
     /* ChannelMix: h2 = LN2(xmid), cmix = lerp(h2, h2_prev, x_k) */
     layernorm_fwd(A->h2, A->ln2_mean, A->ln2_rstd, A->xmid, P + o->ln2_w, P + o->ln2_b, BT, C, 1e-5f);
@@ -466,10 +502,10 @@ static void block_forward(const Model *m, ModelWork *W, int l, LayerAct *A, int 
     shift_mix_fwd(fout, A->h2, ffn_shift, fmu, 1, B, T, C);
     if (st) memcpy(ffn_shift, A->h2 + (size_t)(T - 1) * C, (size_t)C * sizeof(float));
     /* act = relu(cmix Kw^T)^2;  xout = xmid + act Vw^T */
-    gemm_nt((int)BT, 4 * C, C, A->cmix, P + o->Fk, A->act, 0);
+    linear(m, (int)BT, 4 * C, C, A->cmix, o->Fk, A->act, 0);
     relu_sq_fwd(A->act, BT * 4 * C);
     memcpy(xout, A->xmid, BT * C * sizeof(float));
-    gemm_nt((int)BT, C, 4 * C, A->act, P + o->Fv, xout, 1);
+    linear(m, (int)BT, C, 4 * C, A->act, o->Fv, xout, 1);
 }
 
 /* Embedding, ln0 and every block; leaves the last block's output in xin[L]. */
@@ -500,7 +536,7 @@ static void head_forward(const Model *m, ModelWork *W, int B, int T, float *logi
         size_t n = (size_t)b * T + T - 1;
         layernorm_fwd(W->hf + (size_t)b * C, W->lnf_mean + b, W->lnf_rstd + b, W->xin[L] + n * C, gw, gb, 1, C, 1e-5f);
     }
-    gemm_nt(B, V, C, W->hf, head, logits, 0);
+    linear(m, B, V, C, W->hf, W->off.head, logits, 0);
 }
 
 /* ln_out, head and the loss, in chunks of head_rows rows so the logits never

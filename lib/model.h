@@ -15,6 +15,7 @@ typedef struct {
     ModelConfig cfg;
     Layout      layout;
     float      *w;          /* layout.total floats */
+    uint16_t   *w_bf16;     /* NULL, or w rounded to bf16 (same offsets): the decode path's weights */
 } Model;
 
 int    model_alloc(Model *m, const ModelConfig *c, Error *e);        /* zero weights */
@@ -40,6 +41,17 @@ typedef struct ModelState ModelState;
 ModelState *model_state_new(const Model *m, Error *e);
 void        model_state_reset(ModelState *s);
 void        model_state_free(ModelState *s);
+/* Decode weights.  model_step (and a one-token prefill) multiplies by the
+ * large matrices (r/k/v/output, ffn key/value, head) through lib/matvec.c,
+ * in fp32 by default; after model_use_bf16(m, 1) from bf16 copies (half the
+ * bytes to read per token, fp32 accumulation), which differ from the fp32
+ * path by bf16 rounding (doc: rwkv-generate(1) --dtype).  Prefill of more
+ * than one token and training always use the fp32 weights.  Call it again
+ * after changing m->w; 0 frees the copies. */
+int  model_use_bf16(Model *m, int on, Error *e);
+/* 1 if every weight is exactly a bf16 value (a bf16 checkpoint): bf16 decode
+ * then reads the same weights as fp32. */
+int  model_weights_bf16_exact(const Model *m);
 /* Feed one token; logits (V floats) for the next token, if non-NULL. */
 void model_step(const Model *m, ModelState *s, int32_t token, float *logits);
 /* Feed n tokens using the parallel mode (prefill), leaving s as if model_step

@@ -1,0 +1,122 @@
+/* decode_bench: tokens/s of the recurrent decode (model_step with logits) of
+ * lib/model.c, fp32 and bf16 weights (model_use_bf16), and the weight bytes
+ * read per second, beside this machine's copy and read bandwidth measured in
+ * the same run (STREAM-like: copy counts the bytes read plus written).
+ *   decode_bench L C V TOKENS THREADS1[,THREADS2..] [REPEATS]
+ * Weights are random (speed does not depend on their values).  Each figure
+ * is the best and the median of REPEATS runs of TOKENS tokens (after 4
+ * warm-up tokens), since the machine is shared. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "matvec.h"
+#include "model.h"
+
+#define BW_BYTES (512u << 20)       /* per array: well beyond the caches' share */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static void best_median(double *v, int n, double *best, double *median)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    *best = v[n - 1];
+    *median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* GB/s of a = b (2 x BW_BYTES moved) and of summing b (BW_BYTES read), nt threads */
+static void bandwidth(int nt, int repeats, double *copy, double *read)
+{
+    size_t n = BW_BYTES / sizeof(float);
+    float *a = malloc(BW_BYTES), *b = malloc(BW_BYTES);
+    double cv[16], rv[16], sink = 0, med;
+    if (repeats > 16) repeats = 16;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < n; i++) { a[i] = 0; b[i] = (float)(i & 255); }
+    for (int r = 0; r < repeats; r++) {
+        double t0 = now_seconds();
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < n; i++) a[i] = b[i];
+        cv[r] = 2.0 * BW_BYTES / (now_seconds() - t0) / 1e9;
+        t0 = now_seconds();
+        float s = 0;   /* float and simd: the sum must not be a latency-bound chain */
+#pragma omp parallel for simd num_threads(nt) schedule(static) reduction(+ : s)
+        for (size_t i = 0; i < n; i++) s += b[i];
+        rv[r] = BW_BYTES / (now_seconds() - t0) / 1e9;
+        sink += s + a[r];
+    }
+    best_median(cv, repeats, copy, &med);
+    best_median(rv, repeats, read, &med);
+    if (sink == -1) printf("%g", sink);   /* keeps the loops */
+    free(a);
+    free(b);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 6) { fprintf(stderr, "usage: decode_bench L C V TOKENS THREADS1[,THREADS2..] [REPEATS]\n"); return 2; }
+    int L = atoi(argv[1]), C = atoi(argv[2]), V = atoi(argv[3]), ntok = atoi(argv[4]);
+    int repeats = argc > 6 ? atoi(argv[6]) : 5;
+    if (repeats < 1 || repeats > 64 || ntok < 1) { fprintf(stderr, "bad TOKENS or REPEATS\n"); return 2; }
+    setenv("OMP_NUM_THREADS", "1", 0);   /* the model then takes omp_set_num_threads's count as given */
+    Error e;
+    Model m;
+    memset(&m, 0, sizeof m);
+    if (config_default(&m.cfg, L, C, V, 64, &e) || layout_build(&m.cfg, &m.layout, &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }
+    m.w = malloc(m.layout.total * 4);
+    uint64_t s = 1;
+    for (size_t i = 0; i < m.layout.total; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        m.w[i] = ((float)(s >> 40) / 16777216.0f - 0.5f) * 0.1f;
+    }
+    /* bytes read per token: every parameter but the embedding (one row of it);
+     * with bf16, the Linear weights ("*.weight" matrices) at 2 bytes */
+    double bytes32 = (double)C * 4, bytes16 = bytes32;
+    for (int i = 0; i < m.layout.n; i++) {
+        const ParamInfo *p = &m.layout.p[i];
+        if (!strcmp(p->name, "emb.weight")) continue;
+        size_t nl = strlen(p->name);
+        int big = p->ndim == 2 && nl > 7 && !strcmp(p->name + nl - 7, ".weight");
+        bytes32 += 4.0 * p->numel;
+        bytes16 += (big ? 2.0 : 4.0) * p->numel;
+    }
+    printf("decode L%d-D%d V%d: %.1f M params; weights read per token: fp32 %.0f MB, bf16 %.0f MB; matvec %s\n",
+           L, C, V, m.layout.total / 1e6, bytes32 / 1e6, bytes16 / 1e6, matvec_isa_name(matvec_set_isa(MATVEC_AUTO)));
+    float *logits = malloc((size_t)V * sizeof *logits);
+    for (char *tok = strtok(argv[5], ","); tok; tok = strtok(NULL, ",")) {
+        int nt = atoi(tok);
+        double copy, read;
+        bandwidth(nt, repeats, &copy, &read);
+        printf("%d thread(s): copy %.1f GB/s, read %.1f GB/s (best of %d)\n", nt, copy, read, repeats);
+        for (int bf16 = 0; bf16 <= 1; bf16++) {
+            if (model_use_bf16(&m, bf16, &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }
+            omp_set_num_threads(nt);
+            ModelState *st = model_state_new(&m, &e);
+            if (!st) { fprintf(stderr, "%s\n", e.msg); return 1; }
+            double tps[64], best, median;
+            int32_t t = 1;
+            for (int i = 0; i < 4; i++) model_step(&m, st, t, logits);
+            for (int r = 0; r < repeats; r++) {
+                double t0 = now_seconds();
+                for (int i = 0; i < ntok; i++) {
+                    model_step(&m, st, t, logits);
+                    t = (int32_t)((t * 7919 + 13) % V);
+                }
+                tps[r] = ntok / (now_seconds() - t0);
+            }
+            best_median(tps, repeats, &best, &median);
+            double bytes = bf16 ? bytes16 : bytes32;
+            printf("  %s: %.1f tokens/s best, %.1f median; %.1f GB/s of weights = %.0f%% of copy, %.0f%% of read\n",
+                   bf16 ? "bf16" : "fp32", best, median, best * bytes / 1e9, 100 * best * bytes / 1e9 / copy,
+                   100 * best * bytes / 1e9 / read);
+            model_state_free(st);
+        }
+    }
+    free(logits);
+    model_free(&m);
+    return 0;
+}
