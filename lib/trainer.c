@@ -1260,6 +1260,18 @@ static int report_end(Trainer *tr, Loop *lp, int status)
     return status;
 }
 
+/* A log write (metrics.jsonl, train_log.txt) failed after a step: take the step
+ * back, so the state saved is the one before it and the next run redoes it (the
+ * logs then have no gap).  Returns the run's exit status. */
+static int take_step_back(Trainer *tr, Loop *lp, const TrainCounters *before, const Error *e)
+{
+    if (lp->swapped) swap_good(tr);
+    tr->c = *before;
+    end_progress_line(tr);
+    say(tr, "%s; stopping (step %" PRIu64 " is not counted: the next run redoes it)", e->msg, tr->c.step);
+    return 1;
+}
+
 int trainer_run(Trainer *tr)
 {
     TrainOptions *a = tr->o;
@@ -1293,16 +1305,7 @@ int trainer_run(Trainer *tr)
             status = 1;
             break;
         }
-        if (log_step(tr, &lp, lr, &res, &e)) {
-            /* Take the step back, so the state saved is the one before it and
-             * the next run redoes it: metrics.jsonl then has no gap. */
-            if (lp.swapped) swap_good(tr);
-            tr->c = before;
-            end_progress_line(tr);
-            say(tr, "%s; stopping (step %" PRIu64 " is not counted: the next run redoes it)", e.msg, tr->c.step);
-            status = 1;
-            break;
-        }
+        if (log_step(tr, &lp, lr, &res, &e)) { status = take_step_back(tr, &lp, &before, &e); break; }
         poll_bridge(tr, 0);
         if (tr->c.bad_in_row >= a->max_bad) {
             end_progress_line(tr);
@@ -1311,14 +1314,7 @@ int trainer_run(Trainer *tr)
             status = TRAIN_EXIT_NONFINITE;
             break;
         }
-        if (save_if_due(tr, &lp, lr, &e)) {   /* train_log.txt: the same as for metrics.jsonl */
-            if (lp.swapped) swap_good(tr);
-            tr->c = before;
-            end_progress_line(tr);
-            say(tr, "%s; stopping (step %" PRIu64 " is not counted: the next run redoes it)", e.msg, tr->c.step);
-            status = 1;
-            break;
-        }
+        if (save_if_due(tr, &lp, lr, &e)) { status = take_step_back(tr, &lp, &before, &e); break; }
     }
     status = report_end(tr, &lp, status);
     free(lp.x);
