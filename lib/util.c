@@ -482,12 +482,18 @@ void tool_init(const char *name)
     signal(SIGXFSZ, SIG_IGN);
 }
 
+/* "tool: message" on stderr, without the newline: the one prefix of every message. */
+static void vwarn(const char *fmt, va_list ap)
+{
+    fprintf(stderr, "%s: ", tool_name);
+    vfprintf(stderr, fmt, ap);
+}
+
 void tool_warn(const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "%s: ", tool_name);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vwarn(fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
 }
@@ -522,9 +528,8 @@ int bad_option(const char *opt, const char *value, const char *want)
 int usage_error(const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "%s: ", tool_name);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vwarn(fmt, ap);
     va_end(ap);
     fprintf(stderr, "\nTry '%s --help' for more information.\n", tool_name);
     return 2;
