@@ -239,3 +239,6 @@ help:
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
 -include $(shell find $(B)/cuda $(B)/cuda-emu -name '*.d' 2>/dev/null)
 .SECONDARY:
+
+# Parts kept in their own files (the GPU bundle, the communication layer): mk/*.mk.
+include $(wildcard mk/*.mk)
