@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "backend.h"
 #include "trainer.h"
 #include "util.h"
 
@@ -89,7 +90,7 @@ static void usage(FILE *fp)
 "  --weight_decay X (0)  --grad_clip X (1.0; 0 = no clipping)\n"
 "  --precision bf16|fp32|tf32 (bf16: forward on bf16 copies of fp32 masters)\n"
 "  --grad_cp 0|1           recompute blocks in the backward (less memory)\n"
-"  --accelerator cpu       (gpu/cuda: not built yet)  --devices 1  --num_nodes 1\n"
+"  --accelerator cpu|gpu   (gpu: the CUDA build, build/cuda/bin)  --devices 1  --num_nodes 1\n"
 "saving and stopping:\n"
 "  --epoch_save N          rwkv-E.safetensors every N miniepochs (5)\n"
 "  --save_format F         rwkv-E/rwkv-final as safetensors (default), pth or both\n"
@@ -231,6 +232,8 @@ static int parse_args(int argc, char **argv, TrainOptions *a)
     if (!(a->beta1 < 1) || !(a->beta2 < 1)) return usage_error("--beta1 and --beta2 must be below 1");
     if (GIVEN(O_FORCE) && strcmp(resume, "never")) return usage_error("--force only applies with --resume never");
     a->resume_never = !strcmp(resume, "never");
+    /* GPUs hold far less than the host: recompute blocks there unless told otherwise */
+    if (!GIVEN(O_GRAD_CP) && backend_is_gpu(a->accelerator)) a->grad_cp = 1;
     a->progress = progress_bar && progress_wanted() ? stderr : NULL;
     a->given = (TrainGiven){
         .ctx_len = GIVEN(O_CTX_LEN), .micro_bsz = GIVEN(O_MICRO_BSZ), .magic_prime = GIVEN(O_MAGIC_PRIME),

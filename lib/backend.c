@@ -1,14 +1,15 @@
 /* backend.c: --accelerator names to backends (backend.h).  The CUDA backend
- * is compiled in only with RWKV7C_CUDA; until then "gpu" and "cuda" are known
- * names that this build cannot open. */
+ * is compiled in only with RWKV7C_CUDA (make cuda, make cuda-emu); elsewhere
+ * "gpu" and "cuda" are known names that this build cannot open. */
 #include "backend.h"
 
 #include <string.h>
 
-static int is_gpu(const char *accelerator)
+int backend_is_gpu(const char *accelerator)
 {
     return !strcmp(accelerator, "gpu") || !strcmp(accelerator, "cuda");
 }
+#define is_gpu backend_is_gpu
 
 int backend_check(const char *accelerator, Error *e)
 {
@@ -17,7 +18,8 @@ int backend_check(const char *accelerator, Error *e)
     if (is_gpu(accelerator)) return 0;
 #else
     if (is_gpu(accelerator))
-        return fail(e, "--accelerator %s: CUDA backend not built yet (use --accelerator cpu)", accelerator);
+        return fail(e, "--accelerator %s: this build has no CUDA backend (build it with `make cuda`: "
+                    "build/cuda/bin/rwkv-train; or use --accelerator cpu)", accelerator);
 #endif
     return fail(e, "unknown --accelerator '%s' (use cpu)", accelerator);
 }
@@ -40,4 +42,14 @@ uint64_t backend_memory_estimate(const char *accelerator, const ModelConfig *c, 
 #endif
     /* otherwise the CPU figure (backend.h) */
     return backend_cpu_memory_estimate(c, bc);
+}
+
+int backend_device_memory(uint64_t *free_bytes, uint64_t *total_bytes)
+{
+#ifdef RWKV7C_CUDA
+    return backend_cuda_device_memory(free_bytes, total_bytes);
+#else
+    (void)free_bytes; (void)total_bytes;
+    return -1;
+#endif
 }

@@ -3,8 +3,9 @@
  * checkpoints; a backend owns the weights, the fp32 masters and the Adam
  * moments, and does forward + backward + clip + update in one call, so a
  * GPU backend can keep everything on the device and fuse the update.
- * The CPU backend (backend_cpu.c) runs lib/model.h; a CUDA backend will
- * implement the same struct; backend.c picks one by its --accelerator name. */
+ * The CPU backend (backend_cpu.c) runs lib/model.h; the CUDA backend
+ * (cuda/backend_cuda.cu, built with RWKV7C_CUDA) implements the same struct;
+ * backend.c picks one by its --accelerator name. */
 #ifndef RWKV7C_BACKEND_H
 #define RWKV7C_BACKEND_H
 #include <stddef.h>
@@ -44,6 +45,9 @@ struct Backend {
     int  (*get_state)(Backend *b, float *w, float *m, float *v, Error *e);
     int  (*set_state)(Backend *b, const float *w, const float *m, const float *v, Error *e);
     void (*free)(Backend *b);
+    /* Device memory in use at its highest so far (bytes, the device's used memory as
+     * cudaMemGetInfo sees it); NULL for backends without a device. */
+    uint64_t (*device_peak)(const Backend *b);
 };
 
 /* backend.c: the accelerator names, dispatched to the backends this build has. */
@@ -57,6 +61,11 @@ int backend_open(const char *accelerator, const ModelConfig *c, const float *w, 
  * plus the host's fp32 staging copies used for saving.  An accelerator this
  * build lacks gets the CPU backend's figure (backend_check says why it cannot run). */
 uint64_t backend_memory_estimate(const char *accelerator, const ModelConfig *c, const BackendConfig *bc);
+/* 1 for the names of the CUDA backend ("gpu", "cuda"), built or not. */
+int backend_is_gpu(const char *accelerator);
+/* The device's free and total memory: 0, or -1 when this build has no CUDA backend or
+ * no device answers. */
+int backend_device_memory(uint64_t *free_bytes, uint64_t *total_bytes);
 
 /* backend_cpu.c */
 int backend_cpu_open(const ModelConfig *c, const float *w, const BackendConfig *bc, Backend **out, Error *e);
@@ -65,5 +74,6 @@ uint64_t backend_cpu_memory_estimate(const ModelConfig *c, const BackendConfig *
 /* cuda/backend_cuda.cu */
 int backend_cuda_open(const ModelConfig *c, const float *w, const BackendConfig *bc, Backend **out, Error *e);
 uint64_t backend_cuda_memory_estimate(const ModelConfig *c, const BackendConfig *bc);
+int backend_cuda_device_memory(uint64_t *free_bytes, uint64_t *total_bytes);
 #endif
 #endif

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "gpuplan.h"
 #include "binidx.h"
 #include "growbuf.h"
 #include "magic.h"
@@ -759,6 +760,16 @@ void trainer_print_plan(const Trainer *tr, FILE *fp)
             " steps, %" PRIu64 " tokens\n", tr->c.step, tr->c.step / tr->smp.epoch_steps, tr->exit_step, todo,
             todo * tr->sched.tokens_per_step);
     fprintf(fp, "memory       about %.1f MiB per device (%s, grad_cp %d)\n", mem / 1048576.0, a->accelerator, a->grad_cp);
+    if (backend_is_gpu(a->accelerator)) {
+        GpuPlan gp;
+        uint64_t dev_free = 0, dev_total = 0;
+        gpu_plan(&tr->cfg, &tr->bc, &gp);
+        if (backend_device_memory(&dev_free, &dev_total)) dev_free = dev_total = 0;
+        gpu_plan_print(&gp, fp, dev_free, dev_total);
+        if (dev_total && gp.total > dev_free)
+            fprintf(fp, "status       DOES NOT FIT: the plan needs %.1f MiB, the device has %.1f MiB free\n",
+                    gp.total / 1048576.0, dev_free / 1048576.0);
+    }
     int tb = a->tensorboard_dir && *a->tensorboard_dir, wb = a->wandb_project && *a->wandb_project;
     if (tb || wb)
         fprintf(fp, "monitors     %s%s%s%s%s\n", tb ? "TensorBoard events in " : "", tb ? a->tensorboard_dir : "",
@@ -777,6 +788,7 @@ void trainer_print_plan(const Trainer *tr, FILE *fp)
 static int too_big_for_memory(const Trainer *tr, Error *e)
 {
     const TrainOptions *a = tr->o;
+    if (backend_is_gpu(a->accelerator)) return 0;   /* the CUDA backend checks the device's memory when it opens */
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages <= 0 || page <= 0) return 0;
     double have = (double)pages * (double)page;
@@ -1249,6 +1261,8 @@ static int report_end(Trainer *tr, Loop *lp, int status)
             100 * lp->t_model / T, 100 * lp->t_update / T, 100 * lp->t_sample / T, 100 * lp->t_log / T,
             100 * lp->t_save / T, 100 * (T - lp->t_model - lp->t_update - lp->t_sample - lp->t_log - lp->t_save) / T);
     }
+    if (tr->be && tr->be->device_peak)
+        say(tr, "%s: device memory high-water %.0f MiB", tr->be->name, tr->be->device_peak(tr->be) / 1048576.0);
     if (status == 0 && lp->save_failed) say(tr, "note: some periodic saves failed (see above)");
     if (close(tr->metrics_fd) && status == 0) {
         say(tr, "%s: write failed: %s", tr->metrics_path, strerror(errno));

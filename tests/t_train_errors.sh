@@ -36,7 +36,7 @@ expect_fail "non-prime magic_prime" "is not prime" $T --magic_prime 1023
 expect_fail "token ids beyond the vocabulary" "vocab_size is 16" rwkv-train --proj_dir p --data_file big --ctx_len 32 --micro_bsz 4
 expect_fail "missing data" "nodata" $T --data_file nodata
 expect_fail "data too small for ctx_len" "too few for --ctx_len 16384" $T --ctx_len 16384
-expect_fail "gpu backend" "CUDA backend not built yet" $T --accelerator gpu
+expect_fail "gpu backend" "this build has no CUDA backend" $T --accelerator gpu
 expect_fail "no starting checkpoint" "no starting checkpoint" rwkv-train --proj_dir empty --data_file data --ctx_len 32 --micro_bsz 4
 
 # The plan (dash spellings work too)

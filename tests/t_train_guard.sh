@@ -65,7 +65,7 @@ check "... no note" test ! -s err.txt
 # 5. A plan this build cannot run says so (exit 0: planning for another machine is useful).
 $T --accelerator gpu --dry-run >plan.txt 2>err.txt
 eq "--dry-run --accelerator gpu exits 0" $? 0
-check "... the plan says it cannot run" grep -q 'status       CANNOT RUN with this build: --accelerator gpu: CUDA backend not built yet' plan.txt
+check "... the plan says it cannot run" grep -q 'status       CANNOT RUN with this build: --accelerator gpu: this build has no CUDA backend' plan.txt
 check "... and a warning on stderr" grep -q 'warning: the plan is for a configuration this build cannot run' err.txt
 $T --devices 2 --dry-run >plan.txt 2>/dev/null
 check "--dry-run --devices 2 says it cannot run" grep -q 'CANNOT RUN with this build: --devices 2 --num_nodes 1: the CPU backend trains on one device' plan.txt

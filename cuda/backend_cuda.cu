@@ -1,0 +1,587 @@
+// cuda/backend_cuda.cu: the training backend on one CUDA device (lib/backend.h), composing the
+// kernels of cuda/*.cuh in the block order of lib/model.c (RWKV-LM-V7 src/model.py): the same
+// steps, each CPU op replaced by its `_cuda` twin and each BLAS call by gemm_cuda.
+//
+// Numerics as the reference's bf16 trainer: activations and their gradients bf16, statistics,
+// scratch and parameter gradients fp32, fp32 masters and Adam moments (DeepSpeed FusedAdam), the
+// bf16 weight copy rounded to nearest-even in the same pass as the update.  Every kernel sums in
+// a fixed order and every GEMM key keeps its algorithm (gemm.cuh), so a step repeats bit for bit:
+// a resumed run equals an uninterrupted one.
+//
+// Memory: every device buffer comes from three arenas sized by lib/gpuplan.c (the plan
+// `rwkv-train --dry-run` prints), allocated once at open; a plan larger than the device's free
+// memory is refused there with the numbers.  grad_cp keeps the block inputs only and recomputes
+// each block before its backward.
+//
+// The same source runs on the CPU through cuda/emu.h (build/cuda-emu/bin/rwkv-train), which is
+// how CI tests it against the CPU backend.
+#include "emu.h"
+#include <cuda_bf16.h>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "adam.cuh"
+#include "fill.cuh"
+#include "gemm.cuh"
+#include "mix.cuh"
+#include "norm.cuh"
+#include "wkv7.cuh"
+#include "xent.cuh"
+
+extern "C" {
+#include "backend.h"
+#include "gpuplan.h"
+#include "optim.h"
+}
+#include "ops.h"
+
+typedef __nv_bfloat16 bf16;
+
+namespace {
+
+enum { MIX_R, MIX_W, MIX_K, MIX_V, MIX_A, MIX_G, NMIX };
+const size_t NONE = (size_t)-1;
+
+// Parameter offsets (floats = bf16 elements: both copies share Layout order).
+struct LayerOff {
+    size_t ln1_w, ln1_b, ln2_w, ln2_b, ln0_w, ln0_b, mix[NMIX];
+    size_t w1, w2, w0, a1, a2, a0, v1, v2, v0, g1, g2, k_k, k_a, r_k;
+    size_t Wr, Wk, Wv, Wo, lnx_w, lnx_b, fx_k, Fk, Fv;
+};
+
+struct Cuda {
+    BackendConfig cfg;
+    ModelConfig mc;
+    Layout layout;
+    LayerOff *off;
+    size_t emb, lnout_w, lnout_b, head;
+    size_t P;                      // parameters
+    int dev;
+    cudaStream_t s;
+    GemmContext *gemm;
+    void *params, *acts, *work;    // the three arenas
+    bf16 *w;                       // bf16 weights
+    float *master, *m, *v, *grad;
+    GpuWork W;
+    float *host_loss;              // B*T row losses
+    uint64_t peak_used;
+};
+
+// --------------------------------------------------------------------------- errors
+
+int cuda_fail(Error *e, cudaError_t err, const char *call, const char *file, int line) {
+    return fail(e, "%s:%d: %s: %s (%s)", file, line, call, cudaGetErrorString(err), cudaGetErrorName(err));
+}
+#define CK(call)                                                                     \
+    do {                                                                             \
+        cudaError_t err_ = (call);                                                   \
+        if (err_ != cudaSuccess) return cuda_fail(e, err_, #call, __FILE__, __LINE__); \
+    } while (0)
+
+// --------------------------------------------------------------------------- setup
+
+size_t off_of(const Layout *L, int layer, const char *name) {
+    char full[64];
+    if (layer >= 0) snprintf(full, sizeof full, "blocks.%d.%s", layer, name);
+    else snprintf(full, sizeof full, "%s", name);
+    const ParamInfo *p = layout_find(L, full);
+    return p ? p->offset : NONE;
+}
+
+int offsets_build(Cuda *c, Error *e) {
+    const Layout *L = &c->layout;
+    int nl = c->mc.n_layer;
+    c->off = (LayerOff *)calloc((size_t)nl, sizeof *c->off);
+    if (!c->off) return fail(e, "out of memory");
+    c->emb = off_of(L, -1, "emb.weight");
+    c->lnout_w = off_of(L, -1, "ln_out.weight");
+    c->lnout_b = off_of(L, -1, "ln_out.bias");
+    c->head = off_of(L, -1, "head.weight");
+    if (c->emb == NONE || c->lnout_w == NONE || c->lnout_b == NONE || c->head == NONE)
+        return fail(e, "model layout lacks emb/ln_out/head");
+    static const char *mixn[NMIX] = {"att.x_r", "att.x_w", "att.x_k", "att.x_v", "att.x_a", "att.x_g"};
+    for (int l = 0; l < nl; l++) {
+        LayerOff *o = &c->off[l];
+        struct { size_t *dst; const char *name; int optional; } tab[] = {
+            {&o->ln1_w, "ln1.weight", 0}, {&o->ln1_b, "ln1.bias", 0}, {&o->ln2_w, "ln2.weight", 0},
+            {&o->ln2_b, "ln2.bias", 0}, {&o->ln0_w, "ln0.weight", l > 0}, {&o->ln0_b, "ln0.bias", l > 0},
+            {&o->w1, "att.w1", 0}, {&o->w2, "att.w2", 0}, {&o->w0, "att.w0", 0},
+            {&o->a1, "att.a1", 0}, {&o->a2, "att.a2", 0}, {&o->a0, "att.a0", 0},
+            {&o->v1, "att.v1", l == 0}, {&o->v2, "att.v2", l == 0}, {&o->v0, "att.v0", l == 0},
+            {&o->g1, "att.g1", 0}, {&o->g2, "att.g2", 0},
+            {&o->k_k, "att.k_k", 0}, {&o->k_a, "att.k_a", 0}, {&o->r_k, "att.r_k", 0},
+            {&o->Wr, "att.receptance.weight", 0}, {&o->Wk, "att.key.weight", 0},
+            {&o->Wv, "att.value.weight", 0}, {&o->Wo, "att.output.weight", 0},
+            {&o->lnx_w, "att.ln_x.weight", 0}, {&o->lnx_b, "att.ln_x.bias", 0},
+            {&o->fx_k, "ffn.x_k", 0}, {&o->Fk, "ffn.key.weight", 0}, {&o->Fv, "ffn.value.weight", 0},
+        };
+        for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++) {
+            *tab[i].dst = off_of(L, l, tab[i].name);
+            if (*tab[i].dst == NONE && !tab[i].optional) return fail(e, "model layout lacks blocks.%d.%s", l, tab[i].name);
+        }
+        for (int i = 0; i < NMIX; i++) {
+            o->mix[i] = off_of(L, l, mixn[i]);
+            if (o->mix[i] == NONE) return fail(e, "model layout lacks blocks.%d.%s", l, mixn[i]);
+        }
+    }
+    return 0;
+}
+
+// --------------------------------------------------------------------------- GEMM
+
+// D = op(A) op(B) + beta D, as lib/model.c's gemm (gemm.cuh); a failure names the cuBLASLt call.
+template <class TD>
+int gemm(Cuda *c, int ta, int tb, int M, int N, int K, const bf16 *A, const bf16 *B, TD *D, float beta, Error *e,
+         int line) {
+    cudaError_t err = gemm_cuda(c->gemm, ta, tb, M, N, K, A, B, D, beta, c->W.gemm_workspace,
+                                GPU_GEMM_WORKSPACE_BYTES, c->s);
+    if (err == cudaSuccess) return 0;
+    return fail(e, "%s:%d: gemm_cuda(%d, %d, M=%d, N=%d, K=%d): %s (%s)", __FILE__, line, ta, tb, M, N, K,
+                cudaGetErrorString(err), gemm_error(c->gemm));
+}
+#define GEMM(ta, tb, M, N, K, A, B, D, beta)                                   \
+    do {                                                                       \
+        if (gemm(c, ta, tb, M, N, K, A, B, D, beta, e, __LINE__)) return -1;   \
+    } while (0)
+
+// --------------------------------------------------------------------------- forward
+
+// xout = xin + TimeMix(LN1 xin), then + ChannelMix(LN2 .)   (lib/model.c block_forward)
+int block_forward(Cuda *c, int l, GpuLayerAct *A, const bf16 *xin, bf16 *xout, Error *e) {
+    const ModelConfig *mc = &c->mc;
+    const LayerOff *o = &c->off[l];
+    const bf16 *P = c->w;
+    GpuWork *W = &c->W;
+    cudaStream_t s = c->s;
+    int B = c->cfg.B, T = c->cfg.T, C = mc->n_embd, H = mc->n_head, BTi = B * T;
+    size_t BT = (size_t)B * T;
+    int Dw = mc->d_decay, Da = mc->d_aaa, Dv = mc->d_mv, Dg = mc->d_gate;
+    bf16 *mix[NMIX];
+    const bf16 *mu[NMIX];
+    for (int i = 0; i < NMIX; i++) { mix[i] = (bf16 *)A->mix[i]; mu[i] = P + o->mix[i]; }
+    bf16 *h1 = (bf16 *)A->h1, *r = (bf16 *)A->r, *k = (bf16 *)A->k, *v = (bf16 *)A->v, *tw = (bf16 *)A->tw;
+    bf16 *w = (bf16 *)A->w, *vh = (bf16 *)A->vh, *ah = (bf16 *)A->ah, *a = (bf16 *)A->a, *gh = (bf16 *)A->gh;
+    bf16 *g = (bf16 *)A->g, *kk = (bf16 *)A->kk, *kp = (bf16 *)A->kp, *vm = (bf16 *)A->vm, *y = (bf16 *)A->y;
+    bf16 *out = (bf16 *)A->out, *xmid = (bf16 *)A->xmid, *h2 = (bf16 *)A->h2, *cmix = (bf16 *)A->cmix;
+    bf16 *act = (bf16 *)A->act, *vfirst = (bf16 *)W->vfirst;
+
+    CK(layernorm_fwd_cuda(h1, A->ln1_mean, A->ln1_rstd, xin, P + o->ln1_w, P + o->ln1_b, BT, C, 1e-5f, s));
+    CK(shift_mix_fwd_cuda(mix, h1, NULL, mu, NMIX, B, T, C, s));
+    GEMM(0, 1, BTi, C, C, mix[MIX_R], P + o->Wr, r, 0.0f);
+    GEMM(0, 1, BTi, C, C, mix[MIX_K], P + o->Wk, k, 0.0f);
+    GEMM(0, 1, BTi, C, C, mix[MIX_V], P + o->Wv, v, 0.0f);
+    // decay w = w0 + tanh(xw w1) w2 (raw)
+    GEMM(0, 0, BTi, Dw, C, mix[MIX_W], P + o->w1, tw, 0.0f);
+    CK(tanh_fwd_cuda(tw, BT * Dw, s));
+    CK(fill_rows_cuda(w, P + o->w0, BT, C, s));
+    GEMM(0, 0, BTi, C, Dw, tw, P + o->w2, w, 1.0f);
+    // value residual
+    if (l == 0) {
+        CK(cudaMemcpyAsync(vfirst, v, BT * C * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
+        CK(cudaMemcpyAsync(vm, v, BT * C * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
+    } else {
+        GEMM(0, 0, BTi, Dv, C, mix[MIX_V], P + o->v1, vh, 0.0f);
+        CK(fill_rows_cuda(A->vgate, P + o->v0, BT, C, s));     // pre-activation summed in fp32
+        GEMM(0, 0, BTi, C, Dv, vh, P + o->v2, A->vgate, 1.0f);
+        CK(value_residual_fwd_cuda(vm, A->vgate, v, vfirst, BT * C, s));
+    }
+    // a = sigmoid(a0 + xa a1 a2)
+    GEMM(0, 0, BTi, Da, C, mix[MIX_A], P + o->a1, ah, 0.0f);
+    CK(fill_rows_cuda(a, P + o->a0, BT, C, s));
+    GEMM(0, 0, BTi, C, Da, ah, P + o->a2, a, 1.0f);
+    CK(sigmoid_fwd_cuda(a, BT * C, s));
+    // g = sigmoid(xg g1) g2
+    GEMM(0, 0, BTi, Dg, C, mix[MIX_G], P + o->g1, gh, 0.0f);
+    CK(sigmoid_fwd_cuda(gh, BT * Dg, s));
+    GEMM(0, 0, BTi, C, Dg, gh, P + o->g2, g, 0.0f);
+    CK(keyprep_fwd_cuda(kk, kp, A->inv, k, a, P + o->k_k, P + o->k_a, BT, H, s));
+    CK(wkv7_fwd_cuda(y, A->ckpt, NULL, r, w, kp, vm, kk, a, B, T, H, s));
+    CK(gn_bonus_gate_fwd_cuda(out, A->gn_mean, A->gn_rstd, A->bonus, y, r, kp, vm, g, P + o->lnx_w, P + o->lnx_b,
+                              P + o->r_k, BT, H, s));
+    // xmid = x + out Wo^T (one rounding of the fp32 sum)
+    CK(cudaMemcpyAsync(xmid, xin, BT * C * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
+    GEMM(0, 1, BTi, C, C, out, P + o->Wo, xmid, 1.0f);
+    // ChannelMix
+    CK(layernorm_fwd_cuda(h2, A->ln2_mean, A->ln2_rstd, xmid, P + o->ln2_w, P + o->ln2_b, BT, C, 1e-5f, s));
+    bf16 *fout[1] = {cmix};
+    const bf16 *fmu[1] = {P + o->fx_k};
+    CK(shift_mix_fwd_cuda(fout, h2, NULL, fmu, 1, B, T, C, s));
+    GEMM(0, 1, BTi, 4 * C, C, cmix, P + o->Fk, act, 0.0f);
+    CK(relu_sq_fwd_cuda(act, BT * 4 * C, s));
+    CK(cudaMemcpyAsync(xout, xmid, BT * C * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
+    GEMM(0, 1, BTi, C, 4 * C, act, P + o->Fv, xout, 1.0f);
+    return 0;
+}
+
+GpuLayerAct *layer_act(Cuda *c, int l) { return &c->W.act[c->W.nact == 1 ? 0 : l]; }
+
+int forward_blocks(Cuda *c, Error *e) {
+    GpuWork *W = &c->W;
+    size_t BT = (size_t)c->cfg.B * c->cfg.T;
+    int C = c->mc.n_embd;
+    const LayerOff *o0 = &c->off[0];
+    CK(embedding_fwd_cuda((bf16 *)W->x_emb, W->tokens, c->w + c->emb, BT, C, c->s));
+    CK(layernorm_fwd_cuda((bf16 *)W->xin[0], W->ln0_mean, W->ln0_rstd, (bf16 *)W->x_emb, c->w + o0->ln0_w,
+                          c->w + o0->ln0_b, BT, C, 1e-5f, c->s));
+    for (int l = 0; l < c->mc.n_layer; l++)
+        if (block_forward(c, l, layer_act(c, l), (bf16 *)W->xin[l], (bf16 *)W->xin[l + 1], e)) return -1;
+    return 0;
+}
+
+// ln_out, the head in row chunks, the fused CE + L2Wrap: head and ln_out gradients into c->grad,
+// d(loss)/d(last block output) into W->dx; row losses left in W->row_loss.
+int head_loss(Cuda *c, Error *e) {
+    GpuWork *W = &c->W;
+    cudaStream_t s = c->s;
+    int C = c->mc.n_embd, V = c->mc.vocab_size, L = c->mc.n_layer;
+    size_t BT = (size_t)c->cfg.B * c->cfg.T;
+    const bf16 *head = c->w + c->head;
+    bf16 *hf = (bf16 *)W->hf, *logits = (bf16 *)W->logits, *dh = (bf16 *)W->dh;
+    const int32_t *y = W->tokens + BT;
+    CK(layernorm_fwd_cuda(hf, W->lnf_mean, W->lnf_rstd, (bf16 *)W->xin[L], c->w + c->lnout_w, c->w + c->lnout_b, BT,
+                          C, 1e-5f, s));
+    for (size_t r0 = 0; r0 < BT; r0 += W->head_rows) {
+        int rows = BT - r0 < (size_t)W->head_rows ? (int)(BT - r0) : W->head_rows;
+        GEMM(0, 1, rows, V, C, hf + r0 * C, head, logits, 0.0f);
+        CK(xent_l2wrap_fwdbwd_cuda(logits, W->row_loss + r0, y + r0, rows, BT, V, s));   // logits -> d logits
+        GEMM(1, 0, V, C, rows, logits, hf + r0 * C, c->grad + c->head, 1.0f);             // fp32 head gradient
+        GEMM(0, 0, rows, C, V, logits, head, dh + r0 * C, 0.0f);
+    }
+    CK(layernorm_bwd_cuda((bf16 *)W->dx, c->grad + c->lnout_w, c->grad + c->lnout_b, W->tmp, dh, (bf16 *)W->xin[L],
+                          c->w + c->lnout_w, W->lnf_mean, W->lnf_rstd, BT, C, 0, s));
+    return 0;
+}
+
+// --------------------------------------------------------------------------- backward
+
+// On entry W->dx = d(loss)/d(block output); on return d(loss)/d(block input).  (model.c block_backward)
+int block_backward(Cuda *c, int l, const GpuLayerAct *A, const bf16 *xin, Error *e) {
+    const ModelConfig *mc = &c->mc;
+    const LayerOff *o = &c->off[l];
+    const bf16 *P = c->w;
+    float *G = c->grad;
+    GpuWork *W = &c->W;
+    cudaStream_t s = c->s;
+    int B = c->cfg.B, T = c->cfg.T, C = mc->n_embd, H = mc->n_head, BTi = B * T;
+    size_t BT = (size_t)B * T;
+    int Dw = mc->d_decay, Da = mc->d_aaa, Dv = mc->d_mv, Dg = mc->d_gate;
+    bf16 *dx = (bf16 *)W->dx, *dh = (bf16 *)W->dh, *dy = (bf16 *)W->dy, *dact = (bf16 *)W->dact;
+    bf16 *dout = (bf16 *)W->dout, *dr = (bf16 *)W->dr, *dkp = (bf16 *)W->dkp, *dvm = (bf16 *)W->dvm;
+    bf16 *dg = (bf16 *)W->dg, *dw = (bf16 *)W->dw, *dkk = (bf16 *)W->dkk, *da = (bf16 *)W->da, *dk = (bf16 *)W->dk;
+    bf16 *dv = (bf16 *)W->dv, *dlora = (bf16 *)W->dlora, *dpre = (bf16 *)W->dpre, *dvfirst = (bf16 *)W->dvfirst;
+    const bf16 *act = (const bf16 *)A->act, *cmix = (const bf16 *)A->cmix, *h2 = (const bf16 *)A->h2;
+    const bf16 *xmid = (const bf16 *)A->xmid, *out = (const bf16 *)A->out, *y = (const bf16 *)A->y;
+    const bf16 *r = (const bf16 *)A->r, *kp = (const bf16 *)A->kp, *vm = (const bf16 *)A->vm, *g = (const bf16 *)A->g;
+    const bf16 *w = (const bf16 *)A->w, *kk = (const bf16 *)A->kk, *a = (const bf16 *)A->a, *k = (const bf16 *)A->k;
+    const bf16 *v = (const bf16 *)A->v, *vh = (const bf16 *)A->vh, *tw = (const bf16 *)A->tw;
+    const bf16 *ah = (const bf16 *)A->ah, *gh = (const bf16 *)A->gh, *h1 = (const bf16 *)A->h1;
+    const bf16 *vfirst = (const bf16 *)W->vfirst;
+    const bf16 *mix[NMIX], *mu[NMIX];
+    bf16 *dmix[NMIX];
+    float *gmu[NMIX];
+    for (int i = 0; i < NMIX; i++) {
+        mix[i] = (const bf16 *)A->mix[i];
+        mu[i] = P + o->mix[i];
+        dmix[i] = (bf16 *)W->dmix[i];
+        gmu[i] = G + o->mix[i];
+    }
+    const bf16 *no_bf16 = NULL;
+
+    // ChannelMix: xout = xmid + relu(cmix Kw^T)^2 Vw^T
+    GEMM(1, 0, C, 4 * C, BTi, dx, act, G + o->Fv, 1.0f);
+    GEMM(0, 0, BTi, 4 * C, C, dx, P + o->Fv, dact, 0.0f);
+    CK(relu_sq_bwd_cuda(dact, act, BT * 4 * C, s));
+    GEMM(1, 0, 4 * C, C, BTi, dact, cmix, G + o->Fk, 1.0f);
+    GEMM(0, 0, BTi, C, 4 * C, dact, P + o->Fk, dh, 0.0f);   // d cmix
+    {
+        const bf16 *fmu[1] = {P + o->fx_k};
+        const bf16 *dcm[1] = {dh};
+        float *fg[1] = {G + o->fx_k};
+        CK(shift_mix_bwd_cuda(dy, fg, W->tmp, dcm, h2, fmu, 1, B, T, C, s));   // dy = d h2
+    }
+    CK(layernorm_bwd_cuda(dx, G + o->ln2_w, G + o->ln2_b, W->tmp, dy, xmid, P + o->ln2_w, A->ln2_mean, A->ln2_rstd,
+                          BT, C, 1, s));
+    // output projection
+    GEMM(1, 0, C, C, BTi, dx, out, G + o->Wo, 1.0f);
+    GEMM(0, 0, BTi, C, C, dx, P + o->Wo, dout, 0.0f);
+    CK(gn_bonus_gate_bwd_cuda(dy, dr, dkp, dvm, dg, G + o->lnx_w, G + o->lnx_b, G + o->r_k, dout, W->tmp, W->tmp2, y, r,
+                              kp, vm, g, A->gn_mean, A->gn_rstd, A->bonus, P + o->lnx_w, P + o->lnx_b, P + o->r_k, BT,
+                              H, s));
+    CK(wkv7_bwd_cuda(dr, dw, dkp, dvm, dkk, da, W->wkv_scratch, dy, r, w, kp, vm, kk, a, A->ckpt, B, T, H, s));
+    CK(keyprep_bwd_cuda(dk, da, G + o->k_k, G + o->k_a, W->tmp, W->tmp2, dkk, dkp, k, a, kk, A->inv, P + o->k_k,
+                        P + o->k_a, BT, H, s));
+    // a = sigmoid(a0 + xa a1 a2)
+    CK(sigmoid_bwd_cuda(da, a, BT * C, s));
+    CK(colsum_acc_cuda(G + o->a0, da, no_bf16, BT, C, s));
+    GEMM(1, 0, Da, C, BTi, ah, da, G + o->a2, 1.0f);
+    GEMM(0, 1, BTi, Da, C, da, P + o->a2, dlora, 0.0f);
+    GEMM(1, 0, C, Da, BTi, mix[MIX_A], dlora, G + o->a1, 1.0f);
+    GEMM(0, 1, BTi, C, Da, dlora, P + o->a1, dmix[MIX_A], 0.0f);
+    // value residual
+    float vbeta = 0;
+    if (l > 0) {
+        CK(value_residual_bwd_cuda(dv, dvfirst, dpre, dvm, A->vgate, v, vfirst, BT * C, s));
+        CK(colsum_acc_cuda(G + o->v0, dpre, no_bf16, BT, C, s));
+        GEMM(1, 0, Dv, C, BTi, vh, dpre, G + o->v2, 1.0f);
+        GEMM(0, 1, BTi, Dv, C, dpre, P + o->v2, dlora, 0.0f);
+        GEMM(1, 0, C, Dv, BTi, mix[MIX_V], dlora, G + o->v1, 1.0f);
+        GEMM(0, 1, BTi, C, Dv, dlora, P + o->v1, dmix[MIX_V], 0.0f);
+        vbeta = 1;
+    } else {
+        CK(value_first_bwd_cuda(dv, dvm, dvfirst, BT * C, s));
+    }
+    // decay w = w0 + tanh(xw w1) w2
+    CK(colsum_acc_cuda(G + o->w0, dw, no_bf16, BT, C, s));
+    GEMM(1, 0, Dw, C, BTi, tw, dw, G + o->w2, 1.0f);
+    GEMM(0, 1, BTi, Dw, C, dw, P + o->w2, dlora, 0.0f);
+    CK(tanh_bwd_cuda(dlora, tw, BT * Dw, s));
+    GEMM(1, 0, C, Dw, BTi, mix[MIX_W], dlora, G + o->w1, 1.0f);
+    GEMM(0, 1, BTi, C, Dw, dlora, P + o->w1, dmix[MIX_W], 0.0f);
+    // gate g = sigmoid(xg g1) g2
+    GEMM(1, 0, Dg, C, BTi, gh, dg, G + o->g2, 1.0f);
+    GEMM(0, 1, BTi, Dg, C, dg, P + o->g2, dlora, 0.0f);
+    CK(sigmoid_bwd_cuda(dlora, gh, BT * Dg, s));
+    GEMM(1, 0, C, Dg, BTi, mix[MIX_G], dlora, G + o->g1, 1.0f);
+    GEMM(0, 1, BTi, C, Dg, dlora, P + o->g1, dmix[MIX_G], 0.0f);
+    // r, k, v projections
+    GEMM(1, 0, C, C, BTi, dr, mix[MIX_R], G + o->Wr, 1.0f);
+    GEMM(0, 0, BTi, C, C, dr, P + o->Wr, dmix[MIX_R], 0.0f);
+    GEMM(1, 0, C, C, BTi, dk, mix[MIX_K], G + o->Wk, 1.0f);
+    GEMM(0, 0, BTi, C, C, dk, P + o->Wk, dmix[MIX_K], 0.0f);
+    GEMM(1, 0, C, C, BTi, dv, mix[MIX_V], G + o->Wv, 1.0f);
+    GEMM(0, 0, BTi, C, C, dv, P + o->Wv, dmix[MIX_V], vbeta);
+    // token shift + lerps, then LN1: dx += d xin
+    const bf16 *cdmix[NMIX];
+    for (int i = 0; i < NMIX; i++) cdmix[i] = dmix[i];
+    CK(shift_mix_bwd_cuda(dh, gmu, W->tmp, cdmix, h1, mu, NMIX, B, T, C, s));
+    CK(layernorm_bwd_cuda(dx, G + o->ln1_w, G + o->ln1_b, W->tmp, dh, xin, P + o->ln1_w, A->ln1_mean, A->ln1_rstd, BT,
+                          C, 1, s));
+    return 0;
+}
+
+// Forward, loss, backward: c->grad = d(loss)/d(w); *loss = mean over B*T (NaN for bad tokens).
+int forward_backward(Cuda *c, const int32_t *x, const int32_t *yv, float *loss, Error *e) {
+    GpuWork *W = &c->W;
+    size_t BT = (size_t)c->cfg.B * c->cfg.T;
+    int C = c->mc.n_embd, V = c->mc.vocab_size, L = c->mc.n_layer;
+    for (size_t i = 0; i < BT; i++)
+        if (x[i] < 0 || x[i] >= V || yv[i] < 0 || yv[i] >= V) { *loss = NAN; return 0; }
+    CK(cudaMemcpyAsync(W->tokens, x, BT * sizeof(int32_t), cudaMemcpyHostToDevice, c->s));
+    CK(cudaMemcpyAsync(W->tokens + BT, yv, BT * sizeof(int32_t), cudaMemcpyHostToDevice, c->s));
+    CK(cudaMemsetAsync(c->grad, 0, c->P * sizeof(float), c->s));
+    if (forward_blocks(c, e) || head_loss(c, e)) return -1;
+    CK(cudaMemsetAsync(W->dvfirst, 0, BT * C * sizeof(bf16), c->s));
+    for (int l = L - 1; l >= 0; l--) {
+        GpuLayerAct *A = layer_act(c, l);
+        if (c->cfg.grad_cp && block_forward(c, l, A, (bf16 *)W->xin[l], (bf16 *)W->xin[l + 1], e)) return -1;
+        if (block_backward(c, l, A, (bf16 *)W->xin[l], e)) return -1;
+    }
+    const LayerOff *o0 = &c->off[0];
+    CK(layernorm_bwd_cuda((bf16 *)W->dh, c->grad + o0->ln0_w, c->grad + o0->ln0_b, W->tmp, (bf16 *)W->dx,
+                          (bf16 *)W->x_emb, c->w + o0->ln0_w, W->ln0_mean, W->ln0_rstd, BT, C, 0, c->s));
+    CK(embedding_bwd_cuda(c->grad + c->emb, (bf16 *)W->dh, W->tokens, BT, C, c->s));
+    CK(cudaMemcpyAsync(c->host_loss, W->row_loss, BT * sizeof(float), cudaMemcpyDeviceToHost, c->s));
+    CK(cudaStreamSynchronize(c->s));
+    double sum = 0;
+    for (size_t i = 0; i < BT; i++) sum += c->host_loss[i];
+    *loss = (float)(sum / (double)BT);
+    return 0;
+}
+
+void note_memory(Cuda *c) {
+#if CUDA_EMU
+    // the emulation's "device" is the host: report what the backend allocated
+    GpuArenaSizes sz;
+    gpu_arena_sizes(&c->mc, &c->cfg, &sz);
+    c->peak_used = sz.params + sz.acts + sz.work;
+    return;
+#endif
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && total_b >= free_b && total_b - free_b > c->peak_used)
+        c->peak_used = total_b - free_b;
+}
+
+// --------------------------------------------------------------------------- Backend
+
+int cuda_step(Backend *b, const int32_t *x, const int32_t *y, const StepArgs *a, StepResult *r, Error *e) {
+    Cuda *c = (Cuda *)b->impl;
+    GpuWork *W = &c->W;
+    cudaStream_t s = c->s;
+    double t0 = now_seconds();
+    if (forward_backward(c, x, y, &r->loss, e)) return -1;
+    double t1 = now_seconds();
+    r->t_model = t1 - t0;
+    r->applied = 0;
+    r->grad_norm = NAN;
+    if (!std::isfinite(r->loss)) { r->t_update = 0; return 0; }
+    if (a->poison) {
+        const float nan = NAN;
+        CK(cudaMemcpyAsync(c->grad + c->P / 2, &nan, sizeof nan, cudaMemcpyHostToDevice, s));
+    }
+    // global norm in double, one fixed-order pass over the whole flat gradient, then the clip scale
+    CK(cudaMemsetAsync(W->sumsq, 0, sizeof(double), s));
+    CK(sumsq_acc_cuda(W->sumsq, W->sumsq_scratch, c->grad, c->P, s));
+    CK(clip_scale_cuda(W->clip_scale, W->norm, W->sumsq, c->cfg.adam.grad_clip, s));
+    double norm = NAN;
+    CK(cudaMemcpyAsync(&norm, W->norm, sizeof norm, cudaMemcpyDeviceToHost, s));
+    CK(cudaStreamSynchronize(s));
+    r->grad_norm = norm;
+    if (!std::isfinite(norm)) { r->t_update = now_seconds() - t1; return 0; }
+    // FusedAdam per parameter, its group's LR and decay (lib/optim.c adam_step)
+    const AdamConfig *ac = &c->cfg.adam;
+    const float beta1 = (float)ac->beta1, beta2 = (float)ac->beta2, eps = (float)ac->eps;
+    const float bc1 = (float)(1.0 - pow((double)beta1, (double)a->adam_step));
+    const float bc2 = (float)(1.0 - pow((double)beta2, (double)a->adam_step));
+    const int adamw = ac->weight_decay > 0;
+    for (int k = 0; k < c->layout.n; k++) {
+        const ParamInfo *p = &c->layout.p[k];
+        ParamGroup grp = param_group(p, ac->weight_decay);
+        const float lr_g = (float)(a->lr * param_group_lr_scale(grp));
+        const float wd = grp == GROUP_DECAY ? (float)ac->weight_decay : 0.0f;
+        size_t o = p->offset;
+        CK(adam_update_devscale_cuda(c->master + o, c->m + o, c->v + o, c->w + o, c->grad + o, p->numel, W->clip_scale,
+                                     lr_g, beta1, beta2, eps, bc1, bc2, wd, adamw, s));
+    }
+    CK(cudaStreamSynchronize(s));
+    note_memory(c);
+    r->applied = 1;
+    r->t_update = now_seconds() - t1;
+    return 0;
+}
+
+int cuda_get_state(Backend *b, float *w, float *m, float *v, Error *e) {
+    Cuda *c = (Cuda *)b->impl;
+    size_t bytes = c->P * sizeof(float);
+    if (w) CK(cudaMemcpy(w, c->master, bytes, cudaMemcpyDeviceToHost));
+    if (m) CK(cudaMemcpy(m, c->m, bytes, cudaMemcpyDeviceToHost));
+    if (v) CK(cudaMemcpy(v, c->v, bytes, cudaMemcpyDeviceToHost));
+    return 0;
+}
+
+int cuda_set_state(Backend *b, const float *w, const float *m, const float *v, Error *e) {
+    Cuda *c = (Cuda *)b->impl;
+    size_t bytes = c->P * sizeof(float);
+    if (w) CK(cudaMemcpy(c->master, w, bytes, cudaMemcpyHostToDevice));
+    if (m) CK(cudaMemcpy(c->m, m, bytes, cudaMemcpyHostToDevice));
+    else CK(cudaMemset(c->m, 0, bytes));
+    if (v) CK(cudaMemcpy(c->v, v, bytes, cudaMemcpyHostToDevice));
+    else CK(cudaMemset(c->v, 0, bytes));
+    CK(round_bf16_cuda(c->w, c->master, c->P, c->s));
+    CK(cudaStreamSynchronize(c->s));
+    return 0;
+}
+
+void cuda_free(Backend *b) {
+    if (!b) return;
+    Cuda *c = (Cuda *)b->impl;
+    if (c) {
+        if (c->gemm) gemm_destroy(c->gemm);
+        cudaFree(c->params);
+        cudaFree(c->acts);
+        cudaFree(c->work);
+        if (c->s) cudaStreamDestroy(c->s);
+        gpu_work_free_host(&c->W);
+        free(c->host_loss);
+        free(c->off);
+        layout_free(&c->layout);
+        free(c);
+    }
+    free(b);
+}
+
+uint64_t cuda_peak(const Backend *b) { return ((const Cuda *)b->impl)->peak_used; }
+
+int open_device(Cuda *c, const float *w0, Error *e) {
+    const BackendConfig *bc = &c->cfg;
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess || count == 0)
+        return fail(e, "--accelerator gpu: no CUDA device (%s)", err != cudaSuccess ? cudaGetErrorString(err) : "none found");
+    CK(cudaSetDevice(0));
+    if (!bc->bf16)
+        return fail(e, "--precision fp32/tf32: the CUDA backend computes in bf16 with fp32 masters, as the reference's "
+                       "x070 kernels do (use --precision bf16, or --accelerator cpu for fp32)");
+    if (bc->T % WKV7_CHUNK)
+        return fail(e, "--ctx_len %d: the CUDA WKV kernel needs a multiple of %d (as the reference's CHUNK_LEN)", bc->T,
+                    WKV7_CHUNK);
+    if (c->mc.head_size != OPS_HEAD_SIZE) return fail(e, "head size must be %d", OPS_HEAD_SIZE);
+    if (wkv7_bwd_cuda_scratch_floats(bc->B, bc->T, c->mc.n_head) * sizeof(float) >
+        (size_t)bc->B * bc->T * c->mc.n_head * 64 * 4 + (size_t)bc->B * c->mc.n_head * 64 * 64 * 4)
+        return fail(e, "internal: lib/gpuplan.c sizes the WKV backward scratch smaller than cuda/wkv7.cu needs");
+    GpuArenaSizes sz;
+    gpu_arena_sizes(&c->mc, bc, &sz);
+    size_t free_b = 0, total_b = 0;
+    CK(cudaMemGetInfo(&free_b, &total_b));
+    size_t need = sz.params + sz.acts + sz.work;
+    if (need > free_b)
+        return fail(e, "out of memory: the plan needs %.1f MiB of device memory (parameters and optimizer %.1f, "
+                       "activations and head %.1f, scratch %.1f) and the device has %.1f MiB free of %.1f: lower "
+                       "--micro_bsz or --ctx_len, or use --grad_cp 1 (rwkv-train --dry-run prints the plan)",
+                    need / 1048576.0, sz.params / 1048576.0, sz.acts / 1048576.0, sz.work / 1048576.0,
+                    free_b / 1048576.0, total_b / 1048576.0);
+    CK(cudaStreamCreateWithFlags(&c->s, cudaStreamNonBlocking));
+    CK(cudaMalloc(&c->params, sz.params));
+    CK(cudaMalloc(&c->acts, sz.acts));
+    CK(cudaMalloc(&c->work, sz.work));
+    if (gpu_work_carve(&c->W, &c->mc, bc, c->acts, c->work, e)) return -1;
+    // the parameter arena in gpuplan.c's order: bf16 weights, masters, m, v, gradient (256-aligned)
+    size_t P = c->P, step_bf = (P * 2 + 255) / 256 * 256, step_f = (P * 4 + 255) / 256 * 256;
+    char *base = (char *)c->params;
+    c->w = (bf16 *)base;
+    c->master = (float *)(base + step_bf);
+    c->m = (float *)(base + step_bf + step_f);
+    c->v = (float *)(base + step_bf + 2 * step_f);
+    c->grad = (float *)(base + step_bf + 3 * step_f);
+    c->host_loss = (float *)malloc((size_t)bc->B * bc->T * sizeof(float));
+    if (!c->host_loss) return fail(e, "out of memory");
+    err = gemm_create(&c->gemm);
+    if (err != cudaSuccess) return cuda_fail(e, err, "gemm_create", __FILE__, __LINE__);
+    CK(cudaMemcpy(c->master, w0, P * sizeof(float), cudaMemcpyHostToDevice));
+    CK(cudaMemset(c->m, 0, P * sizeof(float)));
+    CK(cudaMemset(c->v, 0, P * sizeof(float)));
+    CK(round_bf16_cuda(c->w, c->master, P, c->s));
+    CK(cudaStreamSynchronize(c->s));
+    note_memory(c);
+    return 0;
+}
+
+} // namespace
+
+extern "C" int backend_cuda_open(const ModelConfig *mc, const float *w, const BackendConfig *bc, Backend **out,
+                                 Error *e) {
+    *out = NULL;
+    Backend *b = (Backend *)calloc(1, sizeof *b);
+    Cuda *c = (Cuda *)calloc(1, sizeof *c);
+    if (!b || !c) { free(b); free(c); return fail(e, "out of memory"); }
+    b->name = "cuda";
+    b->impl = c;
+    b->step = cuda_step;
+    b->get_state = cuda_get_state;
+    b->set_state = cuda_set_state;
+    b->free = cuda_free;
+    b->device_peak = cuda_peak;
+    c->cfg = *bc;
+    c->mc = *mc;
+    if (layout_build(mc, &c->layout, e)) { free(c); free(b); return -1; }
+    c->P = c->layout.total;
+    if (offsets_build(c, e) || open_device(c, w, e)) { cuda_free(b); return -1; }
+    *out = b;
+    return 0;
+}
+
+extern "C" uint64_t backend_cuda_memory_estimate(const ModelConfig *mc, const BackendConfig *bc) {
+    GpuPlan p;
+    gpu_plan(mc, bc, &p);
+    return p.total + p.context;
+}
+
+extern "C" int backend_cuda_device_memory(uint64_t *free_bytes, uint64_t *total_bytes) {
+    size_t f = 0, t = 0;
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0 || cudaMemGetInfo(&f, &t) != cudaSuccess) return -1;
+    *free_bytes = f;
+    *total_bytes = t;
+    return 0;
+}
