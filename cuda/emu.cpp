@@ -663,10 +663,15 @@ cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t str
     return cudaMemset(dst, value, bytes);
 }
 
+// The host's memory, or a device of CUDA_EMU_DEVICE_MIB MiB (all free) to test what a backend
+// does on a smaller GPU.
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    if (free_bytes) *free_bytes = (size_t)sysconf(_SC_AVPHYS_PAGES) * page;
-    if (total_bytes) *total_bytes = (size_t)sysconf(_SC_PHYS_PAGES) * page;
+    size_t avail = (size_t)sysconf(_SC_AVPHYS_PAGES) * page, total = (size_t)sysconf(_SC_PHYS_PAGES) * page;
+    const char *mib = getenv("CUDA_EMU_DEVICE_MIB");
+    if (mib && *mib) avail = total = (size_t)strtoull(mib, nullptr, 10) << 20;
+    if (free_bytes) *free_bytes = avail;
+    if (total_bytes) *total_bytes = total;
     return sticky_error ? set_error(sticky_error) : cudaSuccess;
 }
 
