@@ -154,6 +154,14 @@ $(OUT)/rwkv-init.safetensors: $(S)/init.vars
 	rwkv-init --n-layer $(N_LAYER) --n-embd $(N_EMBD) --seed $(SEED) -q -f -o $@
 endif
 
+# With ACCELERATOR=gpu, the CUDA build of the trainer beside this file (make cuda:
+# build/cuda/bin/rwkv-train) when it is there, else rwkv-train from PATH.
+ifeq ($(filter gpu cuda,$(ACCELERATOR)),)
+RWKV_TRAIN ?= rwkv-train
+else
+RWKV_TRAIN ?= $(or $(wildcard $(pretrain_top)/build/cuda/bin/rwkv-train),rwkv-train)
+endif
+
 # Training.  rwkv-train resumes from the newest training state in OUT by itself; that is right
 # only for the same run.  A run is identified by its variables and the exact dataset and init
 # files (size and nanosecond mtime), recorded in OUT/.pretrain/train.run when it starts.  When
@@ -187,7 +195,7 @@ $(final): $(dataset).idx $(OUT)/magic-prime.txt $(start_model) $(S)/train.vars
 	    printf '%s\n' "$$run_id" >$(S)/train.run.tmp; mv -f $(S)/train.run.tmp $(S)/train.run; \
 	fi
 	set -- $$(tail -n 1 $(OUT)/magic-prime.txt); \
-	rwkv-train $(train_flags) --magic_prime $$4 --my_exit_tokens $(or $(MY_EXIT_TOKENS),$$2)
+	$(RWKV_TRAIN) $(train_flags) --magic_prime $$4 --my_exit_tokens $(or $(MY_EXIT_TOKENS),$$2)
 	@test -f $@ || { echo "rwkv-train stopped before the end; run make again to continue" >&2; exit 1; }
 
 $(OUT)/curves.svg: $(final)
