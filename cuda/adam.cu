@@ -16,10 +16,19 @@ struct AdamArgs {
 
 // The twin's scalar loop, operation for operation; __fmul_rn/__fadd_rn keep nvcc from fusing a
 // product and a sum into an FMA, which would round once where the twin rounds twice.
-template <bool ADAMW>
+// CHECK: compute the same values but write nothing; count[0..2] += how many new weights, m and v
+// would be non-finite (v also when negative), the trainer's test of an update (lib/trainer.c).
+__device__ __forceinline__ bool nonfinite(float x) { return (__float_as_uint(x) & 0x7f800000u) == 0x7f800000u; }
+
+template <bool ADAMW, bool CHECK>
 __global__ void __launch_bounds__(THREADS)
     adam_kernel(float *w, float *m, float *v, bf16 *w_bf16, const float *g, size_t n, float scale,
-                const float *dscale, AdamArgs a) {
+                const float *dscale, AdamArgs a, unsigned long long *count) {
+    SHARED(unsigned, bad, [3]);
+    if (CHECK) {
+        if (threadIdx.x < 3) bad[threadIdx.x] = 0;
+        __syncthreads();
+    }
     if (dscale) scale = *dscale;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float gi = __fmul_rn(g[i], scale), wi = w[i];
@@ -30,23 +39,35 @@ __global__ void __launch_bounds__(THREADS)
         float update = (mi / a.bc1) / denom;
         if (ADAMW) update = __fadd_rn(update, __fmul_rn(a.wd, wi));
         float nw = __fadd_rn(wi, -__fmul_rn(a.lr, update));
+        if (CHECK) {
+            if (nonfinite(nw)) atomicAdd(&bad[0], 1u);
+            if (nonfinite(mi)) atomicAdd(&bad[1], 1u);
+            if (nonfinite(vi) || !(vi >= 0)) atomicAdd(&bad[2], 1u);
+            continue;
+        }
         w[i] = nw;
         m[i] = mi;
         v[i] = vi;
         if (w_bf16) w_bf16[i] = __float2bfloat16_rn(nw);
     }
+    if (CHECK) {   // integer sums: the order cannot change them
+        __syncthreads();
+        if (threadIdx.x < 3 && bad[threadIdx.x]) atomicAdd(&count[threadIdx.x], (unsigned long long)bad[threadIdx.x]);
+    }
 }
 
 cudaError_t adam(float *w, float *m, float *v, bf16 *w_bf16, const float *g, size_t n, float grad_scale,
                  const float *dscale, float lr, float beta1, float beta2, float eps, float bc1, float bc2, float wd,
-                 int adamw, cudaStream_t stream) {
+                 int adamw, cudaStream_t stream, unsigned long long *count = nullptr) {
     if (n == 0) return cudaSuccess;
     // 1 - beta as the twin computes it: float arithmetic on the host
     AdamArgs a = {lr, beta1, beta2, 1 - beta1, 1 - beta2, eps, bc1, bc2, wd};
     size_t b = (n + THREADS - 1) / THREADS;
     unsigned blocks = b < MAX_BLOCKS ? (unsigned)b : MAX_BLOCKS;
-    if (adamw) LAUNCH(adam_kernel<true>, blocks, THREADS, 0, stream)(w, m, v, w_bf16, g, n, grad_scale, dscale, a);
-    else LAUNCH(adam_kernel<false>, blocks, THREADS, 0, stream)(w, m, v, w_bf16, g, n, grad_scale, dscale, a);
+    // a template with two arguments holds a comma LAUNCH would split: take the kernel first
+    auto *kernel = count ? (adamw ? adam_kernel<true, true> : adam_kernel<false, true>)
+                         : (adamw ? adam_kernel<true, false> : adam_kernel<false, false>);
+    LAUNCH(kernel, blocks, THREADS, 0, stream)(w, m, v, w_bf16, g, n, grad_scale, dscale, a, count);
     return cudaGetLastError();
 }
 
@@ -105,6 +126,16 @@ cudaError_t adam_update_devscale_cuda(float *w, float *m, float *v, bf16 *w_bf16
                                       float bc1, float bc2, float wd, int adamw, cudaStream_t stream) {
     if (!grad_scale) return cudaErrorInvalidValue;
     return adam(w, m, v, w_bf16, g, n, 1.0f, grad_scale, lr, beta1, beta2, eps, bc1, bc2, wd, adamw, stream);
+}
+
+cudaError_t adam_check_devscale_cuda(unsigned long long *count, const float *w, const float *m, const float *v,
+                                     const float *g, size_t n, const float *grad_scale, float lr, float beta1,
+                                     float beta2, float eps, float bc1, float bc2, float wd, int adamw,
+                                     cudaStream_t stream) {
+    if (!grad_scale || !count) return cudaErrorInvalidValue;
+    // the kernel writes nothing in CHECK mode: the casts only share its signature
+    return adam((float *)w, (float *)m, (float *)v, nullptr, g, n, 1.0f, grad_scale, lr, beta1, beta2, eps, bc1, bc2,
+                wd, adamw, stream, count);
 }
 
 cudaError_t sumsq_acc_cuda(double *acc, double *scratch, const float *g, size_t n, cudaStream_t stream) {

@@ -25,6 +25,15 @@ cudaError_t adam_update_devscale_cuda(float *w, float *m, float *v, __nv_bfloat1
                                       const float *grad_scale, float lr, float beta1, float beta2, float eps,
                                       float bc1, float bc2, float wd, int adamw, cudaStream_t stream);
 
+// What adam_update_devscale_cuda would do, computed the same way but not written: count[0], [1],
+// [2] += how many of the new weights, m and v would be non-finite (v also when below 0).  A
+// backend runs it first so that an update it applies is known to be finite (the trainer's
+// check, without copying the state to the host).
+cudaError_t adam_check_devscale_cuda(unsigned long long *count, const float *w, const float *m, const float *v,
+                                     const float *g, size_t n, const float *grad_scale, float lr, float beta1,
+                                     float beta2, float eps, float bc1, float bc2, float wd, int adamw,
+                                     cudaStream_t stream);
+
 // *acc += sum g[i]^2 in double; scratch holds SUMSQ_BLOCKS doubles.  The order of the sum depends
 // on n only, so the bits repeat; call it for each tensor in a fixed order.
 cudaError_t sumsq_acc_cuda(double *acc, double *scratch, const float *g, size_t n, cudaStream_t stream);

@@ -405,6 +405,48 @@ void note_memory(Cuda *c) {
 
 // --------------------------------------------------------------------------- Backend
 
+// FusedAdam over the parameters (only parameter `only` when >= 0), each with its group's LR and
+// decay (lib/optim.c adam_step); with `bad`, the check that writes nothing and counts.
+int adam_all(Cuda *c, const StepArgs *a, unsigned long long *bad, int only, Error *e) {
+    const AdamConfig *ac = &c->cfg.adam;
+    const float beta1 = (float)ac->beta1, beta2 = (float)ac->beta2, eps = (float)ac->eps;
+    const float bc1 = (float)(1.0 - pow((double)beta1, (double)a->adam_step));
+    const float bc2 = (float)(1.0 - pow((double)beta2, (double)a->adam_step));
+    const int adamw = ac->weight_decay > 0;
+    for (int k = only >= 0 ? only : 0; k < (only >= 0 ? only + 1 : c->layout.n); k++) {
+        const ParamInfo *p = &c->layout.p[k];
+        ParamGroup grp = param_group(p, ac->weight_decay);
+        const float lr_g = (float)(a->lr * param_group_lr_scale(grp));
+        const float wd = grp == GROUP_DECAY ? (float)ac->weight_decay : 0.0f;
+        size_t o = p->offset;
+        if (bad)
+            CK(adam_check_devscale_cuda(bad, c->master + o, c->m + o, c->v + o, c->grad + o, p->numel, c->W.clip_scale,
+                                        lr_g, beta1, beta2, eps, bc1, bc2, wd, adamw, c->s));
+        else
+            CK(adam_update_devscale_cuda(c->master + o, c->m + o, c->v + o, c->w + o, c->grad + o, p->numel,
+                                         c->W.clip_scale, lr_g, beta1, beta2, eps, bc1, bc2, wd, adamw, c->s));
+    }
+    return 0;
+}
+
+// The first parameter whose update would be non-finite, named as lib/trainer.c names it
+// ("adam_v of head.weight"); only after a step was refused, so one sync per tensor is fine.
+int name_refused(Cuda *c, const StepArgs *a, char *out, size_t n, Error *e) {
+    snprintf(out, n, "a weight or moment");
+    for (int k = 0; k < c->layout.n; k++) {
+        unsigned long long bad[3] = {0, 0, 0};
+        CK(cudaMemsetAsync(c->W.update_bad, 0, sizeof bad, c->s));
+        if (adam_all(c, a, c->W.update_bad, k, e)) return -1;
+        CK(cudaMemcpyAsync(bad, c->W.update_bad, sizeof bad, cudaMemcpyDeviceToHost, c->s));
+        CK(cudaStreamSynchronize(c->s));
+        if (bad[0] || bad[1] || bad[2]) {
+            snprintf(out, n, "%s of %s", bad[0] ? "the weight" : bad[1] ? "adam_m" : "adam_v", c->layout.p[k].name);
+            break;
+        }
+    }
+    return 0;
+}
+
 int cuda_step(Backend *b, const int32_t *x, const int32_t *y, const StepArgs *a, StepResult *r, Error *e) {
     Cuda *c = (Cuda *)b->impl;
     GpuWork *W = &c->W;
@@ -415,6 +457,7 @@ int cuda_step(Backend *b, const int32_t *x, const int32_t *y, const StepArgs *a,
     r->t_model = t1 - t0;
     r->applied = 0;
     r->grad_norm = NAN;
+    r->refused[0] = 0;
     if (!std::isfinite(r->loss)) { r->t_update = 0; return 0; }
     if (a->poison) {
         const float nan = NAN;
@@ -424,26 +467,22 @@ int cuda_step(Backend *b, const int32_t *x, const int32_t *y, const StepArgs *a,
     CK(cudaMemsetAsync(W->sumsq, 0, sizeof(double), s));
     CK(sumsq_acc_cuda(W->sumsq, W->sumsq_scratch, c->grad, c->P, s));
     CK(clip_scale_cuda(W->clip_scale, W->norm, W->sumsq, c->cfg.adam.grad_clip, s));
+    // the update computed once without writing: applied only if every new value is finite
+    CK(cudaMemsetAsync(W->update_bad, 0, 3 * sizeof(unsigned long long), s));
+    if (adam_all(c, a, W->update_bad, -1, e)) return -1;
     double norm = NAN;
+    unsigned long long bad[3] = {0, 0, 0};
     CK(cudaMemcpyAsync(&norm, W->norm, sizeof norm, cudaMemcpyDeviceToHost, s));
+    CK(cudaMemcpyAsync(bad, W->update_bad, sizeof bad, cudaMemcpyDeviceToHost, s));
     CK(cudaStreamSynchronize(s));
     r->grad_norm = norm;
     if (!std::isfinite(norm)) { r->t_update = now_seconds() - t1; return 0; }
-    // FusedAdam per parameter, its group's LR and decay (lib/optim.c adam_step)
-    const AdamConfig *ac = &c->cfg.adam;
-    const float beta1 = (float)ac->beta1, beta2 = (float)ac->beta2, eps = (float)ac->eps;
-    const float bc1 = (float)(1.0 - pow((double)beta1, (double)a->adam_step));
-    const float bc2 = (float)(1.0 - pow((double)beta2, (double)a->adam_step));
-    const int adamw = ac->weight_decay > 0;
-    for (int k = 0; k < c->layout.n; k++) {
-        const ParamInfo *p = &c->layout.p[k];
-        ParamGroup grp = param_group(p, ac->weight_decay);
-        const float lr_g = (float)(a->lr * param_group_lr_scale(grp));
-        const float wd = grp == GROUP_DECAY ? (float)ac->weight_decay : 0.0f;
-        size_t o = p->offset;
-        CK(adam_update_devscale_cuda(c->master + o, c->m + o, c->v + o, c->w + o, c->grad + o, p->numel, W->clip_scale,
-                                     lr_g, beta1, beta2, eps, bc1, bc2, wd, adamw, s));
+    if (bad[0] || bad[1] || bad[2]) {
+        if (name_refused(c, a, r->refused, sizeof r->refused, e)) return -1;
+        r->t_update = now_seconds() - t1;
+        return 0;
     }
+    if (adam_all(c, a, NULL, -1, e)) return -1;
     CK(cudaStreamSynchronize(s));
     note_memory(c);
     r->applied = 1;
@@ -562,6 +601,7 @@ extern "C" int backend_cuda_open(const ModelConfig *mc, const float *w, const Ba
     b->set_state = cuda_set_state;
     b->free = cuda_free;
     b->device_peak = cuda_peak;
+    b->checks_update = 1;
     c->cfg = *bc;
     c->mc = *mc;
     if (layout_build(mc, &c->layout, e)) { free(c); free(b); return -1; }

@@ -33,6 +33,9 @@ typedef struct {
     int    applied;      /* 0: loss or norm not finite, weights and moments untouched */
     double t_model;      /* seconds in forward + backward */
     double t_update;     /* seconds in norm, clipping, Adam and the weight copy */
+    /* From a backend that checks its own updates (Backend.checks_update): when it refused
+     * one that would have left a value non-finite, what ("adam_v of head.weight"); else "". */
+    char   refused[96];
 } StepResult;
 
 typedef struct Backend Backend;
@@ -48,6 +51,10 @@ struct Backend {
     /* Device memory in use at its highest so far (bytes, the device's used memory as
      * cudaMemGetInfo sees it); NULL for backends without a device. */
     uint64_t (*device_peak)(const Backend *b);
+    /* 1: step() applies an update only when every new weight and moment is finite (it
+     * checks on the device first), so the trainer need not copy the state back after each
+     * step to test it; it fetches the state only to save it.  0: the trainer checks. */
+    int checks_update;
 };
 
 /* backend.c: the accelerator names, dispatched to the backends this build has. */

@@ -34,6 +34,7 @@ static int cpu_step(Backend *b, const int32_t *x, const int32_t *y, const StepAr
     double t1 = now_seconds();
     r->t_model = t1 - t0;
     r->t_update = 0;
+    r->refused[0] = 0;
     if (a->poison) c->grad[n / 2] = NAN;
     r->grad_norm = grad_global_norm(c->grad, n);
     r->applied = 0;

@@ -82,6 +82,7 @@ static void carve(GpuWork *w, const ModelConfig *c, const BackendConfig *bc, Car
     w->norm = (double *)take(work, sizeof(double));
     w->sumsq_scratch = (double *)take(work, 256 * sizeof(double));   /* adam.cuh SUMSQ_BLOCKS */
     w->clip_scale = TAKE_F(work, 1);
+    w->update_bad = (unsigned long long *)take(work, 3 * sizeof(unsigned long long));
     w->gemm_workspace = take(work, GPU_GEMM_WORKSPACE_BYTES);
 }
 

@@ -47,6 +47,7 @@ typedef struct {
     /* optimizer: the global norm's sums and the clip scale */
     double *sumsq, *norm, *sumsq_scratch;
     float *clip_scale;
+    unsigned long long *update_bad;   /* 3 counters: new weights, m, v that would be non-finite */
     void *gemm_workspace;
 } GpuWork;
 

@@ -253,6 +253,10 @@ struct Trainer {
      * saved, and what a step that would make a value non-finite rolls back to. */
     float *good_w, *good_m, *good_v;
     float *new_w, *new_m, *new_v;   /* the state after a step, checked before it becomes good */
+    /* With a backend that checks its own updates (Backend.checks_update) the good state is
+     * fetched only when it is saved: host_stale says the backend is ahead of good_*;
+     * state_lost, that a step cannot be taken back (so the run ends without saving). */
+    int host_stale, state_lost;
     uint64_t data_xxh3, exit_step, world;
     dev_t bin_dev;         /* the .bin being trained on, to notice it being truncated */
     ino_t bin_ino;
@@ -299,6 +303,15 @@ static void end_progress_line(const Trainer *tr)
 static void fmt_double(char *b, size_t n, double v) { snprintf(b, n, "%a", v); }
 
 /* Run configuration stored in the state, checked or inherited on resume. */
+/* The backend's state into good_* when the host copy is behind (checks_update backends). */
+static int sync_host(Trainer *tr, Error *e)
+{
+    if (!tr->host_stale) return 0;
+    if (tr->be->get_state(tr->be, tr->good_w, tr->good_m, tr->good_v, e)) return -1;
+    tr->host_stale = 0;
+    return 0;
+}
+
 static int save_state(Trainer *tr, Error *e)
 {
     char v[16][64];
@@ -325,7 +338,7 @@ static int save_state(Trainer *tr, Error *e)
                          "precision", tr->precision, NULL };
     char *path = state_path(tr->o->proj_dir, tr->c.step);
     if (!path) return fail(e, "out of memory");
-    int rc = trainstate_write(path, &tr->cfg, &tr->c, tr->good_w, tr->good_m, tr->good_v, kv, e);
+    int rc = sync_host(tr, e) ? -1 : trainstate_write(path, &tr->cfg, &tr->c, tr->good_w, tr->good_m, tr->good_v, kv, e);
     if (rc == 0) {
         tr->last_save_time = now_seconds();
         /* Keep the newest K states; older ones go only after the new one is committed. */
@@ -342,6 +355,7 @@ static int save_state(Trainer *tr, Error *e)
 /* Weights as NAME.safetensors and/or NAME.pth (--save_format), bf16. */
 static int save_weights(Trainer *tr, const char *name, Error *e)
 {
+    if (sync_host(tr, e)) return -1;
     memcpy(tr->host.w, tr->good_w, tr->layout.total * sizeof(float));
     static const char *const ext[] = { ".safetensors", ".pth" };
     for (int k = 0; k < 2; k++) {
@@ -1103,7 +1117,10 @@ static int train_step(Trainer *tr, Loop *lp, double lr, StepResult *res, Error *
     lp->t_update += res->t_update;
     char where[160] = "";
     lp->swapped = 0;
-    if (res->applied) {
+    if (tr->be->checks_update) {   /* checked on the device: nothing to copy */
+        if (res->applied) tr->host_stale = 1;
+        else snprintf(where, sizeof where, "%s", res->refused);
+    } else if (res->applied) {
         double tc0 = now_seconds();
         if (tr->be->get_state(tr->be, tr->new_w, tr->new_m, tr->new_v, e)) return -1;
         if (find_nonfinite(tr, tr->new_w, tr->new_m, tr->new_v, where, sizeof where)) {
@@ -1233,7 +1250,9 @@ static int report_end(Trainer *tr, Loop *lp, int status)
     /* The good state is finite and matches the counters whatever stopped the run. */
     if (lp->finished && status == 0 && save_weights(tr, "rwkv-final", &e)) { say(tr, "%s", e.msg); status = 1; }
     char *path = state_path(a->proj_dir, tr->c.step);
-    if (save_state(tr, &e)) {
+    if (tr->state_lost) {
+        /* take_step_back said so */
+    } else if (save_state(tr, &e)) {
         say(tr, "training state not saved: %s", e.msg);
         status = 1;
     } else if (status == TRAIN_EXIT_SIGNAL)
@@ -1279,9 +1298,16 @@ static int report_end(Trainer *tr, Loop *lp, int status)
  * logs then have no gap).  Returns the run's exit status. */
 static int take_step_back(Trainer *tr, Loop *lp, const TrainCounters *before, const Error *e)
 {
+    end_progress_line(tr);
+    if (tr->host_stale) {
+        /* the step is applied on the device and the state before it is not on the host:
+         * save nothing; the next run resumes from the last saved state, as after a kill */
+        tr->state_lost = 1;
+        say(tr, "%s; stopping without saving (the next run resumes from the last saved state)", e->msg);
+        return 1;
+    }
     if (lp->swapped) swap_good(tr);
     tr->c = *before;
-    end_progress_line(tr);
     say(tr, "%s; stopping (step %" PRIu64 " is not counted: the next run redoes it)", e->msg, tr->c.step);
     return 1;
 }

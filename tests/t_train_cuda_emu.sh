@@ -9,6 +9,8 @@
 #    uninterrupted emulated GPU run;
 #  - a train state moved CPU -> emulated GPU -> CPU continues: the step count runs on, and the
 #    losses stay within bf16 noise of a run that stayed on the CPU;
+#  - updates that would overflow are refused on the device (no host copy per step), a poisoned
+#    gradient skipped, and the states saved are finite; a failed log write stops without saving;
 #  - --dry-run prints the device memory plan, and a plan larger than the device is refused
 #    before the first step with the numbers.
 . "$TOP/tests/lib.sh"
@@ -83,6 +85,47 @@ check "steps 0..29 logged once each, in order" sh -c "sed 's/.*\"step\":\([0-9]*
 losses m >lm.txt
 paste lc.txt lm.txt | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d } END { printf "moved run vs CPU-only run: max |loss difference| %.5f\n", m }'
 check "the moved run's losses stay within 2e-2 of the CPU-only run" sh -c "paste lc.txt lm.txt | awk '{ d = \$1 - \$2; if (d < 0) d = -d; if (!(d <= 0.02)) exit 1 }'"
+
+# --- non-finite updates on the device: the backend checks each update before applying it
+# (no state copied to the host per step); a refused one is skipped with the weights kept, as on
+# the CPU (t_train_nonfinite.sh): huge head weights with --grad_clip 0 overflow g^2 in Adam's v
+if $PYTHON -c 'import numpy' 2>/dev/null; then
+    fresh nf
+    $U scale init.safetensors nf/rwkv-init.safetensors head.weight 1e15 || exit 1
+    "$gpu" --proj_dir nf $common --accelerator gpu --grad_clip 0 --exit_after_steps 3 2>nf.err
+    eq "overflowing updates on the GPU stop the run with exit 4" $? 4
+    check "... each one refused, naming what would overflow" grep -q 'step 0: the update would make adam_v of .* non-finite .*update skipped, weights and moments kept' nf.err
+    check "... and the state saved is finite" $U finite nf/train-state-00000003.safetensors
+fi
+fresh pz
+RWKV7C_TRAIN_POISON=2 "$gpu" --proj_dir pz $common --accelerator gpu --exit_after_steps 4 2>pz.err
+eq "a poisoned gradient on the GPU: the run goes on" $? 0
+check "... the step is skipped as non-finite" grep -q 'step 2: non-finite gradient norm' pz.err
+check "... and the state after it is finite" $U finite pz/train-state-00000004.safetensors
+
+# --- a failed log write on the GPU: the step cannot be taken back (the state before it is not on
+# the host), so nothing is saved and the next run resumes from the last saved state, as after a
+# kill; metrics.jsonl keeps each step once (t_train_logfail.sh is the CPU's version)
+$U copy d16 3000 7 || exit 1
+rwkv-init -L 2 -C 64 --vocab-size 16 -s 3 -q -o init16.safetensors || exit 1
+mkdir lf
+cp init16.safetensors lf/rwkv-init.safetensors
+L="$gpu --accelerator gpu --proj_dir lf --data_file d16 --ctx_len 32 --micro_bsz 4 --save_minutes 0"
+$L --exit_after_steps 5 2>/dev/null || exit 1
+$PYTHON -c 'import json; open("lf/metrics.jsonl", "a").write(json.dumps({"step": 0, "pad": "x" * 2000000}) + "\n")'
+size=$(stat -c %s lf/metrics.jsonl)
+$PYTHON -c 'import os, resource, sys
+n = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); os.execvp(sys.argv[2], sys.argv[2:])' \
+    $((size + 1000)) $L --exit_after_steps 50 2>lf.err
+eq "a failed metrics write on the GPU exits 1" $? 1
+check "... stopping without saving" grep -q 'lf/metrics.jsonl: write failed: File too large; stopping without saving (the next run resumes from the last saved state)' lf.err
+check "... no state after step 5" test "$(ls lf | grep -c '^train-state-')" -eq 1 -a -f lf/train-state-00000005.safetensors
+$L --exit_after_steps 3 2>lf2.err
+check "the next run resumes from step 5" grep -q 'resuming from lf/train-state-00000005.safetensors (step 5' lf2.err
+check "... metrics has each step once" $PYTHON -c '
+import json
+steps = [json.loads(l)["step"] for l in open("lf/metrics.jsonl") if "pad" not in l]
+assert steps == list(range(8)), steps'
 
 # --- the plan, and a plan that cannot fit
 "$gpu" --proj_dir g $common --accelerator gpu --dry-run >plan.txt 2>&1
