@@ -85,7 +85,7 @@ NVCCFLAGS     ?= -O3
 ALL_NVCCFLAGS  = -std=c++17 $(GENCODE) --Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror \
                  -Xptxas -v -Icuda -Ilib -MMD -MP $(NVCCFLAGS)
 CUDA_GPU_TESTS := $(patsubst tests/cuda/%.cu,$(B)/cuda/tests/%,$(CUDA_TEST_SRC))
-cuda: $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.o) $(CUDA_GPU_TESTS) $(B)/cuda/bin/rwkv-train
+cuda: $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.o) $(CUDA_GPU_TESTS) $(CUDA_TOOLS:%=$(B)/cuda/bin/%) $(B)/cuda/$(VOCAB:$(B)/%=%)
 # Rewritten only when the flags change (another CUDA_ARCH, say), so that the objects follow them.
 $(B)/cuda/flags: cuda-flags-check
 	@mkdir -p $(@D)
@@ -104,12 +104,15 @@ $(B)/cuda/tests/%: $(B)/cuda/obj/tests/cuda/%.o $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.
 	@mkdir -p $(@D)
 	$(NVCC) $(GENCODE) $^ $(CUDA_TEST_LIBS) $(CUDA_GPU_LIBS) -o $@
 
-# The trainer with the CUDA backend: lib/backend.c again with RWKV7C_CUDA (it then dispatches
-# --accelerator gpu to cuda/backend_cuda.cu), linked before the library so its copy wins.
-$(B)/cuda/obj/lib/backend.o: lib/backend.c
+# The tools with the CUDA backend (rwkv-train, rwkv-generate --accelerator gpu): the dispatch
+# files (CUDA_SELECT) again with RWKV7C_CUDA, which then call cuda/backend_cuda.cu, linked
+# before the library so their copies win.
+CUDA_SELECT := backend gpu_decode
+CUDA_TOOLS  := rwkv-train rwkv-generate
+$(B)/cuda/obj/lib/%.o: lib/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DRWKV7C_CUDA -c $< -o $@
-$(B)/cuda/bin/rwkv-train: $(B)/obj/bin/rwkv-train.o $(B)/cuda/obj/lib/backend.o $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.o) $(B)/librwkv7c.a
+$(CUDA_TOOLS:%=$(B)/cuda/bin/%): $(B)/cuda/bin/%: $(B)/obj/bin/%.o $(CUDA_SELECT:%=$(B)/cuda/obj/lib/%.o) $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.o) $(B)/librwkv7c.a
 	@mkdir -p $(@D)
 	$(NVCC) $(GENCODE) $^ $(CUDA_TEST_LIBS) $(CUDA_GPU_LIBS) -o $@
 
@@ -124,7 +127,15 @@ EMU_FLAGS     = -std=c++17 -Wall -Wextra -Wshadow -Wno-unknown-pragmas -Icuda -I
 EMU_SAN       = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 EMU_TESTS    := $(patsubst tests/cuda/%.cu,$(B)/cuda-emu/tests/%,$(CUDA_TEST_SRC))
 EMU_SAN_TESTS := $(patsubst tests/cuda/%.cu,$(B)/cuda-emu/asan/%,$(CUDA_TEST_SRC))
-cuda-emu: $(EMU_TESTS) $(if $(shell command -v $(EMU_SAN_CXX)),$(EMU_SAN_TESTS)) $(B)/cuda-emu/bin/rwkv-train
+cuda-emu: $(EMU_TESTS) $(if $(shell command -v $(EMU_SAN_CXX)),$(EMU_SAN_TESTS)) $(CUDA_TOOLS:%=$(B)/cuda-emu/bin/%) \
+          $(B)/cuda-emu/$(VOCAB:$(B)/%=%)
+# the vocabulary beside the CUDA tools, where rwkv-generate looks first (bin/../share/rwkv7c)
+$(B)/cuda/share/rwkv7c/%: share/rwkv7c/%
+	@mkdir -p $(@D)
+	cp $< $@
+$(B)/cuda-emu/share/rwkv7c/%: share/rwkv7c/%
+	@mkdir -p $(@D)
+	cp $< $@
 ifneq ($(wildcard $(CUDA_HOME)/include/cuda_bf16.h),)
 all: cuda-emu
 endif
@@ -137,11 +148,12 @@ $(B)/cuda-emu/obj/%.o: %.cpp
 $(B)/cuda-emu/tests/%: $(B)/cuda-emu/obj/tests/cuda/%.o $(B)/cuda-emu/obj/cuda/emu.o $(CUDA_SRC:%.cu=$(B)/cuda-emu/obj/%.o) $(B)/librwkv7c.a
 	@mkdir -p $(@D)
 	$(EMU_CXX) $^ $(CUDA_TEST_LIBS) -o $@
-# The emulated trainer: `--accelerator gpu` runs cuda/backend_cuda.cu on the CPU (tests/t_train_cuda_emu.sh).
-$(B)/cuda-emu/obj/lib/backend.o: lib/backend.c
+# The emulated tools: `--accelerator gpu` runs cuda/backend_cuda.cu on the CPU
+# (tests/t_train_cuda_emu.sh, t_generate_cuda_emu.sh).
+$(B)/cuda-emu/obj/lib/%.o: lib/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DRWKV7C_CUDA -c $< -o $@
-$(B)/cuda-emu/bin/rwkv-train: $(B)/obj/bin/rwkv-train.o $(B)/cuda-emu/obj/lib/backend.o $(B)/cuda-emu/obj/cuda/emu.o $(CUDA_SRC:%.cu=$(B)/cuda-emu/obj/%.o) $(B)/librwkv7c.a
+$(CUDA_TOOLS:%=$(B)/cuda-emu/bin/%): $(B)/cuda-emu/bin/%: $(B)/obj/bin/%.o $(CUDA_SELECT:%=$(B)/cuda-emu/obj/lib/%.o) $(B)/cuda-emu/obj/cuda/emu.o $(CUDA_SRC:%.cu=$(B)/cuda-emu/obj/%.o) $(B)/librwkv7c.a
 	@mkdir -p $(@D)
 	$(EMU_CXX) $^ $(CUDA_TEST_LIBS) -o $@
 $(B)/cuda-emu/asan-obj/%.o: %.cu

@@ -14,6 +14,7 @@
 #include "growbuf.h"
 #include "logit_sample.h"
 #include "model.h"
+#include "gpu_decode.h"
 #include "model_io.h"
 #include "tokenizer.h"
 #include "util.h"
@@ -49,6 +50,8 @@ static void usage(FILE *f)
         "      --dtype bf16|fp32  weights of the token-by-token decode (default: bf16\n"
         "                         when the checkpoint's weights are bf16, else fp32);\n"
         "                         bf16 reads half the bytes, accumulates in fp32\n"
+        "      --accelerator cpu|gpu  where to run (default cpu); gpu: the CUDA build\n"
+        "                         (build/cuda/bin), bf16 weights and activations\n"
         "      --vocab FILE       vocabulary (default: the installed %s)\n"
         "  -h, --help             show this help\n"
         "  -V, --version          show the version\n"
@@ -65,7 +68,7 @@ typedef struct {
     const char *model_path, *prompt, *stop, *logits_path, *vocab_path;
     uint64_t n_tokens, seed, top_k;
     double temperature, top_p;
-    int chat, force;
+    int chat, force, gpu;                                 /* gpu: --accelerator gpu */
     enum { DTYPE_AUTO, DTYPE_BF16, DTYPE_FP32 } dtype;   /* decode weights (--dtype) */
 } Options;
 
@@ -76,6 +79,7 @@ typedef struct {
     Tokenizer *tok;
     Model model;
     ModelState *st;
+    GpuDecoder *gpu;           /* --accelerator gpu: the state and the weights live there instead */
     LogitSampler smp;
     float *logits, *prob;      /* logits of the next token; sampler scratch */
     int32_t *idx;
@@ -86,6 +90,7 @@ typedef struct {
 static void free_generator(Generator *g)
 {
     model_state_free(g->st);
+    gpu_decoder_free(g->gpu);
     model_free(&g->model);
     tokenizer_free(g->tok);
     vocab_free(&g->vocab);
@@ -104,8 +109,9 @@ static int build_generator(Generator *g, const Options *o, Error *e)
     g->model_path = o->model_path;
     if (vocab_load_default(&g->vocab, o->vocab_path, e) || !(g->tok = tokenizer_new(&g->vocab, e)) ||
         model_load(&g->model, o->model_path, e) ||
-        model_use_bf16(&g->model, o->dtype == DTYPE_BF16 || (o->dtype == DTYPE_AUTO && model_weights_bf16_exact(&g->model)), e) ||
-        !(g->st = model_state_new(&g->model, e)))
+        (o->gpu ? gpu_decoder_open(&g->model, &g->gpu, e)
+                : model_use_bf16(&g->model, o->dtype == DTYPE_BF16 || (o->dtype == DTYPE_AUTO && model_weights_bf16_exact(&g->model)), e) ||
+                  !(g->st = model_state_new(&g->model, e))))
         goto fail;
     size_t V = (size_t)g->model.cfg.vocab_size;
     g->logits = malloc(V * sizeof *g->logits);
@@ -120,6 +126,17 @@ static int build_generator(Generator *g, const Options *o, Error *e)
 fail:
     free_generator(g);
     return -1;
+}
+
+/* Feed n tokens to the state (CPU or GPU); logits of the next token if non-NULL. */
+static int advance(Generator *g, const int32_t *tokens, int n, float *logits, Error *e)
+{
+    if (g->gpu) return gpu_decoder_feed(g->gpu, tokens, n, logits, e);
+    if (n == 1) {
+        model_step(&g->model, g->st, tokens[0], logits);
+        return 0;
+    }
+    return model_prefill(&g->model, g->st, tokens, n, logits, e);
 }
 
 /* A checkpoint whose weights overflow in fp32 gives NaN or inf logits; the
@@ -151,7 +168,8 @@ static int feed(Generator *g, const char *text, size_t len, uint64_t line, Error
                                 g->model_path, ids[i], (unsigned long long)line, V);
             else rc = fail(e, "%s: prompt token %u is outside the model's vocabulary (size %d)", g->model_path, ids[i], V);
         }
-    if (!rc) rc = model_prefill(&g->model, g->st, (const int32_t *)ids, (int)n, g->logits, e);
+    if (!rc) rc = g->gpu ? advance(g, (const int32_t *)ids, (int)n, g->logits, e)
+                         : model_prefill(&g->model, g->st, (const int32_t *)ids, (int)n, g->logits, e);
     free(ids);
     if (rc) return -1;
     char when[64];
@@ -217,7 +235,7 @@ static int sample_reply(Generator *g, int n, const char *stop, int32_t *last, Er
         size_t before = g->out_len;
         if (emit(g, t, e)) return -1;
         if (i + 1 == n || stopped(g, stop, stop_len, g->out_len - before)) { *last = t; return 0; }
-        model_step(&g->model, g->st, t, g->logits);
+        if (advance(g, &t, 1, g->logits, e)) return -1;
         char when[64];
         snprintf(when, sizeof when, "after generated token %d", i + 1);
         if (check_logits(g, when, e)) return -1;
@@ -285,7 +303,7 @@ static int chat(Generator *g, const Options *o, size_t *n_out, Error *e)
         g->out_len = 0;
         /* -n 0: only read the turns (e.g. for --logits-out), as without --chat */
         if (o->n_tokens > 0 && (rc = sample_reply(g, (int)o->n_tokens, o->stop ? o->stop : "\n\n", &last, e))) break;
-        if (last > 0) model_step(&g->model, g->st, last, NULL);   /* the state includes the whole reply */
+        if (last > 0 && (rc = advance(g, &last, 1, NULL, e))) break;   /* the state includes the whole reply */
         ended_blank = g->out_len >= 2 && !memcmp(g->out + g->out_len - 2, "\n\n", 2);
         if (!ended_blank) fputs("\n\n", stdout);
         fflush(stdout);
@@ -300,7 +318,7 @@ static int chat(Generator *g, const Options *o, size_t *n_out, Error *e)
 /* Options into o; returns -1 to go on, or the exit status (help, version, usage error). */
 static int parse_options(int argc, char **argv, Options *o)
 {
-    enum { O_TEMP = 256, O_TOPP, O_TOPK, O_STOP, O_CHAT, O_LOGITS, O_VOCAB, O_DTYPE };
+    enum { O_TEMP = 256, O_TOPP, O_TOPK, O_STOP, O_CHAT, O_LOGITS, O_VOCAB, O_DTYPE, O_ACCEL };
     static const struct option opts[] = {
         { "model", required_argument, 0, 'm' },      { "prompt", required_argument, 0, 'p' },
         { "tokens", required_argument, 0, 'n' },     { "temperature", required_argument, 0, O_TEMP },
@@ -308,7 +326,7 @@ static int parse_options(int argc, char **argv, Options *o)
         { "seed", required_argument, 0, 's' },       { "stop", required_argument, 0, O_STOP },
         { "chat", no_argument, 0, O_CHAT },          { "logits-out", required_argument, 0, O_LOGITS },
         { "force", no_argument, 0, 'f' },            { "vocab", required_argument, 0, O_VOCAB },
-        { "dtype", required_argument, 0, O_DTYPE },
+        { "dtype", required_argument, 0, O_DTYPE },   { "accelerator", required_argument, 0, O_ACCEL },
         { "help", no_argument, 0, 'h' },             { "version", no_argument, 0, 'V' },
         { 0, 0, 0, 0 },
     };
@@ -355,6 +373,11 @@ static int parse_options(int argc, char **argv, Options *o)
             else if (!strcmp(optarg, "fp32")) o->dtype = DTYPE_FP32;
             else return bad_option("dtype", optarg, "bf16 or fp32");
             break;
+        case O_ACCEL:
+            if (!strcmp(optarg, "cpu")) o->gpu = 0;
+            else if (!strcmp(optarg, "gpu") || !strcmp(optarg, "cuda")) o->gpu = 1;
+            else return bad_option("accelerator", optarg, "cpu or gpu");
+            break;
         case 'h': usage(stdout); return close_stdout();
         case 'V': return tool_version();
         default: usage(stderr); return 2;
@@ -362,6 +385,11 @@ static int parse_options(int argc, char **argv, Options *o)
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
     if (!o->model_path) return usage_error("a checkpoint is required: -m MODEL");
+    if (o->gpu) {
+        Error e;
+        if (gpu_decoder_check(&e)) return usage_error("%s", e.msg);
+        if (o->dtype == DTYPE_FP32) return usage_error("--dtype fp32: the GPU decoder holds the weights in bf16");
+    }
     return -1;
 }
 

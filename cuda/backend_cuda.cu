@@ -32,8 +32,11 @@
 
 extern "C" {
 #include "backend.h"
+#include "gpu_decode.h"
 #include "gpuplan.h"
+#include "model.h"
 #include "optim.h"
+#include "tensors.h"
 }
 #include "ops.h"
 
@@ -148,8 +151,15 @@ int gemm(Cuda *c, int ta, int tb, int M, int N, int K, const bf16 *A, const bf16
 
 // --------------------------------------------------------------------------- forward
 
+// The recurrent state of one layer (B == 1): the token-shift inputs and the WKV state, read as
+// the starting point and replaced by the final one (lib/model.c ModelState); NULL in training.
+struct LayerState {
+    bf16 *att_shift, *ffn_shift;   // C each
+    float *wkv;                    // H * 64 * 64
+};
+
 // xout = xin + TimeMix(LN1 xin), then + ChannelMix(LN2 .)   (lib/model.c block_forward)
-int block_forward(Cuda *c, int l, GpuLayerAct *A, const bf16 *xin, bf16 *xout, Error *e) {
+int block_forward(Cuda *c, int l, GpuLayerAct *A, const bf16 *xin, bf16 *xout, const LayerState *st, Error *e) {
     const ModelConfig *mc = &c->mc;
     const LayerOff *o = &c->off[l];
     const bf16 *P = c->w;
@@ -168,7 +178,8 @@ int block_forward(Cuda *c, int l, GpuLayerAct *A, const bf16 *xin, bf16 *xout, E
     bf16 *act = (bf16 *)A->act, *vfirst = (bf16 *)W->vfirst;
 
     CK(layernorm_fwd_cuda(h1, A->ln1_mean, A->ln1_rstd, xin, P + o->ln1_w, P + o->ln1_b, BT, C, 1e-5f, s));
-    CK(shift_mix_fwd_cuda(mix, h1, NULL, mu, NMIX, B, T, C, s));
+    CK(shift_mix_fwd_cuda(mix, h1, st ? st->att_shift : NULL, mu, NMIX, B, T, C, s));
+    if (st) CK(cudaMemcpyAsync(st->att_shift, h1 + (size_t)(T - 1) * C, C * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
     GEMM(0, 1, BTi, C, C, mix[MIX_R], P + o->Wr, r, 0.0f);
     GEMM(0, 1, BTi, C, C, mix[MIX_K], P + o->Wk, k, 0.0f);
     GEMM(0, 1, BTi, C, C, mix[MIX_V], P + o->Wv, v, 0.0f);
@@ -197,7 +208,7 @@ int block_forward(Cuda *c, int l, GpuLayerAct *A, const bf16 *xin, bf16 *xout, E
     CK(sigmoid_fwd_cuda(gh, BT * Dg, s));
     GEMM(0, 0, BTi, C, Dg, gh, P + o->g2, g, 0.0f);
     CK(keyprep_fwd_cuda(kk, kp, A->inv, k, a, P + o->k_k, P + o->k_a, BT, H, s));
-    CK(wkv7_fwd_cuda(y, A->ckpt, NULL, r, w, kp, vm, kk, a, B, T, H, s));
+    CK(wkv7_fwd_cuda(y, st ? NULL : A->ckpt, st ? st->wkv : NULL, r, w, kp, vm, kk, a, B, T, H, s));
     CK(gn_bonus_gate_fwd_cuda(out, A->gn_mean, A->gn_rstd, A->bonus, y, r, kp, vm, g, P + o->lnx_w, P + o->lnx_b,
                               P + o->r_k, BT, H, s));
     // xmid = x + out Wo^T (one rounding of the fp32 sum)
@@ -207,7 +218,8 @@ int block_forward(Cuda *c, int l, GpuLayerAct *A, const bf16 *xin, bf16 *xout, E
     CK(layernorm_fwd_cuda(h2, A->ln2_mean, A->ln2_rstd, xmid, P + o->ln2_w, P + o->ln2_b, BT, C, 1e-5f, s));
     bf16 *fout[1] = {cmix};
     const bf16 *fmu[1] = {P + o->fx_k};
-    CK(shift_mix_fwd_cuda(fout, h2, NULL, fmu, 1, B, T, C, s));
+    CK(shift_mix_fwd_cuda(fout, h2, st ? st->ffn_shift : NULL, fmu, 1, B, T, C, s));
+    if (st) CK(cudaMemcpyAsync(st->ffn_shift, h2 + (size_t)(T - 1) * C, C * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
     GEMM(0, 1, BTi, 4 * C, C, cmix, P + o->Fk, act, 0.0f);
     CK(relu_sq_fwd_cuda(act, BT * 4 * C, s));
     CK(cudaMemcpyAsync(xout, xmid, BT * C * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
@@ -217,7 +229,8 @@ int block_forward(Cuda *c, int l, GpuLayerAct *A, const bf16 *xin, bf16 *xout, E
 
 GpuLayerAct *layer_act(Cuda *c, int l) { return &c->W.act[c->W.nact == 1 ? 0 : l]; }
 
-int forward_blocks(Cuda *c, Error *e) {
+// st: n_layer states (inference), or NULL.
+int forward_blocks(Cuda *c, const LayerState *st, Error *e) {
     GpuWork *W = &c->W;
     size_t BT = (size_t)c->cfg.B * c->cfg.T;
     int C = c->mc.n_embd;
@@ -226,7 +239,8 @@ int forward_blocks(Cuda *c, Error *e) {
     CK(layernorm_fwd_cuda((bf16 *)W->xin[0], W->ln0_mean, W->ln0_rstd, (bf16 *)W->x_emb, c->w + o0->ln0_w,
                           c->w + o0->ln0_b, BT, C, 1e-5f, c->s));
     for (int l = 0; l < c->mc.n_layer; l++)
-        if (block_forward(c, l, layer_act(c, l), (bf16 *)W->xin[l], (bf16 *)W->xin[l + 1], e)) return -1;
+        if (block_forward(c, l, layer_act(c, l), (bf16 *)W->xin[l], (bf16 *)W->xin[l + 1], st ? &st[l] : NULL, e))
+            return -1;
     return 0;
 }
 
@@ -371,11 +385,11 @@ int forward_backward(Cuda *c, const int32_t *x, const int32_t *yv, float *loss, 
     CK(cudaMemcpyAsync(W->tokens, x, BT * sizeof(int32_t), cudaMemcpyHostToDevice, c->s));
     CK(cudaMemcpyAsync(W->tokens + BT, yv, BT * sizeof(int32_t), cudaMemcpyHostToDevice, c->s));
     CK(cudaMemsetAsync(c->grad, 0, c->P * sizeof(float), c->s));
-    if (forward_blocks(c, e) || head_loss(c, e)) return -1;
+    if (forward_blocks(c, NULL, e) || head_loss(c, e)) return -1;
     CK(cudaMemsetAsync(W->dvfirst, 0, BT * C * sizeof(bf16), c->s));
     for (int l = L - 1; l >= 0; l--) {
         GpuLayerAct *A = layer_act(c, l);
-        if (c->cfg.grad_cp && block_forward(c, l, A, (bf16 *)W->xin[l], (bf16 *)W->xin[l + 1], e)) return -1;
+        if (c->cfg.grad_cp && block_forward(c, l, A, (bf16 *)W->xin[l], (bf16 *)W->xin[l + 1], NULL, e)) return -1;
         if (block_backward(c, l, A, (bf16 *)W->xin[l], e)) return -1;
     }
     const LayerOff *o0 = &c->off[0];
@@ -586,7 +600,144 @@ int open_device(Cuda *c, const float *w0, Error *e) {
     return 0;
 }
 
+// --------------------------------------------------------------------------- decoding
+
+const int DECODE_CHUNK = 128;   // tokens per parallel pass of a prefill (lib/model.c PREFILL_CHUNK)
+
+struct Decoder {
+    Cuda c;                 // weights (bf16 only: c.params), work arenas for B = 1, T = DECODE_CHUNK
+    LayerState *st;         // host array of n_layer, pointing into state_mem
+    void *state_mem;        // token shifts (bf16) then WKV states (fp32)
+    size_t state_bytes;
+    float *logits;          // V fp32 on the device
+};
+
+int decoder_reset(Decoder *d, Error *e) {
+    Cuda *c = &d->c;
+    CK(cudaMemsetAsync(d->state_mem, 0, d->state_bytes, c->s));
+    CK(cudaStreamSynchronize(c->s));
+    return 0;
+}
+
+int decoder_open(Decoder *d, const Model *m, Error *e) {
+    Cuda *c = &d->c;
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess || count == 0)
+        return fail(e, "--accelerator gpu: no CUDA device (%s)", err != cudaSuccess ? cudaGetErrorString(err) : "none found");
+    CK(cudaSetDevice(0));
+    c->mc = m->cfg;
+    if (c->mc.head_size != OPS_HEAD_SIZE) return fail(e, "head size must be %d", OPS_HEAD_SIZE);
+    c->cfg.B = 1;
+    c->cfg.T = DECODE_CHUNK;
+    c->cfg.grad_cp = 1;   // one block's activations
+    c->cfg.bf16 = 1;
+    if (layout_build(&c->mc, &c->layout, e)) return -1;
+    c->P = c->layout.total;
+    if (offsets_build(c, e)) return -1;
+    GpuArenaSizes sz;
+    gpu_arena_sizes(&c->mc, &c->cfg, &sz);
+    int L = c->mc.n_layer, C = c->mc.n_embd, H = c->mc.n_head;
+    size_t shift_bytes = (size_t)L * C * sizeof(bf16), wkv_bytes = (size_t)L * H * 64 * 64 * sizeof(float);
+    d->state_bytes = 2 * shift_bytes + wkv_bytes;
+    size_t need = c->P * 2 + sz.acts + sz.work + d->state_bytes + (size_t)c->mc.vocab_size * 4, free_b = 0, total_b = 0;
+    CK(cudaMemGetInfo(&free_b, &total_b));
+    if (need > free_b)
+        return fail(e, "out of memory: decoding needs %.1f MiB of device memory and the device has %.1f MiB free of %.1f",
+                    need / 1048576.0, free_b / 1048576.0, total_b / 1048576.0);
+    CK(cudaStreamCreateWithFlags(&c->s, cudaStreamNonBlocking));
+    CK(cudaMalloc(&c->params, c->P * sizeof(bf16)));
+    CK(cudaMalloc(&c->acts, sz.acts));
+    CK(cudaMalloc(&c->work, sz.work));
+    CK(cudaMalloc(&d->state_mem, d->state_bytes));
+    CK(cudaMalloc(&d->logits, (size_t)c->mc.vocab_size * sizeof(float)));
+    if (gpu_work_carve(&c->W, &c->mc, &c->cfg, c->acts, c->work, e)) return -1;
+    c->w = (bf16 *)c->params;
+    d->st = (LayerState *)calloc((size_t)L, sizeof *d->st);
+    if (!d->st) return fail(e, "out of memory");
+    char *sm = (char *)d->state_mem;
+    for (int l = 0; l < L; l++) {
+        d->st[l].att_shift = (bf16 *)(sm + (size_t)l * C * sizeof(bf16));
+        d->st[l].ffn_shift = (bf16 *)(sm + shift_bytes + (size_t)l * C * sizeof(bf16));
+        d->st[l].wkv = (float *)(sm + 2 * shift_bytes + (size_t)l * H * 64 * 64 * sizeof(float));
+    }
+    err = gemm_create(&c->gemm);
+    if (err != cudaSuccess) return cuda_fail(e, err, "gemm_create", __FILE__, __LINE__);
+    // the weights rounded to bf16 on the host (round to nearest even, as round_bf16_cuda)
+    uint16_t *host = (uint16_t *)malloc(c->P * sizeof(uint16_t));
+    if (!host) return fail(e, "out of memory for the bf16 copy of %zu parameters", c->P);
+    for (size_t i = 0; i < c->P; i++) host[i] = f32_to_bf16(m->w[i]);
+    err = cudaMemcpy(c->w, host, c->P * sizeof(uint16_t), cudaMemcpyHostToDevice);
+    free(host);
+    if (err != cudaSuccess) return cuda_fail(e, err, "cudaMemcpy(weights)", __FILE__, __LINE__);
+    return decoder_reset(d, e);
+}
+
+int decoder_feed(Decoder *d, const int32_t *tokens, int n, float *logits, Error *e) {
+    Cuda *c = &d->c;
+    GpuWork *W = &c->W;
+    int C = c->mc.n_embd, V = c->mc.vocab_size, L = c->mc.n_layer;
+    if (n < 1) return fail(e, "nothing to feed");
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return fail(e, "token %d at position %d is outside the vocabulary (size %d)", tokens[i], i, V);
+    for (int done = 0; done < n;) {
+        int T = n - done < DECODE_CHUNK ? n - done : DECODE_CHUNK;
+        c->cfg.T = T;
+        CK(cudaMemcpyAsync(W->tokens, tokens + done, T * sizeof(int32_t), cudaMemcpyHostToDevice, c->s));
+        if (forward_blocks(c, d->st, e)) return -1;
+        done += T;
+        if (done == n && logits) {   // ln_out and the head on the last row only, logits in fp32
+            bf16 *last = (bf16 *)W->xin[L] + (size_t)(T - 1) * C;
+            CK(layernorm_fwd_cuda((bf16 *)W->hf, W->lnf_mean, W->lnf_rstd, last, c->w + c->lnout_w, c->w + c->lnout_b,
+                                  1, C, 1e-5f, c->s));
+            GEMM(0, 1, 1, V, C, (bf16 *)W->hf, c->w + c->head, d->logits, 0.0f);
+            CK(cudaMemcpyAsync(logits, d->logits, (size_t)V * sizeof(float), cudaMemcpyDeviceToHost, c->s));
+        }
+    }
+    c->cfg.T = DECODE_CHUNK;
+    CK(cudaStreamSynchronize(c->s));
+    return 0;
+}
+
+void decoder_free(Decoder *d) {
+    if (!d) return;
+    Cuda *c = &d->c;
+    if (c->gemm) gemm_destroy(c->gemm);
+    cudaFree(c->params);
+    cudaFree(c->acts);
+    cudaFree(c->work);
+    cudaFree(d->state_mem);
+    cudaFree(d->logits);
+    if (c->s) cudaStreamDestroy(c->s);
+    gpu_work_free_host(&c->W);
+    free(c->off);
+    free(d->st);
+    layout_free(&c->layout);
+    free(d);
+}
+
 } // namespace
+
+struct GpuDecoder {
+    Decoder d;
+};
+
+extern "C" int gpu_decoder_cuda_open(const Model *m, GpuDecoder **out, Error *e) {
+    *out = NULL;
+    GpuDecoder *g = (GpuDecoder *)calloc(1, sizeof *g);
+    if (!g) return fail(e, "out of memory");
+    if (decoder_open(&g->d, m, e)) { decoder_free(&g->d); return -1; }
+    *out = g;
+    return 0;
+}
+extern "C" int gpu_decoder_cuda_feed(GpuDecoder *g, const int32_t *tokens, int n, float *logits, Error *e) {
+    return decoder_feed(&g->d, tokens, n, logits, e);
+}
+extern "C" int gpu_decoder_cuda_reset(GpuDecoder *g, Error *e) { return decoder_reset(&g->d, e); }
+extern "C" void gpu_decoder_cuda_free(GpuDecoder *g) {
+    if (g) decoder_free(&g->d);   // g is its first member's storage
+}
 
 extern "C" int backend_cuda_open(const ModelConfig *mc, const float *w, const BackendConfig *bc, Backend **out,
                                  Error *e) {

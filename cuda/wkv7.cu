@@ -244,7 +244,9 @@ static bool bad_shape(int B, int T, int H) { return B < 1 || H < 1 || T < CHUNK 
 
 cudaError_t wkv7_fwd_cuda(bf16 *y, float *ckpt, float *state, const bf16 *r, const bf16 *w, const bf16 *k,
                           const bf16 *v, const bf16 *kk, const bf16 *a, int B, int T, int H, cudaStream_t stream) {
-    if (bad_shape(B, T, H) || !y || !r || !w || !k || !v || !kk || !a || (state && B != 1))
+    // without checkpoints (inference) any T: one token at a time when decoding
+    bool bad = ckpt ? bad_shape(B, T, H) : B < 1 || H < 1 || T < 1;
+    if (bad || !y || !r || !w || !k || !v || !kk || !a || (state && B != 1))
         return cudaErrorInvalidValue;
     LAUNCH(wkv7_forward, dim3(H, B), N, 0, stream)(T, H, r, w, k, v, kk, a, y, ckpt, state);
     return cudaGetLastError();

@@ -8,7 +8,7 @@
 // steps 0, 16, 32, ... of each (batch, head), S[i][j] row-major (i value, j key).
 //
 // Errors are returned, never fatal: cudaErrorInvalidValue, with nothing written, for T not a
-// positive multiple of WKV7_CHUNK (16), B or H < 1, a missing pointer, or a state with B != 1;
+// positive multiple of WKV7_CHUNK (16) (the forward without checkpoints takes any T >= 1), B or H < 1, a missing pointer, or a state with B != 1;
 // otherwise the launch's own error (cudaGetLastError).  The work is queued on `stream`.
 #ifndef RWKV7C_CUDA_WKV7_CUH
 #define RWKV7C_CUDA_WKV7_CUH
