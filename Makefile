@@ -21,6 +21,9 @@ UNIT     := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/*.c))
 HELPERS  := $(patsubst tests/helpers/%.c,$(B)/helpers/%,$(wildcard tests/helpers/*.c))
 FUZZ     := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/*.c))
 CUDA_SRC := $(wildcard cuda/*.cu)
+# the tools with a CUDA build, and the lib/ files compiled again for it (with RWKV7C_CUDA)
+CUDA_TOOLS  := rwkv-train rwkv-generate
+CUDA_SELECT := backend gpu_decode
 VOCAB    := $(B)/share/rwkv7c/rwkv_vocab_v20230424.txt
 
 .PHONY: all check bench fuzz demo deps install uninstall clean cuda help
@@ -107,8 +110,6 @@ $(B)/cuda/tests/%: $(B)/cuda/obj/tests/cuda/%.o $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.
 # The tools with the CUDA backend (rwkv-train, rwkv-generate --accelerator gpu): the dispatch
 # files (CUDA_SELECT) again with RWKV7C_CUDA, which then call cuda/backend_cuda.cu, linked
 # before the library so their copies win.
-CUDA_SELECT := backend gpu_decode
-CUDA_TOOLS  := rwkv-train rwkv-generate
 $(B)/cuda/obj/lib/%.o: lib/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DRWKV7C_CUDA -c $< -o $@
