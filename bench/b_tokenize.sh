@@ -79,16 +79,23 @@ print("%.4f %.4f" % best)' "$@" corpus.jsonl
 }
 t1=$(best rwkv-tokenize -j 1)
 t2=$(best rwkv-tokenize -j 2)
+# the vector walk (AVX-512 gathers, many texts at once) against the scalar one, same run
+ts=$(best env RWKV7C_TOKENIZER_WALK=scalar rwkv-tokenize -j 1)
 rwkv-tokenize --text slice.jsonl > c.ids
 "$PYTHON" "$TOP/tests/ref/trie_tokenizer.py" "$vocab" jsonl < slice.jsonl > py.ids
 cmp -s c.ids py.ids && same=identical || same=DIFFERENT
 ratio() { awk -v r="${1%% MB/s*}" -v py="$py" 'BEGIN { printf "%.0fx python", r / py }'; }
 echo "encoder only, demo.jsonl texts x40 (chat/prose, some CJK): $enc_prose = $(ratio "$enc_prose")"
 echo "encoder only, Python sources: $enc_code = $(ratio "$enc_code")"
-awk -v load="$(cut -d' ' -f1 /proc/loadavg)" -v ncpu="$(nproc)" -v mb="$mb" -v py="$py" -v t1="$t1" -v t2="$t2" -v same="$same" 'BEGIN {
+vendor=$(sed -n 's/^vendor_id[^:]*: //p' /proc/cpuinfo | head -n 1)
+avx512=$(grep -q avx512f /proc/cpuinfo && echo yes || echo no)
+awk -v load="$(cut -d' ' -f1 /proc/loadavg)" -v ncpu="$(nproc)" -v mb="$mb" -v py="$py" -v t1="$t1" -v t2="$t2" -v ts="$ts" \
+    -v same="$same" -v vendor="$vendor" -v avx512="$avx512" 'BEGIN {
     printf "corpus %s MB of JSONL (demo.jsonl x40 + Python sources); load average %s on %s CPUs\n", mb, load, ncpu
     printf "python reference (trie_tokenizer.py, 2 MB slice): %.2f MB per CPU-second  (ids on the slice: %s)\n", py, same
     split(t1, a, " "); split(t2, b, " ")
     printf "rwkv-tokenize -j 1: %.0f MB/s = %.0fx python; %.0f MB per CPU-second = %.0fx python\n", mb / a[1], mb / a[1] / py, mb / a[2], mb / a[2] / py
     printf "rwkv-tokenize -j 2: %.0f MB/s = %.0fx python (%.2fx -j 1 wall)\n", mb / b[1], mb / b[1] / py, a[1] / b[1]
+    split(ts, c, " ")
+    printf "vector walk (default) vs RWKV7C_TOKENIZER_WALK=scalar, -j 1, %s, AVX-512 %s: %.2fx per CPU-second\n", vendor, avx512, c[2] / a[2]
 }'

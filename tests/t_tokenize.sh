@@ -118,6 +118,17 @@ if command -v zstd >/dev/null; then zstd -q -c lin.ids > lin.ids.zst; else cp li
 check "--decode text form after a long line: linear time" sh -c 'timeout 10 rwkv-tokenize --vocab "$1" --decode lin.ids.zst > lin.txt' sh "$vocab"
 eq "...every line decoded" "$(wc -l < lin.txt | tr -d ' ')" 2000001
 
+# RWKV7C_TOKENIZER_WALK=scalar (one text at a time) gives the same ids as the default walk, on
+# short texts (the batch walk) and a long one (split into segments), and on -j 2
+"$PYTHON" -c 'import json
+print(json.dumps({"text": "The quick brown fox. " * 2000 + "\u4e2d\u6587 \U0001F600 end"}))
+for i in range(300): print(json.dumps({"text": "line %d: " % i + "word " * (i % 37)}))' > walk.jsonl
+rwkv-tokenize --text walk.jsonl > walk-default.ids
+RWKV7C_TOKENIZER_WALK=scalar rwkv-tokenize --text walk.jsonl > walk-scalar.ids
+RWKV7C_TOKENIZER_WALK=vector rwkv-tokenize -j 2 --text walk.jsonl > walk-vector.ids
+check "the scalar walk gives the same ids" cmp walk-default.ids walk-scalar.ids
+check "... and so does the vector walk on -j 2" cmp walk-default.ids walk-vector.ids
+
 if command -v script >/dev/null 2>&1; then
     script -qec "$BIN/rwkv-tokenize vec.jsonl" /dev/null > tty.txt 2>&1 < /dev/null
     check "refuses to write binary to a terminal" grep -q "refusing to write a binary token stream to a terminal" tty.txt
