@@ -302,7 +302,6 @@ static void end_progress_line(const Trainer *tr)
 
 static void fmt_double(char *b, size_t n, double v) { snprintf(b, n, "%a", v); }
 
-/* Run configuration stored in the state, checked or inherited on resume. */
 /* The backend's state into good_* when the host copy is behind (checks_update backends). */
 static int sync_host(Trainer *tr, Error *e)
 {
@@ -312,6 +311,7 @@ static int sync_host(Trainer *tr, Error *e)
     return 0;
 }
 
+/* Run configuration stored in the state, checked or inherited on resume. */
 static int save_state(Trainer *tr, Error *e)
 {
     char v[16][64];
