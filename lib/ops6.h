@@ -29,7 +29,8 @@ void shift_diff6_bwd(float *dh, float *dmaa_x, const float *dxx, const float *dx
  * out[f], m[f] are (N,C) (m_f = the LoRA's chunk f); maa[f] are (C) */
 void ddlerp6_fwd(float *const *out, const float *h, const float *xx, const float *const *maa,
                  const float *const *m, int nf, size_t N, int C);
-// dh +=, dxx += (both (N,C)); dm[f] (N,C) written; dmaa[f] (C) +=; dout[f] (N,C) read
+// dh +=, dxx += (both (N,C)); dm[f] (N,C) written (it may be dout[f]: each element is
+// read before it is written); dmaa[f] (C) +=; dout[f] (N,C) read
 void ddlerp6_bwd(float *dh, float *dxx, float *const *dm, float *const *dmaa, const float *const *dout,
                  const float *xx, const float *const *maa, const float *const *m, int nf, size_t N, int C);
 
@@ -57,13 +58,13 @@ size_t wkv6_bwd_scratch_floats(int B, int T, int H, int nthreads);
 // out, y, g are (N,C); mean, rstd are (N,H); lnx_w, lnx_b are (C)
 void gn_gate6_fwd(float *out, float *mean, float *rstd, const float *y, const float *g,
                   const float *lnx_w, const float *lnx_b, size_t N, int H);
-// dy, dg written (N,C); dlnx_w, dlnx_b (C) +=; dout (N,C) read; scratch is (N,C)
-void gn_gate6_bwd(float *dy, float *dg, float *dlnx_w, float *dlnx_b, float *scratch, const float *dout,
+// dy, dg written (N,C); dlnx_w, dlnx_b (C) +=; dout (N,C) read; scratch1, scratch2 are (N,C)
+void gn_gate6_bwd(float *dy, float *dg, float *dlnx_w, float *dlnx_b, float *scratch1, float *scratch2, const float *dout,
                   const float *y, const float *g, const float *mean, const float *rstd,
                   const float *lnx_w, const float *lnx_b, size_t N, int H);
 
 /* ---- ChannelMix output: out += sigmoid(rpre) * kv ---- */
-// out (n) +=; rs (n) receives sigmoid(rpre) (kept for the backward); rpre, kv are (n)
+// out (n) +=; rs (n) receives sigmoid(rpre) (kept for the backward; rs may be rpre); rpre, kv are (n)
 void cmix_gate6_fwd(float *out, float *rs, const float *rpre, const float *kv, size_t n);
 // drpre, dkv written (n) from dout
 void cmix_gate6_bwd(float *drpre, float *dkv, const float *dout, const float *rs, const float *kv, size_t n);
