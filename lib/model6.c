@@ -68,6 +68,7 @@ typedef struct {
     ModelConfig cfg;                /* first: model6_owns reads it */
     float *att_shift, *ffn_shift, *wkv;   /* [L][C], [L][C], [L][H][64*64] (S[i][j]: i value, j key) */
     Work6 *w;
+    int ln0_bf16;                   /* round LN0(emb) to bf16, as rwkv pip folds ln0 into a bf16 file's emb */
 } State6;
 
 /* ------------------------------------------------------------------ threads, GEMM (as model.c) */
@@ -404,6 +405,8 @@ static void forward_blocks(const Model *m, Work6 *W, int B, int T, const int32_t
     } else {
         embedding_fwd(W->x_emb, x, m->w + W->off.emb, BT, C);
         layernorm_fwd(W->xin[0], W->ln0_mean, W->ln0_rstd, W->x_emb, m->w + o0->ln0_w, m->w + o0->ln0_b, BT, C, 1e-5f);
+        if (st && st->ln0_bf16)
+            for (size_t i = 0; i < BT * C; i++) W->xin[0][i] = bf16_round(W->xin[0][i]);
     }
     for (int l = 0; l < c->n_layer; l++)
         block_forward(m, W, l, &W->act[W->nact == 1 ? 0 : l], B, T, W->xin[l], W->xin[l + 1], st);
@@ -593,6 +596,19 @@ float model6_forward_backward(const Model *m, ModelWork *w, const int32_t *x, co
     return loss;
 }
 
+static int bf16_exact(const float *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (bf16_round(w[i]) != w[i]) return 0;
+    return 1;
+}
+
+/* The rwkv pip package (RWKV.__init__) replaces emb by LN0(emb) when it loads
+ * an RWKV-6 file, in the file's dtype, so a bf16 file runs with that product
+ * rounded to bf16 (rwkv6-reference 5.2 step 3; 1.6e-2 apart otherwise).  The
+ * recurrent mode does the same when emb and ln0 are bf16 values (a bf16
+ * checkpoint), so rwkv-generate matches pip; training and model_forward_logits
+ * keep the fp32 LN0 output. */
 ModelState *model6_state_new(const Model *m, Error *e)
 {
     const ModelConfig *c = &m->cfg;
@@ -610,6 +626,9 @@ ModelState *model6_state_new(const Model *m, Error *e)
     }
     s->w = work_new(m, 1, PREFILL_CHUNK, MODE_INFER, e);
     if (!s->w) { model6_state_free((ModelState *)s); return NULL; }
+    s->ln0_bf16 = !c->no_ln0 && bf16_exact(m->w + s->w->off.emb, (size_t)c->vocab_size * c->n_embd)
+                  && bf16_exact(m->w + s->w->off.l[0].ln0_w, (size_t)c->n_embd)
+                  && bf16_exact(m->w + s->w->off.l[0].ln0_b, (size_t)c->n_embd);
     return (ModelState *)s;
 }
 

@@ -10,6 +10,7 @@
 #include "check.h"
 #include "model_test.h"
 #include "model6.h"
+#include "ops.h"
 
 static void randomize6(Model *m, uint64_t seed)
 {
@@ -185,8 +186,59 @@ static void recurrent(int no_ln0)
     tm_free(&m);
 }
 
+/* A bf16 checkpoint (emb and ln0 bf16 values): the recurrent mode rounds
+ * LN0(emb) to bf16, as the rwkv pip package folds ln0 into a bf16 file's
+ * emb; so its logits equal those of the same model without ln0 whose emb is
+ * bf16(LN0(emb)), and differ from the unrounded parallel logits. */
+static void ln0_fold_bf16(void)
+{
+    enum { T = 9 };
+    Model m, f;
+    Error e;
+    if (new6(&m, 0, 31) || new6(&f, 1, 31)) { CHECK(0, "models"); return; }
+    float *emb = model_param(&m, "emb.weight"), *lw = model_param(&m, "blocks.0.ln0.weight"), *lb = model_param(&m, "blocks.0.ln0.bias");
+    int V = m.cfg.vocab_size, C = m.cfg.n_embd;
+    for (int i = 0; i < m.layout.n; i++) {   /* same weights in both, ln0 aside */
+        const ParamInfo *p = &m.layout.p[i];
+        float *dst = model_param(&f, p->name);
+        if (dst) memcpy(dst, m.w + p->offset, p->numel * sizeof *dst);
+    }
+    for (size_t i = 0; i < (size_t)V * C; i++) emb[i] = bf16_round(emb[i]);
+    for (int i = 0; i < C; i++) { lw[i] = bf16_round(lw[i]); lb[i] = bf16_round(lb[i]); }
+    float *mean = malloc((size_t)V * sizeof *mean), *rstd = malloc((size_t)V * sizeof *rstd);
+    float *femb = model_param(&f, "emb.weight");
+    layernorm_fwd(femb, mean, rstd, emb, lw, lb, (size_t)V, C, 1e-5f);
+    for (size_t i = 0; i < (size_t)V * C; i++) femb[i] = bf16_round(femb[i]);
+    int32_t x[T], y[T];
+    tokens(x, y, T, V, 3);
+    float *lm = malloc((size_t)V * sizeof *lm), *lf = malloc((size_t)T * V * sizeof *lf), *lp = malloc((size_t)T * V * sizeof *lp);
+    ModelState *s = model_state_new(&m, &e);
+    CHECK(model_prefill(&m, s, x, T, lm, &e) == 0, "prefill");
+    ModelWork *wf = model_work_new(&f, 1, T, 0, &e), *wm = model_work_new(&m, 1, T, 0, &e);
+    model_forward_logits(&f, wf, x, lf);
+    model_forward_logits(&m, wm, x, lp);
+    double folded = tm_relerr(lm, lf + (size_t)(T - 1) * V, V), plain = tm_relerr(lm, lp + (size_t)(T - 1) * V, V);
+    CHECK(folded < 1e-5, "bf16 checkpoint: prefill logits = emb folded with ln0 in bf16 (rel err %.3g)", folded);
+    CHECK(plain > 1e-4, "...which differ from the fp32 LN0 of the parallel mode (rel err %.3g)", plain);
+    /* ln0 not a bf16 value: no rounding */
+    lw[0] += 1e-4f;
+    model_state_free(s);
+    s = model_state_new(&m, &e);
+    model_prefill(&m, s, x, T, lm, &e);
+    model_forward_logits(&m, wm, x, lp);
+    CHECK(tm_relerr(lm, lp + (size_t)(T - 1) * V, V) < 1e-5, "fp32 weights: no rounding (rel err %.3g)",
+          tm_relerr(lm, lp + (size_t)(T - 1) * V, V));
+    model_state_free(s);
+    model_work_free(wf);
+    model_work_free(wm);
+    free(mean); free(rstd); free(lm); free(lf); free(lp);
+    tm_free(&m);
+    tm_free(&f);
+}
+
 int main(void)
 {
+    ln0_fold_bf16();
     grad_check(0);
     grad_check(1);
     recurrent(0);
