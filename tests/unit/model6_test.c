@@ -11,6 +11,7 @@
 #include "model_test.h"
 #include "model6.h"
 #include "ops.h"
+#include <omp.h>
 
 static void randomize6(Model *m, uint64_t seed)
 {
@@ -236,8 +237,36 @@ static void ln0_fold_bf16(void)
     tm_free(&f);
 }
 
+/* The bits do not depend on the thread count (per-(batch, head) WKV, per-channel
+ * sums in row order, GEMM blocks of whole rows or columns). */
+static void threads(void)
+{
+    enum { B = 3, T = 21 };
+    Model m;
+    Error e;
+    if (new6(&m, 0, 41)) { CHECK(0, "model"); return; }
+    int32_t x[B * T], y[B * T];
+    tokens(x, y, B * T, m.cfg.vocab_size, 13);
+    float *g[2];
+    float loss[2];
+    setenv("OMP_NUM_THREADS", "1", 1);   /* taken as given by the work area's thread pick */
+    for (int k = 0; k < 2; k++) {
+        omp_set_num_threads(k ? 3 : 1);
+        ModelWork *w = model_work_new(&m, B, T, 0, &e);
+        g[k] = malloc(m.layout.total * sizeof *g[k]);
+        loss[k] = model_forward_backward(&m, w, x, y, g[k]);
+        model_work_free(w);
+    }
+    CHECK(loss[0] == loss[1] && memcmp(g[0], g[1], m.layout.total * sizeof *g[0]) == 0,
+          "1 and 3 threads: bitwise equal loss and gradient");
+    free(g[0]);
+    free(g[1]);
+    tm_free(&m);
+}
+
 int main(void)
 {
+    threads();
     ln0_fold_bf16();
     grad_check(0);
     grad_check(1);
