@@ -93,6 +93,29 @@ expect_fail "time_maa_w2 as [5*D, C]: refused" "tensor blocks.0.att.time_maa_w2 
 eq "no ln0: --info says so" "$(pth-convert --info no_ln0.st | sed -n 's/^ln0: *//p')" \
     "missing (the rwkv pip package cannot load such a file)"
 
+check "no ln0: rwkv-generate runs it (the embedding feeds block 0)" rwkv-generate -m no_ln0.st -n 0 --prompt "" --logits-out no_ln0.f32
+# a torch.save'd state dict with the official key order and shapes (as RWKV-LM writes
+# rwkv-*.pth: plain dict, bf16, [1,1,C] vectors) reads as x060 with the same logits
+if "$PYTHON" -c 'import torch' 2>/dev/null; then
+    "$PYTHON" - <<'PY' || bad "torch.save an official-shaped x060 file"
+import json, struct, torch
+b = open("small.st", "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+sd = {}
+for k, v in h.items():
+    if k == "__metadata__": continue
+    lo, hi = v["data_offsets"]
+    raw = torch.frombuffer(bytearray(b[8 + n + lo:8 + n + hi]), dtype=torch.int16)
+    sd[k] = raw.view(torch.bfloat16).reshape(v["shape"]).clone()
+assert list(sd)[:3] == ["emb.weight", "blocks.0.ln1.weight", "blocks.0.ln1.bias"]
+assert tuple(sd["blocks.0.att.time_maa_x"].shape) == (1, 1, 64) and tuple(sd["blocks.0.att.time_faaaa"].shape) == (1, 64)
+torch.save(sd, "torch.pth")
+PY
+    eq "torch.save'd x060: --info" "$(pth-convert --info torch.pth | sed -n 's/^model: *//p')" "RWKV-6 x060"
+    check "torch.save'd x060 -> safetensors -> pth: tensors as ours" sh -c 'pth-convert torch.pth t.st && pth-convert t.st t.pth && cmp t.pth small.pth'
+else
+    echo "no torch: torch.save check skipped"
+fi
+
 # ---- rwkv-train
 $U copy data 600 7 || exit 1
 common="--data_file data --ctx_len 32 --micro_bsz 4 --lr_init 2e-3 --lr_final 1e-4 --warmup_steps 5 --weight_decay 0.01 --save_minutes 0 --my_exit_tokens 3840 --allow_repeat"
@@ -137,4 +160,8 @@ rwkv-generate -m big.st --prompt "The Eiffel tower" -n 3 --temperature 0 --dtype
 rwkv-generate -m big.st --prompt "The Eiffel tower$(cat three.txt)" -n 0 --logits-out long.f32 --dtype fp32
 rwkv-generate -m big.st --prompt "The Eiffel tower" -n 4 --temperature 0 --dtype fp32 >four.txt
 check "greedy continuation is stable across prefill/decode" sh -c 'case "$(cat four.txt)" in "$(cat three.txt)"*) exit 0 ;; *) exit 1 ;; esac'
+# one-token decode from the bf16 copies equals fp32 on a bf16 checkpoint (as for x070)
+rwkv-generate -m big.st --prompt "The" -n 0 --logits-out d16.f32 --dtype bf16
+rwkv-generate -m big.st --prompt "The" -n 0 --logits-out d32.f32 --dtype fp32
+check "--dtype bf16 decode = fp32 on a bf16 checkpoint" cmp d16.f32 d32.f32
 finish
