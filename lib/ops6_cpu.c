@@ -175,17 +175,16 @@ void wkv6_bwd(float *dr, float *dk, float *dv, float *dw, float *du, float *scra
         float *R = S + HS * HS, *P = R + HS * HS, *Q = P + HS * HS;
         float *sb = Q + HS * HS, *sub = sb + (size_t)T * HS;
         const float *uh = u + (size_t)h * HS;
-        float d[HS], acc[HS];
+        float d[HS] = { 0 }, dp[HS], acc[HS];
         double gu[HS] = { 0 };
         memset(S, 0, sizeof(float) * 2 * HS * HS);   /* S and R */
 #define AT(a, t) ((a) + ((size_t)b * T + (t)) * C + (size_t)h * HS)
         for (int t = 0; t < T; t++) {
             const float *rt = AT(r, t), *kt = AT(k, t), *vt = AT(v, t), *wt = AT(w, t), *gy = AT(dy, t);
+            memcpy(dp, d, sizeof dp);   /* d_{t-1} (unused at t = 0) */
             for (int j = 0; j < HS; j++) d[j] = expf(-expf(wt[j]));
             if (t >= 2) {   /* R_t = (R_{t-1} + v_{t-2} k_{t-2}^T) diag(d_{t-1}) */
-                const float *kp = AT(k, t - 2), *vp = AT(v, t - 2), *wp = AT(w, t - 1);
-                float dp[HS];
-                for (int j = 0; j < HS; j++) dp[j] = expf(-expf(wp[j]));
+                const float *kp = AT(k, t - 2), *vp = AT(v, t - 2);
                 for (int i = 0; i < HS; i++) {
                     float *Ri = R + i * HS, vi = vp[i];
 #pragma omp simd
