@@ -113,20 +113,26 @@ static void info(const char *path, int fmt, const TensorSet *ts, int verbose)
     ModelConfig c;
     Error e;
     if (config_from_tensors(ts, &c, &e)) {
-        printf("model:      not an RWKV-7 x070 checkpoint (%s)\n", e.msg);
+        printf("model:      not an RWKV-7 x070 or RWKV-6 x060 checkpoint (%s)\n", e.msg);
     } else {
         Layout l = { 0 };
         int ok = layout_build(&c, &l, &e) == 0 && layout_check_tensors(&l, ts, &e) == 0;
         if (l.p) layout_free(&l);
-        printf("model:      RWKV-7 x070%s%s\n", ok ? "" : ", but ", ok ? "" : e.msg);
+        printf("model:      RWKV-%s %s%s%s\n", config_is_x060(&c) ? "6" : "7", config_type_name(&c), ok ? "" : ", but ", ok ? "" : e.msg);
         printf("layers:     %d\n", c.n_layer);
         printf("width:      %d\n", c.n_embd);
         printf("heads:      %d x %d\n", c.n_head, c.head_size);
         printf("vocab:      %d\n", c.vocab_size);
-        printf("lora:       decay %d, aaa %d, mv %d, gate %d (formula for width %d: %d %d %d %d)\n", c.d_decay,
-               c.d_aaa, c.d_mv, c.d_gate, c.n_embd, lora_rank(2.5, c.n_embd), lora_rank(2.5, c.n_embd),
-               lora_rank(1.7, c.n_embd), lora_rank(5.0, c.n_embd));
-        printf("layer-0 v0/v1/v2: %s\n", c.layer0_v ? "present (training checkpoint)" : "missing (as in official releases)");
+        if (config_is_x060(&c)) {
+            printf("ffn:        %d (default for width %d: %d)\n", c.dim_ffn, c.n_embd, c.n_embd * 7 / 2 / 32 * 32);
+            printf("lora:       mix %d, decay %d (trainer defaults 32, 64)\n", c.d_mix, c.d_decay);
+            printf("ln0:        %s\n", c.no_ln0 ? "missing (the rwkv pip package cannot load such a file)" : "present");
+        } else {
+            printf("lora:       decay %d, aaa %d, mv %d, gate %d (formula for width %d: %d %d %d %d)\n", c.d_decay,
+                   c.d_aaa, c.d_mv, c.d_gate, c.n_embd, lora_rank(2.5, c.n_embd), lora_rank(2.5, c.n_embd),
+                   lora_rank(1.7, c.n_embd), lora_rank(5.0, c.n_embd));
+            printf("layer-0 v0/v1/v2: %s\n", c.layer0_v ? "present (training checkpoint)" : "missing (as in official releases)");
+        }
     }
     if (verbose)
         for (int i = 0; i < ts->n; i++) {
@@ -200,7 +206,7 @@ int main(int argc, char **argv)
             TensorSet *w = src == &ts ? &ts : &conv;
             if (!ts_get_meta(w, "format")) rc = ts_set_meta(w, "format", "pt", &e);
             if (!rc && !ts_get_meta(w, "model_type") && config_from_tensors(w, &mc, &ignore) == 0)
-                rc = ts_set_meta(w, "model_type", "x070", &e);
+                rc = ts_set_meta(w, "model_type", config_type_name(&mc), &e);
             if (!rc) rc = st_write(out, w, force, &e);
         }
     }

@@ -1,4 +1,4 @@
-/* rwkv-init: write a freshly initialised RWKV-7 (x070) model as safetensors. */
+/* rwkv-init: write a freshly initialised RWKV-7 (x070) or RWKV-6 (x060) model as safetensors. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +16,10 @@ static void usage(FILE *fp)
 {
     fprintf(fp,
         "Usage: rwkv-init -L LAYERS -C EMBD [--vocab-size V] [-s SEED] [-o FILE] [OPTION]...\n"
-        "Write a freshly initialised RWKV-7 (x070) model, as RWKV-LM's rwkv-init.pth, in safetensors.\n"
+        "Write a freshly initialised RWKV-7 (x070) or RWKV-6 (x060) model, as RWKV-LM's\n"
+        "rwkv-init.pth, in safetensors.\n"
         "\n"
+        "      --model-type T     x070 (RWKV-7, default) or x060 (RWKV-6)\n"
         "  -L, --n-layer L        number of layers (>= 2)\n"
         "  -C, --n-embd C         embedding size (a multiple of 64)\n"
         "      --vocab-size V     vocabulary size (default 65536)\n"
@@ -31,6 +33,12 @@ static void usage(FILE *fp)
         "      --lora-mv D\n"
         "      --lora-gate D\n"
         "      --no-layer0-v      omit blocks.0.att.v0/v1/v2 (unused; absent in released models)\n"
+        "x060 only:\n"
+        "      --lora-mix D       time-mix LoRA rank (TIME_MIX_EXTRA_DIM, default 32)\n"
+        "      --lora-decay D     x060: time-decay LoRA rank (TIME_DECAY_EXTRA_DIM, default 64)\n"
+        "      --dim-ffn F        ChannelMix width (default int(3.5 C) rounded down to a multiple of 32)\n"
+        "      --cmix-init V      head (default): ffn.time_maa_k/_r = 1 - ddd^(r1^3), RWKV-LM since\n"
+        "                         Nov 2024; 2024: 1 - ddd^r1, the code of the released RWKV-6 models\n"
         "  -q, --quiet            do not print the seed, table and parameter count\n"
         "  -h, --help             show this help\n"
         "  -V, --version          show the version\n");
@@ -82,7 +90,7 @@ static int write_model(const Model *m, uint64_t seed, DType dt, const char *path
 int main(int argc, char **argv)
 {
     tool_init("rwkv-init");
-    enum { O_VOCAB = 256, O_HEAD, O_DTYPE, O_LD, O_LA, O_LM, O_LG, O_NOV0 };
+    enum { O_VOCAB = 256, O_HEAD, O_DTYPE, O_LD, O_LA, O_LM, O_LG, O_NOV0, O_TYPE, O_LMIX, O_FFN, O_CMIX };
     static const struct option opts[] = {
         { "n-layer", required_argument, 0, 'L' }, { "n-embd", required_argument, 0, 'C' },
         { "vocab-size", required_argument, 0, O_VOCAB }, { "head-size", required_argument, 0, O_HEAD },
@@ -91,10 +99,14 @@ int main(int argc, char **argv)
         { "lora-decay", required_argument, 0, O_LD }, { "lora-aaa", required_argument, 0, O_LA },
         { "lora-mv", required_argument, 0, O_LM }, { "lora-gate", required_argument, 0, O_LG },
         { "no-layer0-v", no_argument, 0, O_NOV0 }, { "quiet", no_argument, 0, 'q' },
+        { "model-type", required_argument, 0, O_TYPE }, { "lora-mix", required_argument, 0, O_LMIX },
+        { "dim-ffn", required_argument, 0, O_FFN }, { "cmix-init", required_argument, 0, O_CMIX },
         { "help", no_argument, 0, 'h' }, { "version", no_argument, 0, 'V' }, { 0, 0, 0, 0 },
     };
     int n_layer = -1, n_embd = -1, vocab = 65536, head = 64, force = 0, quiet = 0, no_v0 = 0;
     int ld = 0, la = 0, lm = 0, lg = 0, have_seed = 0, version = 0;
+    int x060 = 0, lmix = 0, ffn = 0, cmix_given = 0;
+    X060CmixInit cmix = X060_CMIX_HEAD;
     uint64_t seed = 0;
     const char *out = "rwkv-init.safetensors";
     DType dt = DT_BF16;
@@ -118,6 +130,19 @@ int main(int argc, char **argv)
         case 'f': force = 1; break;
         case 'q': quiet = 1; break;
         case O_NOV0: no_v0 = 1; break;
+        case O_TYPE:
+            if (!strcmp(optarg, "x060")) x060 = 1;
+            else if (!strcmp(optarg, "x070")) x060 = 0;
+            else bad = bad_option("model-type", optarg, "x070 or x060");
+            break;
+        case O_LMIX: bad = parse_count("lora-mix", optarg, &lmix); break;
+        case O_FFN: bad = parse_count("dim-ffn", optarg, &ffn); break;
+        case O_CMIX:
+            if (!strcmp(optarg, "head")) cmix = X060_CMIX_HEAD;
+            else if (!strcmp(optarg, "2024")) cmix = X060_CMIX_2024;
+            else bad = bad_option("cmix-init", optarg, "head or 2024");
+            cmix_given = 1;
+            break;
         case O_DTYPE:
             if (strcmp(optarg, "bf16") == 0) dt = DT_BF16;
             else if (strcmp(optarg, "fp32") == 0) dt = DT_F32;
@@ -140,12 +165,21 @@ int main(int argc, char **argv)
 
     Error e = { "" };
     ModelConfig cfg;
-    if (config_default(&cfg, n_layer, n_embd, vocab, head, &e)) return usage_error("%s", e.msg);
-    if (ld) cfg.d_decay = ld;
-    if (la) cfg.d_aaa = la;
-    if (lm) cfg.d_mv = lm;
-    if (lg) cfg.d_gate = lg;
-    if (no_v0) cfg.layer0_v = 0;
+    if (x060) {
+        if (la || lm || lg || no_v0) return usage_error("--lora-aaa, --lora-mv, --lora-gate and --no-layer0-v are for x070");
+        if (config_default_x060(&cfg, n_layer, n_embd, vocab, head, &e)) return usage_error("%s", e.msg);
+        if (lmix) cfg.d_mix = lmix;
+        if (ld) cfg.d_decay = ld;
+        if (ffn) cfg.dim_ffn = ffn;
+    } else {
+        if (lmix || ffn || cmix_given) return usage_error("--lora-mix, --dim-ffn and --cmix-init are for --model-type x060");
+        if (config_default(&cfg, n_layer, n_embd, vocab, head, &e)) return usage_error("%s", e.msg);
+        if (ld) cfg.d_decay = ld;
+        if (la) cfg.d_aaa = la;
+        if (lm) cfg.d_mv = lm;
+        if (lg) cfg.d_gate = lg;
+        if (no_v0) cfg.layer0_v = 0;
+    }
     if (!have_seed) {
         if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed) seed = (uint64_t)time(NULL) ^ (uint64_t)clock();
         seed >>= 1;   /* stays printable and re-usable as a signed 64-bit number too */
@@ -154,7 +188,7 @@ int main(int argc, char **argv)
     Model m;
     if (model_alloc(&m, &cfg, &e)) return report(&e);
     double t0 = now_seconds();
-    if (init_model(&m, seed, &e)) { model_free(&m); return report(&e); }
+    if (init_model_x060(&m, seed, cmix, &e)) { model_free(&m); return report(&e); }
     double t1 = now_seconds();
     if (!quiet) print_table(&m, seed);
     if (progress_wanted()) fprintf(stderr, "rwkv-init: initialised in %.2f s, writing %s\n", t1 - t0, out);

@@ -66,7 +66,8 @@ static void usage(FILE *fp)
 {
     fprintf(fp,
 "Usage: rwkv-train --data_file PREFIX [--proj_dir DIR] [options]\n"
-"Pre-train an RWKV-7 (x070) model on PREFIX.bin/.idx (binidx) with the reference\n"
+"Pre-train an RWKV-7 (x070) or RWKV-6 (x060) model (the type comes from the\n"
+"checkpoint) on PREFIX.bin/.idx (binidx) with the reference\n"
 "trainer's sampling, Adam and LR schedule.  Starts from the newest complete\n"
 "training state in DIR, else --load_model FILE, else the newest DIR/rwkv-N\n"
 "(.safetensors or .pth), else DIR/rwkv-init.safetensors (or .pth).  Every option\n"
@@ -80,7 +81,10 @@ static void usage(FILE *fp)
 "  --micro_bsz N           samples per step and device (12); real_bsz must divide 40320\n"
 "  --vocab_size --n_layer --n_embd --head_size --dim_att N\n"
 "                          checked against the checkpoint (dimensions come from it)\n"
-"  --dim_ffn N             ignored (x070's FFN is 4 x n_embd), with a note\n"
+"  --dim_ffn N             x070: ignored (its FFN is 4 x n_embd), with a note;\n"
+"                          x060: checked against the checkpoint\n"
+"  --my_testing x070|x060  the model type the checkpoint must have (the tutorial's\n"
+"                          MODEL_TYPE); a mismatch is an error naming both\n"
 "  --magic_prime P         default: computed from the data; a given value is checked\n"
 "  --my_exit_tokens N      stop after N tokens (default: the data size)\n"
 "  --allow_repeat          accept --my_exit_tokens above the data size\n"
@@ -111,7 +115,7 @@ static void usage(FILE *fp)
 "                          tokens_per_s) into DIR (\"\" = off)\n"
 "  --wandb PROJECT         also log live to wandb project PROJECT through\n"
 "                          rwkv-wandb-bridge (needs `pip install wandb`; \"\" = off)\n"
-"Accepted for script compatibility: --data_type binidx --my_testing x070\n"
+"Accepted for script compatibility: --data_type binidx\n"
 "--train_stage --epoch_steps --epoch_count --epoch_begin --strategy --kernel --head_chunk\n"
 "--ds_bucket_mb --load_partial 0 --random_seed --enable_progress_bar.\n"
 "Exit status: 0 done or stopped at a requested limit, 1 error, 2 usage (also a\n"
@@ -166,7 +170,8 @@ static int parse_args(int argc, char **argv, TrainOptions *a)
             if (strcmp(v, "binidx")) return bad_option(name, v, "binidx, the only supported type");
             break;
         case O_MY_TESTING:
-            if (strcmp(v, "x070")) return bad_option(name, v, "x070 (RWKV-7), the only supported model");
+            if (strcmp(v, "x070") && strcmp(v, "x060")) return bad_option(name, v, "x070 (RWKV-7) or x060 (RWKV-6)");
+            a->my_testing = v;
             break;
         case O_TRAIN_STAGE:
             if (parse_i64(v, &i64)) return bad_option(name, v, "an integer");

@@ -144,6 +144,24 @@ static int ends_with(const char *s, const char *suf)
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
+/* x060 (RWKV-LM RWKV-v5/src/model.py generate_init_weight at HEAD): names with
+ * ln_/.ln/time_ or ending in _w1/_w2 keep their constructor values (LoRA w1 0,
+ * w2 U(+-0.01); ln_x.weight the layer constant), the rest are re-created. */
+static InitKind init_kind_x060(const char *name, double *gain)
+{
+    if (ends_with(name, "att.ln_x.weight")) return INIT_FORMULA;
+    if (strstr(name, ".ln") || strstr(name, "ln_"))
+        return ends_with(name, ".weight") ? INIT_ONES : INIT_ZEROS;
+    if (ends_with(name, "_w1")) return INIT_ZEROS;
+    if (ends_with(name, "_w2")) { *gain = 0.01; return INIT_UNIFORM; }
+    if (strstr(name, "time_")) return INIT_FORMULA;
+    if (ends_with(name, "att.output.weight") || ends_with(name, "ffn.value.weight") || ends_with(name, "ffn.receptance.weight"))
+        return INIT_ZEROS;
+    if (ends_with(name, "att.key.weight") || ends_with(name, "att.gate.weight")) { *gain = 0.1; return INIT_ORTHOGONAL; }
+    *gain = 1.0;
+    return INIT_ORTHOGONAL;   /* receptance, value, ffn.key */
+}
+
 InitKind init_kind(const ModelConfig *c, const char *name, double *gain)
 {
     *gain = 0;
@@ -152,6 +170,7 @@ InitKind init_kind(const ModelConfig *c, const char *name, double *gain)
         *gain = c->vocab_size > c->n_embd ? 0.5 * sqrt((double)c->vocab_size / c->n_embd) : 0.5;
         return INIT_ORTHOGONAL;
     }
+    if (config_is_x060(c)) return init_kind_x060(name, gain);
     /* LayerNorm / GroupNorm: weight 1, bias 0 (ln_x.weight has its own formula) */
     if (ends_with(name, "att.ln_x.weight")) return INIT_FORMULA;
     if (strstr(name, ".ln") || strstr(name, "ln_"))
@@ -226,7 +245,48 @@ static int formula(const ModelConfig *c, int l, const char *what, float *out, si
     return 0;
 }
 
+/* RWKV_Tmix_x060 / RWKV_CMix_x060.__init__: time_decay and time_faaaa are
+ * Python double expressions stored as float32; the maa use float32 tensors. */
+static int formula_x060(const ModelConfig *c, int l, const char *what, float *out, X060CmixInit cmix, Error *e)
+{
+    const int C = c->n_embd, L = c->n_layer;
+    const double r01 = (double)l / (L - 1), r1 = 1.0 - (double)l / L;
+    if (strcmp(what, "att.ln_x.weight") == 0) {
+        float v = (float)pow((double)(1 + l) / L, 0.7);
+        for (int n = 0; n < C; n++) out[n] = v;
+        return 0;
+    }
+    if (strcmp(what, "att.time_decay") == 0) {
+        for (int n = 0; n < C; n++) out[n] = (float)(-6 + 5 * pow((double)n / (C - 1), 0.7 + 1.3 * r01));
+        return 0;
+    }
+    if (strcmp(what, "att.time_faaaa") == 0) {
+        for (int n = 0; n < C; n++) {
+            double zigzag = ((n + 1) % 3 - 1) * 0.1;
+            out[n] = (float)(r01 * (1 - (double)n / (C - 1)) + zigzag);
+        }
+        return 0;
+    }
+    double ex = -1;
+    float add = 0;   /* time_maa_v: 1 - (ddd^r1 + 0.3 r01) */
+    if (!strcmp(what, "att.time_maa_x") || !strcmp(what, "att.time_maa_w") || !strcmp(what, "att.time_maa_k")) ex = r1;
+    else if (!strcmp(what, "att.time_maa_v")) { ex = r1; add = (float)(0.3 * r01); }
+    else if (!strcmp(what, "att.time_maa_r") || !strcmp(what, "att.time_maa_g")) ex = 0.5 * r1;
+    else if (!strcmp(what, "ffn.time_maa_k") || !strcmp(what, "ffn.time_maa_r")) ex = cmix == X060_CMIX_2024 ? r1 : pow(r1, 3.0);
+    if (ex < 0) return fail(e, "no init formula for %s", what);
+    for (int n = 0; n < C; n++) {
+        float ddd = (float)((double)n / C);
+        out[n] = add != 0 ? 1.0f - (pow32(ddd, ex) + add) : 1.0f - pow32(ddd, ex);
+    }
+    return 0;
+}
+
 int init_model(Model *m, uint64_t seed, Error *e)
+{
+    return init_model_x060(m, seed, X060_CMIX_HEAD, e);
+}
+
+int init_model_x060(Model *m, uint64_t seed, X060CmixInit cmix, Error *e)
 {
     const ModelConfig *c = &m->cfg;
     int *jobs = malloc((size_t)m->layout.n * sizeof *jobs);
@@ -245,7 +305,10 @@ int init_model(Model *m, uint64_t seed, Error *e)
         case INIT_FORMULA: {
             const char *what = p->name;
             if (p->layer >= 0) what = strchr(strchr(p->name, '.') + 1, '.') + 1;   /* after "blocks.N." */
-            if (formula(c, p->layer, what, w, p->numel, e)) { free(jobs); return -1; }
+            if (config_is_x060(c) ? formula_x060(c, p->layer, what, w, cmix, e) : formula(c, p->layer, what, w, p->numel, e)) {
+                free(jobs);
+                return -1;
+            }
             break;
         }
         }

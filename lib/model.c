@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "matvec.h"
+#include "model6.h"
 #include "ops.h"
 
 #define HS OPS_HEAD_SIZE            /* head size (layout.c enforces 64) */
@@ -409,11 +410,14 @@ static ModelWork *work_new(const Model *m, int B, int T, int mode, Error *e)
 
 ModelWork *model_work_new(const Model *m, int B, int T, int grad_cp, Error *e)
 {
+    if (config_is_x060(&m->cfg)) return model6_work_new(m, B, T, grad_cp, e);
     return work_new(m, B, T, grad_cp ? MODE_TRAIN_CP : MODE_TRAIN, e);
 }
 
 void model_work_free(ModelWork *W)
 {
+    _Static_assert(offsetof(ModelWork, cfg) == 0, "model6_owns reads the leading ModelConfig");
+    if (model6_owns(W)) { model6_work_free(W); return; }
     if (!W) return;
     free(W->arena);
     free(W->off.l);
@@ -679,6 +683,7 @@ static void block_backward(const Model *m, ModelWork *W, int l, const LayerAct *
 
 float model_forward_loss(const Model *m, ModelWork *W, const int32_t *x, const int32_t *y)
 {
+    if (config_is_x060(&m->cfg)) return model6_forward_loss(m, W, x, y);
     size_t BT = (size_t)W->B * W->T;
     int V = m->cfg.vocab_size;
     if (!tokens_ok(x, BT, V) || !tokens_ok(y, BT, V)) return NAN;
@@ -691,6 +696,7 @@ float model_forward_loss(const Model *m, ModelWork *W, const int32_t *x, const i
 
 void model_forward_logits(const Model *m, ModelWork *W, const int32_t *x, float *logits)
 {
+    if (config_is_x060(&m->cfg)) { model6_forward_logits(m, W, x, logits); return; }
     size_t BT = (size_t)W->B * W->T;
     int V = m->cfg.vocab_size;
     if (!tokens_ok(x, BT, V)) {
@@ -705,6 +711,7 @@ void model_forward_logits(const Model *m, ModelWork *W, const int32_t *x, float 
 
 float model_forward_backward(const Model *m, ModelWork *W, const int32_t *x, const int32_t *y, float *grad)
 {
+    if (config_is_x060(&m->cfg)) return model6_forward_backward(m, W, x, y, grad);
     const ModelConfig *c = &m->cfg;
     int B = W->B, T = W->T, C = c->n_embd, V = c->vocab_size, L = c->n_layer;
     size_t BT = (size_t)B * T;
@@ -736,6 +743,7 @@ float model_forward_backward(const Model *m, ModelWork *W, const int32_t *x, con
 
 ModelState *model_state_new(const Model *m, Error *e)
 {
+    if (config_is_x060(&m->cfg)) return model6_state_new(m, e);
     const ModelConfig *c = &m->cfg;
     ModelState *s = calloc(1, sizeof *s);
     if (!s) { fail(e, "out of memory"); return NULL; }
@@ -756,6 +764,7 @@ ModelState *model_state_new(const Model *m, Error *e)
 
 void model_state_reset(ModelState *s)
 {
+    if (model6_owns(s)) { model6_state_reset(s); return; }
     size_t LC = (size_t)s->cfg.n_layer * s->cfg.n_embd;
     memset(s->att_shift, 0, LC * sizeof(float));
     memset(s->ffn_shift, 0, LC * sizeof(float));
@@ -764,6 +773,8 @@ void model_state_reset(ModelState *s)
 
 void model_state_free(ModelState *s)
 {
+    _Static_assert(offsetof(ModelState, cfg) == 0, "model6_owns reads the leading ModelConfig");
+    if (model6_owns(s)) { model6_state_free(s); return; }
     if (!s) return;
     free(s->att_shift);
     free(s->ffn_shift);
@@ -774,6 +785,7 @@ void model_state_free(ModelState *s)
 
 void model_step(const Model *m, ModelState *s, int32_t token, float *logits)
 {
+    if (config_is_x060(&m->cfg)) { model6_step(m, s, token, logits); return; }
     if (token < 0 || token >= m->cfg.vocab_size) {
         if (logits)
             for (int i = 0; i < m->cfg.vocab_size; i++) logits[i] = NAN;
@@ -787,6 +799,7 @@ void model_step(const Model *m, ModelState *s, int32_t token, float *logits)
 
 int model_prefill(const Model *m, ModelState *s, const int32_t *tokens, int n, float *logits, Error *e)
 {
+    if (config_is_x060(&m->cfg)) return model6_prefill(m, s, tokens, n, logits, e);
     if (n < 1) return fail(e, "prefill needs at least one token");
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab_size)

@@ -47,6 +47,19 @@ int model_to_tensors(const Model *m, TensorSet *ts, DType dt, Error *e)
     }
     const ModelConfig *c = &m->cfg;
     char v[32];
+    if (config_is_x060(c)) {
+        struct { const char *k; int v; } dims6[] = {
+            { "n_layer", c->n_layer }, { "n_embd", c->n_embd }, { "vocab_size", c->vocab_size },
+            { "head_size", c->head_size }, { "d_mix_lora", c->d_mix }, { "d_decay_lora", c->d_decay },
+            { "dim_ffn", c->dim_ffn },
+        };
+        if (ts_set_meta(ts, "format", "pt", e) || ts_set_meta(ts, "model_type", "x060", e)) return -1;
+        for (size_t i = 0; i < sizeof dims6 / sizeof dims6[0]; i++) {
+            snprintf(v, sizeof v, "%d", dims6[i].v);
+            if (ts_set_meta(ts, dims6[i].k, v, e)) return -1;
+        }
+        return 0;
+    }
     struct { const char *k; int v; } dims[] = {
         { "n_layer", c->n_layer }, { "n_embd", c->n_embd }, { "vocab_size", c->vocab_size },
         { "head_size", c->head_size }, { "d_decay_lora", c->d_decay }, { "d_aaa_lora", c->d_aaa },
@@ -66,12 +79,18 @@ int model_load(Model *m, const char *path, Error *e)
     memset(m, 0, sizeof *m);
     if (ckpt_read(path, &ts, e)) return -1;
     const char *type = ts_get_meta(&ts, "model_type");
-    if (type && strcmp(type, "x070") != 0) {
-        fail(e, "%s: model_type is \"%.32s\", expected x070", path, type);
+    if (type && strcmp(type, "x070") != 0 && strcmp(type, "x060") != 0) {
+        fail(e, "%s: model_type is \"%.32s\", expected x070 or x060", path, type);
         ts_free(&ts);
         return -1;
     }
     int rc = model_from_tensors(m, &ts, e);
+    /* the type comes from the tensors; a tag saying otherwise means a damaged or mislabelled file */
+    if (!rc && type && strcmp(type, config_type_name(&m->cfg)) != 0) {
+        fail(e, "model_type says %.32s but the tensors are %s", type, config_type_name(&m->cfg));
+        model_free(m);
+        rc = -1;
+    }
     ts_free(&ts);
     if (rc) return fail_prefix(e, "%s", path);
     return 0;

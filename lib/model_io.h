@@ -11,7 +11,7 @@
  * values — errors name the tensor); converted to fp32. */
 int model_from_tensors(Model *m, const TensorSet *ts, Error *e);
 /* Append every parameter as dtype dt (DT_BF16 / DT_F32 / DT_F16) with RWKV-LM
- * names, plus metadata "model_type"="x070". */
+ * names, plus metadata "model_type" ("x070" or "x060") and the dimensions. */
 int model_to_tensors(const Model *m, TensorSet *ts, DType dt, Error *e);
 /* Load a checkpoint file (safetensors or torch .pth), by content. */
 int model_load(Model *m, const char *path, Error *e);

@@ -6,9 +6,16 @@
 
 #include "ops.h"
 
+/* configure_optimizers (RWKV-LM-V7 and RWKV-LM RWKV-v5 src/model.py, layerwise_lr 1,
+ * my_pile_stage != 2): the first matching rule wins.  x070 names only meet the
+ * att.w0 and ".weight" rules; the x060 rules come first so that time_decay_w1/_w2
+ * stay 1x while time_decay is 2x. */
 ParamGroup param_group(const ParamInfo *p, double weight_decay)
 {
-    if (strstr(p->name, "att.w0")) return GROUP_LR_2X;
+    if (strstr(p->name, "_w1") || strstr(p->name, "_w2")) return GROUP_LR_1X;
+    if (strstr(p->name, "time_mix") || strstr(p->name, "time_maa")) return GROUP_LR_1X;
+    if (strstr(p->name, "time_decay") || strstr(p->name, "time_daaaa") || strstr(p->name, "att.w0")) return GROUP_LR_2X;
+    if (strstr(p->name, "time_faaaa")) return GROUP_LR_1X;
     int dims = 0;   /* p.squeeze().dim(): count dimensions larger than 1 */
     for (int i = 0; i < p->ndim; i++) dims += p->shape[i] != 1;
     if (dims >= 2 && weight_decay > 0 && strstr(p->name, ".weight")) return GROUP_DECAY;

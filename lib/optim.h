@@ -11,7 +11,8 @@
 
 typedef enum { GROUP_LR_1X = 0, GROUP_LR_2X = 1, GROUP_DECAY = 2 } ParamGroup;
 
-/* configure_optimizers' rule: "att.w0" -> 2x; 2-D+ ".weight" with wd > 0 -> decay; else 1x. */
+/* configure_optimizers' rules: "_w1"/"_w2", "time_maa" and "time_faaaa" -> 1x;
+ * "time_decay" (x060) and "att.w0" (x070) -> 2x; 2-D+ ".weight" with wd > 0 -> decay; else 1x. */
 ParamGroup  param_group(const ParamInfo *p, double weight_decay);
 const char *param_group_name(ParamGroup g);      /* "lr_1x", "lr_2x", "decay" */
 double      param_group_lr_scale(ParamGroup g);   /* 1 or 2 */

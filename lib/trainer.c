@@ -717,7 +717,14 @@ int trainer_open(TrainOptions *a, Trainer **out, Error *e)
     if (!tr->metrics_path || !tr->log_path || !tr->final_path || !tr->init_path) return fail(e, "out of memory");
     if (find_start(tr, e)) return -1;
     if (check_dims(a, &tr->cfg, tr->source, e)) return -1;
-    if (a->dim_ffn && a->dim_ffn != 4 * (int64_t)tr->cfg.n_embd)
+    if (a->my_testing && strcmp(a->my_testing, config_type_name(&tr->cfg)))
+        return fail(e, "--my_testing %s, but %s is an %s model (the model type comes from the checkpoint)",
+                    a->my_testing, tr->source, config_type_name(&tr->cfg));
+    if (config_is_x060(&tr->cfg)) {
+        if (a->dim_ffn && a->dim_ffn != tr->cfg.dim_ffn)
+            return fail(e, "--dim_ffn %" PRId64 " contradicts the checkpoint %s (dim_ffn %d); dimensions come from the checkpoint",
+                        a->dim_ffn, tr->source, tr->cfg.dim_ffn);
+    } else if (a->dim_ffn && a->dim_ffn != 4 * (int64_t)tr->cfg.n_embd)
         say(tr, "note: --dim_ffn %" PRId64 " ignored: x070's FFN is 4 x n_embd = %" PRId64 " wide (as in the reference)",
             a->dim_ffn, 4 * (int64_t)tr->cfg.n_embd);
     if (layout_build(&tr->cfg, &tr->layout, e)) return -1;
@@ -757,8 +764,8 @@ void trainer_print_plan(const Trainer *tr, FILE *fp)
     uint64_t mem = backend_memory_estimate(a->accelerator, &tr->cfg, &tr->bc);
     uint64_t todo = tr->exit_step > tr->c.step ? tr->exit_step - tr->c.step : 0;
     fprintf(fp, "start        %s%s\n", tr->source, tr->resumed ? " (training state)" : "");
-    fprintf(fp, "model        x070 L%d D%d, vocab %d, head_size %d: %" PRIu64 " parameters (%.1f MB in bf16)\n",
-            tr->cfg.n_layer, tr->cfg.n_embd, tr->cfg.vocab_size, tr->cfg.head_size, (uint64_t)tr->layout.total,
+    fprintf(fp, "model        %s L%d D%d, vocab %d, head_size %d: %" PRIu64 " parameters (%.1f MB in bf16)\n",
+            config_type_name(&tr->cfg), tr->cfg.n_layer, tr->cfg.n_embd, tr->cfg.vocab_size, tr->cfg.head_size, (uint64_t)tr->layout.total,
             tr->layout.total * 2 / 1e6);
     fprintf(fp, "data         %s: %" PRIu64 " tokens, %" PRIu64 " documents, %s, max id %" PRIu64 "\n", tr->ds.bin_path,
             tr->ds.token_count, tr->ds.documents, binidx_dtype_name(tr->ds.index.dtype), tr->bst.max_id);

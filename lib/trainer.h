@@ -52,6 +52,7 @@ typedef struct {
     double save_minutes, max_minutes;
     const char *tensorboard_dir;     /* TensorBoard event files go there; NULL or "": off */
     const char *wandb_project;       /* wandb project the bridge logs to; NULL or "": off */
+    const char *my_testing;          /* "x060"/"x070" from --my_testing, or NULL: the checkpoint's type must match */
     TrainGiven given;
     FILE *progress;                  /* progress line ("\r..."), or NULL */
     void (*message)(const char *line);   /* warnings and notes, or NULL */

@@ -89,6 +89,9 @@ int trainstate_write(const char *path, const ModelConfig *cfg, const TrainCounte
         || set_u64(&ts, "d_decay_lora", (uint64_t)cfg->d_decay, e) || set_u64(&ts, "d_aaa_lora", (uint64_t)cfg->d_aaa, e)
         || set_u64(&ts, "d_mv_lora", (uint64_t)cfg->d_mv, e) || set_u64(&ts, "d_gate_lora", (uint64_t)cfg->d_gate, e)
         || set_u64(&ts, "layer0_v", (uint64_t)cfg->layer0_v, e)
+        /* x060 only, so x070 states keep their exact metadata */
+        || (config_is_x060(cfg) && (ts_set_meta(&ts, "model_type", "x060", e) || set_u64(&ts, "d_mix_lora", (uint64_t)cfg->d_mix, e)
+                                    || set_u64(&ts, "dim_ffn", (uint64_t)cfg->dim_ffn, e) || set_u64(&ts, "no_ln0", (uint64_t)cfg->no_ln0, e)))
         || set_u64(&ts, "step", c->step, e) || set_u64(&ts, "adam_step", c->adam_step, e)
         || set_u64(&ts, "warm_step", c->warm_step, e) || set_u64(&ts, "epoch_begin", c->epoch_begin, e)
         || set_f64(&ts, "epoch_loss_sum", c->epoch_loss_sum, e) || set_u64(&ts, "epoch_loss_n", c->epoch_loss_n, e)
@@ -179,6 +182,11 @@ int trainstate_read(const char *path, TrainState *st, Error *e)
         || get_int(&ts, path, "d_decay_lora", &c->d_decay, e) || get_int(&ts, path, "d_aaa_lora", &c->d_aaa, e)
         || get_int(&ts, path, "d_mv_lora", &c->d_mv, e) || get_int(&ts, path, "d_gate_lora", &c->d_gate, e)
         || get_int(&ts, path, "layer0_v", &c->layer0_v, e))
+        goto out;
+    const char *type = ts_get_meta(&ts, "model_type");   /* absent: x070 (every state before x060) */
+    if (type && strcmp(type, "x060")) { fail(e, "%s: training state model_type \"%.32s\" (this build reads x060, or none for x070)", path, type); goto out; }
+    if (type && (c->model_type = MODEL_X060, get_int(&ts, path, "d_mix_lora", &c->d_mix, e) || get_int(&ts, path, "dim_ffn", &c->dim_ffn, e)
+                 || get_int(&ts, path, "no_ln0", &c->no_ln0, e)))
         goto out;
     if (c->head_size > 0) c->n_head = c->n_embd / c->head_size;
     if (config_validate(c, e)) { fail_prefix(e, "%s", path); goto out; }
