@@ -627,6 +627,8 @@ int decoder_open(Decoder *d, const Model *m, Error *e) {
         return fail(e, "--accelerator gpu: no CUDA device (%s)", err != cudaSuccess ? cudaGetErrorString(err) : "none found");
     CK(cudaSetDevice(0));
     c->mc = m->cfg;
+    if (config_is_x060(&c->mc))
+        return fail(e, "--accelerator gpu: x060 (RWKV-6) models run on the CPU only for now (use --accelerator cpu)");
     if (c->mc.head_size != OPS_HEAD_SIZE) return fail(e, "head size must be %d", OPS_HEAD_SIZE);
     c->cfg.B = 1;
     c->cfg.T = DECODE_CHUNK;
@@ -755,6 +757,10 @@ extern "C" int backend_cuda_open(const ModelConfig *mc, const float *w, const Ba
     b->checks_update = 1;
     c->cfg = *bc;
     c->mc = *mc;
+    if (config_is_x060(mc)) {
+        free(c); free(b);
+        return fail(e, "--accelerator gpu: x060 (RWKV-6) models train on the CPU only for now (use --accelerator cpu)");
+    }
     if (layout_build(mc, &c->layout, e)) { free(c); free(b); return -1; }
     c->P = c->layout.total;
     if (offsets_build(c, e) || open_device(c, w, e)) { cuda_free(b); return -1; }

@@ -78,8 +78,8 @@ ifneq ($(and $(strip $(DATA)),$(strip $(BINIDX))),)
 $(error give DATA (JSONL to tokenize) or BINIDX (an existing dataset), not both)
 endif
 $(foreach f,$(DATA),$(if $(wildcard $f),,$(error DATA: $f: no such file)))
-ifneq ($(MODEL_TYPE),x070)
-$(error MODEL_TYPE $(MODEL_TYPE): only x070 (RWKV-7) is supported)
+ifeq ($(filter x070 x060,$(MODEL_TYPE)),)
+$(error MODEL_TYPE $(MODEL_TYPE): x070 (RWKV-7) or x060 (RWKV-6))
 endif
 ifeq ($(shell PATH='$(PATH)' command -v rwkv-train),)
 $(error rwkv-train not found: build rwkv7c first (make), or put its build/bin on PATH)
@@ -151,7 +151,7 @@ $(OUT)/magic-prime.txt: $(dataset).idx $(S)/magic.vars
 ifeq ($(strip $(LOAD_MODEL)),)
 $(OUT)/rwkv-init.safetensors: $(S)/init.vars
 	@echo '== init: L$(N_LAYER)-D$(N_EMBD) $(MODEL_TYPE) seed $(SEED)' >&2
-	rwkv-init --n-layer $(N_LAYER) --n-embd $(N_EMBD) --seed $(SEED) -q -f -o $@
+	rwkv-init --model-type $(MODEL_TYPE) --n-layer $(N_LAYER) --n-embd $(N_EMBD) --seed $(SEED) -q -f -o $@
 endif
 
 # With ACCELERATOR=gpu, the CUDA build of the trainer beside this file (make cuda:

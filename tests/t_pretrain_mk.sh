@@ -130,7 +130,8 @@ if command -v zstd >/dev/null; then
     check "truncated zstd DATA: no data.bin" test ! -e o3/data.bin
 fi
 
-expect_fail "MODEL_TYPE x060 refused" "only x070" make -f "$mkfile" DATA="$data" OUT=o4 MODEL_TYPE=x060
+expect_fail "MODEL_TYPE x050 refused" "x070 (RWKV-7) or x060 (RWKV-6)" make -f "$mkfile" DATA="$data" OUT=o4 MODEL_TYPE=x050
+check "MODEL_TYPE x060: the init stage makes an x060 model" sh -c "make -f '$mkfile' DATA='$data' OUT=o6 MODEL_TYPE=x060 N_LAYER=2 N_EMBD=64 o6/rwkv-init.safetensors >/dev/null 2>&1 && pth-convert --info o6/rwkv-init.safetensors | grep -q x060"
 expect_fail "no OUT" "OUT is not set" make -f "$mkfile" DATA="$data"
 expect_fail "missing DATA file" "DATA: nosuch.jsonl: no such file" make -f "$mkfile" DATA=nosuch.jsonl OUT=o4
 mv o.log o.log.3

@@ -127,6 +127,12 @@ import json
 steps = [json.loads(l)["step"] for l in open("lf/metrics.jsonl") if "pad" not in l]
 assert steps == list(range(8)), steps'
 
+# --- x060 (RWKV-6) has no GPU composition yet: said before anything runs
+mkdir x6
+rwkv-init --model-type x060 -L 2 -C 64 --vocab-size 16 -s 3 -q -o x6/rwkv-init.safetensors || exit 1
+expect_fail "an x060 model on the GPU is refused, naming the way out" "x060 (RWKV-6) models train on the CPU only for now" \
+    $gpu --accelerator gpu --proj_dir x6 --data_file d16 --ctx_len 32 --micro_bsz 4 --save_minutes 0 --exit_after_steps 1
+
 # --- the plan, and a plan that cannot fit
 "$gpu" --proj_dir g $common --accelerator gpu --dry-run >plan.txt 2>&1
 check "--dry-run prints the device memory plan" grep -q 'device memory plan (CUDA backend)' plan.txt
