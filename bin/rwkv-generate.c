@@ -1,4 +1,4 @@
-/* rwkv-generate: continue a prompt with an x070 checkpoint, or chat.  The
+/* rwkv-generate: continue a prompt with an x070 or x060 checkpoint, or chat.  The
  * prompt is read in parallel mode (model_prefill), the continuation one token
  * at a time (model_step); tokens are printed as they come.  main() parses the
  * options and dispatches to generate() or chat(), as llama2.c's run.c does;
@@ -26,7 +26,7 @@ static void usage(FILE *f)
         "Usage: rwkv-generate -m MODEL [--prompt TEXT] [-n N] [OPTION]...\n"
         "       rwkv-generate -m MODEL --chat [--prompt TEXT] [OPTION]...\n"
         "Print the continuation of TEXT (default: all of standard input) by an RWKV-7\n"
-        "x070 checkpoint (safetensors or .pth; bf16, f16 or fp32).  Generation stops\n"
+        "(x070) or RWKV-6 (x060) checkpoint (safetensors or .pth; bf16, f16 or fp32).  Generation stops\n"
         "after N tokens, at token 0, or once the --stop string has been printed.\n"
         "With --chat, each line of standard input is a user turn, sent as\n"
         "\"User: LINE\\n\\nAssistant:\"; the reply ends at a blank line (\"\\n\\n\").\n"

@@ -1,4 +1,5 @@
-/* model.h: the RWKV-7 x070 model on the CPU, in fp32 — the reference every
+/* model.h: the RWKV-7 x070 model on the CPU, in fp32 (x060 models are dispatched to
+ * lib/model6.c behind the same functions) — the reference every
  * other backend is checked against (RWKV-LM-V7 src/model.py, class RWKV with
  * RWKV_Tmix_x070 and RWKV_CMix_x070; doc/model.md).
  *
