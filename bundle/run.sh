@@ -183,7 +183,7 @@ fi
 # --- d. WKV7 sweep ------------------------------------------------------------------------------
 for s in $SWEEP; do
     B=${s%x*} H=${s#*x}
-    part "d-wkv-B$B-H$H" "$(limit 45 200)" "$here/tests/t_wkv7" --time "$B" "$H" "$SWEEP_T"
+    part "d-wkv-B$B-H$H" "$(limit 60 200)" "$here/tests/t_wkv7" --time "$B" "$H" "$SWEEP_T"
     r=$(sed -n 's/.*: \(fwd [0-9.]* ms, bwd [0-9.]* ms\).*/\1/p' "$log" | tail -n 1)
     row "d. WKV7 T=$SWEEP_T B=$B H=$H (B*H $((B * H)))" "$(status)" "${r:-$(tail -n 1 "$log" | cut -c1-120)}"
 done
