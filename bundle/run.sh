@@ -253,7 +253,9 @@ for mb in $TRAIN_BSZ; do
     mfu=
     [ -n "$tps" ] && [ "$TRAIN_LAYERS-$TRAIN_EMBD" = 12-768 ] &&
         mfu=$(awk -v t="$tps" 'BEGIN { printf ", MFU %.1f%% (0.862 GFLOP/token, 989.4 TFLOP/s)", 100 * t * 0.862e9 / 989.4e12 }')
-    row "$label" "$st" "${summary:-no metrics}$mfu; high-water ${hw:+$hw MiB}${hw:-not reported}, plan ${plan:-?}, nvidia-smi peak ${peak:--}; $secs s"
+    why=
+    [ "$st" = ok ] || why="$(grep -v '^\$ ' "$log" | tail -n 1 | cut -c1-160); "
+    row "$label" "$st" "$why${summary:-no metrics}$mfu; high-water ${hw:+$hw MiB}${hw:-not reported}, plan ${plan:-?}, nvidia-smi peak ${peak:--}; $secs s"
     rm -rf "$proj"
     ran_train=1
 done
