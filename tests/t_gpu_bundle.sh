@@ -3,8 +3,8 @@
 # programs start, run.sh without a GPU, every part of run.sh on a tiny CPU model); check.sh shown
 # to catch a program that needs a library a bare GPU machine lacks and a bundle over 60 MiB;
 # run.sh going on past a failing and a hanging part; and bench/gpu/gemm_rates on tiny shapes
-# through the CUDA emulation.  The bundle needs nvcc (skip without it); CI builds it before
-# `make check` (.ci/run), so the make here only checks it is up to date.
+# through the CUDA emulation.  The bundle needs nvcc and static libraries (skip without them);
+# CI builds it before `make check` (.ci/run), so the make here only checks it is up to date.
 . "$TOP/tests/lib.sh"
 emu_rates="$TOP/build/cuda-emu/bench/gemm_rates"
 if [ -x "$emu_rates" ]; then
@@ -23,6 +23,9 @@ fi
 
 bundle="$TOP/build/gpu-bundle"
 if make -s -C "$TOP" gpu-bundle >make.log 2>&1; then ok "make gpu-bundle"
+elif grep -q 'gpu-bundle: static libraries missing' make.log; then
+    grep 'static libraries missing' make.log
+    exit 77
 else bad "make gpu-bundle: $(tail -n 10 make.log)"; finish; fi
 if sh "$bundle/check.sh" >check.txt 2>&1; then ok "check.sh: $(grep -c '^ok:' check.txt) checks"
 else bad "check.sh failed:"; grep -v '^ok:' check.txt | head -n 40; fi
