@@ -47,10 +47,15 @@ say() { echo "$*"; echo "$*" >>"$OUT/log.txt"; }
 row() { printf '| %s | %s | %s |\n' "$1" "$2" "$3" >>"$rows"; }
 have() { command -v "$1" >/dev/null 2>&1; }
 
-# limit SECONDS RESERVE: SECONDS, or less so that RESERVE seconds are left for the parts after.
+# limit SECONDS RESERVE: SECONDS, or less so that RESERVE seconds are left for the parts after;
+# when earlier parts took that too, at most 5 s of what is left; 0 when the budget is spent.
 limit() {
-    left=$((deadline - $(date +%s) - $2))
-    if [ $left -lt $1 ]; then echo $((left < 5 ? 5 : left)); else echo $1; fi
+    left=$((deadline - $(date +%s)))
+    spare=$((left - $2))
+    if [ $spare -ge $1 ]; then echo $1
+    elif [ $spare -ge 5 ]; then echo $spare
+    elif [ $left -ge 5 ]; then echo 5
+    else echo 0; fi
 }
 
 # part NAME SECONDS COMMAND...: runs it with its output in logs/NAME.log (and log.txt), killed
@@ -61,6 +66,12 @@ part() {
     log="$work/logs/$name.log"
     echo "\$ $*" >"$log"
     t0=$(date +%s)
+    if [ "$t" -le 0 ]; then
+        rc=125 secs=0
+        echo "not run: the time budget ($BUDGET s) is spent" >"$log"
+        echo "=== $name: not run, the time budget ($BUDGET s) is spent" | tee -a "$OUT/log.txt"
+        return
+    fi
     if have timeout; then timeout -k 10 "$t" "$@" >>"$log" 2>&1; else "$@" >>"$log" 2>&1; fi
     rc=$?
     secs=$(($(date +%s) - t0))
@@ -74,6 +85,7 @@ status() {
         0) echo ok ;;
         77) echo "skipped (${1:-no device})" ;;
         124 | 137) echo "TIMEOUT (${t} s)" ;;
+        125) echo "not run (budget spent)" ;;
         *) echo "FAIL (exit $rc)" ;;
     esac
 }
@@ -228,7 +240,7 @@ for mb in $TRAIN_BSZ; do
         --save_minutes 0 --timing
     label="f. train L$TRAIN_LAYERS-D$TRAIN_EMBD ctx $TRAIN_CTX micro_bsz $mb ($ACCEL)"
     if [ ! -f "$model" ]; then
-        row "$label" "not run" "no initial model (rwkv-init failed)"
+        row "$label" "not run" "no initial model (rwkv-init failed or did not run)"
         continue
     fi
     part "f-plan-b$mb" "$(limit 30 100)" "$@" --dry-run

@@ -55,4 +55,12 @@ check "the hanging test is cut at its limit" [ $(($(date +%s) - start)) -lt 60 ]
 check "the table marks the failure and the timeout" \
     grep -qF 'failed: t_zfail: FAIL (exit 3); t_zhang: TIMEOUT (2 s);' out/table.md
 check "the parts after them ran" grep -qF '| f. train L2-D64 ctx 64 micro_bsz 1 (cpu) | ok | 2 steps' out/table.md
+# A budget spent on a hang: the rest is marked, not run, and the call ends near the budget.
+start=$(date +%s)
+RUN_WITHOUT_GPU=1 BUNDLE_ACCELERATOR=cpu TRAIN_LAYERS=2 TRAIN_EMBD=64 TRAIN_CTX=64 TRAIN_BSZ=1 TRAIN_STEPS=2 \
+    SWEEP=1x1 SWEEP_T=16 GEMM_ARGS=--tiny RUN_BUDGET_S=8 OUT="$PWD/out2" sh big/run.sh >run2.txt 2>&1
+eq "run.sh exits 0 with its budget spent" $? 0
+check "... within seconds of it" [ $(($(date +%s) - start)) -lt 30 ]
+check "... the hang timed out" grep -qF 't_zhang: TIMEOUT' out2/table.md
+check "... the training marked as not run" grep -qF '| f. rwkv-init L2-D64 | not run (budget spent) |' out2/table.md
 finish
