@@ -30,7 +30,8 @@ VOCAB    := $(B)/share/rwkv7c/rwkv_vocab_v20230424.txt
 
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 DEB_PKGS := build-essential clang libzstd-dev libxxhash-dev libopenblas-dev liblapacke-dev \
-            python3-torch python3-numpy python3-pip zstd
+            python3-torch python3-numpy python3-pip zstd \
+            libblas-dev liblapack-dev libgfortran-12-dev
 all: $(TOOLS:%=$(B)/bin/%) $(UNIT) $(HELPERS) $(VOCAB) $(B)/bin/rwkv-wandb-bridge
 
 # rwkv-train --wandb runs this Python script from its own directory.
@@ -262,7 +263,7 @@ arith-demo: all
 	@sh examples/arithmetic/demo.sh
 
 help:
-	@echo "targets: all check check-asan bench fuzz demo arith-demo deps install uninstall clean cuda cuda-emu"
+	@echo "targets: all check check-asan bench fuzz demo arith-demo deps install uninstall clean cuda cuda-emu gpu-bundle"
 	@echo "tools:   $(TOOLS)"
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -272,6 +272,33 @@ for mb in $TRAIN_BSZ; do
     ran_train=1
 done
 
+# --- h. decode on the GPU (rwkv-generate --accelerator gpu), L12-D768 -----------------------------
+# Tokens/s of the decode alone: two runs after the same prompt, 1 and 257 tokens greedy; their
+# difference is 256 decode steps (model loading, cuBLASLt's set-up and the prefill cancel out).
+if [ -x "$here/bin/rwkv-generate" ] && [ -f "$model" ]; then
+    prompt="The quick brown fox jumps over the lazy dog. $(printf 'word%d ' $(seq 1 60))"
+    part h-decode-1 "$(limit 60 20)" "$here/bin/rwkv-generate" -m "$model" --accelerator "$ACCEL" --prompt "$prompt" \
+        -n 1 --temperature 0 --vocab "$here/share/rwkv7c/rwkv_vocab_v20230424.txt"
+    s1=$secs st1=$(status)
+    t0n=$(date +%s%N)
+    "$here/bin/rwkv-generate" -m "$model" --accelerator "$ACCEL" --prompt "$prompt" -n 1 --temperature 0 \
+        --vocab "$here/share/rwkv7c/rwkv_vocab_v20230424.txt" >/dev/null 2>&1
+    t1n=$(date +%s%N)
+    part h-decode-257 "$(limit 120 20)" "$here/bin/rwkv-generate" -m "$model" --accelerator "$ACCEL" --prompt "$prompt" \
+        -n 257 --temperature 0 --vocab "$here/share/rwkv7c/rwkv_vocab_v20230424.txt"
+    st2=$(status)
+    t2n=$(date +%s%N)
+    "$here/bin/rwkv-generate" -m "$model" --accelerator "$ACCEL" --prompt "$prompt" -n 257 --temperature 0 \
+        --vocab "$here/share/rwkv7c/rwkv_vocab_v20230424.txt" >/dev/null 2>&1
+    t3n=$(date +%s%N)
+    if [ "$st1" = ok ] && [ "$st2" = ok ]; then
+        row "h. decode L$TRAIN_LAYERS-D$TRAIN_EMBD ($ACCEL)" ok "$(awk -v a=$t0n -v b=$t1n -v c=$t2n -v d=$t3n \
+            'BEGIN { dt = ((d - c) - (b - a)) / 1e9; if (dt > 0) printf "%.0f tokens/s (256 tokens in %.3f s, greedy)", 256 / dt, dt; else print "too fast to time" }')"
+    else
+        row "h. decode L$TRAIN_LAYERS-D$TRAIN_EMBD ($ACCEL)" "$st1/$st2" "$(grep -v '^\$ ' "$log" | tail -n 1 | cut -c1-160)"
+    fi
+fi
+
 # --- g. NCCL smoke test, when the bundle has one --------------------------------------------------
 for p in "$here"/tests/t_*nccl* "$here"/tests/t_*comm*; do
     [ -x "$p" ] || continue

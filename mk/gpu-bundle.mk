@@ -80,11 +80,13 @@ else
 BUNDLE_TRAINER ?= $(B)/bin/rwkv-train
 endif
 BUNDLE_SHIM     := $(B)/obj/bundle/blas_single.o
-BUNDLE_GPU_PROGS := $(BUNDLE_TRAINER) $(CUDA_GPU_TESTS) $(B)/cuda/bench/gemm_rates
+# rwkv-generate with the GPU decoder (part h of run.sh), when the CUDA backend exists
+BUNDLE_GENERATE := $(if $(wildcard cuda/backend_cuda.cu),$(B)/cuda/bin/rwkv-generate)
+BUNDLE_GPU_PROGS := $(BUNDLE_TRAINER) $(BUNDLE_GENERATE) $(CUDA_GPU_TESTS) $(B)/cuda/bench/gemm_rates
 BUNDLE_TOOLS    := $(addprefix $(B)/bin/,jsonl-shuf rwkv-tokenize binidx-write)
 $(BUNDLE_GPU_PROGS): $(BUNDLE_SHIM)
 # override: LDLIBS came on the command line.
-$(BUNDLE_TRAINER): override LDLIBS = $(BUNDLE_SMALL_LIBS)
+$(BUNDLE_TRAINER) $(BUNDLE_GENERATE): override LDLIBS = $(BUNDLE_SMALL_LIBS)
 
 gpu-bundle-assemble: $(GPU_BUNDLE_OUT).tar.gz
 # The folder is assembled beside its place and renamed into it, so a failed build leaves none
@@ -95,6 +97,8 @@ $(GPU_BUNDLE_OUT).tar.gz: $(B)/bin/rwkv-init $(BUNDLE_GPU_PROGS) $(BUNDLE_TOOLS)
 	@rm -rf $(GPU_BUNDLE_OUT).new $@.new && mkdir -p $(GPU_BUNDLE_OUT).new/bin $(GPU_BUNDLE_OUT).new/tests $(GPU_BUNDLE_OUT).new/data
 	strip -o $(GPU_BUNDLE_OUT).new/bin/rwkv-train $(BUNDLE_TRAINER)
 	strip -o $(GPU_BUNDLE_OUT).new/bin/rwkv-init $(B)/bin/rwkv-init
+	$(if $(BUNDLE_GENERATE),strip -o $(GPU_BUNDLE_OUT).new/bin/rwkv-generate $(BUNDLE_GENERATE))
+	mkdir -p $(GPU_BUNDLE_OUT).new/share/rwkv7c && cp $(VOCAB) $(GPU_BUNDLE_OUT).new/share/rwkv7c/
 	strip -o $(GPU_BUNDLE_OUT).new/bin/gemm_rates $(B)/cuda/bench/gemm_rates
 	for t in $(CUDA_GPU_TESTS); do strip -o $(GPU_BUNDLE_OUT).new/tests/$${t##*/} $$t || exit 1; done
 	cp bundle/run.sh bundle/check.sh bundle/README.md $(GPU_BUNDLE_OUT).new/
