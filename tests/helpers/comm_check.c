@@ -263,6 +263,13 @@ static int spawn(int n, int die_rank, char **argv)
         if (now_seconds() - start > timeout_s) { rc = fail(&e, "no child failure seen within %.0f s", timeout_s); break; }
         usleep(20000);
     }
+    /* RWKV7C_TEST_LINGER: stay alive a while, so the test can see that the watcher (not
+     * launch_children_free) killed the other children */
+    const char *linger = getenv("RWKV7C_TEST_LINGER");
+    if (rc < 0 && linger) {
+        fprintf(stderr, "comm_check: rank 0: %s\n", e.msg);
+        sleep((unsigned)atoi(linger));
+    }
     launch_children_free(kids);
     return rc < 0 ? die(&e) : 0;
 }
