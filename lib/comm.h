@@ -1,6 +1,8 @@
 /* comm.h: the collectives data-parallel training needs, over one of three backends.
  *
  *   single  one rank; every collective is a copy (comm_single.c, always built)
+ *   tcp     host buffers over the sockets of launch_connect_tcp, a star around rank 0
+ *           (comm_tcp.c, always built: --devices N and torchrun-style launches without MPI)
  *   mpi     host buffers, MPI-3 non-blocking collectives (comm_mpi.c; a stub that says
  *           "built without MPI" when mpicc was absent at build time)
  *   nccl    device buffers (cuda/comm_nccl.cu, `make cuda` only; comm_nccl.cuh)
@@ -16,9 +18,9 @@
  *
  * Sum order (bit-identical resume depends on it; doc/comm.md):
  *   single  nothing is summed.
- *   mpi     fixed: element i is ((x_0 + x_1) + x_2) + ... + x_{W-1} in rank order, in the
+ *   mpi,tcp fixed: element i is ((x_0 + x_1) + x_2) + ... + x_{W-1} in rank order, in the
  *           element type (bf16 in fp32, rounded once), whatever MPI's algorithm tuning; every
- *           rank gets the same bits.  The result depends on W, so a resume is bit-identical
+ *           rank gets the same bits, and both backends give the same bits.  The result depends on W, so a resume is bit-identical
  *           only on the same world size.
  *   nccl    NCCL's ring/tree order: repeatable for one NCCL version, world size, topology
  *           and NCCL_ALGO/NCCL_PROTO; bf16 is rounded at each hop.
@@ -26,11 +28,11 @@
 #ifndef RWKV7C_COMM_H
 #define RWKV7C_COMM_H
 #include <stddef.h>
-#include "util.h"
 
 #ifdef __cplusplus
-extern "C" {
+extern "C" {      /* util.h too: cuda/comm_nccl.cu calls fail() and now_seconds() */
 #endif
+#include "util.h"
 
 typedef enum { COMM_F32, COMM_F64, COMM_BF16 } CommType;
 
@@ -47,11 +49,15 @@ Comm *comm_single_open(Error *e);
 Comm *comm_mpi_open(double timeout_s, Error *e);
 /* 1 when this build has MPI (mpicc was found), else 0. */
 int   comm_mpi_built(void);
+/* Over the TCP connections of launch_connect_tcp (fds: size entries, owned by the Comm from
+ * here on, even on failure): a star around rank 0, for --devices N and torchrun-style
+ * launches without MPI.  local_rank -1: the rank. */
+Comm *comm_tcp_open(int rank, int size, int local_rank, int *fds, double timeout_s, Error *e);
 
 int   comm_rank(const Comm *c);
 int   comm_size(const Comm *c);
 int   comm_local_rank(const Comm *c);   /* rank among the ranks on this machine */
-const char *comm_backend(const Comm *c); /* "single", "mpi", "nccl" */
+const char *comm_backend(const Comm *c); /* "single", "tcp", "mpi", "nccl" */
 size_t comm_type_size(CommType t);
 
 /* Seconds any one call may wait for the others (> 0). */

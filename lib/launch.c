@@ -202,7 +202,8 @@ static int listen_any(int port, Error *e)
     }
 }
 
-static int tcp_serve(const LaunchEnv *l, const void *id, size_t len, double timeout, Error *e)
+/* keep: fds[1..W-1] receive the connections instead of their being closed. */
+static int tcp_serve(const LaunchEnv *l, const void *id, size_t len, double timeout, int *keep, Error *e)
 {
     int lfd = listen_any(l->master_port, e);
     if (lfd < 0) return -1;
@@ -251,14 +252,18 @@ static int tcp_serve(const LaunchEnv *l, const void *id, size_t len, double time
         /* on failure the peers just see the connection close */
         if (rc == 0 && (send_all(fds[r], &ok, sizeof ok, deadline + 5) < 0 || send_all(fds[r], id, len, deadline + 5) < 0))
             rc = fail(e, "rendezvous: sending the id to rank %d: %s", r, errno ? strerror(errno) : "connection closed");
-        close(fds[r]);
+        if (rc == 0 && keep) keep[r] = fds[r];
+        else close(fds[r]);
     }
+    if (rc < 0 && keep)
+        for (int r = 1; r < W; r++)
+            if (keep[r] >= 0) { close(keep[r]); keep[r] = -1; }
     free(fds);
     close(lfd);
     return rc;
 }
 
-static int tcp_join(const LaunchEnv *l, void *id, size_t len, double timeout, Error *e)
+static int tcp_join(const LaunchEnv *l, void *id, size_t len, double timeout, int *keep, Error *e)
 {
     double deadline = now_seconds() + timeout, backoff = 0.05;
     char port[16];
@@ -315,17 +320,31 @@ static int tcp_join(const LaunchEnv *l, void *id, size_t len, double timeout, Er
                                         : "another process has the same rank");
     }
     int rc = recv_all(fd, id, len, deadline);
-    close(fd);
+    if (rc == 0 && keep) keep[0] = fd;
+    else close(fd);
     if (rc < 0) return fail(e, "rendezvous: the id from rank 0 at %s:%d was cut short", l->master_addr, l->master_port);
     return 0;
 }
 
-int launch_share_id_tcp(const LaunchEnv *l, void *id, size_t len, double timeout, Error *e)
+static int tcp_star(const LaunchEnv *l, void *id, size_t len, double timeout, int *keep, Error *e)
 {
+    if (keep)
+        for (int r = 0; r < l->size; r++) keep[r] = -1;
     if (l->size == 1) return 0;
     if (!l->master_addr[0] || !l->master_port)
         return fail(e, "rendezvous by TCP needs MASTER_ADDR and MASTER_PORT (rank 0's host and a free port)");
-    return l->rank == 0 ? tcp_serve(l, id, len, timeout, e) : tcp_join(l, id, len, timeout, e);
+    return l->rank == 0 ? tcp_serve(l, id, len, timeout, keep, e) : tcp_join(l, id, len, timeout, keep, e);
+}
+
+int launch_share_id_tcp(const LaunchEnv *l, void *id, size_t len, double timeout, Error *e)
+{
+    return tcp_star(l, id, len, timeout, NULL, e);
+}
+
+int launch_connect_tcp(const LaunchEnv *l, double timeout, int *fds, Error *e)
+{
+    unsigned char none = 0;
+    return tcp_star(l, &none, 0, timeout, fds, e);
 }
 
 /* ---- file rendezvous ---- */

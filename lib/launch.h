@@ -45,6 +45,10 @@ int  launch_check_world(const LaunchEnv *l, int devices, int num_nodes, Error *e
  * connected, so this is also a barrier; a peer with another world size or id length is
  * refused. */
 int  launch_share_id_tcp(const LaunchEnv *l, void *id, size_t len, double timeout, Error *e);
+/* The same handshake, keeping the connections for comm_tcp_open: a star around rank 0.
+ * fds has size entries: rank 0 gets fds[r] for every r >= 1, the others fds[0]; the rest
+ * are -1. */
+int  launch_connect_tcp(const LaunchEnv *l, double timeout, int *fds, Error *e);
 /* File: rank 0 writes PATH atomically; the others poll for it, read it, and leave
  * PATH.ack.RANK; rank 0 removes them all once every rank has read it.  PATH must not be
  * left from an earlier run (a crashed rendezvous can leave one: remove it). */

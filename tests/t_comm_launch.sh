@@ -3,7 +3,9 @@
 # through a file, to ranks started here with torchrun-style variables (rank 1 started
 # first, so it must retry until rank 0 listens); a missing rank named by rank 0's timeout;
 # --devices N self-spawn; a child rank killed -> rank 0 fails at once naming it, and the
-# innocent children are killed too.
+# innocent children are killed too.  The TCP communicator (lib/comm_tcp.c) over self-started
+# ranks: every collective bit-equal to the rank-order sum; a stuck rank and a killed rank
+# named by rank 0 within seconds.
 . "$TOP/tests/lib.sh"
 H=$BIN/../helpers/comm_check
 export OMP_NUM_THREADS=1
@@ -83,4 +85,22 @@ sleep 0.3
 check "... rank 2 (pid $pid2) is killed while rank 0 still runs" test -n "$pid2" -a ! -d "/proc/$pid2" -a -d "/proc/$p0"
 wait $p0
 eq "... rank 0 exits 1" $? 1
+
+# The TCP communicator on 2 and 3 self-started ranks.
+for n in 2 3; do
+    RWKV7C_TEST_DEVICES=$n "$H" collectives tcp >out.txt 2>err.txt
+    eq "tcp comm, $n ranks: every collective" $? 0
+    eq "... $n ranks reported no failure" "$(grep -c ' 0 failed' out.txt)" $n
+done
+check "... 3 ranks: the data makes the sum order matter" grep -q 'checks, 0 failed, [1-9][0-9]* sums depend' out.txt
+start=$(date +%s)
+RWKV7C_TEST_TIMEOUT=2 RWKV7C_TEST_DEVICES=3 "$H" stuck tcp 1 30 >out.txt 2>err.txt
+eq "tcp comm, rank 1 stuck: rank 0 fails" $? 1
+check "... within 10 s" test $(( $(date +%s) - start )) -lt 10
+check "... naming the call, the timeout and rank 1" grep -q 'rank 0: comm: all_reduce #3 on rank 0 of 3 timed out after 2 s.*waiting for rank 1' err.txt
+start=$(date +%s)
+RWKV7C_TEST_DEVICES=3 "$H" die tcp 1 >out.txt 2>err.txt
+eq "tcp comm, rank 1 killed: rank 0 fails" $? 1
+check "... within 10 s" test $(( $(date +%s) - start )) -lt 10
+check "... naming rank 1" grep -q 'rank 0: comm: all_reduce #3 on rank 0 of 3: rank 1 \(closed the connection\|was killed\)' err.txt
 finish

@@ -8,6 +8,8 @@
  *   comm_check spawn N [DIE_RANK]         --devices N: N ranks, TCP rendezvous; DIE_RANK kills itself
  *   comm_check mpi-built                  exit 0 when this build has MPI
  *   comm_check free-port                  a TCP port nobody listens on now
+ * BACKEND: single, mpi (under mpirun) or tcp (torchrun-style variables; without them,
+ * RWKV7C_TEST_DEVICES=N starts N ranks as --devices N would).
  * RWKV7C_TEST_TIMEOUT sets the communicator / rendezvous timeout (seconds, default 20).
  * A failure prints "comm_check: rank R: message" on stderr and exits 1. */
 #define _GNU_SOURCE
@@ -34,11 +36,41 @@ static int die(const Error *e)
     return 1;
 }
 
+static char **main_argv;
+static LaunchChildren *kids;
+
+static Comm *open_tcp(Error *e)
+{
+    LaunchEnv l;
+    if (launch_from_env(&l, e) < 0) return NULL;
+    const char *devices = getenv("RWKV7C_TEST_DEVICES");
+    if (!strcmp(l.source, "none") && devices && atoi(devices) > 1) {
+        if (!(kids = launch_spawn(atoi(devices), main_argv, e)) || launch_from_env(&l, e) < 0) return NULL;
+    }
+    my_rank = l.rank;
+    int *fds = malloc((size_t)l.size * sizeof *fds);
+    if (!fds || launch_connect_tcp(&l, timeout_s, fds, e) < 0) { free(fds); return NULL; }
+    Comm *c = comm_tcp_open(l.rank, l.size, l.local_rank, fds, timeout_s, e);
+    free(fds);
+    if (c && kids) comm_set_abort_check(c, launch_children_check, kids);
+    return c;
+}
+
 static Comm *open_backend(const char *name, Error *e)
 {
-    Comm *c = !strcmp(name, "mpi") ? comm_mpi_open(timeout_s, e) : comm_single_open(e);
+    Comm *c = !strcmp(name, "mpi") ? comm_mpi_open(timeout_s, e) : !strcmp(name, "tcp") ? open_tcp(e) : comm_single_open(e);
     if (c) my_rank = comm_rank(c);
     return c;
+}
+
+/* Rank 0 of a self-started world waits for the other ranks' exit status. */
+static int finish_children(int rc)
+{
+    Error e;
+    if (kids && rc == 0 && launch_children_wait(kids, timeout_s, &e) < 0) rc = die(&e);
+    launch_children_free(kids);
+    kids = NULL;
+    return rc;
 }
 
 /* The value rank r contributes at index i: exponents over a wide range, so that the sum
@@ -164,7 +196,7 @@ static int collectives(const char *backend)
     printf("rank %d of %d (%s): %d checks, %d failed, %zu sums depend on the order\n", me, W, comm_backend(c),
            checks, failures, order_sensitive);
     comm_close(c);
-    return failures ? 1 : 0;
+    return finish_children(failures ? 1 : 0);
 }
 
 /* Rank `who` sleeps (or dies) before the 3rd all_reduce; the others must fail, naming it. */
@@ -181,11 +213,11 @@ static int misbehave(const char *backend, int who, double sleep_s, int kill_it)
         }
         if (comm_all_reduce(c, x, 1000, COMM_F32, &e) < 0) {
             comm_close(c);
-            return die(&e);
+            return finish_children(die(&e));
         }
     }
     comm_close(c);
-    return 0;
+    return finish_children(0);
 }
 
 static void print_id(int rank, const unsigned char *id, size_t len)
@@ -233,12 +265,12 @@ static int spawn(int n, int die_rank, char **argv)
 {
     Error e;
     LaunchEnv l;
-    LaunchChildren *kids = NULL;
+    LaunchChildren *children = NULL;
     if (launch_from_env(&l, &e) < 0) return die(&e);
     int rc = launch_check_world(&l, n, 1, &e);
     if (rc < 0) return die(&e);
     if (rc == 1) {
-        if (!(kids = launch_spawn(n, argv, &e))) return die(&e);
+        if (!(children = launch_spawn(n, argv, &e))) return die(&e);
         if (launch_from_env(&l, &e) < 0) return die(&e);
     }
     my_rank = l.rank;
@@ -248,7 +280,7 @@ static int spawn(int n, int die_rank, char **argv)
     (void)ignored;
     unsigned char id[128];
     if (l.rank == 0) make_id(id, sizeof id);
-    if (launch_share_id_tcp(&l, id, sizeof id, timeout_s, &e) < 0) { launch_children_free(kids); return die(&e); }
+    if (launch_share_id_tcp(&l, id, sizeof id, timeout_s, &e) < 0) { launch_children_free(children); return die(&e); }
     print_id(l.rank, id, sizeof id);
     if (l.rank == die_rank) raise(SIGKILL);
     if (l.rank != 0) {
@@ -257,9 +289,9 @@ static int spawn(int n, int die_rank, char **argv)
     }
     /* rank 0 "trains": polls the children as the comm layer's abort check would */
     double start = now_seconds();
-    rc = die_rank > 0 ? 0 : launch_children_wait(kids, timeout_s, &e);
+    rc = die_rank > 0 ? 0 : launch_children_wait(children, timeout_s, &e);
     while (die_rank > 0 && rc == 0) {
-        if ((rc = launch_children_check(kids, &e)) < 0) break;
+        if ((rc = launch_children_check(children, &e)) < 0) break;
         if (now_seconds() - start > timeout_s) { rc = fail(&e, "no child failure seen within %.0f s", timeout_s); break; }
         usleep(20000);
     }
@@ -270,12 +302,13 @@ static int spawn(int n, int die_rank, char **argv)
         fprintf(stderr, "comm_check: rank 0: %s\n", e.msg);
         sleep((unsigned)atoi(linger));
     }
-    launch_children_free(kids);
+    launch_children_free(children);
     return rc < 0 ? die(&e) : 0;
 }
 
 int main(int argc, char **argv)
 {
+    main_argv = argv;
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *t = getenv("RWKV7C_TEST_TIMEOUT");
     if (t && atof(t) > 0) timeout_s = atof(t);
