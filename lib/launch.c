@@ -295,7 +295,7 @@ static int tcp_join(const LaunchEnv *l, void *id, size_t len, double timeout, in
             return fail(e, "rendezvous: rank 0 at %s:%d did not answer within %.0f s (%s)", l->master_addr,
                         l->master_port, timeout, why);
         pause_seconds(backoff < remaining(deadline) ? backoff : remaining(deadline));
-        if (backoff < 1) backoff *= 2;
+        backoff = backoff * 2 < 1 ? backoff * 2 : 1;
     }
     Hello h;
     memcpy(h.magic, HELLO_MAGIC, 8);

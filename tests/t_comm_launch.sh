@@ -5,7 +5,7 @@
 # --devices N self-spawn; a child rank killed -> rank 0 fails at once naming it, and the
 # innocent children are killed too.  The TCP communicator (lib/comm_tcp.c) over self-started
 # ranks: every collective bit-equal to the rank-order sum; a stuck rank and a killed rank
-# named by rank 0 within seconds.
+# named by rank 0 within seconds; ranks that disagree about the calls, named.
 . "$TOP/tests/lib.sh"
 H=$BIN/../helpers/comm_check
 export OMP_NUM_THREADS=1
@@ -103,4 +103,7 @@ RWKV7C_TEST_DEVICES=3 "$H" die tcp 1 >out.txt 2>err.txt
 eq "tcp comm, rank 1 killed: rank 0 fails" $? 1
 check "... within 10 s" test $(( $(date +%s) - start )) -lt 10
 check "... naming rank 1" grep -q 'rank 0: comm: all_reduce #3 on rank 0 of 3: rank 1 \(closed the connection\|was killed\)' err.txt
+RWKV7C_TEST_DEVICES=3 "$H" mismatch tcp 2 >out.txt 2>err.txt
+eq "tcp comm, rank 2 makes another call: rank 0 fails" $? 1
+check "... naming both calls" grep -q 'rank 2 is in all_gather #2 of 16 bytes, rank 0 in all_reduce #2 of 256 bytes: the ranks disagree' err.txt
 finish

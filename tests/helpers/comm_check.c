@@ -4,6 +4,7 @@
  *                                         bit-compared with the rank-order sum computed here
  *   comm_check stuck BACKEND R SECONDS    rank R sleeps before the 3rd all_reduce
  *   comm_check die BACKEND R              rank R is SIGKILLed before the 3rd all_reduce
+ *   comm_check mismatch BACKEND R         rank R calls all_gather where the others all_reduce
  *   comm_check rendezvous tcp|file PATH|mpi   rank 0's id reaches every rank (printed in hex)
  *   comm_check spawn N [DIE_RANK]         --devices N: N ranks, TCP rendezvous; DIE_RANK kills itself
  *   comm_check mpi-built                  exit 0 when this build has MPI
@@ -220,6 +221,20 @@ static int misbehave(const char *backend, int who, double sleep_s, int kill_it)
     return finish_children(0);
 }
 
+/* The 2nd call differs on rank `who`: a programming error the TCP backend must name. */
+static int mismatch(const char *backend, int who)
+{
+    Error e;
+    Comm *c = open_backend(backend, &e);
+    if (!c) return die(&e);
+    float x[64] = {0}, y[64 * 16];
+    int rc = comm_all_reduce(c, x, 64, COMM_F32, &e);
+    if (rc == 0)
+        rc = comm_rank(c) == who ? comm_all_gather(c, x, y, 16, &e) : comm_all_reduce(c, x, 64, COMM_F32, &e);
+    comm_close(c);
+    return finish_children(rc < 0 ? die(&e) : 0);
+}
+
 static void print_id(int rank, const unsigned char *id, size_t len)
 {
     char line[512];
@@ -326,8 +341,9 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "collectives") && argc == 3) return collectives(argv[2]);
     if (!strcmp(mode, "stuck") && argc == 5) return misbehave(argv[2], atoi(argv[3]), atof(argv[4]), 0);
     if (!strcmp(mode, "die") && argc == 4) return misbehave(argv[2], atoi(argv[3]), 0, 1);
+    if (!strcmp(mode, "mismatch") && argc == 4) return mismatch(argv[2], atoi(argv[3]));
     if (!strcmp(mode, "rendezvous") && argc >= 3) return rendezvous(argv[2], argc > 3 ? argv[3] : "");
     if (!strcmp(mode, "spawn") && argc >= 3) return spawn(atoi(argv[2]), argc > 3 ? atoi(argv[3]) : -1, argv);
-    fprintf(stderr, "usage: comm_check collectives|stuck|die|rendezvous|spawn|mpi-built|free-port ...\n");
+    fprintf(stderr, "usage: comm_check collectives|stuck|die|mismatch|rendezvous|spawn|mpi-built|free-port ...\n");
     return 2;
 }
