@@ -3,6 +3,8 @@
 #define _GNU_SOURCE
 #include "launch.h"
 
+#include "comm.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -674,4 +676,42 @@ void launch_children_free(LaunchChildren *k)
     pthread_mutex_destroy(&k->mu);
     free(k->pid);
     free(k);
+}
+
+/* ---- the communicator for this launch ---- */
+
+Comm *launch_open_comm(const LaunchEnv *l, LaunchChildren *kids, double timeout, Error *e)
+{
+    if (l->size == 1) return comm_single_open(e);
+    int mpi = !strcmp(l->source, "OpenMPI") || !strcmp(l->source, "MPICH") ||
+              (!strcmp(l->source, "Slurm") && !l->master_port && comm_mpi_built());
+    Comm *c;
+    if (mpi) {
+        if (!(c = comm_mpi_open(timeout, e))) return NULL;
+        if (comm_size(c) != l->size || comm_rank(c) != l->rank) {
+            fail(e, "MPI says rank %d of %d, the launcher (%s) rank %d of %d: is this program built with another MPI "
+                 "than the launcher's?", comm_rank(c), comm_size(c), l->source, l->rank, l->size);
+            comm_close(c);
+            return NULL;
+        }
+    } else {
+        if (!l->master_addr[0] || !l->master_port)
+            return fail(e, "%s started %d ranks: set MASTER_ADDR and MASTER_PORT (rank 0's host and a free port)%s",
+                        l->source, l->size, comm_mpi_built() ? "" : ", or rebuild with MPI"), NULL;
+        int *fds = malloc((size_t)l->size * sizeof *fds);
+        if (!fds) return fail(e, "out of memory"), NULL;
+        if (launch_connect_tcp(l, timeout, fds, e) < 0) { free(fds); return NULL; }
+        c = comm_tcp_open(l->rank, l->size, l->local_rank, fds, timeout, e);
+        free(fds);
+        if (!c) return NULL;
+    }
+    if (kids) comm_set_abort_check(c, launch_children_check, kids);
+    return c;
+}
+
+int launch_share_id(const LaunchEnv *l, Comm *host, const char *init_file, void *id, size_t len, double timeout, Error *e)
+{
+    if (init_file) return launch_share_id_file(init_file, l->rank, l->size, id, len, timeout, e);
+    if (host && comm_size(host) > 1) return comm_broadcast(host, id, len, 0, e);
+    return launch_share_id_tcp(l, id, len, timeout, e);
 }

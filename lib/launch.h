@@ -54,6 +54,23 @@ int  launch_connect_tcp(const LaunchEnv *l, double timeout, int *fds, Error *e);
  * left from an earlier run (a crashed rendezvous can leave one: remove it). */
 int  launch_share_id_file(const char *path, int rank, int size, void *id, size_t len, double timeout, Error *e);
 
+/* ---- the communicator for this launch ----
+ * The host communicator (comm.h): single for a world of one; MPI under an MPI launcher, or
+ * under Slurm without MASTER_ADDR/MASTER_PORT when built with MPI (srun with PMI); TCP
+ * (launch_connect_tcp, comm_tcp_open) for torchrun-style variables, Slurm with
+ * MASTER_ADDR/MASTER_PORT and the ranks of launch_spawn.  Under MPI the world MPI reports
+ * must be the launcher's (a program built with MPICH under OpenMPI's mpirun is W worlds of
+ * one).  kids (rank 0 of launch_spawn, else NULL) becomes the abort check. */
+struct Comm;
+struct LaunchChildren;
+struct Comm *launch_open_comm(const LaunchEnv *l, struct LaunchChildren *kids, double timeout, Error *e);
+/* Rank 0's id to every rank: through init_file when given (launch_share_id_file), else by
+ * comm_broadcast over host (any backend, e.g. from launch_open_comm) when it has more than
+ * one rank, else over TCP (launch_share_id_tcp).  The GPU backend: rank 0 makes the NCCL id
+ * (comm_nccl_unique_id), this shares it, then comm_nccl_open. */
+int launch_share_id(const LaunchEnv *l, struct Comm *host, const char *init_file, void *id, size_t len, double timeout,
+                    Error *e);
+
 /* ---- --devices N without a launcher ----
  * This process becomes rank 0 of n; ranks 1..n-1 are copies of this program
  * (/proc/self/exe with argv), each started with RANK, WORLD_SIZE, LOCAL_RANK,

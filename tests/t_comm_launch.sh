@@ -93,6 +93,18 @@ for n in 2 3; do
     eq "... $n ranks reported no failure" "$(grep -c ' 0 failed' out.txt)" $n
 done
 check "... 3 ranks: the data makes the sum order matter" grep -q 'checks, 0 failed, [1-9][0-9]* sums depend' out.txt
+# launch_open_comm (as the trainer will): TCP for self-started ranks, single for one rank,
+# and torchrun-style variables without MASTER_* are an error that says what to set.
+RWKV7C_TEST_DEVICES=2 "$H" collectives auto >out.txt 2>err.txt
+eq "auto, --devices 2" $? 0
+eq "... is the TCP backend on both ranks" "$(grep -c '(tcp): [0-9]* checks, 0 failed' out.txt)" 2
+"$H" collectives auto >out.txt 2>err.txt
+eq "auto, no launcher" $? 0
+check "... is the single-rank backend" grep -q 'rank 0 of 1 (single)' out.txt
+RANK=0 WORLD_SIZE=2 "$H" collectives auto >out.txt 2>err.txt
+eq "auto, RANK/WORLD_SIZE without MASTER_*: fails" $? 1
+check "... saying what to set" grep -q 'torchrun started 2 ranks: set MASTER_ADDR and MASTER_PORT' err.txt
+
 start=$(date +%s)
 RWKV7C_TEST_TIMEOUT=2 RWKV7C_TEST_DEVICES=3 "$H" stuck tcp 1 30 >out.txt 2>err.txt
 eq "tcp comm, rank 1 stuck: rank 0 fails" $? 1

@@ -2,7 +2,8 @@
 # lib/comm_mpi.c across processes under mpirun (tests/helpers/comm_check): every collective
 # on 2 and 3 ranks, bit-equal to the rank-order sum and across ranks (3 ranks also with a
 # 1000-byte segment, so that every call crosses segment boundaries); rank 0's id by MPI
-# broadcast; a stuck rank named by the others' timeout; a killed rank ending the job in
+# broadcast; launch_open_comm choosing MPI under mpirun, and refusing a world of the wrong
+# size; a stuck rank named by the others' timeout; a killed rank ending the job in
 # seconds.  Skips without mpirun or when built without MPI.
 . "$TOP/tests/lib.sh"
 H=$BIN/../helpers/comm_check
@@ -25,6 +26,15 @@ check "... 3 ranks: the data makes the sum order matter" grep -q 'checks, 0 fail
 RWKV7C_COMM_SEG_BYTES=1000 $MPIRUN -np 3 -x RWKV7C_COMM_SEG_BYTES "$H" collectives mpi >out.txt 2>err.txt
 eq "-np 3, 1000-byte segments" "$?" 0
 eq "... 3 ranks reported no failure" "$(grep -c ' 0 failed' out.txt)" 3
+
+# launch_open_comm (as the trainer will) picks MPI under mpirun ...
+$MPIRUN -np 2 "$H" collectives auto >out.txt 2>err.txt
+eq "auto under mpirun" "$?" 0
+eq "... is the MPI backend on both ranks" "$(grep -c '(mpi): [0-9]* checks, 0 failed' out.txt)" 2
+# ... and refuses an MPI world that is not the launcher's (here: OpenMPI's variables, no mpirun)
+OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=2 timeout 60 "$H" collectives auto >out.txt 2>err.txt
+eq "MPI world of 1, launcher says 2: fails" "$?" 1
+check "... saying so" grep -q 'MPI says rank 0 of 1, the launcher (OpenMPI) rank 0 of 2' err.txt
 
 $MPIRUN -np 3 "$H" rendezvous mpi >out.txt 2>err.txt
 eq "id by MPI broadcast" "$?" 0

@@ -9,8 +9,9 @@
  *   comm_check spawn N [DIE_RANK]         --devices N: N ranks, TCP rendezvous; DIE_RANK kills itself
  *   comm_check mpi-built                  exit 0 when this build has MPI
  *   comm_check free-port                  a TCP port nobody listens on now
- * BACKEND: single, mpi (under mpirun) or tcp (torchrun-style variables; without them,
- * RWKV7C_TEST_DEVICES=N starts N ranks as --devices N would).
+ * BACKEND: single, mpi (under mpirun), tcp (torchrun-style variables; without them,
+ * RWKV7C_TEST_DEVICES=N starts N ranks as --devices N would), or auto (launch_open_comm
+ * picks, as the trainer will).
  * RWKV7C_TEST_TIMEOUT sets the communicator / rendezvous timeout (seconds, default 20).
  * A failure prints "comm_check: rank R: message" on stderr and exits 1. */
 #define _GNU_SOURCE
@@ -57,9 +58,23 @@ static Comm *open_tcp(Error *e)
     return c;
 }
 
+/* As the trainer will: launch_open_comm picks the backend from the environment. */
+static Comm *open_auto(Error *e)
+{
+    LaunchEnv l;
+    if (launch_from_env(&l, e) < 0) return NULL;
+    const char *devices = getenv("RWKV7C_TEST_DEVICES");
+    if (devices && launch_check_world(&l, atoi(devices), 1, e) == 1) {
+        if (!(kids = launch_spawn(atoi(devices), main_argv, e)) || launch_from_env(&l, e) < 0) return NULL;
+    }
+    my_rank = l.rank;
+    return launch_open_comm(&l, kids, timeout_s, e);
+}
+
 static Comm *open_backend(const char *name, Error *e)
 {
-    Comm *c = !strcmp(name, "mpi") ? comm_mpi_open(timeout_s, e) : !strcmp(name, "tcp") ? open_tcp(e) : comm_single_open(e);
+    Comm *c = !strcmp(name, "mpi") ? comm_mpi_open(timeout_s, e) : !strcmp(name, "tcp") ? open_tcp(e)
+            : !strcmp(name, "auto") ? open_auto(e) : comm_single_open(e);
     if (c) my_rank = comm_rank(c);
     return c;
 }
