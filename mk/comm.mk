@@ -3,15 +3,16 @@
 # MPI: when $(MPICC) runs (OpenMPI's or MPICH's wrapper; Debian: libopenmpi-dev openmpi-bin),
 # lib/comm_mpi.c is compiled with its include flags and RWKV7C_MPI, and the programs link
 # its libraries; otherwise comm_mpi.c is a stub that says "built without MPI".  `make
-# MPICC=none` builds the stub on a machine that has MPI.  --as-needed: only programs that
-# use the communicator (the library's comm_mpi.o pulled in) depend on libmpi at run time.
+# MPICC=none` builds the stub on a machine that has MPI.  Only -L and -l flags: nvcc links
+# the CUDA tests with the same LDLIBS (and refuses -Wl,...); with the linker's --as-needed
+# (Debian's gcc default) only programs that pull comm_mpi.o in depend on libmpi at run time.
 MPICC ?= mpicc
 MPI_SHOW := $(if $(shell command -v $(MPICC) 2>/dev/null),$(shell $(MPICC) -show 2>/dev/null))
 ifneq ($(MPI_SHOW),)
 MPI_CFLAGS := $(filter -I% -D%,$(MPI_SHOW)) -DRWKV7C_MPI
-MPI_LIBS   := $(filter -L% -l% -Wl%,$(MPI_SHOW))
+MPI_LIBS   := $(filter -L% -l%,$(MPI_SHOW))
 $(B)/obj/lib/comm_mpi.o: ALL_CFLAGS += $(MPI_CFLAGS)
-LDLIBS += -Wl,--as-needed $(MPI_LIBS) -Wl,--no-as-needed
+LDLIBS += $(MPI_LIBS)
 endif
 # A flag change (MPI appearing or going) must rebuild comm_mpi.o.
 $(B)/obj/lib/comm_mpi.o: $(B)/comm-mpi-flags
