@@ -80,6 +80,7 @@ int launch_share_id(const LaunchEnv *l, struct Comm *host, const char *init_file
  * watcher thread notices a child that exits non-zero or is killed, SIGKILLs the others, and
  * keeps the reason for launch_children_check. */
 typedef struct LaunchChildren LaunchChildren;
+/* Call it early: the children inherit this process's descriptors that are not close-on-exec. */
 LaunchChildren *launch_spawn(int n, char *const argv[], Error *e);
 /* -1 with e = "rank R ..." once a child has failed; 0 while all are running or exited 0.
  * Its signature fits comm_set_abort_check(c, launch_children_check, kids). */

@@ -5,7 +5,8 @@
 # --devices N self-spawn; a child rank killed -> rank 0 fails at once naming it, and the
 # innocent children are killed too.  The TCP communicator (lib/comm_tcp.c) over self-started
 # ranks: every collective bit-equal to the rank-order sum; a stuck rank and a killed rank
-# named by rank 0 within seconds; ranks that disagree about the calls, named.
+# named by rank 0 within seconds; rank 0 killed takes its children with it; ranks that
+# disagree about the calls, named.
 . "$TOP/tests/lib.sh"
 H=$BIN/../helpers/comm_check
 export OMP_NUM_THREADS=1
@@ -115,6 +116,20 @@ RWKV7C_TEST_DEVICES=3 "$H" die tcp 1 >out.txt 2>err.txt
 eq "tcp comm, rank 1 killed: rank 0 fails" $? 1
 check "... within 10 s" test $(( $(date +%s) - start )) -lt 10
 check "... naming rank 1" grep -q 'rank 0: comm: all_reduce #3 on rank 0 of 3: rank 1 \(closed the connection\|was killed\)' err.txt
+# Rank 0 (the parent) is SIGKILLed: its children die with it (PR_SET_PDEATHSIG).
+# (spawn with a rank 9 that never comes: ranks 1 and 2 sleep outside any socket wait)
+RWKV7C_TEST_TIMEOUT=60 "$H" spawn 3 9 >out.txt 2>err.txt & p0=$!
+i=0
+while [ $i -lt 100 ] && [ "$(grep -c ' id ' out.txt)" -lt 3 ]; do sleep 0.1; i=$((i + 1)); done
+pids=$(sed -n 's/^rank [12] pid //p' out.txt | tr '\n' ' ')
+kill -KILL $p0
+wait $p0 2>/dev/null
+sleep 0.5
+alive=
+# a killed child is left a zombie when PID 1 does not reap orphans (containers): state Z
+for p in $pids; do [ -d /proc/$p ] && [ "$(sed 's/.*) //; s/ .*//' /proc/$p/stat 2>/dev/null)" != Z ] && alive="$alive $p"; done
+check "rank 0 killed: ranks 1 and 2 ($pids) die with it" test -n "$pids" -a -z "$alive"
+
 RWKV7C_TEST_DEVICES=3 "$H" mismatch tcp 2 >out.txt 2>err.txt
 eq "tcp comm, rank 2 makes another call: rank 0 fails" $? 1
 check "... naming both calls" grep -q 'rank 2 is in all_gather #2 of 16 bytes, rank 0 in all_reduce #2 of 256 bytes: the ranks disagree' err.txt

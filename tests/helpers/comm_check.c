@@ -50,6 +50,10 @@ static Comm *open_tcp(Error *e)
         if (!(kids = launch_spawn(atoi(devices), main_argv, e)) || launch_from_env(&l, e) < 0) return NULL;
     }
     my_rank = l.rank;
+    char line[64];
+    int len = snprintf(line, sizeof line, "rank %d pid %d\n", l.rank, (int)getpid());
+    ssize_t ignored = write(1, line, (size_t)len);
+    (void)ignored;
     int *fds = malloc((size_t)l.size * sizeof *fds);
     if (!fds || launch_connect_tcp(&l, timeout_s, fds, e) < 0) { free(fds); return NULL; }
     Comm *c = comm_tcp_open(l.rank, l.size, l.local_rank, fds, timeout_s, e);
