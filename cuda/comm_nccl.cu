@@ -20,6 +20,11 @@ Comm *comm_nccl_open(int, int, int, int, const void *, double, void *, Error *e)
     return NULL;
 }
 
+int comm_nccl_smoke(int, Error *e)
+{
+    return fail(e, "comm: NCCL needs a GPU build (make cuda); this is the CPU emulation");
+}
+
 #else
 
 #include <cuda_runtime.h>
@@ -217,6 +222,67 @@ Comm *comm_nccl_open(int rank, int size, int local_rank, int device, const void 
     }
     c->op = NULL;
     return c;
+}
+
+
+// ---- the single-GPU smoke test ----
+
+namespace {
+
+// A world of one: every collective must leave the data as the single-rank backend would.
+int smoke_case(Comm *c, size_t n, CommType t, Error *e)
+{
+    size_t es = comm_type_size(t), bytes = n * es;
+    unsigned char *host = static_cast<unsigned char *>(malloc(bytes + 1)), *back = static_cast<unsigned char *>(malloc(bytes + 1));
+    void *dev = NULL, *dev2 = NULL;
+    int rc = -1;
+    for (size_t i = 0; host && i < bytes; i++) host[i] = (unsigned char)(i * 37 + 11);
+    if (t == COMM_BF16)   // keep bf16 values finite and not NaN: a sum of one must be exact
+        for (size_t i = 0; host && i < n; i++) host[2 * i + 1] &= 0x3f;
+    if (t == COMM_F32)
+        for (size_t i = 0; host && i < n; i++) host[4 * i + 3] &= 0x3f;
+    if (t == COMM_F64)
+        for (size_t i = 0; host && i < n; i++) host[8 * i + 7] &= 0x3f;
+    if (!host || !back || cudaMalloc(&dev, bytes + 1) != cudaSuccess || cudaMalloc(&dev2, bytes + 1) != cudaSuccess) {
+        fail(e, "comm smoke: out of memory");
+        goto out;
+    }
+    cudaMemcpy(dev, host, bytes, cudaMemcpyHostToDevice);
+    if (comm_all_reduce(c, dev, n, t, e) < 0 || comm_reduce_scatter(c, dev, dev2, n, t, e) < 0 ||
+        comm_all_gather(c, dev2, dev, bytes, e) < 0 || comm_broadcast(c, dev, bytes, 0, e) < 0 || comm_barrier(c, e) < 0)
+        goto out;
+    if (cudaMemcpy(back, dev, bytes, cudaMemcpyDeviceToHost) != cudaSuccess) {
+        fail(e, "comm smoke: cudaMemcpy back failed");
+        goto out;
+    }
+    if (memcmp(host, back, bytes)) {
+        fail(e, "comm smoke: %zu elements of type %d changed in a world of one", n, (int)t);
+        goto out;
+    }
+    rc = 0;
+out:
+    cudaFree(dev);
+    cudaFree(dev2);
+    free(host);
+    free(back);
+    return rc;
+}
+
+} // namespace
+
+int comm_nccl_smoke(int device, Error *e)
+{
+    unsigned char id[COMM_NCCL_ID_BYTES];
+    if (comm_nccl_unique_id(id, e) < 0) return -1;
+    Comm *c = comm_nccl_open(0, 1, 0, device, id, 60, NULL, e);
+    if (!c) return -1;
+    static const size_t sizes[] = {1, 7, 1000, 100003};
+    static const CommType types[] = {COMM_F32, COMM_F64, COMM_BF16};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof sizes / sizeof *sizes; i++)
+        for (size_t j = 0; rc == 0 && j < 3; j++) rc = smoke_case(c, sizes[i], types[j], e);
+    comm_close(c);
+    return rc;
 }
 
 #endif

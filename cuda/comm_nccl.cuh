@@ -27,6 +27,11 @@ int   comm_nccl_unique_id(void *id, Error *e);
 Comm *comm_nccl_open(int rank, int size, int local_rank, int device, const void *id, double timeout_s,
                      void *stream, Error *e);
 
+/* The single-GPU smoke test (world size 1) for a test program on a GPU machine: every
+ * collective on device buffers of odd sizes, fp32/fp64/bf16, results checked on the host.
+ * 0 when all pass; -1 with e naming the first failure (under the emulation: "needs a GPU"). */
+int   comm_nccl_smoke(int device, Error *e);
+
 #ifdef __cplusplus
 }
 #endif
