@@ -31,7 +31,7 @@ VOCAB    := $(B)/share/rwkv7c/rwkv_vocab_v20230424.txt
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 DEB_PKGS := build-essential clang libzstd-dev libxxhash-dev libopenblas-dev liblapacke-dev \
             python3-torch python3-numpy python3-pip zstd \
-            libblas-dev liblapack-dev libgfortran-12-dev
+            libblas-dev liblapack-dev libgfortran-12-dev libopenmpi-dev openmpi-bin
 all: $(TOOLS:%=$(B)/bin/%) $(UNIT) $(HELPERS) $(VOCAB) $(B)/bin/rwkv-wandb-bridge
 
 # rwkv-train --wandb runs this Python script from its own directory.
