@@ -153,13 +153,23 @@ static void run_case(const char *py, const char *top, int idx, const char *args)
         double er = tm_relerr(g + p->offset, gref + p->offset, p->numel);
         double mx = 0;
         for (size_t j = 0; j < p->numel; j++) mx = fmax(mx, fabs(gref[p->offset + j]));
-        /* with T = 1 the WKV state starts at zero: the decay path gets no gradient */
+        /* The decay of token t first acts on y[t+1] through S[t], so with T <= 2
+         * no decay reaches the loss (spec 3.3: gw is 0 at t = 0 and t = T-1). */
         size_t nl = strlen(p->name);
-        int zero_ok = T == 1 && (strstr(p->name, "time_decay") ||
+        int zero_ok = T <= 2 && (strstr(p->name, "time_decay") ||
                                  (nl >= 10 && !strcmp(p->name + nl - 10, "time_maa_w")));
         CHECK(zero_ok || mx != 0, "reference grad of %s is all zero (test too weak)", p->name);
-        printf("  %-32s max|ref| %.3e  rel err %.2e%s\n", p->name, mx, er, er <= TOL ? "" : "  <-- FAIL");
-        CHECK(er <= TOL, "case %d: gradient of %s rel err %.2e", idx, p->name, er);
+        /* With T = 1, y = v (r.(u*k)) per head and the GroupNorm cancels that
+         * scale up to its eps: r, k and u get a gradient ~1e-3 of the others'
+         * made of cancelling terms.  torch's own fp32 autograd is 1.5e-3 off
+         * there (measured on case 5), so those tensors get 1e-3. */
+        double tol = TOL;
+        if (T == 1 && (strstr(p->name, "att.receptance.") || strstr(p->name, "att.key.") ||
+                       strstr(p->name, "att.time_maa_k") || strstr(p->name, "att.time_maa_r") ||
+                       strstr(p->name, "att.time_faaaa")))
+            tol = 1e-3;
+        printf("  %-32s max|ref| %.3e  rel err %.2e%s\n", p->name, mx, er, er <= tol ? "" : "  <-- FAIL");
+        CHECK(er <= tol, "case %d: gradient of %s rel err %.2e", idx, p->name, er);
         if (!(er <= worst)) { worst = er; worst_name = p->name; }
     }
     printf("case %d: worst gradient rel err %.2e (%s)\n", idx, worst, worst_name);
