@@ -5,7 +5,7 @@
 # the float64 reference tests/ref/x060.py (1e-5; sequence and token-by-token
 # mode; pip's WKV state = the reference's S transposed, [h][key][value]).
 # Weights: random (tests/ref/x060.py, official key names and shapes, non-zero
-# LoRAs) in fp32 and in bf16, the bf16 one exercising the ln0-folding pitfall
+# LoRAs) in fp32 and in bf16 (converted by pth-convert, and as torch.save wrote it), the bf16 one exercising the ln0-folding pitfall
 # (spec 5.2 step 3, 5.4: pip folds ln0 into emb in the file's dtype, so a bf16
 # file's LN0(emb) is rounded to bf16 before block 0; without that rounding the
 # reference is > 1e-3 off pip), and an rwkv-init x060 model.  Skipped unless
@@ -21,7 +21,7 @@ prompt="The quick brown fox jumps over the lazy dog. 中文 12345"
 
 # random weights, fp32 and bf16 (3 layers, 2 heads, V = 65536 for pip's tokenizer)
 $PYTHON "$TOP/tests/ref/x060.py" r32 --layers 3 --embd 128 --vocab 65536 --ctx 2 --seed 11 --no-grad || exit 1
-$PYTHON "$TOP/tests/ref/x060.py" r16 --layers 3 --embd 128 --vocab 65536 --ctx 2 --seed 12 --no-grad --bf16 || exit 1
+$PYTHON "$TOP/tests/ref/x060.py" r16 --layers 3 --embd 128 --vocab 65536 --ctx 2 --seed 12 --no-grad --bf16 --pth || exit 1
 check "pth-convert: random fp32 x060 -> .pth" pth-convert r32/model.safetensors r32.pth
 check "pth-convert: random bf16 x060 -> .pth" pth-convert r16/model.safetensors r16.pth
 check "pth-convert: rwkv-init x060 -> .pth" pth-convert init.st init.pth
@@ -32,6 +32,10 @@ for m in r32 r16 init; do
     check "$m: rwkv-generate logits" rwkv-generate -m $m.pth --prompt "$prompt" -n 0 --logits-out $m.bin
     check "$m: rwkv pip runs our .pth with rwkv-generate's logits (< 1e-3)" $PIP generate $m.pth "$prompt" $m.bin
 done
+# a .pth written by torch.save (the trainer's format) runs as it is, and is reported as x060
+check "torch.save'd x060 .pth: rwkv-generate logits" rwkv-generate -m r16/model.pth --prompt "$prompt" -n 0 --logits-out torch.bin
+check "torch.save'd x060 .pth: = pip" $PIP generate r16/model.pth "$prompt" torch.bin
+check "torch.save'd x060 .pth: pth-convert --info says x060" sh -c 'pth-convert --info r16/model.pth | grep -q x060'
 # the same for the safetensors the .pth came from, and with fp32 decode weights
 check "r16: rwkv-generate from the safetensors, --dtype fp32" \
     rwkv-generate -m r16/model.safetensors --dtype fp32 --prompt "$prompt" -n 0 --logits-out r16st.bin

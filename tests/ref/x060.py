@@ -20,6 +20,7 @@ and writes to OUTDIR (the conventions of tests/ref/x070.py):
   grad.f32     d(loss + L2Wrap)/d(param), float32, state-dict order
   model.safetensors  the weights (F32, or BF16 with --bf16; official key names
                and shapes, metadata model_type=x060)
+  model.pth    with --pth: the same, by torch.save (a plain dict, as the trainer saves)
 With --tokens, B is 1 and x is those ids (y: x shifted, last 0).
 With --bf16 the weights are rounded to bf16 first (file and computation).
 --ln0 0 leaves out blocks.0.ln0.* (and the LayerNorm it applies).
@@ -271,6 +272,7 @@ def main():
     ap.add_argument("--tokens", default=None)
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--no-grad", action="store_true", help="skip the backward (grad.f32 not written)")
+    ap.add_argument("--pth", action="store_true", help="also model.pth, written by torch.save as the trainer saves")
     o = ap.parse_args()
     L, C, V = o.layers, o.embd, o.vocab
     Dm, Dd = (int(s) for s in o.ranks.split(","))
@@ -312,6 +314,8 @@ def main():
         np.concatenate(grads).astype("<f4").tofile(j("grad.f32"))
     dt = torch.bfloat16 if o.bf16 else torch.float32
     st_write(j("model.safetensors"), [(n, W32[n].to(dt)) for n, _ in plist], {"format": "pt", "model_type": "x060"})
+    if o.pth:   # a plain dict in state-dict order, as RWKV-LM's trainer saves (spec 5.1)
+        torch.save({n: W32[n].to(dt).contiguous() for n, _ in plist}, j("model.pth"))
     with open(j("names.txt"), "w") as f:
         for n, _ in plist:
             f.write(n + "\n")
