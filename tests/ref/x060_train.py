@@ -18,6 +18,13 @@ FusedAdam (bias correction, eps after the sqrt, AdamW when weight_decay > 0)
 in float64 over the x060 groups: names with _w1/_w2 -> 1x; time_maa -> 1x;
 time_decay -> 2x; time_faaaa -> 1x; other >= 2-D ".weight" -> weight decay
 (when > 0); the rest 1x.  Prints "step loss grad_norm lr" per step.
+--states DIR (rwkv-train run with --save_steps 1 and enough --keep): anchored
+mode, each step starts from rwkv-train's own state of that step (fp32 masters
+and moments), so fp32/float64 differences cannot accumulate; the loss must
+agree as above and every tensor's update within --update_tol (default 1e-3)
+relative, ||w_C - w_ref|| / ||w_ref - w_before|| (less one fp32 ulp per
+element, the finest step an fp32 master can take), e.g. a wrong LR group, weight
+decay or clip shows at once.
 --plan prints "magic_prime P my_exit_tokens X" and exits.  --x070 swaps in the
 x070 forward (tests/ref/x070.py): the same trainer, checked against x070's rwkv-train.
 With --metrics (rwkv-train's metrics.jsonl) each step's loss must agree within
@@ -123,6 +130,8 @@ def main():
     ap.add_argument("--metrics", default=None)
     ap.add_argument("--tol", type=float, default=1e-5)
     ap.add_argument("--plan", action="store_true")
+    ap.add_argument("--states", default=None, help="rwkv-train's project dir saved every step: anchored mode")
+    ap.add_argument("--update_tol", type=float, default=1e-3)
     ap.add_argument("--x070", action="store_true", help="the x070 forward of tests/ref/x070.py instead: checks "
                     "this trainer's sampling, schedule, clipping and Adam against the x070 rwkv-train")
     o = ap.parse_args()
@@ -154,7 +163,28 @@ def main():
     print(f"magic_prime {prime} my_exit_tokens {exit_tokens}; "
           f"2x: {sorted(k for k in names if groups[k][0] == 2.0)[:2]}...; "
           f"decay: {sum(1 for k in names if groups[k][1] > 0)} tensors")
+    offsets, o_ = {}, 0
+    for k in names:
+        offsets[k] = (o_, W[k].numel())
+        o_ += W[k].numel()
+    worst_upd = (0.0, "")
+
+    def load_state(step):
+        """masters and moments of rwkv-train's state after `step` steps (flat, Layout = state-dict order)."""
+        t = dict(x060.st_read(os.path.join(o.states, "train-state-%08d.safetensors" % step))[0])
+        return {key: {k: t[key][a:a + n].reshape(W[k].shape).to(torch.float64) for k, (a, n) in offsets.items()}
+                for key in ("master", "adam_m", "adam_v")}
+
     for step in range(o.steps):
+        if o.states:    # anchored: start each step from rwkv-train's own state, compare the step it took
+            if step > 0:
+                st = load_state(step)
+                with torch.no_grad():
+                    for k in names:
+                        W[k].copy_(st["master"][k])
+                        m1[k].copy_(st["adam_m"][k])
+                        m2[k].copy_(st["adam_v"][k])
+            before = {k: W[k].detach().clone() for k in names}
         lr = lr_at(step, step, o, tps, exit_tokens)
         xs, ys = [], []
         for m in range(B):
@@ -186,6 +216,28 @@ def main():
                 W[k] -= lr * lr_s * upd
         loss = ce.item()
         line = f"{step} {loss:.9f} {norm:.9g} {lr:.9g}"
+        if o.states:
+            # each tensor's update against rwkv-train's: ||w_C - w_ref|| / ||w_ref - w_before||, less
+            # one fp32 ulp per element (the fp32 master cannot hold a finer update: at warmup a
+            # weight-decay-only update is ~20 ulps)
+            after = load_state(step + 1)["master"]
+            e_step, k_step = 0.0, ""
+            for k in names:
+                w_ref = W[k].detach()
+                du = float((w_ref - before[k]).norm())
+                ulp = (torch.nextafter(w_ref.float().abs(), torch.tensor(math.inf)) - w_ref.float().abs()).double()
+                excess = ((after[k] - w_ref).abs() - ulp).clamp(min=0)
+                if du == 0:
+                    e = float((after[k] - before[k]).norm())     # no update: rwkv-train must not move it either
+                else:
+                    e = float(excess.norm()) / du
+                if not e <= e_step:
+                    e_step, k_step = e, k
+            ok_u = e_step <= o.update_tol
+            fails += not ok_u
+            if not e_step <= worst_upd[0]:
+                worst_upd = (e_step, k_step)
+            line += f"   update rel {e_step:.1e} ({k_step}){'' if ok_u else '  <-- FAIL'}"
         if c_rows:
             if step >= len(c_rows):
                 print(line, "  <-- no rwkv-train record")
@@ -203,6 +255,8 @@ def main():
         print(line, flush=True)
     if c_rows:
         print(f"worst loss rel err {worst:.2e} over {o.steps} steps (bound {o.tol:g}); {fails} step(s) failed")
+        if o.states:
+            print(f"worst update rel err {worst_upd[0]:.2e} ({worst_upd[1]}; bound {o.update_tol:g})")
         return 1 if fails else 0
     return 0
 
