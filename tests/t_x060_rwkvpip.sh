@@ -19,8 +19,9 @@ rwkv-init -q --model-type x060 -L 2 -C 128 -s 1 -o init.st 2>/dev/null || { echo
 PIP="$PYTHON $TOP/tests/ref/x060_pip.py"
 prompt="The quick brown fox jumps over the lazy dog. 中文 12345"
 
-# random weights, fp32 and bf16 (3 layers, 2 heads, V = 65536 for pip's tokenizer)
-$PYTHON "$TOP/tests/ref/x060.py" r32 --layers 3 --embd 128 --vocab 65536 --ctx 2 --seed 11 --no-grad || exit 1
+# random weights, fp32 and bf16 (3 layers, 2 heads, V = 65536 for pip's tokenizer); the fp32 one
+# with the 7B/14B LoRA ranks (64, 128) and a non-default dim_ffn, which both read from the shapes
+$PYTHON "$TOP/tests/ref/x060.py" r32 --layers 3 --embd 128 --vocab 65536 --ranks 64,128 --ffn 320 --ctx 2 --seed 11 --no-grad || exit 1
 $PYTHON "$TOP/tests/ref/x060.py" r16 --layers 3 --embd 128 --vocab 65536 --ctx 2 --seed 12 --no-grad --bf16 --pth || exit 1
 check "pth-convert: random fp32 x060 -> .pth" pth-convert r32/model.safetensors r32.pth
 check "pth-convert: random bf16 x060 -> .pth" pth-convert r16/model.safetensors r16.pth
