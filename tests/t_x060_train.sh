@@ -54,6 +54,18 @@ rc=$?
 grep -E "worst|FAIL" anchored.txt
 eq "anchored: every tensor's update of every step within 1e-3" $rc 0
 
+# The float64 trainer itself, with x070's forward, against the x070 rwkv-train: when
+# an x060 comparison fails, this tells the trainer from the model.
+mkdir q7
+rwkv-init -q -L 2 -C 64 --vocab-size 16 -s 3 -o init7.st || exit 1
+cp init7.st q7/rwkv-init.safetensors
+check "rwkv-train x070, 30 steps, a state every step" rwkv-train --proj_dir q7 --data_file data $qargs \
+    --precision fp32 --exit_after_steps 30 --save_minutes 0 --save_steps 1 --keep 40 2>q7.err
+$REF init7.st data $qargs --steps 30 --metrics q7/metrics.jsonl --states q7 --x070 > anchored7.txt
+rc=$?
+grep -E "worst|FAIL" anchored7.txt
+eq "the float64 trainer = the x070 rwkv-train (anchored)" $rc 0
+
 # (2) SIGKILL and SIGTERM, then resume: bit-identical to an uninterrupted run.
 common="--data_file data --ctx_len 32 --micro_bsz 4 --lr_init 2e-3 --lr_final 1e-4 --warmup_steps 5 --weight_decay 0.01 --save_steps 3 --save_minutes 0"
 for d in a b c; do mkdir $d; cp init16.st $d/rwkv-init.safetensors; done
