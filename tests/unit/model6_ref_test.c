@@ -105,11 +105,9 @@ static void run_case(const char *py, const char *top, int idx, const char *args)
     snprintf(path, sizeof path, "%s/names.txt", dir);
     f = fopen(path, "r");
     char line[128];
-    int n_names = 0;
     for (int i = 0; i < m.layout.n; i++) {
         if (!CHECK(f && fgets(line, sizeof line, f), "case %d: names.txt short", idx)) break;
         line[strcspn(line, "\n")] = 0;
-        n_names++;
         if (!CHECK(!strcmp(line, m.layout.p[i].name), "param %d is %s in the reference, %s in Layout", i, line, m.layout.p[i].name)) break;
     }
     CHECK(f && !fgets(line, sizeof line, f), "case %d: the reference has more parameters than Layout (%d)", idx, m.layout.n);
