@@ -8,6 +8,7 @@ check rwkv-train on x060 step by step.
   x060_train.py INIT DATA --ctx_len T --micro_bsz B --steps N [--lr_init X]
         [--lr_final X] [--warmup_steps N] [--beta1 X] [--beta2 X] [--adam_eps X]
         [--weight_decay X] [--grad_clip X] [--metrics FILE] [--tol X] [--plan]
+        [--states DIR] [--update_tol X] [--x070]
 
 INIT: the starting checkpoint (safetensors or .pth); DATA: a binidx prefix.
 magic_prime and my_exit_tokens are the reference's defaults for DATA (the
