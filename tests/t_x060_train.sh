@@ -5,7 +5,8 @@
 # clipping, FusedAdam and the x060 optimizer groups: time_decay at 2x LR, weight
 # decay on the matrices), within 1e-5 relative in the loss of every step; and,
 # each step started from rwkv-train's own saved state, every tensor's update
-# within 1e-3 of the float64 one; and the x060 run learns.  (2) Runs killed with SIGKILL at random points and
+# within 1e-3 of the float64 one, in fp32 and in bf16 (forward on bf16 copies of
+# the masters); and the x060 run learns.  (2) Runs killed with SIGKILL at random points and
 # resumed, and one stopped by SIGTERM, end bit-identical to an uninterrupted
 # run (weights, Adam moments, counters).  Skipped when rwkv-init has no x060.
 . "$TOP/tests/lib.sh"
@@ -53,6 +54,15 @@ $REF init16.st data $qargs --steps 30 --metrics q/metrics.jsonl --states q > anc
 rc=$?
 grep -E "worst|FAIL" anchored.txt
 eq "anchored: every tensor's update of every step within 1e-3" $rc 0
+# --precision bf16: the forward on bf16 copies of the fp32 masters
+mkdir qb
+cp init16.st qb/rwkv-init.safetensors
+check "rwkv-train x060 --precision bf16, 30 steps, a state every step" rwkv-train --proj_dir qb --data_file data \
+    $qargs --precision bf16 --exit_after_steps 30 --save_minutes 0 --save_steps 1 --keep 40 2>qb.err
+$REF init16.st data $qargs --steps 30 --metrics qb/metrics.jsonl --states qb --bf16 > anchored_bf16.txt
+rc=$?
+grep -E "worst|FAIL" anchored_bf16.txt
+eq "anchored, bf16 weights: every loss within 1e-5, every update within 1e-3" $rc 0
 
 # The float64 trainer itself, with x070's forward, against the x070 rwkv-train: when
 # an x060 comparison fails, this tells the trainer from the model.

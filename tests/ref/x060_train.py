@@ -8,7 +8,7 @@ check rwkv-train on x060 step by step.
   x060_train.py INIT DATA --ctx_len T --micro_bsz B --steps N [--lr_init X]
         [--lr_final X] [--warmup_steps N] [--beta1 X] [--beta2 X] [--adam_eps X]
         [--weight_decay X] [--grad_clip X] [--metrics FILE] [--tol X] [--plan]
-        [--states DIR] [--update_tol X] [--x070]
+        [--states DIR] [--update_tol X] [--x070] [--bf16]
 
 INIT: the starting checkpoint (safetensors or .pth); DATA: a binidx prefix.
 magic_prime and my_exit_tokens are the reference's defaults for DATA (the
@@ -26,6 +26,9 @@ agree as above and every tensor's update within --update_tol (default 1e-3)
 relative, ||w_C - w_ref|| / ||w_ref - w_before|| (less one fp32 ulp per
 element, the finest step an fp32 master can take), e.g. a wrong LR group, weight
 decay or clip shows at once.
+--bf16: the forward runs on bf16 copies of the masters (rwkv-train --precision
+bf16), the gradient with respect to them updates the float64 masters; best
+anchored, where both sides round the same fp32 masters.
 --plan prints "magic_prime P my_exit_tokens X" and exits.  --x070 swaps in the
 x070 forward (tests/ref/x070.py): the same trainer, checked against x070's rwkv-train.
 With --metrics (rwkv-train's metrics.jsonl) each step's loss must agree within
@@ -133,6 +136,7 @@ def main():
     ap.add_argument("--plan", action="store_true")
     ap.add_argument("--states", default=None, help="rwkv-train's project dir saved every step: anchored mode")
     ap.add_argument("--update_tol", type=float, default=1e-3)
+    ap.add_argument("--bf16", action="store_true", help="forward on bf16 copies of the masters (--precision bf16)")
     ap.add_argument("--x070", action="store_true", help="the x070 forward of tests/ref/x070.py instead: checks "
                     "this trainer's sampling, schedule, clipping and Adam against the x070 rwkv-train")
     o = ap.parse_args()
@@ -196,13 +200,17 @@ def main():
         y = torch.from_numpy(np.stack(ys))
         for k in names:
             W[k].grad = None
-        z = forward(W, x, L)
+        Wf = W
+        if o.bf16:      # the weights the forward sees; their gradient updates the masters
+            Wf = {k: W[k].detach().float().bfloat16().double().requires_grad_(True) for k in names}
+        z = forward(Wf, x, L)
         ce, l2 = x060.loss_and_l2wrap(z, y)
         (ce + l2).backward()
         with torch.no_grad():
             for k in names:
-                if W[k].grad is None:      # a parameter the loss does not reach (x070's layer-0 v0/v1/v2)
-                    W[k].grad = torch.zeros_like(W[k])
+                if Wf[k].grad is None:     # a parameter the loss does not reach (x070's layer-0 v0/v1/v2)
+                    Wf[k].grad = torch.zeros_like(W[k])
+                W[k].grad = Wf[k].grad
             norm = math.sqrt(sum(float((W[k].grad ** 2).sum()) for k in names))
             c = (norm + 1e-6) / o.grad_clip if o.grad_clip > 0 else 0
             scale = 1 / c if c > 1 else 1.0
