@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 // y written (bf16); state (may be NULL; B == 1 only): the initial state on entry, the final one
-// on return.  Without a state the recurrence starts from zero.
+// on return (16-byte aligned: rows move as float4).  Without a state the recurrence starts from zero.
 cudaError_t wkv6_fwd_cuda(__nv_bfloat16 *y, float *state, const __nv_bfloat16 *r, const __nv_bfloat16 *k,
                           const __nv_bfloat16 *v, const __nv_bfloat16 *w, const __nv_bfloat16 *u, int B, int T,
                           int H, cudaStream_t stream);
