@@ -507,20 +507,23 @@ int cuda_step(Backend *b, const int32_t *x, const int32_t *y, const StepArgs *a,
 int cuda_get_state(Backend *b, float *w, float *m, float *v, Error *e) {
     Cuda *c = (Cuda *)b->impl;
     size_t bytes = c->P * sizeof(float);
-    if (w) CK(cudaMemcpy(w, c->master, bytes, cudaMemcpyDeviceToHost));
-    if (m) CK(cudaMemcpy(m, c->m, bytes, cudaMemcpyDeviceToHost));
-    if (v) CK(cudaMemcpy(v, c->v, bytes, cudaMemcpyDeviceToHost));
+    // every transfer on the backend's stream: it is non-blocking, so it does not wait for the
+    // legacy default stream that plain cudaMemcpy/cudaMemset would use
+    if (w) CK(cudaMemcpyAsync(w, c->master, bytes, cudaMemcpyDeviceToHost, c->s));
+    if (m) CK(cudaMemcpyAsync(m, c->m, bytes, cudaMemcpyDeviceToHost, c->s));
+    if (v) CK(cudaMemcpyAsync(v, c->v, bytes, cudaMemcpyDeviceToHost, c->s));
+    CK(cudaStreamSynchronize(c->s));
     return 0;
 }
 
 int cuda_set_state(Backend *b, const float *w, const float *m, const float *v, Error *e) {
     Cuda *c = (Cuda *)b->impl;
     size_t bytes = c->P * sizeof(float);
-    if (w) CK(cudaMemcpy(c->master, w, bytes, cudaMemcpyHostToDevice));
-    if (m) CK(cudaMemcpy(c->m, m, bytes, cudaMemcpyHostToDevice));
-    else CK(cudaMemset(c->m, 0, bytes));
-    if (v) CK(cudaMemcpy(c->v, v, bytes, cudaMemcpyHostToDevice));
-    else CK(cudaMemset(c->v, 0, bytes));
+    if (w) CK(cudaMemcpyAsync(c->master, w, bytes, cudaMemcpyHostToDevice, c->s));
+    if (m) CK(cudaMemcpyAsync(c->m, m, bytes, cudaMemcpyHostToDevice, c->s));
+    else CK(cudaMemsetAsync(c->m, 0, bytes, c->s));
+    if (v) CK(cudaMemcpyAsync(c->v, v, bytes, cudaMemcpyHostToDevice, c->s));
+    else CK(cudaMemsetAsync(c->v, 0, bytes, c->s));
     CK(round_bf16_cuda(c->w, c->master, c->P, c->s));
     CK(cudaStreamSynchronize(c->s));
     return 0;
@@ -591,9 +594,10 @@ int open_device(Cuda *c, const float *w0, Error *e) {
     if (!c->host_loss) return fail(e, "out of memory");
     err = gemm_create(&c->gemm);
     if (err != cudaSuccess) return cuda_fail(e, err, "gemm_create", __FILE__, __LINE__);
-    CK(cudaMemcpy(c->master, w0, P * sizeof(float), cudaMemcpyHostToDevice));
-    CK(cudaMemset(c->m, 0, P * sizeof(float)));
-    CK(cudaMemset(c->v, 0, P * sizeof(float)));
+    // on c->s, ordered before the rounding below (see cuda_get_state)
+    CK(cudaMemcpyAsync(c->master, w0, P * sizeof(float), cudaMemcpyHostToDevice, c->s));
+    CK(cudaMemsetAsync(c->m, 0, P * sizeof(float), c->s));
+    CK(cudaMemsetAsync(c->v, 0, P * sizeof(float), c->s));
     CK(round_bf16_cuda(c->w, c->master, P, c->s));
     CK(cudaStreamSynchronize(c->s));
     note_memory(c);
@@ -669,9 +673,10 @@ int decoder_open(Decoder *d, const Model *m, Error *e) {
     uint16_t *host = (uint16_t *)malloc(c->P * sizeof(uint16_t));
     if (!host) return fail(e, "out of memory for the bf16 copy of %zu parameters", c->P);
     for (size_t i = 0; i < c->P; i++) host[i] = f32_to_bf16(m->w[i]);
-    err = cudaMemcpy(c->w, host, c->P * sizeof(uint16_t), cudaMemcpyHostToDevice);
+    err = cudaMemcpyAsync(c->w, host, c->P * sizeof(uint16_t), cudaMemcpyHostToDevice, c->s);
+    if (err == cudaSuccess) err = cudaStreamSynchronize(c->s);   // before host is freed, and before any kernel
     free(host);
-    if (err != cudaSuccess) return cuda_fail(e, err, "cudaMemcpy(weights)", __FILE__, __LINE__);
+    if (err != cudaSuccess) return cuda_fail(e, err, "cudaMemcpyAsync(weights)", __FILE__, __LINE__);
     return decoder_reset(d, e);
 }
 

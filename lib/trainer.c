@@ -752,6 +752,9 @@ static int cannot_run(const Trainer *tr, Error *why)
 {
     const TrainOptions *a = tr->o;
     if (backend_check(a->accelerator, why)) return -1;
+    if (backend_is_gpu(a->accelerator) && config_is_x060(&tr->cfg))
+        return fail(why, "--accelerator %s: x060 (RWKV-6) models train on the CPU only for now (use --accelerator cpu)",
+                    a->accelerator);
     if (tr->world != 1)
         return fail(why, "--devices %" PRIu64 " --num_nodes %" PRIu64 ": the %s backend trains on one device",
                     a->devices, a->num_nodes, strcmp(a->accelerator, "cpu") ? "CUDA" : "CPU");
@@ -781,7 +784,7 @@ void trainer_print_plan(const Trainer *tr, FILE *fp)
             " steps, %" PRIu64 " tokens\n", tr->c.step, tr->c.step / tr->smp.epoch_steps, tr->exit_step, todo,
             todo * tr->sched.tokens_per_step);
     fprintf(fp, "memory       about %.1f MiB per device (%s, grad_cp %d)\n", mem / 1048576.0, a->accelerator, a->grad_cp);
-    if (backend_is_gpu(a->accelerator)) {
+    if (backend_is_gpu(a->accelerator) && !config_is_x060(&tr->cfg)) {
         GpuPlan gp;
         uint64_t dev_free = 0, dev_total = 0;
         gpu_plan(&tr->cfg, &tr->bc, &gp);
@@ -809,11 +812,18 @@ void trainer_print_plan(const Trainer *tr, FILE *fp)
 static int too_big_for_memory(const Trainer *tr, Error *e)
 {
     const TrainOptions *a = tr->o;
-    if (backend_is_gpu(a->accelerator)) return 0;   /* the CUDA backend checks the device's memory when it opens */
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages <= 0 || page <= 0) return 0;
     double have = (double)pages * (double)page;
     double need = (double)backend_memory_estimate(a->accelerator, &tr->cfg, &tr->bc);
+    if (backend_is_gpu(a->accelerator)) {
+        /* the CUDA backend checks the device when it opens; the host holds the trainer's fp32
+         * copies (7 per parameter, as backend_cpu_memory_estimate counts them) and a bf16 one */
+        need = (double)tr->layout.total * (7 * 4 + 2);
+        if (need <= have) return 0;
+        return fail(e, "the model needs about %.1f GiB of host memory for the trainer's copies of its state, more than "
+                    "this machine's %.1f GiB", need / 1073741824.0, have / 1073741824.0);
+    }
     if (need <= have) return 0;
     return fail(e, "--micro_bsz %" PRIu64 " x --ctx_len %" PRIu64 " needs about %.1f GiB (weights, Adam state and "
                 "activations%s), more than this machine's %.1f GiB: lower --micro_bsz or --ctx_len%s",
@@ -1348,7 +1358,10 @@ int trainer_run(Trainer *tr)
         StepResult res;
         if (train_step(tr, &lp, lr, &res, &e)) {
             end_progress_line(tr);
-            say(tr, "%s; stopping", e.msg);
+            /* a backend that failed mid-step may hold a half-applied update that the host copy
+             * does not: do not save it under the old counters */
+            if (tr->host_stale) tr->state_lost = 1;
+            say(tr, "%s; stopping%s", e.msg, tr->state_lost ? " without saving (the next run resumes from the last saved state)" : "");
             status = 1;
             break;
         }

@@ -89,14 +89,12 @@ check "the moved run's losses stay within 2e-2 of the CPU-only run" sh -c "paste
 # --- non-finite updates on the device: the backend checks each update before applying it
 # (no state copied to the host per step); a refused one is skipped with the weights kept, as on
 # the CPU (t_train_nonfinite.sh): huge head weights with --grad_clip 0 overflow g^2 in Adam's v
-if $PYTHON -c 'import numpy' 2>/dev/null; then
-    fresh nf
-    $U scale init.safetensors nf/rwkv-init.safetensors head.weight 1e15 || exit 1
-    "$gpu" --proj_dir nf $common --accelerator gpu --grad_clip 0 --exit_after_steps 3 2>nf.err
-    eq "overflowing updates on the GPU stop the run with exit 4" $? 4
-    check "... each one refused, naming what would overflow" grep -q 'step 0: the update would make adam_v of .* non-finite .*update skipped, weights and moments kept' nf.err
-    check "... and the state saved is finite" $U finite nf/train-state-00000003.safetensors
-fi
+fresh nf
+$U scale init.safetensors nf/rwkv-init.safetensors head.weight 1e15 || exit 1
+"$gpu" --proj_dir nf $common --accelerator gpu --grad_clip 0 --exit_after_steps 3 2>nf.err
+eq "overflowing updates on the GPU stop the run with exit 4" $? 4
+check "... each one refused, naming what would overflow" grep -q 'step 0: the update would make adam_v of .* non-finite .*update skipped, weights and moments kept' nf.err
+check "... and the state saved is finite" $U finite nf/train-state-00000003.safetensors
 fresh pz
 RWKV7C_TRAIN_POISON=2 "$gpu" --proj_dir pz $common --accelerator gpu --exit_after_steps 4 2>pz.err
 eq "a poisoned gradient on the GPU: the run goes on" $? 0
@@ -132,6 +130,8 @@ mkdir x6
 rwkv-init --model-type x060 -L 2 -C 64 --vocab-size 16 -s 3 -q -o x6/rwkv-init.safetensors || exit 1
 expect_fail "an x060 model on the GPU is refused, naming the way out" "x060 (RWKV-6) models train on the CPU only for now" \
     $gpu --accelerator gpu --proj_dir x6 --data_file d16 --ctx_len 32 --micro_bsz 4 --save_minutes 0 --exit_after_steps 1
+$gpu --accelerator gpu --proj_dir x6 --data_file d16 --ctx_len 32 --micro_bsz 4 --dry-run >x6-plan.txt 2>&1
+check "... and its plan says it cannot run (no GPU plan printed)" sh -c "grep -q 'CANNOT RUN.*x060' x6-plan.txt && ! grep -q 'device memory plan' x6-plan.txt"
 
 # --- the plan, and a plan that cannot fit
 "$gpu" --proj_dir g $common --accelerator gpu --dry-run >plan.txt 2>&1

@@ -106,6 +106,31 @@ static void run_case(const Case &k) {
         printf("  updated weights: ||dw_gpu - dw_cpu|| / ||dw_cpu|| = %.3f, largest |dw_gpu| = %.3g\n", upd, worst);
         CHECK(upd < 0.35, "updates agree (relative L2 %.3f < 0.35)", upd);
         CHECK(worst < 2 * lr * 1.05 + 1e-6, "no weight moved more than 2 lr");
+        // ... and tensor by tensor, so that a small tensor whose gradient is missing (its update
+        // then only the weight decay, a relative error near 1) cannot hide in the total: each
+        // tensor's relative L2 below 0.6, and where the CPU moved a weight by more than lr/2
+        // (a gradient well above noise), the same direction for at least 80% of them
+        double worst_rel = 0, worst_sign = 1;
+        const char *worst_rel_name = "", *worst_sign_name = "";
+        for (int t = 0; t < m.layout.n; t++) {
+            const ParamInfo *p = &m.layout.p[t];
+            double tn = 0, td = 0;
+            size_t moved = 0, agree = 0;
+            for (size_t i = p->offset; i < p->offset + p->numel; i++) {
+                double dc = (double)wc[i] - m.w[i], dg = (double)wg[i] - m.w[i];
+                tn += (dg - dc) * (dg - dc);
+                td += dc * dc;
+                if (fabs(dc) > 0.5 * lr) { moved++; agree += (dc > 0) == (dg > 0); }
+            }
+            double r = td > 0 ? sqrt(tn / td) : sqrt(tn);
+            double sa = moved ? (double)agree / moved : 1;
+            if (r > worst_rel) { worst_rel = r; worst_rel_name = p->name; }
+            if (sa < worst_sign) { worst_sign = sa; worst_sign_name = p->name; }
+        }
+        printf("  per tensor: worst relative L2 %.3f (%s), worst direction agreement %.3f (%s)\n", worst_rel,
+               worst_rel_name, worst_sign, worst_sign_name);
+        CHECK(worst_rel < 0.6, "every tensor's update agrees (worst %s: %.3f)", worst_rel_name, worst_rel);
+        CHECK(worst_sign >= 0.8, "every tensor moves the same way (worst %s: %.3f)", worst_sign_name, worst_sign);
 
         // --- determinism: the same step again from the same start gives the same bits
         std::vector<float> w2(P);
