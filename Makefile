@@ -104,7 +104,13 @@ $(B)/cuda/obj/%.o: %.cu $(B)/cuda/flags cuda/ptxas-budget.sh cuda/ptxas-budget.t
 CUDA_TEST_LIBS = $(filter-out -fopenmp,$(LDLIBS)) -lgomp
 # cuda/gemm.cu calls cuBLASLt on the GPU (the emulated build computes with OpenBLAS instead).
 CUDA_GPU_LIBS  = -lcublasLt
-$(B)/cuda/tests/%: $(B)/cuda/obj/tests/cuda/%.o $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.o) $(B)/librwkv7c.a
+# The kernels as an archive: each program takes only the objects it calls (a test of one kernel
+# family does not carry every kernel's device code: the GPU bundle's size limit).
+CUDA_KERNELS_A = $(B)/cuda/libkernels.a
+$(CUDA_KERNELS_A): $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.o)
+	@rm -f $@
+	$(AR) rcs $@ $^
+$(B)/cuda/tests/%: $(B)/cuda/obj/tests/cuda/%.o $(CUDA_KERNELS_A) $(B)/librwkv7c.a
 	@mkdir -p $(@D)
 	$(NVCC) $(GENCODE) $^ $(CUDA_TEST_LIBS) $(CUDA_GPU_LIBS) -o $@
 
@@ -114,7 +120,7 @@ $(B)/cuda/tests/%: $(B)/cuda/obj/tests/cuda/%.o $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.
 $(B)/cuda/obj/lib/%.o: lib/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DRWKV7C_CUDA -c $< -o $@
-$(CUDA_TOOLS:%=$(B)/cuda/bin/%): $(B)/cuda/bin/%: $(B)/obj/bin/%.o $(CUDA_SELECT:%=$(B)/cuda/obj/lib/%.o) $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.o) $(B)/librwkv7c.a
+$(CUDA_TOOLS:%=$(B)/cuda/bin/%): $(B)/cuda/bin/%: $(B)/obj/bin/%.o $(CUDA_SELECT:%=$(B)/cuda/obj/lib/%.o) $(CUDA_KERNELS_A) $(B)/librwkv7c.a
 	@mkdir -p $(@D)
 	$(NVCC) $(GENCODE) $^ $(CUDA_TEST_LIBS) $(CUDA_GPU_LIBS) -o $@
 

@@ -46,7 +46,7 @@ BUNDLE_NVCC_LIBS  = -Xlinker --as-needed $(BUNDLE_CORE_A) $(BUNDLE_REFBLAS_A) $(
 # tests/t_gpu_bundle.sh runs it on tiny shapes.
 cuda: $(B)/cuda/bench/gemm_rates
 cuda-emu: $(B)/cuda-emu/bench/gemm_rates
-$(B)/cuda/bench/%: $(B)/cuda/obj/bench/gpu/%.o $(CUDA_SRC:%.cu=$(B)/cuda/obj/%.o) $(B)/librwkv7c.a
+$(B)/cuda/bench/%: $(B)/cuda/obj/bench/gpu/%.o $(CUDA_KERNELS_A) $(B)/librwkv7c.a
 	@mkdir -p $(@D)
 	$(NVCC) $(GENCODE) $^ $(CUDA_TEST_LIBS) $(CUDA_GPU_LIBS) -o $@
 $(B)/cuda-emu/bench/%: $(B)/cuda-emu/obj/bench/gpu/%.o $(B)/cuda-emu/obj/cuda/emu.o $(CUDA_SRC:%.cu=$(B)/cuda-emu/obj/%.o) $(B)/librwkv7c.a
