@@ -1,20 +1,13 @@
 // cuda/fill.cu: broadcasts, rounding and a finiteness count (fill.cuh).  Grid-stride loops.
 #include "fill.cuh"
+#include "grid.cuh"
 
 typedef __nv_bfloat16 bf16;
 
 namespace {
 
-const int THREADS = 256;
-const unsigned MAX_BLOCKS = 4096;
-
-#define FOR_EACH(i, n) \
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
-
-unsigned blocks_for(size_t n) {
-    size_t b = (n + THREADS - 1) / THREADS;
-    return b < MAX_BLOCKS ? (unsigned)b : MAX_BLOCKS;
-}
+const int THREADS = GRID_THREADS;
+unsigned blocks_for(size_t n) { return grid_blocks(n); }
 
 __global__ void __launch_bounds__(THREADS) fill_rows_bf16_kernel(bf16 *out, const bf16 *vec, int C, size_t n) {
     FOR_EACH(i, n) out[i] = vec[i % C];

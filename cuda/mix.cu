@@ -2,35 +2,21 @@
 // key prep takes one warp per (token, head) like norm.cu's GroupNorm; the per-channel parameter
 // gradients go through colsum_acc_cuda (norm.cuh).
 #include "mix.cuh"
+#include "grid.cuh"
 #include "norm.cuh"
 
 typedef __nv_bfloat16 bf16;
 
 namespace {
 
-const int THREADS = 256;
-const unsigned MAX_BLOCKS = 8192;   // grid-stride beyond: enough blocks to fill any GPU
+const int THREADS = GRID_THREADS;
 const int HEADS_PER_BLOCK = 8;      // warps per block in the key prep kernels
 const int HS = 64;                  // OPS_HEAD_SIZE
 const int EMB_COLS = 32;            // embedding backward: columns per block (one per lane)
 const int EMB_OWNERS_Y = 8;         // token owners per block ...
 const int EMB_OWNER_BLOCKS = 16;    // ... times blocks per column strip: 128 owners per column
 
-#define FOR_EACH(i, n) \
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
-
-__device__ __forceinline__ float tof(bf16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ bf16 tobf(float x) { return __float2bfloat16_rn(x); }
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-unsigned blocks_for(size_t n) {
-    size_t b = (n + THREADS - 1) / THREADS;
-    return b < MAX_BLOCKS ? (unsigned)b : MAX_BLOCKS;
-}
+unsigned blocks_for(size_t n) { return grid_blocks(n); }
 
 struct MixPtrs {
     bf16 *out[SHIFT_MIX_MAX];

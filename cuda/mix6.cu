@@ -2,34 +2,21 @@
 // the GroupNorm takes one warp per (row, head) like norm.cu's; the per-channel parameter
 // gradients go through colsum_acc_cuda (norm.cuh).
 #include "mix6.cuh"
+#include "grid.cuh"
 #include "norm.cuh"
 
 typedef __nv_bfloat16 bf16;
 
 namespace {
 
-const int THREADS = 256;
-const unsigned MAX_BLOCKS = 8192; // grid-stride beyond: enough blocks to fill any GPU
+const int THREADS = GRID_THREADS;
 const int HEADS_PER_BLOCK = 8;    // warps per block in the GroupNorm kernels
 const int HS = 64;                // OPS_HEAD_SIZE
 const float GN_EPS = 64e-5f;      // 1e-5 * head_size_divisor^2
 
-#define FOR_EACH(i, n) \
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
-
-__device__ __forceinline__ float tof(bf16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ bf16 tobf(float x) { return __float2bfloat16_rn(x); }
 __device__ __forceinline__ float sigmoid1(float z) { return 1.0f / (1.0f + expf(-z)); }
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-unsigned blocks_for(size_t n) {
-    size_t b = (n + THREADS - 1) / THREADS;
-    return b < MAX_BLOCKS ? (unsigned)b : MAX_BLOCKS;
-}
+unsigned blocks_for(size_t n) { return grid_blocks(n); }
 
 struct LerpPtrs {
     bf16 *out[DDLERP6_MAX]; // out (forward), dm (backward)

@@ -3,6 +3,7 @@
 // statistics are warp reductions by xor butterfly, which give every lane the same bits whatever
 // the schedule; the per-channel parameter gradients go through colsum_acc_cuda.
 #include "norm.cuh"
+#include "grid.cuh"
 
 typedef __nv_bfloat16 bf16;
 
@@ -13,13 +14,6 @@ const int COLSUM_COLS = 32;         // columns per colsum block, one per lane (c
 const int COLSUM_LANES = 32;        // row strides per column; summed in lane order at the end
 const int HS = 64;                  // OPS_HEAD_SIZE
 
-__device__ __forceinline__ float tof(float x) { return x; }
-__device__ __forceinline__ float tof(bf16 x) { return __bfloat162float(x); }
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 // Column c is summed by COLSUM_LANES threads, thread y taking rows y, y + COLSUM_LANES, ...
 // in order; their partial sums are then added in y order.  No atomics: the same bits every run.

@@ -1,0 +1,29 @@
+// cuda/grid.cuh: what the elementwise and row kernels share: the grid-stride loop, the grid size
+// for it, bf16 <-> fp32 for the fp32-inside math, and a warp sum whose xor butterfly gives every
+// lane the same bits whatever the schedule.  Include after emu.h and cuda_bf16.h.
+#ifndef RWKV7C_CUDA_GRID_CUH
+#define RWKV7C_CUDA_GRID_CUH
+#include <stddef.h>
+
+#define GRID_THREADS 256u      // threads per block of the grid-stride kernels
+#define GRID_MAX_BLOCKS 8192u  // beyond: the loop strides; enough blocks to fill any GPU
+
+// for (i over [0, n), strided by the whole grid)
+#define FOR_EACH(i, n) \
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
+// Blocks of GRID_THREADS for n elements, at most GRID_MAX_BLOCKS.
+static inline unsigned grid_blocks(size_t n) {
+    size_t b = (n + GRID_THREADS - 1) / GRID_THREADS;
+    return b < GRID_MAX_BLOCKS ? (unsigned)b : GRID_MAX_BLOCKS;
+}
+
+static __device__ __forceinline__ float tof(float x) { return x; }
+static __device__ __forceinline__ float tof(__nv_bfloat16 x) { return __bfloat162float(x); }
+static __device__ __forceinline__ __nv_bfloat16 tobf(float x) { return __float2bfloat16_rn(x); }
+
+static __device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+#endif
