@@ -18,6 +18,15 @@ static inline unsigned grid_blocks(size_t n) {
     return b < GRID_MAX_BLOCKS ? (unsigned)b : GRID_MAX_BLOCKS;
 }
 
+// The body of an elementwise entry point: nothing for n = 0, else kernel(args..., n) over the
+// grid-stride grid on `stream`, and the launch's error.
+#define ELEMENTWISE(kernel, n, ...)                                                    \
+    do {                                                                               \
+        if ((n) == 0) return cudaSuccess;                                              \
+        LAUNCH(kernel, grid_blocks(n), GRID_THREADS, 0, stream)(__VA_ARGS__, (n));     \
+        return cudaGetLastError();                                                     \
+    } while (0)
+
 static __device__ __forceinline__ float tof(float x) { return x; }
 static __device__ __forceinline__ float tof(__nv_bfloat16 x) { return __bfloat162float(x); }
 static __device__ __forceinline__ __nv_bfloat16 tobf(float x) { return __float2bfloat16_rn(x); }

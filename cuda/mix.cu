@@ -203,13 +203,6 @@ cudaError_t shift_mix_bwd_cuda(bf16 *dh, float *const *dmu, float *scratch, cons
     return e;
 }
 
-#define ELEMENTWISE(kernel, n, ...)                                             \
-    do {                                                                        \
-        if ((n) == 0) return cudaSuccess;                                       \
-        LAUNCH(kernel, blocks_for(n), THREADS, 0, stream)(__VA_ARGS__, (n));    \
-        return cudaGetLastError();                                              \
-    } while (0)
-
 cudaError_t tanh_fwd_cuda(bf16 *x, size_t n, cudaStream_t stream) { ELEMENTWISE(tanh_fwd_kernel, n, x); }
 cudaError_t tanh_bwd_cuda(bf16 *dx, const bf16 *y, size_t n, cudaStream_t stream) {
     ELEMENTWISE(tanh_bwd_kernel, n, dx, y);

@@ -165,13 +165,6 @@ unsigned head_blocks(size_t nh) { return (unsigned)((nh + HEADS_PER_BLOCK - 1) /
 
 } // namespace
 
-#define ELEMENTWISE(kernel, n, ...)                                             \
-    do {                                                                        \
-        if ((n) == 0) return cudaSuccess;                                       \
-        LAUNCH(kernel, blocks_for(n), THREADS, 0, stream)(__VA_ARGS__, (n));    \
-        return cudaGetLastError();                                              \
-    } while (0)
-
 cudaError_t shift_diff6_fwd_cuda(bf16 *xx, bf16 *xxx, const bf16 *h, const bf16 *init, const bf16 *maa_x, int B,
                                  int T, int C, cudaStream_t stream) {
     if (B < 0 || T <= 0 || C <= 0) return cudaErrorInvalidValue;

@@ -13,13 +13,12 @@
  * modes share one implementation of every formula. */
 #include "model.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "cpugemm.h"
 #include "matvec.h"
 #include "model6.h"
 #include "ops.h"
@@ -83,140 +82,21 @@ struct ModelState {
 
 /* ------------------------------------------------------------------ helpers */
 
-/* Threads.  OpenBLAS's own threads and OpenMP's spin-waiting threads fight
- * over the cores (5-10x slower, measured on 2 shared cores), so BLAS runs
- * single-threaded inside our OpenMP threads: each multiplies a block of rows
- * (or columns) of the output.  On a machine already busy with other jobs,
- * spinning OpenMP threads that wait for descheduled ones lose as much again,
- * so unless OMP_NUM_THREADS, OMP_DYNAMIC or OMP_WAIT_POLICY is set, a work
- * area takes only the cores that other processes leave free when it is
- * created (the runnable count of /proc/loadavg, median of a few samples; not
- * the load average, which would count our own past work).  Results do not
- * depend on the thread count (checked bitwise).  threads_enter/threads_leave
- * bracket every public entry point and restore the caller's settings. */
-static int pick_threads(void)
-{
-    int n = omp_get_max_threads();
-    if (getenv("OMP_NUM_THREADS") || getenv("OMP_DYNAMIC") || getenv("OMP_WAIT_POLICY")) return n;
-    int others[5], k = 0;
-    for (int i = 0; i < 5; i++) {
-        FILE *f = fopen("/proc/loadavg", "r");
-        double a, b, c;
-        int running, total;
-        if (!f) return n;
-        if (fscanf(f, "%lf %lf %lf %d/%d", &a, &b, &c, &running, &total) == 5) {
-            int o = running - 1;                      /* not counting this thread */
-            int j = k++;
-            while (j > 0 && others[j - 1] > o) { others[j] = others[j - 1]; j--; }
-            others[j] = o;
-        }
-        fclose(f);
-        if (i < 4) {
-            struct timespec ts = { 0, 2000000 };
-            nanosleep(&ts, NULL);
-        }
-    }
-    if (k == 0) return n;
-    int free_cores = omp_get_num_procs() - others[k / 2];
-    if (free_cores < n) n = free_cores < 1 ? 1 : free_cores;
-    return n;
-}
+/* Threads and matrix products: lib/cpugemm.c (shared with the x060 model). */
+static CpuThreads threads_enter(const ModelWork *W) { return cpu_threads_enter(W->nthreads); }
+#define threads_leave cpu_threads_leave
+#define pick_threads cpu_pick_threads
+#define gemm_nt cpu_gemm_nt
+#define gemm_nn cpu_gemm_nn
+#define gemm_tn cpu_gemm_tn
+#define fill_rows cpu_fill_rows
 
-typedef struct { int blas, omp; } ThreadSave;
-static ThreadSave threads_enter(const ModelWork *W)
-{
-    ThreadSave s = { openblas_get_num_threads(), omp_get_max_threads() };
-    if (s.blas != 1) openblas_set_num_threads(1);
-    if (s.omp != W->nthreads) omp_set_num_threads(W->nthreads);
-    return s;
-}
-static void threads_leave(ThreadSave s)
-{
-    if (s.blas != 1) openblas_set_num_threads(s.blas);
-    if (omp_get_max_threads() != s.omp) omp_set_num_threads(s.omp);
-}
-
-/* C[M,N] = op(A) op(B) + beta C, row-major; op(A) is [M,K], op(B) is [K,N]. */
-static void gemm(int ta, int tb, int M, int N, int K, const float *A, const float *Bm, float *Cm, float beta)
-{
-    int lda = ta ? M : K, ldb = tb ? K : N;
-    enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-    int nt = omp_get_max_threads();
-    if (M == 1 && !ta && tb) {
-        /* one row (recurrent mode) by a Linear's weight: the memory-bound
-         * product of matvec.c (faster here than OpenBLAS's sgemv, measured) */
-        matvec_f32(Cm, Bm, A, (size_t)N, (size_t)K, beta);
-        return;
-    }
-    if (M == 1 && !ta) {
-        /* one row (recurrent mode): a matrix-vector product reads the weights
-         * once, where sgemm would first copy (pack) them */
-        if (nt > (N + 63) / 64) nt = (N + 63) / 64;
-        if (nt < 1 || omp_in_parallel()) nt = 1;
-#pragma omp parallel num_threads(nt)
-        {
-            int id = omp_get_thread_num(), n = omp_get_num_threads();
-            int per = ((N + n - 1) / n + 15) / 16 * 16;
-            int lo = id * per, hi = lo + per < N ? lo + per : N;
-            if (lo < hi) {
-                if (tb)   /* y[N] = B[N,K] a */
-                    cblas_sgemv(CblasRowMajor, CblasNoTrans, hi - lo, K, 1.0f, Bm + (size_t)lo * ldb, ldb, A, 1, beta, Cm + lo, 1);
-                else      /* y[N] = B[K,N]^T a */
-                    cblas_sgemv(CblasRowMajor, CblasTrans, K, hi - lo, 1.0f, Bm + lo, ldb, A, 1, beta, Cm + lo, 1);
-            }
-        }
-        return;
-    }
-    if (nt < 2 || (double)M * N * K < 2e6 || omp_in_parallel()) {
-        cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, 1.0f, A, lda, Bm, ldb, beta, Cm, N);
-        return;
-    }
-    int split_m = M >= N;
-    int dim = split_m ? M : N;
-    if (nt > (dim + 15) / 16) nt = (dim + 15) / 16;
-#pragma omp parallel num_threads(nt)
-    {
-        int id = omp_get_thread_num(), n = omp_get_num_threads();
-        int per = ((dim + n - 1) / n + 15) / 16 * 16;     /* 16-aligned blocks */
-        int lo = id * per, hi = lo + per < dim ? lo + per : dim;
-        if (lo < hi) {
-            if (split_m)
-                cblas_sgemm(CblasRowMajor, TA, TB, hi - lo, N, K, 1.0f, ta ? A + lo : A + (size_t)lo * lda, lda,
-                            Bm, ldb, beta, Cm + (size_t)lo * N, N);
-            else
-                cblas_sgemm(CblasRowMajor, TA, TB, M, hi - lo, K, 1.0f, A, lda,
-                            tb ? Bm + (size_t)lo * ldb : Bm + lo, ldb, beta, Cm + lo, N);
-        }
-    }
-}
-/* C[M,N] = A[M,K] B[N,K]^T + beta C  (a Linear layer with W [out,in]) */
-static void gemm_nt(int M, int N, int K, const float *A, const float *Bm, float *Cm, float beta)
-{
-    gemm(0, 1, M, N, K, A, Bm, Cm, beta);
-}
 /* gemm_nt by the parameter at offset off: one row (decode) from the bf16
  * copies when the model has them (model_use_bf16), else fp32. */
 static void linear(const Model *m, int M, int N, int K, const float *A, size_t off, float *Cm, float beta)
 {
     if (M == 1 && m->w_bf16) matvec_bf16(Cm, m->w_bf16 + off, A, (size_t)N, (size_t)K, beta);
     else gemm_nt(M, N, K, A, m->w + off, Cm, beta);
-}
-/* C[M,N] = A[M,K] B[K,N] + beta C */
-static void gemm_nn(int M, int N, int K, const float *A, const float *Bm, float *Cm, float beta)
-{
-    gemm(0, 0, M, N, K, A, Bm, Cm, beta);
-}
-/* C[M,N] = A[K,M]^T B[K,N] + beta C  (weight gradients: sums over rows) */
-static void gemm_tn(int M, int N, int K, const float *A, const float *Bm, float *Cm, float beta)
-{
-    gemm(1, 0, M, N, K, A, Bm, Cm, beta);
-}
-
-/* out[n][c] = vec[c] for every row (bias broadcast before a beta=1 GEMM) */
-static void fill_rows(float *out, const float *vec, size_t rows, int C)
-{
-#pragma omp parallel for schedule(static)
-    for (size_t n = 0; n < rows; n++) memcpy(out + n * C, vec, (size_t)C * sizeof *out);
 }
 
 /* ------------------------------------------------------------- parameters */
@@ -687,7 +567,7 @@ float model_forward_loss(const Model *m, ModelWork *W, const int32_t *x, const i
     size_t BT = (size_t)W->B * W->T;
     int V = m->cfg.vocab_size;
     if (!tokens_ok(x, BT, V) || !tokens_ok(y, BT, V)) return NAN;
-    ThreadSave nb = threads_enter(W);
+    CpuThreads nb = threads_enter(W);
     forward_blocks(m, W, W->B, W->T, x, NULL);
     float loss = head_loss(m, W, y, NULL);
     threads_leave(nb);
@@ -703,7 +583,7 @@ void model_forward_logits(const Model *m, ModelWork *W, const int32_t *x, float 
         for (size_t i = 0; i < BT * V; i++) logits[i] = NAN;
         return;
     }
-    ThreadSave nb = threads_enter(W);
+    CpuThreads nb = threads_enter(W);
     forward_blocks(m, W, W->B, W->T, x, NULL);
     head_forward(m, W, W->B, W->T, logits, 0);
     threads_leave(nb);
@@ -718,7 +598,7 @@ float model_forward_backward(const Model *m, ModelWork *W, const int32_t *x, con
     memset(grad, 0, m->layout.total * sizeof(float));
     if (!tokens_ok(x, BT, V) || !tokens_ok(y, BT, V)) return NAN;
 
-    ThreadSave nb = threads_enter(W);
+    CpuThreads nb = threads_enter(W);
     forward_blocks(m, W, B, T, x, NULL);
     float loss = head_loss(m, W, y, grad);
 
@@ -791,7 +671,7 @@ void model_step(const Model *m, ModelState *s, int32_t token, float *logits)
             for (int i = 0; i < m->cfg.vocab_size; i++) logits[i] = NAN;
         return;
     }
-    ThreadSave nb = threads_enter(s->w);
+    CpuThreads nb = threads_enter(s->w);
     forward_blocks(m, s->w, 1, 1, &token, s);
     if (logits) head_forward(m, s->w, 1, 1, logits, 1);
     threads_leave(nb);
@@ -805,7 +685,7 @@ int model_prefill(const Model *m, ModelState *s, const int32_t *tokens, int n, f
         if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab_size)
             return fail(e, "token %d at position %d is outside the vocabulary (size %d)",
                         tokens[i], i, m->cfg.vocab_size);
-    ThreadSave nb = threads_enter(s->w);
+    CpuThreads nb = threads_enter(s->w);
     for (int done = 0; done < n; done += PREFILL_CHUNK) {
         int T = n - done < PREFILL_CHUNK ? n - done : PREFILL_CHUNK;
         forward_blocks(m, s->w, 1, T, tokens + done, s);

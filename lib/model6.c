@@ -9,13 +9,12 @@
  * (static there), so both models use the cores the same way. */
 #include "model6.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "cpugemm.h"
 #include "matvec.h"
 #include "ops.h"
 #include "ops6.h"
@@ -71,114 +70,24 @@ typedef struct {
     int ln0_bf16;                   /* round LN0(emb) to bf16, as rwkv pip folds ln0 into a bf16 file's emb */
 } State6;
 
-/* ------------------------------------------------------------------ threads, GEMM (as model.c) */
+/* ------------------------------------------------------------------ threads, GEMM */
 
-/* The cores other processes leave free (median of a few /proc/loadavg
- * samples) unless OMP_NUM_THREADS/OMP_DYNAMIC/OMP_WAIT_POLICY is set:
- * model.c's pick_threads, whose comment gives the measurements. */
-static int pick_threads(void)
-{
-    int n = omp_get_max_threads();
-    if (getenv("OMP_NUM_THREADS") || getenv("OMP_DYNAMIC") || getenv("OMP_WAIT_POLICY")) return n;
-    int others[5], k = 0;
-    for (int i = 0; i < 5; i++) {
-        FILE *f = fopen("/proc/loadavg", "r");
-        double a, b, c;
-        int running, total;
-        if (!f) return n;
-        if (fscanf(f, "%lf %lf %lf %d/%d", &a, &b, &c, &running, &total) == 5) {
-            int o = running - 1;
-            int j = k++;
-            while (j > 0 && others[j - 1] > o) { others[j] = others[j - 1]; j--; }
-            others[j] = o;
-        }
-        fclose(f);
-        if (i < 4) {
-            struct timespec ts = { 0, 2000000 };
-            nanosleep(&ts, NULL);
-        }
-    }
-    if (k == 0) return n;
-    int free_cores = omp_get_num_procs() - others[k / 2];
-    if (free_cores < n) n = free_cores < 1 ? 1 : free_cores;
-    return n;
-}
+/* Threads and matrix products: lib/cpugemm.c, as the x070 model. */
+static CpuThreads threads_enter(const Work6 *W) { return cpu_threads_enter(W->nthreads); }
+#define threads_leave cpu_threads_leave
+#define pick_threads cpu_pick_threads
+#define gemm_ld cpu_gemm
+#define gemm_nt cpu_gemm_nt
+#define gemm_nn cpu_gemm_nn
+#define gemm_tn cpu_gemm_tn
+#define fill_rows cpu_fill_rows
 
-typedef struct { int blas, omp; } ThreadSave;
-static ThreadSave threads_enter(const Work6 *W)
-{
-    ThreadSave s = { openblas_get_num_threads(), omp_get_max_threads() };
-    if (s.blas != 1) openblas_set_num_threads(1);
-    if (s.omp != W->nthreads) omp_set_num_threads(W->nthreads);
-    return s;
-}
-static void threads_leave(ThreadSave s)
-{
-    if (s.blas != 1) openblas_set_num_threads(s.blas);
-    if (omp_get_max_threads() != s.omp) omp_set_num_threads(s.omp);
-}
-
-/* C[M,N] (row stride ldc) = op(A) op(B) + beta C, row-major with leading
- * dimensions (the mix LoRA works on column blocks of [B*T, 5*d_mix]); single-
- * threaded BLAS inside OpenMP threads, each taking 16-aligned blocks of rows
- * or columns, as model.c's gemm. */
-static void gemm_ld(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *Bm, int ldb,
-                    float *Cm, int ldc, float beta)
-{
-    enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-    int nt = omp_get_max_threads();
-    if (M == 1 && !ta && tb && ldb == K) {
-        matvec_f32(Cm, Bm, A, (size_t)N, (size_t)K, beta);
-        return;
-    }
-    if (nt < 2 || (double)M * N * K < 2e6 || omp_in_parallel()) {
-        cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, 1.0f, A, lda, Bm, ldb, beta, Cm, ldc);
-        return;
-    }
-    int split_m = M >= N;
-    int dim = split_m ? M : N;
-    if (nt > (dim + 15) / 16) nt = (dim + 15) / 16;
-#pragma omp parallel num_threads(nt)
-    {
-        int id = omp_get_thread_num(), n = omp_get_num_threads();
-        int per = ((dim + n - 1) / n + 15) / 16 * 16;
-        int lo = id * per, hi = lo + per < dim ? lo + per : dim;
-        if (lo < hi) {
-            if (split_m)
-                cblas_sgemm(CblasRowMajor, TA, TB, hi - lo, N, K, 1.0f, ta ? A + lo : A + (size_t)lo * lda, lda,
-                            Bm, ldb, beta, Cm + (size_t)lo * ldc, ldc);
-            else
-                cblas_sgemm(CblasRowMajor, TA, TB, M, hi - lo, K, 1.0f, A, lda,
-                            tb ? Bm + (size_t)lo * ldb : Bm + lo, ldb, beta, Cm + lo, ldc);
-        }
-    }
-}
-/* C = A B^T (a Linear with W [out,in]) */
-static void gemm_nt(int M, int N, int K, const float *A, const float *Bm, float *Cm, float beta)
-{
-    gemm_ld(0, 1, M, N, K, A, K, Bm, K, Cm, N, beta);
-}
-static void gemm_nn(int M, int N, int K, const float *A, const float *Bm, float *Cm, float beta)
-{
-    gemm_ld(0, 0, M, N, K, A, K, Bm, N, Cm, N, beta);
-}
-/* C[M,N] = A[K,M]^T B[K,N] + beta C (weight gradients) */
-static void gemm_tn(int M, int N, int K, const float *A, const float *Bm, float *Cm, float beta)
-{
-    gemm_ld(1, 0, M, N, K, A, M, Bm, N, Cm, N, beta);
-}
 /* A Linear by the parameter at off: one row from the bf16 copies when the
  * model has them (model_use_bf16), else fp32. */
 static void linear(const Model *m, int M, int N, int K, const float *A, size_t off, float *Cm, float beta)
 {
     if (M == 1 && m->w_bf16) matvec_bf16(Cm, m->w_bf16 + off, A, (size_t)N, (size_t)K, beta);
     else gemm_nt(M, N, K, A, m->w + off, Cm, beta);
-}
-
-static void fill_rows(float *out, const float *vec, size_t rows, int C)
-{
-#pragma omp parallel for schedule(static)
-    for (size_t n = 0; n < rows; n++) memcpy(out + n * C, vec, (size_t)C * sizeof *out);
 }
 
 static int tokens_ok(const int32_t *x, size_t n, int V)
@@ -545,7 +454,7 @@ float model6_forward_loss(const Model *m, ModelWork *w, const int32_t *x, const 
     size_t BT = (size_t)W->B * W->T;
     int V = m->cfg.vocab_size;
     if (!tokens_ok(x, BT, V) || !tokens_ok(y, BT, V)) return NAN;
-    ThreadSave nb = threads_enter(W);
+    CpuThreads nb = threads_enter(W);
     forward_blocks(m, W, W->B, W->T, x, NULL);
     float loss = head_loss(m, W, y, NULL);
     threads_leave(nb);
@@ -561,7 +470,7 @@ void model6_forward_logits(const Model *m, ModelWork *w, const int32_t *x, float
         for (size_t i = 0; i < BT * V; i++) logits[i] = NAN;
         return;
     }
-    ThreadSave nb = threads_enter(W);
+    CpuThreads nb = threads_enter(W);
     forward_blocks(m, W, W->B, W->T, x, NULL);
     head_forward(m, W, W->B, W->T, logits, 0);
     threads_leave(nb);
@@ -575,7 +484,7 @@ float model6_forward_backward(const Model *m, ModelWork *w, const int32_t *x, co
     size_t BT = (size_t)B * T;
     memset(grad, 0, m->layout.total * sizeof(float));
     if (!tokens_ok(x, BT, V) || !tokens_ok(y, BT, V)) return NAN;
-    ThreadSave nb = threads_enter(W);
+    CpuThreads nb = threads_enter(W);
     forward_blocks(m, W, B, T, x, NULL);
     float loss = head_loss(m, W, y, grad);
     for (int l = L - 1; l >= 0; l--) {
@@ -668,7 +577,7 @@ void model6_step(const Model *m, ModelState *st, int32_t token, float *logits)
             for (int i = 0; i < m->cfg.vocab_size; i++) logits[i] = NAN;
         return;
     }
-    ThreadSave nb = threads_enter(s->w);
+    CpuThreads nb = threads_enter(s->w);
     forward_blocks(m, s->w, 1, 1, &token, s);
     if (logits) head_forward(m, s->w, 1, 1, logits, 1);
     threads_leave(nb);
@@ -682,7 +591,7 @@ int model6_prefill(const Model *m, ModelState *st, const int32_t *tokens, int n,
         if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab_size)
             return fail(e, "token %d at position %d is outside the vocabulary (size %d)",
                         tokens[i], i, m->cfg.vocab_size);
-    ThreadSave nb = threads_enter(s->w);
+    CpuThreads nb = threads_enter(s->w);
     for (int done = 0; done < n; done += PREFILL_CHUNK) {
         int T = n - done < PREFILL_CHUNK ? n - done : PREFILL_CHUNK;
         forward_blocks(m, s->w, 1, T, tokens + done, s);
