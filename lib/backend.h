@@ -14,11 +14,28 @@
 #include "optim.h"
 #include "util.h"
 
+/* --strategy, as the reference names them (data parallel over BackendConfig.comm). */
+typedef enum {
+    DP_DDP    = 0,   /* "ddp": gradients all-reduced, the whole optimizer on every rank */
+    DP_STAGE1 = 1,   /* "deepspeed_stage_1": fp32 masters and Adam moments sharded, gradients reduce-scattered */
+    DP_STAGE2 = 2    /* "deepspeed_stage_2": stage 1, and gradients sharded in buckets of bucket_bytes */
+} DpStrategy;
+
+struct Comm;
 typedef struct {
     int B, T;            /* micro_bsz, ctx_len */
     int grad_cp;         /* recompute each block in the backward */
     int bf16;            /* --precision bf16: forward/backward on bf16 copies of the fp32 masters */
+    int tf32;            /* --precision tf32: fp32 activations, GEMM inputs rounded to TF32 (GPU) */
     AdamConfig adam;
+    /* Data parallel (lib/comm.h): NULL or a world of one is a single rank.  Every rank opens
+     * the backend with the same initial state and calls step, get_state and set_state
+     * together (they are collective); step's StepResult (loss, grad_norm, applied, refused)
+     * is the same on every rank: the loss is the mean over ranks. */
+    struct Comm *comm;
+    int world;           /* ranks: comm_size(comm), or the planned count when comm is NULL (--dry-run); 0 = 1 */
+    int strategy;        /* DpStrategy */
+    size_t bucket_bytes; /* --ds_bucket_mb, DP_STAGE2 */
 } BackendConfig;
 
 typedef struct {
@@ -44,7 +61,9 @@ struct Backend {
     void       *impl;
     /* x, y: B*T token ids.  Returns -1 only on a device failure. */
     int  (*step)(Backend *b, const int32_t *x, const int32_t *y, const StepArgs *a, StepResult *r, Error *e);
-    /* Copy fp32 masters and Adam moments (layout.total floats each) to or from the host. */
+    /* Copy fp32 masters and Adam moments (layout.total floats each) to or from the host.
+     * With several ranks: collective; get_state gives the whole state on every rank (sharded
+     * parts gathered), set_state takes the whole state and each rank keeps its part. */
     int  (*get_state)(Backend *b, float *w, float *m, float *v, Error *e);
     int  (*set_state)(Backend *b, const float *w, const float *m, const float *v, Error *e);
     void (*free)(Backend *b);

@@ -677,7 +677,7 @@ static int derive_schedule(Trainer *tr, Error *e)
     if (!tr->resumed) tr->c.step = tr->c.epoch_begin * tr->smp.epoch_steps;
     tr->exit_step = lr_exit_step(&tr->sched);
     tr->bc = (BackendConfig){ .B = (int)a->micro_bsz, .T = (int)a->ctx_len, .grad_cp = a->grad_cp,
-                             .bf16 = !strcmp(tr->precision, "bf16"), .adam = tr->adam };
+                             .bf16 = !strcmp(tr->precision, "bf16"), .tf32 = !strcmp(tr->precision, "tf32"), .adam = tr->adam };
     return 0;
 }
 
