@@ -11,6 +11,8 @@
 #include <strings.h>
 
 #include "backend.h"
+#include "comm.h"
+#include "launch.h"
 #include "trainer.h"
 #include "util.h"
 
@@ -24,7 +26,7 @@ enum {
     O_HEAD_CHUNK, O_LOAD_PARTIAL, O_MAGIC_PRIME, O_MY_TESTING, O_KERNEL, O_MY_EXIT_TOKENS,
     O_ACCELERATOR, O_DEVICES, O_NUM_NODES, O_PRECISION, O_STRATEGY, O_PROGRESS_BAR,
     O_SAVE_STEPS, O_SAVE_MINUTES, O_KEEP, O_RESUME, O_FORCE, O_DRY_RUN, O_SEED, O_MAX_BAD,
-    O_EXIT_AFTER, O_MAX_MINUTES, O_ALLOW_REPEAT, O_TIMING, O_SAVE_FORMAT, O_TENSORBOARD, O_HELP, O_VERSION, O_END
+    O_EXIT_AFTER, O_MAX_MINUTES, O_ALLOW_REPEAT, O_TIMING, O_SAVE_FORMAT, O_TENSORBOARD, O_COMM_TIMEOUT, O_INIT_FILE, O_HELP, O_VERSION, O_END
 };
 
 #define OPT2(name, dash, has, code) { name, has, 0, code }, { dash, has, 0, code }
@@ -57,6 +59,7 @@ static const struct option long_opts[] = {
     OPT2("max_minutes", "max-minutes", 1, O_MAX_MINUTES), OPT2("allow_repeat", "allow-repeat", 0, O_ALLOW_REPEAT),
     OPT2("timing", "timing", 0, O_TIMING), OPT2("save_format", "save-format", 1, O_SAVE_FORMAT),
     OPT2("tensorboard", "tensorboard", 1, O_TENSORBOARD),
+    OPT2("comm_timeout", "comm-timeout", 1, O_COMM_TIMEOUT), OPT2("init_file", "init-file", 1, O_INIT_FILE),
     OPT2("help", "help", 0, O_HELP), OPT2("version", "version", 0, O_VERSION),
     { 0, 0, 0, 0 }
 };
@@ -94,7 +97,14 @@ static void usage(FILE *fp)
 "  --weight_decay X (0)  --grad_clip X (1.0; 0 = no clipping)\n"
 "  --precision bf16|fp32|tf32 (bf16: forward on bf16 copies of fp32 masters; GPU: bf16 only)\n"
 "  --grad_cp 0|1           recompute blocks in the backward (less memory; default 1 on a GPU)\n"
-"  --accelerator cpu|gpu   (gpu: the CUDA build, build/cuda/bin)  --devices 1  --num_nodes 1\n"
+"  --accelerator cpu|gpu   (gpu: the CUDA build, build/cuda/bin)\n"
+"data parallel (CPU backend; see DATA PARALLEL in rwkv-train(1)):\n"
+"  --devices N             ranks per node (1); without a launcher, N > 1 starts N ranks here\n"
+"  --num_nodes N           nodes (1); devices x num_nodes must be the launcher's world size\n"
+"  --strategy S            ddp, deepspeed_stage_1 or deepspeed_stage_2 (the default)\n"
+"  --ds_bucket_mb N        deepspeed_stage_2's reduce-scatter bucket, 1e6 bytes (200)\n"
+"  --comm_timeout SECONDS  how long a rank waits for the others in one collective (600)\n"
+"  --init_file PATH        rendezvous file on a shared file system (GPU/NCCL id)\n"
 "saving and stopping:\n"
 "  --epoch_save N          rwkv-E.safetensors every N miniepochs (5)\n"
 "  --save_format F         rwkv-E/rwkv-final as safetensors (default), pth or both\n"
@@ -116,8 +126,8 @@ static void usage(FILE *fp)
 "  --wandb PROJECT         also log live to wandb project PROJECT through\n"
 "                          rwkv-wandb-bridge (needs `pip install wandb`; \"\" = off)\n"
 "Accepted for script compatibility: --data_type binidx\n"
-"--train_stage --epoch_steps --epoch_count --epoch_begin --strategy --kernel --head_chunk\n"
-"--ds_bucket_mb --load_partial 0 --random_seed --enable_progress_bar.\n"
+"--train_stage --epoch_steps --epoch_count --epoch_begin --kernel --head_chunk\n"
+"--load_partial 0 --random_seed --enable_progress_bar.\n"
 "Exit status: 0 done or stopped at a requested limit, 1 error, 2 usage (also a\n"
 "batch too large for this machine's memory), 4 too many non-finite steps in a row,\n"
 "75 stopped by SIGINT/SIGTERM/SIGHUP/SIGPIPE (state saved, resumable).\n");
@@ -132,9 +142,15 @@ static int parse_bool(const char *s, int *out)
 }
 
 /* Fill o from the command line; 0, or the exit status of a usage error (or of --help). */
+/* Data parallel options that stay here (the launch is this file's business). */
+static double comm_timeout = COMM_TIMEOUT_DEFAULT;
+static const char *init_file;
+
 static int parse_args(int argc, char **argv, TrainOptions *a)
 {
     train_options_default(a);
+    a->strategy = DP_STAGE2;                   /* RWKV-LM-V7 train.py: --strategy deepspeed_stage_2 */
+    a->bucket_bytes = 200u * 1000 * 1000;      /* --ds_bucket_mb 200 */
     char given[O_END - O_LOAD_MODEL] = { 0 };
 #define GIVEN(o) given[(o) - O_LOAD_MODEL]
     const char *resume = "auto";
@@ -180,8 +196,22 @@ static int parse_args(int argc, char **argv, TrainOptions *a)
         case O_LOAD_PARTIAL:
             if (strcmp(v, "0")) return bad_option(name, v, "0: partial loading is not supported, checkpoints must be complete");
             break;
-        case O_STRATEGY: case O_KERNEL: case O_HEAD_CHUNK: case O_DS_BUCKET_MB: case O_EPOCH_STEPS: case O_EPOCH_COUNT:
-            break;   /* GPU/DeepSpeed tuning, or values the reference overwrites */
+        case O_STRATEGY: {
+            Error se;
+            if (dp_strategy_parse(v, &a->strategy, &se)) { tool_warn("%s", se.msg); return 2; }
+            break;
+        }
+        case O_DS_BUCKET_MB:
+            if (parse_u64(v, &u64) || u64 < 1 || u64 > 1000000) return bad_option(name, v, "a size in MB from 1 to 1000000");
+            a->bucket_bytes = u64 * 1000 * 1000;   /* the reference: ds_bucket_mb * 1000 * 1000 */
+            break;
+        case O_COMM_TIMEOUT:
+            if (parse_double(v, &d) || !(d > 0) || !isfinite(d)) return bad_option(name, v, "a number of seconds > 0");
+            comm_timeout = d;
+            break;
+        case O_INIT_FILE: init_file = v; break;
+        case O_KERNEL: case O_HEAD_CHUNK: case O_EPOCH_STEPS: case O_EPOCH_COUNT:
+            break;   /* GPU tuning, or values the reference overwrites */
         case O_PROGRESS_BAR: if (parse_bool(v, &progress_bar)) return bad_option(name, v, "0, 1, true or false"); break;
         case O_FORCE: a->force = 1; break;
         case O_DRY_RUN: a->dry_run = 1; break;
@@ -251,9 +281,29 @@ static int parse_args(int argc, char **argv, TrainOptions *a)
 #undef GIVEN
 }
 
+static int my_rank;   /* messages from ranks other than 0 say "rank N:" */
+
 static void print_message(const char *line)
 {
-    tool_warn("%s", line);
+    if (my_rank) tool_warn("rank %d: %s", my_rank, line);
+    else tool_warn("%s", line);
+}
+
+static int report_rank(Error *e)
+{
+    print_message(e->msg);
+    return 1;
+}
+
+/* A rank that fails must not wait in an orderly shutdown of the communicator (its peers may
+ * be inside a collective that will never complete): mark it broken, so that comm_close only
+ * frees it and the launcher (mpirun, or rank 0 of --devices N) sees this exit and stops the
+ * others. */
+static void close_comm(Comm *c, int failed)
+{
+    if (!c) return;
+    if (failed) c->broken = 1;
+    comm_close(c);
 }
 
 int main(int argc, char **argv)
@@ -264,14 +314,47 @@ int main(int argc, char **argv)
     if (rc) return rc;
     o.message = print_message;
     Error e;
+    /* ---- who am I: the launcher's variables, or --devices N started here ---- */
+    LaunchEnv le;
+    if (launch_from_env(&le, &e)) return report(&e);
+    int devices = o.devices > 4096 ? 4096 : (int)o.devices, nodes = o.num_nodes > 4096 ? 4096 : (int)o.num_nodes;
+    int spawn = launch_check_world(&le, devices, nodes, &e);
+    if (spawn < 0) { tool_warn("%s", e.msg); return 2; }
+    my_rank = le.rank;
+    LaunchChildren *kids = NULL;
+    Comm *comm = NULL;
+    if (!o.dry_run && (spawn == 1 || le.size > 1)) {
+        if (backend_is_gpu(o.accelerator))   /* the CUDA backend's ranks: not yet */
+            return usage_error("--accelerator %s with %d ranks: the CUDA backend trains on one device for now (data "
+                               "parallel runs on --accelerator cpu)", o.accelerator, devices * nodes);
+        /* early: the other ranks inherit no descriptors this run opens */
+        if (spawn == 1 && (!(kids = launch_spawn(devices, argv, &e)) || launch_from_env(&le, &e)))
+            { launch_children_free(kids); return report(&e); }
+        my_rank = le.rank;
+        if (!(comm = launch_open_comm(&le, kids, comm_timeout, &e))) { launch_children_free(kids); return report_rank(&e); }
+        o.comm = comm;
+        o.rank = comm_rank(comm);
+        if (o.rank) o.progress = NULL;   /* rank 0 shows the progress */
+    } else if (o.dry_run && le.rank != 0)
+        return 0;   /* under a launcher, rank 0 prints the plan */
+    (void)init_file;   /* the NCCL rendezvous (GPU backend) reads it; the CPU ranks connect by comm.h */
     Trainer *tr;
-    if (trainer_open(&o, &tr, &e)) { trainer_close(tr); return report(&e); }
-    if (o.dry_run) {
+    if (trainer_open(&o, &tr, &e)) {
+        trainer_close(tr);
+        rc = report_rank(&e);
+    } else if (o.dry_run) {
         trainer_print_plan(tr, stdout);
         trainer_close(tr);
         return close_stdout();
+    } else {
+        rc = trainer_run(tr);
+        trainer_close(tr);
     }
-    rc = trainer_run(tr);
-    trainer_close(tr);
+    close_comm(comm, rc == 1 || rc == TRAIN_EXIT_USAGE);
+    if (kids) {
+        /* rank 0 of --devices N: the others have finished their last collective by now */
+        if (rc == 0 && launch_children_wait(kids, comm_timeout, &e)) rc = report_rank(&e);
+        launch_children_free(kids);
+    }
     return rc;
 }

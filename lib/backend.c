@@ -53,3 +53,19 @@ int backend_device_memory(uint64_t *free_bytes, uint64_t *total_bytes)
     return -1;
 #endif
 }
+
+const char *dp_strategy_name(int s)
+{
+    return s == DP_DDP ? "ddp" : s == DP_STAGE1 ? "deepspeed_stage_1" : "deepspeed_stage_2";
+}
+
+int dp_strategy_parse(const char *name, int *out, Error *e)
+{
+    static const char *const names[] = { "ddp", "deepspeed_stage_1", "deepspeed_stage_2" };
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(name, names[i])) { *out = i; return 0; }
+    if (strstr(name, "stage_3") || strstr(name, "offload"))
+        return fail(e, "--strategy %s is out of scope: rwkv-train does ddp, deepspeed_stage_1 and deepspeed_stage_2 "
+                    "(ZeRO stage 3 and CPU/NVMe offload are not implemented)", name);
+    return fail(e, "--strategy %s: want ddp, deepspeed_stage_1 or deepspeed_stage_2", name);
+}

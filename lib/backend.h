@@ -20,6 +20,10 @@ typedef enum {
     DP_STAGE1 = 1,   /* "deepspeed_stage_1": fp32 masters and Adam moments sharded, gradients reduce-scattered */
     DP_STAGE2 = 2    /* "deepspeed_stage_2": stage 1, and gradients sharded in buckets of bucket_bytes */
 } DpStrategy;
+/* backend.c: the --strategy name of s ("ddp", "deepspeed_stage_1", "deepspeed_stage_2"), and
+ * back: 0, or -1 with the reason in e (stage 3 and the offload variants are out of scope). */
+const char *dp_strategy_name(int s);
+int dp_strategy_parse(const char *name, int *out, Error *e);
 
 struct Comm;
 typedef struct {

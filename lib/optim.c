@@ -63,3 +63,22 @@ void adam_step(const Layout *l, const AdamConfig *c, uint64_t step, double lr, f
                     lr_g, beta1, beta2, eps, bc1, bc2, wd, adamw);
     }
 }
+
+void adam_step_range(const Layout *l, const AdamConfig *c, uint64_t step, double lr, float grad_scale, size_t lo,
+                     size_t hi, float *w, float *m, float *v, const float *g)
+{
+    const float beta1 = (float)c->beta1, beta2 = (float)c->beta2, eps = (float)c->eps;
+    const float bc1 = (float)(1.0 - pow((double)beta1, (double)step));
+    const float bc2 = (float)(1.0 - pow((double)beta2, (double)step));
+    const int adamw = c->weight_decay > 0;
+    for (int k = 0; k < l->n; k++) {
+        const ParamInfo *p = &l->p[k];
+        size_t a = p->offset > lo ? p->offset : lo, b = p->offset + p->numel < hi ? p->offset + p->numel : hi;
+        if (a >= b) continue;
+        ParamGroup grp = param_group(p, c->weight_decay);
+        const float lr_g = (float)(lr * param_group_lr_scale(grp));
+        const float wd = grp == GROUP_DECAY ? (float)c->weight_decay : 0.0f;
+        const size_t o = a - lo;
+        adam_update(w + o, m + o, v + o, NULL, g + o, b - a, grad_scale, lr_g, beta1, beta2, eps, bc1, bc2, wd, adamw);
+    }
+}

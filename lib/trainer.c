@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "comm.h"
 #include "gpuplan.h"
 #include "binidx.h"
 #include "growbuf.h"
@@ -257,6 +258,9 @@ struct Trainer {
      * fetched only when it is saved: host_stale says the backend is ahead of good_*;
      * state_lost, that a step cannot be taken back (so the run ends without saving). */
     int host_stale, state_lost;
+    /* Data parallel: rank (0 writes every file), what the ranks agreed at the top of this step
+     * (rank 0's clock for --save_minutes; a stop signal seen on another rank only). */
+    int rank, minutes_due, stop_elsewhere;
     uint64_t data_xxh3, exit_step, world;
     dev_t bin_dev;         /* the .bin being trained on, to notice it being truncated */
     ino_t bin_ino;
@@ -273,16 +277,33 @@ struct Trainer {
     char *bridge_log;
 };
 
-static void say(const Trainer *tr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(const Trainer *tr, const char *fmt, ...)
+static void vsay(const Trainer *tr, const char *fmt, va_list ap)
 {
     if (!tr->o->message) return;
     char line[2048];
+    vsnprintf(line, sizeof line, fmt, ap);
+    tr->o->message(line);
+}
+
+/* Notes and warnings: rank 0 speaks for all ranks. */
+static void say(const Trainer *tr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const Trainer *tr, const char *fmt, ...)
+{
+    if (tr->rank != 0) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    vsay(tr, fmt, ap);
     va_end(ap);
-    tr->o->message(line);
+}
+
+/* Errors that stop the run: every rank says its own (the message handler names the rank). */
+static void say_all(const Trainer *tr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say_all(const Trainer *tr, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsay(tr, fmt, ap);
+    va_end(ap);
 }
 
 /* A checkpoint that could not be read is passed over for an older one.  The
@@ -331,14 +352,18 @@ static int save_state(Trainer *tr, Error *e)
     snprintf(v[13], 64, "%" PRIu64, tr->ds.token_count);
     snprintf(v[14], 64, "%016" PRIx64, tr->data_xxh3);
     snprintf(v[15], 64, "%" PRIu64, tr->o->epoch_save);
-    const char *kv[] = { "ctx_len", v[0], "micro_bsz", v[1], "world", v[2], "magic_prime", v[3],
+    const char *kv[] = { "ctx_len", v[0], "micro_bsz", v[1], "world", v[2], "strategy", dp_strategy_name(tr->o->strategy),
+                         "magic_prime", v[3],
                          "my_exit_tokens", v[4], "lr_init", v[5], "lr_final", v[6], "warmup_steps", v[7],
                          "beta1", v[8], "beta2", v[9], "adam_eps", v[10], "weight_decay", v[11],
                          "grad_clip", v[12], "data_tokens", v[13], "data_xxh3", v[14], "epoch_save", v[15],
                          "precision", tr->precision, NULL };
+    /* every rank takes part in gathering the state (get_state is collective); rank 0 writes it */
+    if (sync_host(tr, e)) return -1;
+    if (tr->rank != 0) return 0;
     char *path = state_path(tr->o->proj_dir, tr->c.step);
     if (!path) return fail(e, "out of memory");
-    int rc = sync_host(tr, e) ? -1 : trainstate_write(path, &tr->cfg, &tr->c, tr->good_w, tr->good_m, tr->good_v, kv, e);
+    int rc = trainstate_write(path, &tr->cfg, &tr->c, tr->good_w, tr->good_m, tr->good_v, kv, e);
     if (rc == 0) {
         tr->last_save_time = now_seconds();
         /* Keep the newest K states; older ones go only after the new one is committed. */
@@ -356,6 +381,7 @@ static int save_state(Trainer *tr, Error *e)
 static int save_weights(Trainer *tr, const char *name, Error *e)
 {
     if (sync_host(tr, e)) return -1;
+    if (tr->rank != 0) return 0;
     memcpy(tr->host.w, tr->good_w, tr->layout.total * sizeof(float));
     static const char *const ext[] = { ".safetensors", ".pth" };
     for (int k = 0; k < 2; k++) {
@@ -533,7 +559,7 @@ static int find_start(Trainer *tr, Error *e)
         if (used && !a->force)
             return fail(e, "--resume never: %s already holds a run (training states, rwkv-N, rwkv-final, metrics.jsonl or "
                         "train_log.txt); use --force to start over there, or another --proj_dir", a->proj_dir);
-        if (used && !a->dry_run) {
+        if (used && !a->dry_run && tr->rank == 0) {
             for (int i = 0; i < nstates; i++) unlink(tr->states[i].path);
             unlink(tr->metrics_path);
             char *run_id = path_join(a->proj_dir, "wandb-run-id");   /* a new run starts a new wandb run */
@@ -607,8 +633,7 @@ static int inherit_config(Trainer *tr, Error *e)
     TrainOptions *a = tr->o;
     const TrainGiven *g = &a->given;
     struct { int given; const char *name; uint64_t *val; } fixed[] = {
-        { g->ctx_len, "ctx_len", &a->ctx_len }, { g->micro_bsz, "micro_bsz", &a->micro_bsz },
-        { g->magic_prime, "magic_prime", &a->magic_prime },
+        { g->ctx_len, "ctx_len", &a->ctx_len }, { g->magic_prime, "magic_prime", &a->magic_prime },
     };
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
         uint64_t saved = get_meta_u64(&tr->st, fixed[i].name, 0);
@@ -617,9 +642,22 @@ static int inherit_config(Trainer *tr, Error *e)
             return fail(e, "--%s %" PRIu64 " differs from the run being resumed (%" PRIu64 " in %s): the data order would change; "
                         "use a new --proj_dir (or --resume never --force)", fixed[i].name, *fixed[i].val, saved, tr->source);
     }
-    if (get_meta_u64(&tr->st, "world", 1) != tr->world)
-        return fail(e, "the run being resumed used %" PRIu64 " devices, this one %" PRIu64,
-                    get_meta_u64(&tr->st, "world", 1), tr->world);
+    /* The data order, epoch_steps and the schedule follow real_bsz = micro_bsz x ranks, not
+     * how it is split: another world size with the same real_bsz continues the same run
+     * (the state is whole; set_state shards it).  Without --micro_bsz it is chosen so. */
+    uint64_t saved_mb = get_meta_u64(&tr->st, "micro_bsz", 0), saved_world = get_meta_u64(&tr->st, "world", 1);
+    uint64_t saved_real = saved_mb * saved_world;
+    if (!g->micro_bsz) a->micro_bsz = saved_real % tr->world == 0 ? saved_real / tr->world : saved_mb;
+    if (a->micro_bsz * tr->world != saved_real) {
+        if (!a->force)
+            return fail(e, "real_bsz %" PRIu64 " (micro_bsz %" PRIu64 " x %" PRIu64 " ranks) differs from the run being resumed "
+                        "(real_bsz %" PRIu64 " = micro_bsz %" PRIu64 " x %" PRIu64 " ranks in %s): the data order and the LR "
+                        "schedule would change; keep micro_bsz x ranks = %" PRIu64 ", or add --force to go on anyway",
+                        a->micro_bsz * tr->world, a->micro_bsz, tr->world, saved_real, saved_mb, saved_world, tr->source,
+                        saved_real);
+        say(tr, "note: --force: real_bsz %" PRIu64 " differs from the resumed run's %" PRIu64 "; the data order and the "
+            "schedule change from here on", a->micro_bsz * tr->world, saved_real);
+    }
     const char *dx = trainstate_get(&tr->st, "data_xxh3");
     char have[32];
     snprintf(have, sizeof have, "%016" PRIx64, tr->data_xxh3);
@@ -677,7 +715,9 @@ static int derive_schedule(Trainer *tr, Error *e)
     if (!tr->resumed) tr->c.step = tr->c.epoch_begin * tr->smp.epoch_steps;
     tr->exit_step = lr_exit_step(&tr->sched);
     tr->bc = (BackendConfig){ .B = (int)a->micro_bsz, .T = (int)a->ctx_len, .grad_cp = a->grad_cp,
-                             .bf16 = !strcmp(tr->precision, "bf16"), .tf32 = !strcmp(tr->precision, "tf32"), .adam = tr->adam };
+                             .bf16 = !strcmp(tr->precision, "bf16"), .tf32 = !strcmp(tr->precision, "tf32"), .adam = tr->adam,
+                             .comm = a->comm, .world = (int)tr->world, .strategy = a->strategy,
+                             .bucket_bytes = (size_t)a->bucket_bytes };
     return 0;
 }
 
@@ -693,7 +733,8 @@ int trainer_open(TrainOptions *a, Trainer **out, Error *e)
     tr->tb.fd = -1;
     tr->bridge_fd = -1;
     tr->precision = a->precision;
-    tr->world = a->devices * a->num_nodes;
+    tr->world = a->comm ? (uint64_t)comm_size(a->comm) : a->devices * a->num_nodes;
+    tr->rank = a->rank;
 
     /* ---- data ---- */
     if (binidx_open(a->data_file, &tr->ds, e)) return -1;
@@ -706,8 +747,8 @@ int trainer_open(TrainOptions *a, Trainer **out, Error *e)
     /* ---- starting point ---- */
     if (!a->dry_run && mkdir(a->proj_dir, 0777) && errno != EEXIST)
         return fail(e, "cannot create --proj_dir %s: %s", a->proj_dir, strerror(errno));
-    if (!a->dry_run && lock_proj_dir(a->proj_dir, &tr->lock_fd, e)) return -1;
-    if (!a->dry_run) remove_stale_temps(a->proj_dir);
+    if (!a->dry_run && tr->rank == 0 && lock_proj_dir(a->proj_dir, &tr->lock_fd, e)) return -1;
+    if (!a->dry_run && tr->rank == 0) remove_stale_temps(a->proj_dir);
     tr->nstates_all = list_numbered(a->proj_dir, "train-state-", 0, &tr->states);
     tr->nepochs = list_numbered(a->proj_dir, "rwkv-", 1, &tr->epochs);
     tr->metrics_path = path_join(a->proj_dir, "metrics.jsonl");
@@ -755,9 +796,9 @@ static int cannot_run(const Trainer *tr, Error *why)
     if (backend_is_gpu(a->accelerator) && config_is_x060(&tr->cfg))
         return fail(why, "--accelerator %s: x060 (RWKV-6) models train on the CPU only for now (use --accelerator cpu)",
                     a->accelerator);
-    if (tr->world != 1)
-        return fail(why, "--devices %" PRIu64 " --num_nodes %" PRIu64 ": the %s backend trains on one device",
-                    a->devices, a->num_nodes, strcmp(a->accelerator, "cpu") ? "CUDA" : "CPU");
+    if (tr->world != 1 && backend_is_gpu(a->accelerator))
+        return fail(why, "--devices %" PRIu64 " --num_nodes %" PRIu64 ": the CUDA backend trains on one device for now "
+                    "(data parallel runs on --accelerator cpu)", a->devices, a->num_nodes);
     return 0;
 }
 
@@ -774,6 +815,25 @@ void trainer_print_plan(const Trainer *tr, FILE *fp)
             tr->ds.token_count, tr->ds.documents, binidx_dtype_name(tr->ds.index.dtype), tr->bst.max_id);
     fprintf(fp, "batch        ctx_len %" PRIu64 " x micro_bsz %" PRIu64 " x %" PRIu64 " devices = %" PRIu64 " tokens/step\n",
             a->ctx_len, a->micro_bsz, tr->world, tr->sched.tokens_per_step);
+    if (tr->world > 1) {
+        uint64_t P = tr->layout.total, W = tr->world, shard = (P + W - 1) / W;
+        int sharded = a->strategy != DP_DDP;
+        fprintf(fp, "parallel     %" PRIu64 " ranks (--devices %" PRIu64 " x --num_nodes %" PRIu64 "), --strategy %s%s, "
+                "real_bsz %" PRIu64 " = micro_bsz %" PRIu64 " x %" PRIu64 "\n", W, a->devices, a->num_nodes,
+                dp_strategy_name(a->strategy), a->strategy == DP_STAGE2 ? " (gradient reduce-scattered in buckets)" : "",
+                tr->smp.real_bsz, a->micro_bsz, W);
+        if (!sharded)
+            fprintf(fp, "each rank    the whole fp32 weights, gradient and Adam moments (%" PRIu64 " parameters each); the "
+                    "gradient all-reduced\n", P);
+        else
+            fprintf(fp, "each rank    the whole fp32 weights and gradient; Adam moments of its shard of about %" PRIu64
+                    " parameters (%.1f MiB of moments instead of %.1f); the gradient reduce-scattered, the weights all-gathered\n",
+                    shard, shard * 8 / 1048576.0, P * 8 / 1048576.0);
+        for (uint64_t r = 0; sharded && r < W && r < 16; r++) {
+            uint64_t lo = r * shard < P ? r * shard : P, hi = lo + shard < P ? lo + shard : P;
+            fprintf(fp, "rank %-7" PRIu64 " Adam moments of parameters [%" PRIu64 ", %" PRIu64 ") in Layout order\n", r, lo, hi);
+        }
+    }
     fprintf(fp, "miniepoch    %" PRIu64 " steps (40320 samples, %" PRIu64 " tokens); epoch_count %" PRIu64 "\n",
             tr->smp.epoch_steps, 40320 * a->ctx_len, tr->smp.epoch_count);
     fprintf(fp, "sampling     --magic_prime %" PRIu64 " --my_exit_tokens %" PRIu64 "\n", a->magic_prime, a->exit_tokens);
@@ -831,6 +891,23 @@ static int too_big_for_memory(const Trainer *tr, Error *e)
                 have / 1073741824.0, a->grad_cp ? "" : ", or add --grad_cp 1");
 }
 
+/* Every rank must start from the same point: they read proj_dir each for itself (on nodes
+ * that may not share it).  Compares the start step and the file's size and name hash. */
+static int check_same_start(Trainer *tr, Error *e)
+{
+    uint64_t mine[2] = { tr->c.step, 1469598103934665603ull }, *all = calloc(2 * tr->world, sizeof *all);
+    if (!all) return fail(e, "out of memory");
+    for (const char *p = tr->source; *p; p++) mine[1] = (mine[1] ^ (unsigned char)*p) * 1099511628211ull;
+    int rc = comm_all_gather(tr->o->comm, mine, all, sizeof mine, e);
+    for (uint64_t r = 1; rc == 0 && r < tr->world; r++)
+        if (all[2 * r] != all[0] || all[2 * r + 1] != all[1])
+            rc = fail(e, "rank %" PRIu64 " starts at step %" PRIu64 "%s, rank 0 at step %" PRIu64 ": every rank must see the "
+                      "same --proj_dir (a shared file system) and the same starting checkpoint", r, all[2 * r],
+                      all[2 * r + 1] != all[1] ? " from another file" : "", all[0]);
+    free(all);
+    return rc;
+}
+
 static int open_backend(Trainer *tr, Error *e)
 {
     TrainOptions *a = tr->o;
@@ -840,6 +917,7 @@ static int open_backend(Trainer *tr, Error *e)
     float **bufs[6] = { &tr->good_w, &tr->good_m, &tr->good_v, &tr->new_w, &tr->new_m, &tr->new_v };
     for (int i = 0; i < 6; i++)
         if (!(*bufs[i] = calloc(tr->layout.total, sizeof(float)))) return fail(e, "out of memory");
+    if (tr->world > 1 && check_same_start(tr, e)) return -1;
     if (backend_open(a->accelerator, &tr->cfg, tr->resumed ? tr->st.w : tr->start.w, &tr->bc, &tr->be, e)) {
         if (strncmp(e->msg, "out of memory", 13)) return -1;
         fail_prefix(e, "--micro_bsz %" PRIu64 " x --ctx_len %" PRIu64 " is too large for this machine (lower them, or add "
@@ -854,7 +932,8 @@ static int open_backend(Trainer *tr, Error *e)
     say(tr, "%s %s (step %" PRIu64 ", miniepoch %" PRIu64 ")", tr->resumed ? "resuming from" : "starting from",
         tr->source, tr->c.step, tr->c.step / tr->smp.epoch_steps);
 
-    /* ---- logs ---- */
+    /* ---- logs (rank 0's) ---- */
+    if (tr->rank != 0) return 0;
     if (trim_metrics(tr->metrics_path, tr->c.step, e)) return -1;
     tr->metrics_fd = open(tr->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
     if (tr->metrics_fd < 0) return fail(e, "cannot open %s: %s", tr->metrics_path, strerror(errno));
@@ -1084,7 +1163,7 @@ static int fill_batch(Trainer *tr, int32_t *x, int32_t *y, Error *e)
     }
     batch_guarded = 1;
     for (uint64_t m = 0; m < a->micro_bsz; m++) {
-        uint64_t pos = sampler_step_pos(&tr->smp, tr->c.step, 0, m);
+        uint64_t pos = sampler_step_pos(&tr->smp, tr->c.step, (uint64_t)tr->rank, m);
         for (uint64_t t = 0; t < a->ctx_len; t++) {
             x[m * a->ctx_len + t] = (int32_t)binidx_token(&tr->ds, pos + t);
             y[m * a->ctx_len + t] = (int32_t)binidx_token(&tr->ds, pos + t + 1);
@@ -1193,6 +1272,7 @@ static int log_step(Trainer *tr, Loop *lp, double lr, const StepResult *res, Err
     snprintf(rec, sizeof rec, "{\"step\":%" PRIu64 ",\"loss\":%s,\"lr\":%s,\"grad_norm\":%s,\"tokens\":%" PRIu64
              ",\"tokens_per_s\":%s,\"time\":%.3f%s}\n", tr->c.step - 1, sl, slr, sg, tr->c.step * tr->sched.tokens_per_step,
              stps, wall, res->applied ? "" : ",\"skipped\":true");
+    if (tr->rank != 0) { lp->t_log += now_seconds() - tl0; return 0; }   /* rank 0 logs for all */
     if (append_record(tr->metrics_fd, tr->metrics_path, rec, e)) return -1;
     if (tr->tb.fd >= 0) {
         /* The values as metrics.jsonl has them (null: NaN), so both logs agree exactly. */
@@ -1238,10 +1318,11 @@ static int save_if_due(Trainer *tr, Loop *lp, double lr, Error *e)
         now_string(ts, sizeof ts);
         snprintf(line, sizeof line, "%" PRIu64 " %.6f %.4f %.8f %s %" PRIu64 "\n", ep, avg, exp(avg), lr, ts,
                  ep - lp->run_start_step / tr->smp.epoch_steps);
-        rc = append_log(tr, line, e);
+        rc = tr->rank == 0 ? append_log(tr, line, e) : 0;
         tr->c.epoch_loss_sum = 0;
         tr->c.epoch_loss_n = 0;
-        if (rc == 0 && (ep % a->epoch_save == 0 || ep + 1 == tr->smp.epoch_count)) {
+        /* with several ranks the saves are collective: rank 0 takes part even after a failed log write */
+        if ((rc == 0 || tr->world > 1) && (ep % a->epoch_save == 0 || ep + 1 == tr->smp.epoch_count)) {
             char name[64];
             snprintf(name, sizeof name, "rwkv-%" PRIu64, ep);
             if (save_weights(tr, name, &se)) { say(tr, "warning: %s", se.msg); lp->save_failed = 1; }
@@ -1249,8 +1330,9 @@ static int save_if_due(Trainer *tr, Loop *lp, double lr, Error *e)
             else saved_state = 1;
         }
     }
-    if (rc == 0 && !saved_state && ((a->save_steps && tr->c.step % a->save_steps == 0)
-                                    || (a->save_minutes > 0 && now_seconds() - tr->last_save_time >= a->save_minutes * 60))) {
+    int minutes_due = tr->world > 1 ? tr->minutes_due
+                      : a->save_minutes > 0 && now_seconds() - tr->last_save_time >= a->save_minutes * 60;
+    if ((rc == 0 || tr->world > 1) && !saved_state && ((a->save_steps && tr->c.step % a->save_steps == 0) || minutes_due)) {
         if (save_state(tr, &se)) { say(tr, "warning: state not saved (training continues): %s", se.msg); lp->save_failed = 1; }
     }
     lp->t_save += now_seconds() - ts0;
@@ -1270,9 +1352,12 @@ static int report_end(Trainer *tr, Loop *lp, int status)
     if (tr->state_lost) {
         /* take_step_back said so */
     } else if (save_state(tr, &e)) {
-        say(tr, "training state not saved: %s", e.msg);
+        say_all(tr, "training state not saved: %s", e.msg);
         status = 1;
-    } else if (status == TRAIN_EXIT_SIGNAL)
+    } else if (status == TRAIN_EXIT_SIGNAL && tr->stop_elsewhere)
+        say(tr, "stopped by a signal to another rank after step %" PRIu64 "; state saved, resume by running the same command",
+            tr->c.step);
+    else if (status == TRAIN_EXIT_SIGNAL)
         say(tr, "stopped by %s after step %" PRIu64 "; state saved, resume by running the same command",
             signal_name(stop_signal), tr->c.step);
     else if (status != 0)
@@ -1300,7 +1385,7 @@ static int report_end(Trainer *tr, Loop *lp, int status)
     if (tr->be && tr->be->device_peak)
         say(tr, "%s: device memory high-water %.0f MiB", tr->be->name, tr->be->device_peak(tr->be) / 1048576.0);
     if (status == 0 && lp->save_failed) say(tr, "note: some periodic saves failed (see above)");
-    if (close(tr->metrics_fd) && status == 0) {
+    if (tr->metrics_fd >= 0 && close(tr->metrics_fd) && status == 0) {
         say(tr, "%s: write failed: %s", tr->metrics_path, strerror(errno));
         status = 1;
     }
@@ -1316,6 +1401,12 @@ static int report_end(Trainer *tr, Loop *lp, int status)
 static int take_step_back(Trainer *tr, Loop *lp, const TrainCounters *before, const Error *e)
 {
     end_progress_line(tr);
+    if (tr->world > 1) {
+        /* the other ranks have gone on: they learn of it at the next agreement, and then all
+         * stop without saving again (the collective saves of this step have been made) */
+        say(tr, "%s; stopping all ranks (the next run resumes from the last saved state)", e->msg);
+        return 1;
+    }
     if (tr->host_stale) {
         /* the step is applied on the device and the state before it is not on the host:
          * save nothing; the next run resumes from the last saved state, as after a kill */
@@ -1329,14 +1420,42 @@ static int take_step_back(Trainer *tr, Loop *lp, const TrainCounters *before, co
     return 1;
 }
 
+/* What all ranks decided at the top of a step (data parallel). */
+typedef struct { int stop, out_of_time, minutes_due, failed; } Agreed;
+
+/* One all-reduce per step: a stop signal on any rank, rank 0's clock (--max_minutes,
+ * --save_minutes) and a failure on rank 0 (pending: its exit status) become every rank's. */
+static int agree(Trainer *tr, const Loop *lp, int pending, Agreed *ag, Error *e)
+{
+    const TrainOptions *a = tr->o;
+    int r0 = tr->rank == 0;
+    double now = now_seconds();
+    double f[4] = { stop_signal != 0, r0 && a->max_minutes > 0 && now - lp->run_start >= a->max_minutes * 60,
+                    r0 && a->save_minutes > 0 && now - tr->last_save_time >= a->save_minutes * 60, r0 && pending };
+    if (comm_all_reduce(a->comm, f, 4, COMM_F64, e)) return -1;
+    ag->stop = f[0] > 0;
+    ag->out_of_time = f[1] > 0;
+    tr->minutes_due = ag->minutes_due = f[2] > 0;
+    ag->failed = f[3] > 0;
+    return 0;
+}
+
+static int too_many_bad(Trainer *tr)
+{
+    end_progress_line(tr);
+    say(tr, "stopping: %" PRIu64 " non-finite steps in a row (last at step %" PRIu64 "); their updates were not "
+        "applied", tr->c.bad_in_row, tr->c.step - 1);
+    return TRAIN_EXIT_NONFINITE;
+}
+
 int trainer_run(Trainer *tr)
 {
     TrainOptions *a = tr->o;
     Error e;
     install_signals();   /* before the first message: a closed stderr must not kill the run */
     int rc = open_backend(tr, &e);
-    if (rc) { say(tr, "%s", e.msg); return rc == TRAIN_EXIT_USAGE ? rc : 1; }
-    if (a->wandb_project && *a->wandb_project) start_bridge(tr);
+    if (rc) { say_all(tr, "%s", e.msg); return rc == TRAIN_EXIT_USAGE ? rc : 1; }
+    if (a->wandb_project && *a->wandb_project && tr->rank == 0) start_bridge(tr);
     Loop lp = { 0 };
     size_t bt = (size_t)a->micro_bsz * a->ctx_len;
     lp.x = malloc(bt * sizeof *lp.x);
@@ -1346,35 +1465,56 @@ int trainer_run(Trainer *tr)
     lp.time0 = tr->c.elapsed;
     lp.run_start_step = tr->c.step;
     tr->last_save_time = lp.run_start;
-    int status = 0;
+    int status = 0, pending = 0, dp = tr->world > 1;
     for (;;) {
-        if (stop_signal) { status = TRAIN_EXIT_SIGNAL; break; }
+        Agreed ag = { stop_signal != 0, a->max_minutes > 0 && now_seconds() - lp.run_start >= a->max_minutes * 60, 0, 0 };
+        if (dp) {
+            /* every decision that could differ between ranks is taken together (the rest
+             * follows from the step counter and the StepResult, which all ranks share) */
+            if (agree(tr, &lp, pending, &ag, &e)) {
+                end_progress_line(tr);
+                tr->state_lost = 1;   /* the communicator is broken: no collective save */
+                say_all(tr, "%s; stopping without saving (the next run resumes from the last saved state)", e.msg);
+                status = 1;
+                break;
+            }
+            if (ag.failed) {
+                tr->state_lost = 1;
+                if (tr->rank != 0) say_all(tr, "stopping: rank 0 failed (see its message)");
+                status = tr->rank == 0 ? pending : 1;
+                break;
+            }
+            if (tr->c.bad_in_row >= a->max_bad) { status = too_many_bad(tr); break; }
+        }
+        if (ag.stop) { tr->stop_elsewhere = !stop_signal; status = TRAIN_EXIT_SIGNAL; break; }
         int done;
         double lr = lr_at(&tr->sched, tr->c.step, tr->c.warm_step, &done);
         if (done) { lp.finished = 1; break; }
         if (a->exit_after && lp.run_steps >= a->exit_after) break;
-        if (a->max_minutes > 0 && now_seconds() - lp.run_start >= a->max_minutes * 60) break;
+        if (ag.out_of_time) break;
         TrainCounters before = tr->c;
         StepResult res;
         if (train_step(tr, &lp, lr, &res, &e)) {
             end_progress_line(tr);
             /* a backend that failed mid-step may hold a half-applied update that the host copy
              * does not: do not save it under the old counters */
-            if (tr->host_stale) tr->state_lost = 1;
-            say(tr, "%s; stopping%s", e.msg, tr->state_lost ? " without saving (the next run resumes from the last saved state)" : "");
+            if (tr->host_stale || dp) tr->state_lost = 1;
+            say_all(tr, "%s; stopping%s", e.msg, tr->state_lost ? " without saving (the next run resumes from the last saved state)" : "");
             status = 1;
             break;
         }
-        if (log_step(tr, &lp, lr, &res, &e)) { status = take_step_back(tr, &lp, &before, &e); break; }
-        poll_bridge(tr, 0);
-        if (tr->c.bad_in_row >= a->max_bad) {
-            end_progress_line(tr);
-            say(tr, "stopping: %" PRIu64 " non-finite steps in a row (last at step %" PRIu64 "); their updates were not "
-                "applied", tr->c.bad_in_row, tr->c.step - 1);
-            status = TRAIN_EXIT_NONFINITE;
-            break;
+        if (log_step(tr, &lp, lr, &res, &e)) {
+            status = take_step_back(tr, &lp, &before, &e);
+            if (!dp) break;
+            pending = status;   /* the others stop at the next agreement; until then rank 0 keeps in step */
         }
-        if (save_if_due(tr, &lp, lr, &e)) { status = take_step_back(tr, &lp, &before, &e); break; }
+        poll_bridge(tr, 0);
+        if (!dp && tr->c.bad_in_row >= a->max_bad) { status = too_many_bad(tr); break; }
+        if (save_if_due(tr, &lp, lr, &e) && !pending) {
+            status = take_step_back(tr, &lp, &before, &e);
+            if (!dp) break;
+            pending = status;
+        }
     }
     status = report_end(tr, &lp, status);
     free(lp.x);

@@ -54,6 +54,13 @@ typedef struct {
     const char *wandb_project;       /* wandb project the bridge logs to; NULL or "": off */
     const char *my_testing;          /* "x060"/"x070" from --my_testing, or NULL: the checkpoint's type must match */
     TrainGiven given;
+    /* Data parallel (doc/comm.md): the communicator of this launch (NULL: one rank, or a
+     * --dry-run planning devices x num_nodes ranks), this process's rank in it, and the
+     * --strategy (DpStrategy, backend.h) and --ds_bucket_mb (bytes).  Rank 0 alone writes
+     * logs, checkpoints and states and locks proj_dir; the others only say what fails. */
+    struct Comm *comm;
+    int rank, strategy;
+    uint64_t bucket_bytes;
     FILE *progress;                  /* progress line ("\r..."), or NULL */
     void (*message)(const char *line);   /* warnings and notes, or NULL */
 } TrainOptions;

@@ -158,6 +158,40 @@ def run_closed_stderr(cmd):
     print(p.returncode)
 
 
+def near_states(a, b, tol):
+    """Exit 0 when two states have the same counters and masters, moments within tol:
+    max |a - b| over the tensor <= tol * max |a| (summation order changes the last bits)."""
+    import numpy as np
+    ma, ta = read_safetensors(a)
+    mb, tb = read_safetensors(b)
+    bad = [k for k in ("step", "adam_step", "warm_step") if ma[k] != mb[k]]
+    worst = {}
+    for k in ("master", "adam_m", "adam_v"):
+        x, y = np.frombuffer(ta[k], np.float32), np.frombuffer(tb[k], np.float32)
+        if x.shape != y.shape:
+            bad.append(k + " shape")
+            continue
+        worst[k] = float(np.abs(x - y).max() / max(np.abs(x).max(), 1e-30))
+        if not worst[k] <= tol:
+            bad.append("%s %.3g" % (k, worst[k]))
+    if bad:
+        sys.exit("differ: " + " ".join(bad))
+    print("near: step", ma["step"], " ".join("%s %.3g" % kv for kv in worst.items()))
+
+
+def near_losses(a, b, tol, n):
+    """Exit 0 when metrics.jsonl files a and b have the first n steps with losses within tol."""
+    import json
+    la = [json.loads(l) for l in open(a)][:n]
+    lb = [json.loads(l) for l in open(b)][:n]
+    if len(la) != n or len(lb) != n:
+        sys.exit("want %d records, have %d and %d" % (n, len(la), len(lb)))
+    worst = max(abs(x["loss"] - y["loss"]) for x, y in zip(la, lb))
+    if [x["step"] for x in la] != [y["step"] for y in lb] or not worst <= tol:
+        sys.exit("losses differ by up to %.3g" % worst)
+    print("losses within %.3g over %d steps" % (worst, n))
+
+
 KEEP = []
 
 if __name__ == "__main__":
@@ -184,6 +218,10 @@ if __name__ == "__main__":
     elif kind == "flipsweep":  # flipsweep STATE EVERY WANT KEEP1,KEEP2 CMD
         KEEP[:] = sys.argv[5].split(",")
         flip_sweep(prefix, int(sys.argv[3]), sys.argv[6], sys.argv[4])
+    elif kind == "nearstate":  # nearstate A B TOL
+        near_states(prefix, sys.argv[3], float(sys.argv[4]))
+    elif kind == "nearloss":  # nearloss METRICS_A METRICS_B TOL N
+        near_losses(prefix, sys.argv[3], float(sys.argv[4]), int(sys.argv[5]))
     elif kind == "closedstderr":  # closedstderr CMD ARGS...
         run_closed_stderr(sys.argv[2:])
     else:
