@@ -112,7 +112,8 @@ static void usage(FILE *fp)
 "  --save_minutes M        ... and every M minutes (30; 0 = off)\n"
 "  --keep K                training states to keep (2)\n"
 "  --resume auto|never     never: start fresh; refuses a used DIR unless --force\n"
-"  --force                 with --resume never: remove old states and metrics\n"
+"  --force                 with --resume never: remove old states and metrics; on\n"
+"                          resume: accept a changed real_bsz (micro_bsz x ranks)\n"
 "  --exit_after_steps N    stop after N steps of this run (state saved, exit 0; 0 = no limit)\n"
 "  --max_minutes M         stop after M minutes of this run (state saved, exit 0; 0 = no limit)\n"
 "  --max_bad_steps K       stop after K non-finite steps in a row (3)\n"
@@ -201,9 +202,9 @@ static int parse_args(int argc, char **argv, TrainOptions *a)
             if (dp_strategy_parse(v, &a->strategy, &se)) { tool_warn("%s", se.msg); return 2; }
             break;
         }
-        case O_DS_BUCKET_MB:
-            if (parse_u64(v, &u64) || u64 < 1 || u64 > 1000000) return bad_option(name, v, "a size in MB from 1 to 1000000");
-            a->bucket_bytes = u64 * 1000 * 1000;   /* the reference: ds_bucket_mb * 1000 * 1000 */
+        case O_DS_BUCKET_MB:   /* fractions too: small models need small buckets to have several */
+            if (parse_double(v, &d) || !(d * 1e6 >= 4) || !(d <= 1e6)) return bad_option(name, v, "a size in MB from 4e-6 to 1e6");
+            a->bucket_bytes = (uint64_t)(d * 1000 * 1000);   /* the reference: ds_bucket_mb * 1000 * 1000 */
             break;
         case O_COMM_TIMEOUT:
             if (parse_double(v, &d) || !(d > 0) || !isfinite(d)) return bad_option(name, v, "a number of seconds > 0");
@@ -265,7 +266,6 @@ static int parse_args(int argc, char **argv, TrainOptions *a)
     if (a->keep == 0) return usage_error("--keep must be at least 1");
     if (a->max_bad == 0) return usage_error("--max_bad_steps must be at least 1");
     if (!(a->beta1 < 1) || !(a->beta2 < 1)) return usage_error("--beta1 and --beta2 must be below 1");
-    if (GIVEN(O_FORCE) && strcmp(resume, "never")) return usage_error("--force only applies with --resume never");
     a->resume_never = !strcmp(resume, "never");
     /* GPUs hold far less than the host: recompute blocks there unless told otherwise */
     if (!GIVEN(O_GRAD_CP) && backend_is_gpu(a->accelerator)) a->grad_cp = 1;

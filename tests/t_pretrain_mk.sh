@@ -135,6 +135,7 @@ check "MODEL_TYPE x060: the init stage makes an x060 model" sh -c "make -f '$mkf
 expect_fail "no OUT" "OUT is not set" make -f "$mkfile" DATA="$data"
 expect_fail "missing DATA file" "DATA: nosuch.jsonl: no such file" make -f "$mkfile" DATA=nosuch.jsonl OUT=o4
 mv o.log o.log.3
-if pm o LR_INIT=1e-3 COPIES=2 MY_EXIT_TOKENS=40960 GPU_PER_NODE=8; then bad "GPU_PER_NODE=8: make exited 0"; else ok "GPU_PER_NODE=8: make fails"; fi
-check "GPU_PER_NODE=8: rwkv-train's own error" grep -q "the CPU backend trains on one device" o.log
+# (GPU_PER_NODE=N trains N CPU ranks now; several nodes need a launcher on each)
+if pm o LR_INIT=1e-3 COPIES=2 MY_EXIT_TOKENS=40960 N_NODE=2; then bad "N_NODE=2: make exited 0"; else ok "N_NODE=2: make fails"; fi
+check "N_NODE=2: rwkv-train's own error" grep -q "num_nodes 2 needs a launcher on each node" o.log
 finish
