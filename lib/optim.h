@@ -36,7 +36,8 @@ void adam_step(const Layout *l, const AdamConfig *c, uint64_t step, double lr, f
                float *w, float *m, float *v, const float *g, float *w_bf16);
 /* adam_step over the elements [lo, hi) of layout l only (a data-parallel rank's shard), with
  * each element's group taken from the tensor it lies in.  w, m, v and g point at element lo
- * (hold hi - lo floats); the same arithmetic as adam_step, element for element. */
+ * (hold hi - lo floats); the same bits as adam_step, element for element (each element in the
+ * vector lane or scalar tail it has in adam_step's call). */
 void adam_step_range(const Layout *l, const AdamConfig *c, uint64_t step, double lr, float grad_scale, size_t lo,
                      size_t hi, float *w, float *m, float *v, const float *g);
 #endif

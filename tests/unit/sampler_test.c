@@ -47,6 +47,25 @@ int main(void)
     CHECK(s2.epoch_steps == 5040, "W=2 epoch_steps");
     CHECK(sampler_step_pos(&s2, 0, 1, 0) == want[1], "rank 1 element 0 = ii 2");
     CHECK(sampler_step_pos(&s2, 0, 0, 1) == want[2], "rank 0 element 1 = ii 3");
+    /* Data parallel: W ranks of micro_bsz m see, at every step, the same windows as one rank
+     * of micro_bsz m*W (element j = m_idx*W + r), across miniepoch boundaries too. */
+    {
+        const uint64_t ws[] = { 2, 3, 4, 8 };
+        for (size_t wi = 0; wi < sizeof ws / sizeof *ws; wi++) {
+            uint64_t W = ws[wi], mb = 6;
+            Sampler one, many;
+            CHECK(sampler_init(&one, 2926181, 512, mb * W, 1, &e) == 0, "init 1 x %" PRIu64, mb * W);
+            CHECK(sampler_init(&many, 2926181, 512, mb, W, &e) == 0, "init %" PRIu64 " x %" PRIu64, W, mb);
+            CHECK(one.epoch_steps == many.epoch_steps, "W=%" PRIu64 ": same epoch_steps", W);
+            uint64_t steps[] = { 0, 1, 17, one.epoch_steps - 1, one.epoch_steps, 3 * one.epoch_steps + 5 };
+            int same = 1;
+            for (size_t k = 0; k < sizeof steps / sizeof *steps; k++)
+                for (uint64_t r = 0; r < W; r++)
+                    for (uint64_t m = 0; m < mb; m++)
+                        same &= sampler_step_pos(&many, steps[k], r, m) == sampler_step_pos(&one, steps[k], 0, m * W + r);
+            CHECK(same, "W=%" PRIu64 " x micro_bsz %" PRIu64 " = 1 x %" PRIu64 " window for window", W, mb, mb * W);
+        }
+    }
     /* A permutation: over p consecutive ii every chunk is visited once. */
     Sampler s3;
     CHECK(sampler_init(&s3, 113, 512, 1, 1, &e) == 0, "init 113");
