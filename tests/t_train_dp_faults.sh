@@ -5,7 +5,9 @@
 # ranks at the same step with the state saved (exit 75); a 2-rank state resumed on 1 rank
 # (micro_bsz 4 inherited) continues the same data order; a real_bsz change is refused without
 # --force; --devices/--num_nodes against the launcher's world, deepspeed_stage_3, offload and
-# --accelerator gpu with several ranks are refused; errors of rank 1 say "rank 1:".
+# --accelerator gpu with several ranks are refused; errors of rank 1 say "rank 1:"; non-finite
+# steps (a gradient poisoned on one rank, an update that would overflow on a shard) and a failed
+# log write on rank 0 stop or skip on every rank together.
 . "$TOP/tests/lib.sh"
 U="$PYTHON $TOP/tests/train_util.py"
 command -v mpirun >/dev/null || { echo "mpirun missing (apt-get install openmpi-bin libopenmpi-dev)"; exit 77; }
@@ -107,6 +109,38 @@ check "... 1 rank inherits micro_bsz 4" sh -c "rwkv-train --proj_dir d $common -
 check "resume on 1 rank with real_bsz 4" rwkv-train --proj_dir d $common --exit_after_steps 20 2>>d.err
 check "... the same data order: losses within 1e-5 over 120 steps" $U nearloss e/metrics.jsonl d/metrics.jsonl 1e-5 120
 check "... state within fp32 noise at step 120" $U nearstate e/train-state-00000120.safetensors d/train-state-00000120.safetensors 1e-4
+
+# Non-finite steps are decided together.  A gradient poisoned on rank 1 only (mpirun's MPMD
+# form) makes the reduced gradient non-finite on both: both skip the step and go on.
+fresh p
+$MPIRUN -np 1 env RWKV7C_TRAIN_POISON=2 rwkv-train --proj_dir p $two --exit_after_steps 5 : \
+    -np 1 env RWKV7C_TRAIN_POISON=2 rwkv-train --proj_dir p $two --exit_after_steps 5 >/dev/null 2>p.err
+eq "poison on both ranks: exit 0" "$?" 0
+fresh p
+$MPIRUN -np 1 rwkv-train --proj_dir p $two --exit_after_steps 5 : \
+    -np 1 env RWKV7C_TRAIN_POISON=2 rwkv-train --proj_dir p $two --exit_after_steps 5 >/dev/null 2>p.err
+eq "gradient poisoned on rank 1 only: exit 0 (no rank waits for the other)" "$?" 0
+check "... rank 0 skips that step too" grep -q 'step 2: non-finite gradient norm (loss [0-9.]*, grad norm nan): update skipped' p.err
+check "... and only that one" test "$(grep -c 'update skipped' p.err)" -eq 1
+# An update that would overflow (huge head weights, --grad_clip 0): the sharded ranks check
+# their parts and refuse it together; 3 in a row stop both with exit 4 and a finite state.
+mkdir q
+$U scale init.safetensors q/rwkv-init.safetensors head.weight 1e15 || exit 1
+rwkv-train --proj_dir q $two --strategy deepspeed_stage_1 --grad_clip 0 --exit_after_steps 3 2>q.err
+eq "overflowing updates on 2 ranks: exit 4" "$?" 4
+check "... each refused, naming what would overflow" grep -q 'step 0: the update would make adam_v of [a-z0-9.]* non-finite' q.err
+check "... the state saved is finite" $U finite q/train-state-00000003.safetensors
+# A failed write of rank 0's metrics.jsonl: rank 0 stops, and rank 1 with it
+fresh l
+rwkv-train --proj_dir l $two --exit_after_steps 5 2>/dev/null || exit 1
+$PYTHON -c 'import json; open("l/metrics.jsonl", "a").write(json.dumps({"step": 0, "pad": "x" * 2000000}) + "\n")'
+size=$(stat -c %s l/metrics.jsonl)
+$PYTHON -c 'import os, resource, sys
+n = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); os.execvp(sys.argv[2], sys.argv[2:])' \
+    $((size + 1000)) rwkv-train --proj_dir l $two --exit_after_steps 50 2>l.err
+eq "rank 0's metrics write fails: exit 1" "$?" 1
+check "... rank 0 says why" grep -q 'l/metrics.jsonl: write failed: File too large; stopping all ranks' l.err
+check "... rank 1 stops with it" grep -q 'rank 1: stopping: rank 0 failed' l.err
 
 # refusals
 expect_fail "launcher world 3 vs --devices 2" "--devices 2 x --num_nodes 1 = 2 ranks, but the launcher (torchrun) started 3 (WORLD_SIZE=3)" \
