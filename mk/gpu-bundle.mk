@@ -61,14 +61,15 @@ gpu-bundle:
 	    "(Debian: libzstd-dev libxxhash-dev liblapacke-dev libopenblas-dev libblas-dev liblapack-dev" \
 	    "libgfortran-12-dev libstdc++-12-dev)" >&2; exit 1; }
 	@[ -x "$(NVCC)" ] || { echo "gpu-bundle: $(NVCC) not found (set CUDA_HOME or NVCC)" >&2; exit 1; }
-	@# make does not track flags: the tree is built afresh when they change.
+	@# make does not track flags: the tree is built afresh when they change.  MPICC=none: the
+	@# trainer's MPI communicator is a stub there (one GPU machine needs none, and has no libmpi).
 	@flags="$(BUNDLE_ARCHFLAGS) $(CFLAGS) | $(BUNDLE_CUDA_ARCH) | $(BUNDLE_FAST_LIBS) | $(BUNDLE_NVCC_LIBS) | $(CUDA_GPU_LIBS)"; \
 	if [ -d $(GPU_BUNDLE_TREE) ] && [ "$$(cat $(GPU_BUNDLE_TREE)/flags 2>/dev/null)" != "$$flags" ]; then \
 	    echo "gpu-bundle: flags changed, rebuilding $(GPU_BUNDLE_TREE)"; rm -rf $(GPU_BUNDLE_TREE); fi; \
 	mkdir -p $(GPU_BUNDLE_TREE) && echo "$$flags" >$(GPU_BUNDLE_TREE)/flags
 	+$(MAKE) --no-print-directory B=$(GPU_BUNDLE_TREE) GPU_BUNDLE_BUILD=1 GPU_BUNDLE_OUT=$(GPU_BUNDLE) \
 	    ARCHFLAGS='$(BUNDLE_ARCHFLAGS)' CUDA_ARCH='$(BUNDLE_CUDA_ARCH)' \
-	    LDLIBS='$(BUNDLE_FAST_LIBS)' CUDA_TEST_LIBS='$(BUNDLE_NVCC_LIBS)' gpu-bundle-assemble
+	    LDLIBS='$(BUNDLE_FAST_LIBS)' CUDA_TEST_LIBS='$(BUNDLE_NVCC_LIBS)' MPICC=none gpu-bundle-assemble
 
 # What follows runs in the second make only (B is GPU_BUNDLE_TREE there).
 ifdef GPU_BUNDLE_BUILD
