@@ -102,7 +102,7 @@ static double sum_squares(const float *g, size_t n)
     return s;
 }
 
-static int dp_step(Cpu *c, const StepArgs *a, StepResult *r, double t1, Error *e)
+static int dp_step(Cpu *c, const StepArgs *a, StepResult *r, Error *e)
 {
     size_t n = c->master.layout.total, cnt = c->hi - c->lo;
     if (reduce_gradient(c, e)) return -1;
@@ -162,7 +162,7 @@ static int cpu_step(Backend *b, const int32_t *x, const int32_t *y, const StepAr
     if (a->poison) c->grad[n / 2] = NAN;
     r->applied = 0;
     if (c->W > 1) {
-        int rc = dp_step(c, a, r, t1, e);
+        int rc = dp_step(c, a, r, e);
         r->t_update = now_seconds() - t1;
         return rc;
     }

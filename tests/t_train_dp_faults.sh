@@ -25,7 +25,17 @@ two="$common --micro_bsz 2 --devices 2 --ds_bucket_mb 0.1"
 fresh() { rm -rf "$1"; mkdir "$1"; cp init.safetensors "$1/rwkv-init.safetensors"; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
-# wait_gone PID SECONDS: 0 once PID has exited (it is this shell's child: wait reaps it)
+# at_step DIR N: wait (60 s at most) until rank 0 has logged step N, so that a kill lands
+# mid-run whatever the machine's load
+at_step() {
+    k=0
+    while [ $k -lt 1200 ]; do
+        last=$(tail -n 1 "$1/metrics.jsonl" 2>/dev/null | sed -n 's/^{"step":\([0-9]*\),.*/\1/p')
+        [ -n "$last" ] && [ "$last" -ge "$2" ] && return 0
+        sleep 0.05; k=$((k + 1))
+    done
+    echo "step $2 not reached in $1"
+}
 fresh a
 t0=$(now)
 check "uninterrupted 2-rank run" rwkv-train --proj_dir a $two 2>a.err
@@ -34,13 +44,12 @@ echo "uninterrupted run: $run_time s"
 exit_step=$(sed -n 's/.*finished at step \([0-9]*\).*/\1/p' a.err)
 [ -n "$exit_step" ] || { bad "no 'finished at step' in: $(cat a.err)"; finish; }
 final=$(printf 'train-state-%08d.safetensors' "$exit_step")
-half=$(awk -v t="$run_time" 'BEGIN { printf "%.2f", t * 0.4 }')
 
 # SIGKILL of rank 1 (rank 0's child): rank 0 notices at its next collective and stops
 fresh b
 rwkv-train --proj_dir b $two 2>b1.err &
 pid=$!
-sleep "$half"
+at_step b 60
 kid=$(pgrep -P "$pid" | head -1)
 [ -n "$kid" ] && kill -9 "$kid"
 t0=$(now)
@@ -54,7 +63,7 @@ check "... naming rank 1" grep -q 'rank 1' b1.err
 # SIGKILL of rank 0: rank 1 dies with it (PR_SET_PDEATHSIG)
 rwkv-train --proj_dir b $two 2>b2.err &
 pid=$!
-sleep "$half"
+at_step b 120
 kid=$(pgrep -P "$pid" | head -1)
 kill -9 "$pid"
 wait "$pid"
@@ -69,8 +78,7 @@ check "... rwkv-final bit-identical" cmp a/rwkv-final.safetensors b/rwkv-final.s
 fresh m
 $MPIRUN -np 2 rwkv-train --proj_dir m $two 2>m.err &
 pid=$!
-sleep "$half"
-sleep 1   # mpirun starts more slowly
+at_step m 60
 kid=$(pgrep -P "$pid" | tail -1)
 [ -n "$kid" ] && kill -9 "$kid"
 t0=$(now)
@@ -85,7 +93,7 @@ check "... within 15 s ($took s)" awk -v t="$took" 'BEGIN { exit !(t < 15) }'
 fresh c
 rwkv-train --proj_dir c $two 2>c.err &
 pid=$!
-sleep "$half"
+at_step c 60
 kid=$(pgrep -P "$pid" | head -1)
 [ -n "$kid" ] && kill -TERM "$kid"
 wait "$pid"
