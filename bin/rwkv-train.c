@@ -199,7 +199,10 @@ static int parse_args(int argc, char **argv, TrainOptions *a)
             break;
         case O_STRATEGY: {
             Error se;
-            if (dp_strategy_parse(v, &a->strategy, &se)) { tool_warn("%s", se.msg); return 2; }
+            if (dp_strategy_parse(v, &a->strategy, &se) == 0) break;
+            if (!strstr(se.msg, "out of scope")) return bad_option(name, v, "ddp, deepspeed_stage_1 or deepspeed_stage_2");
+            tool_warn("%s", se.msg);   /* a real DeepSpeed strategy: say that it is not implemented */
+            return 2;
             break;
         }
         case O_DS_BUCKET_MB:   /* fractions too: small models need small buckets to have several */

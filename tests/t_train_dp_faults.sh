@@ -162,6 +162,8 @@ expect_fail "deepspeed_stage_3 refused" "--strategy deepspeed_stage_3 is out of 
 expect_fail "offload refused" "--strategy deepspeed_stage_2_offload is out of scope" \
     rwkv-train --proj_dir a $two --strategy deepspeed_stage_2_offload
 eq "... exit status 2" "$(rwkv-train --proj_dir a $two --strategy deepspeed_stage_3 2>/dev/null; echo $?)" 2
+expect_fail "an unknown strategy" "invalid value 'fsdp' for --strategy (want ddp, deepspeed_stage_1 or deepspeed_stage_2)" \
+    rwkv-train --proj_dir a $two --strategy fsdp
 expect_fail "--accelerator gpu with 2 ranks refused" "the CUDA backend trains on one device for now" \
     rwkv-train --proj_dir a $two --accelerator gpu
 expect_fail "an error on rank 1 says rank 1" "rwkv-train: rank 1: " \
