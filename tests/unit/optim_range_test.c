@@ -11,6 +11,8 @@
 
 #include "check.h"
 
+static float uniform(void) { return (float)((double)rand() / RAND_MAX); }
+
 int main(void)
 {
     Error e;
@@ -24,10 +26,10 @@ int main(void)
     if (!w || !m || !v || !g || !w2 || !m2 || !v2 || !tw || !tm || !tv) { printf("FAIL out of memory\n"); return 1; }
     srand(7);
     for (size_t i = 0; i < n; i++) {
-        w[i] = (float)rand() / RAND_MAX - 0.5f;
-        g[i] = ((float)rand() / RAND_MAX - 0.5f) * 1e-2f;
-        m[i] = ((float)rand() / RAND_MAX - 0.5f) * 1e-3f;
-        v[i] = (float)rand() / RAND_MAX * 1e-5f;
+        w[i] = uniform() - 0.5f;
+        g[i] = (uniform() - 0.5f) * 1e-2f;
+        m[i] = (uniform() - 0.5f) * 1e-3f;
+        v[i] = uniform() * 1e-5f;
     }
     AdamConfig ac = { .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-18, .weight_decay = 0.01, .grad_clip = 1.0 };
     memcpy(w2, w, n * sizeof *w); memcpy(m2, m, n * sizeof *m); memcpy(v2, v, n * sizeof *v);
