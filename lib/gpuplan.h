@@ -56,7 +56,7 @@ typedef struct {
     uint64_t weights;       /* bf16 copies used by forward and backward */
     uint64_t masters;       /* fp32 */
     uint64_t moments;       /* Adam m and v, fp32 */
-    uint64_t gradients;     /* fp32, one per parameter */
+    uint64_t gradients;     /* fp32, one per parameter (and this rank's reduced shard when sharded) */
     uint64_t activations;   /* kept for the backward (all blocks, or block inputs + one block with grad_cp) */
     uint64_t head;          /* one chunk of bf16 logits and the row losses */
     uint64_t scratch;       /* backward scratch, WKV backward scratch, tokens, norm sums */
@@ -64,9 +64,31 @@ typedef struct {
     uint64_t total;
     uint64_t context;       /* not allocated by us: the CUDA context and cuBLASLt's own, an estimate */
     int head_rows;
+    int world, strategy;    /* as bc: the plan is one rank's */
 } GpuPlan;
 
-/* The plan for c and bc (sizes only). */
+/* Data parallel (BackendConfig.world, .strategy): which part of the flat parameter vector
+ * (Layout order) a rank updates.  ddp: all of it, on every rank.  The sharded strategies: rank r
+ * owns [r*shard, r*shard + n), shard = ceil(P / world) rounded up to 128 elements (256-byte
+ * aligned bf16 blocks), n clipped at P; its fp32 masters and Adam moments hold just that, and
+ * the bf16 weights and the gradient are padded to world*shard for the all-gather and the
+ * reduce-scatter. */
+typedef struct {
+    int world, rank, sharded;
+    size_t P, shard, lo, n;     /* n: the elements this rank owns (0 for a rank past the end) */
+    size_t padded;              /* world*shard when sharded, else P */
+} GpuShard;
+void gpu_shard(const ModelConfig *c, const BackendConfig *bc, int rank, GpuShard *s);
+
+/* The parameter arena carved (gpu_arena_sizes' params bytes at base): pointers as GpuShard
+ * says; grad_shard and w_send NULL unless sharded. */
+typedef struct {
+    gbf16 *w, *w_send;
+    float *master, *m, *v, *grad, *grad_shard;
+} GpuParams;
+void gpu_params_carve(const ModelConfig *c, const BackendConfig *bc, void *base, GpuParams *p);
+
+/* The plan for c and bc (sizes only; rank 0's share when sharded). */
 void gpu_plan(const ModelConfig *c, const BackendConfig *bc, GpuPlan *p);
 /* Sizes of the three arenas the backend allocates: params (weights + masters + moments +
  * gradients), acts (activations + head), work (scratch + workspace). */
