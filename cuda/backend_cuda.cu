@@ -78,8 +78,7 @@ struct Cuda {
     GpuShard sh;
     Comm *host_comm, *dev_comm;
     int dev_comm_owned;
-    float *grad_shard;             // this rank's reduced gradient (sharded strategies)
-    bf16 *w_send;                  // this rank's bf16 weights, sent by the all-gather
+    float *grad_shard;             // this rank's reduced gradient: its block of grad (in place)
 };
 
 // --------------------------------------------------------------------------- errors
@@ -478,7 +477,7 @@ int name_refused(Cuda *c, const StepArgs *a, char *out, size_t n, Error *e) {
 }
 
 // Several ranks (lib/backend.h: collective, the same result on every rank): the gradient
-// summed over ranks (all-reduce, or reduce-scatter to each rank's shard), the loss and the
+// summed over ranks (all-reduce, or reduce-scatter in place to each rank's shard), the loss and the
 // norm's sum of squares summed on the host communicator, this rank's part updated, then
 // (sharded) the bf16 weights all-gathered.  The clip scale also divides by the world size: the
 // update uses the mean gradient, as one rank with micro_bsz x W would.  Every rank makes every
@@ -522,10 +521,9 @@ int step_dp(Cuda *c, const StepArgs *a, StepResult *r, double t1, Error *e) {
         return 0;
     }
     if (adam_all(c, a, NULL, -1, e)) return -1;
-    if (sh->sharded) {
-        if (sh->n) CK(cudaMemcpyAsync(c->w_send, c->w + sh->lo, sh->n * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
+    if (sh->sharded) {   // in place: this rank's block of the weights to every rank
         CK(cudaStreamSynchronize(s));
-        if (comm_all_gather(c->dev_comm, c->w_send, c->w, sh->shard * sizeof(bf16), e)) return -1;
+        if (comm_all_gather(c->dev_comm, c->w + sh->lo, c->w, sh->shard * sizeof(bf16), e)) return -1;
     }
     CK(cudaStreamSynchronize(s));
     note_memory(c);
@@ -717,12 +715,11 @@ int open_device(Cuda *c, const float *w0, Error *e) {
     GpuParams gp;
     gpu_params_carve(&c->mc, bc, c->params, &gp);
     c->w = (bf16 *)gp.w;
-    c->w_send = (bf16 *)gp.w_send;
     c->master = gp.master;
     c->m = gp.m;
     c->v = gp.v;
     c->grad = gp.grad;
-    c->grad_shard = gp.grad_shard;
+    c->grad_shard = gp.grad + c->sh.lo;
     size_t P = c->P;
     c->host_loss = (float *)malloc((size_t)bc->B * bc->T * sizeof(float));
     if (!c->host_loss) return fail(e, "out of memory");

@@ -121,16 +121,16 @@ void gpu_shard(const ModelConfig *c, const BackendConfig *bc, int rank, GpuShard
 }
 
 /* The parameter arena in the backend's order: bf16 weights (padded), then fp32 masters, m and
- * v (this rank's shard), the gradient (padded), the reduced gradient shard and the bf16 shard
- * the all-gather sends (the last two sharded only).  Returns the arena's size. */
-enum { PA_W, PA_MASTER, PA_M, PA_V, PA_GRAD, PA_GSHARD, PA_WSEND, PA_N };
+ * v (this rank's shard), the gradient (padded).  The collectives work in place (comm.h): the
+ * reduced shard is the rank's block of the gradient, the all-gather sends its block of the
+ * weights.  Returns the arena's size. */
+enum { PA_W, PA_MASTER, PA_M, PA_V, PA_GRAD, PA_N };
 static size_t params_carve(const ModelConfig *c, const BackendConfig *bc, size_t off[PA_N], size_t bytes[PA_N])
 {
     GpuShard sh;
     gpu_shard(c, bc, 0, &sh);
     size_t own = sh.sharded ? sh.shard : sh.P;
-    size_t b[PA_N] = { sh.padded * 2, own * 4, own * 4, own * 4, sh.padded * 4,
-                       sh.sharded ? sh.shard * 4 : 0, sh.sharded ? sh.shard * 2 : 0 };
+    size_t b[PA_N] = { sh.padded * 2, own * 4, own * 4, own * 4, sh.padded * 4 };
     Carver cv = { NULL, 0 };
     for (int i = 0; i < PA_N; i++) {
         off[i] = cv.used;
@@ -157,8 +157,6 @@ void gpu_params_carve(const ModelConfig *c, const BackendConfig *bc, void *base,
     p->m = at[PA_M];
     p->v = at[PA_V];
     p->grad = at[PA_GRAD];
-    p->grad_shard = at[PA_GSHARD];
-    p->w_send = at[PA_WSEND];
 }
 
 void gpu_arena_sizes(const ModelConfig *c, const BackendConfig *bc, GpuArenaSizes *s)
@@ -195,10 +193,10 @@ void gpu_plan(const ModelConfig *c, const BackendConfig *bc, GpuPlan *p)
     gpu_work_free_host(&w);
     size_t off[PA_N], bytes[PA_N];
     params_carve(c, bc, off, bytes);
-    p->weights = bytes[PA_W] + bytes[PA_WSEND];
+    p->weights = bytes[PA_W];
     p->masters = bytes[PA_MASTER];
     p->moments = bytes[PA_M] + bytes[PA_V];
-    p->gradients = bytes[PA_GRAD] + bytes[PA_GSHARD];
+    p->gradients = bytes[PA_GRAD];
     p->world = bc->world > 1 ? bc->world : 1;
     p->strategy = bc->strategy;
     p->activations = head_off;
@@ -226,7 +224,10 @@ void gpu_plan_print(const GpuPlan *p, FILE *fp, uint64_t free_bytes, uint64_t to
     fprintf(fp, "  masters      %10.1f MiB  fp32%s\n", p->masters / MiB, sharded ? ", this rank's shard" : "");
     fprintf(fp, "  moments      %10.1f MiB  Adam m and v, fp32%s\n", p->moments / MiB, sharded ? ", this rank's shard" : "");
     fprintf(fp, "  gradients    %10.1f MiB  fp32%s\n", p->gradients / MiB,
-            sharded ? ", the whole gradient and this rank's reduced shard" : "");
+            sharded ? ", the whole (this rank's part reduced in place)" : "");
+    if (p->world > 1 && p->strategy == DP_STAGE2)
+        fprintf(fp, "  (deepspeed_stage_2 shards as stage 1 does on the CUDA backend: the whole gradient is\n"
+                    "   kept until the reduce-scatter after the backward)\n");
     fprintf(fp, "  activations  %10.1f MiB  kept for the backward\n", p->activations / MiB);
     fprintf(fp, "  head chunk   %10.1f MiB  %d rows of bf16 logits at a time, row losses\n", p->head / MiB, p->head_rows);
     fprintf(fp, "  scratch      %10.1f MiB  backward buffers, WKV backward scratch, tokens\n", p->scratch / MiB);

@@ -56,7 +56,7 @@ typedef struct {
     uint64_t weights;       /* bf16 copies used by forward and backward */
     uint64_t masters;       /* fp32 */
     uint64_t moments;       /* Adam m and v, fp32 */
-    uint64_t gradients;     /* fp32, one per parameter (and this rank's reduced shard when sharded) */
+    uint64_t gradients;     /* fp32, one per parameter */
     uint64_t activations;   /* kept for the backward (all blocks, or block inputs + one block with grad_cp) */
     uint64_t head;          /* one chunk of bf16 logits and the row losses */
     uint64_t scratch;       /* backward scratch, WKV backward scratch, tokens, norm sums */
@@ -72,7 +72,7 @@ typedef struct {
  * owns [r*shard, r*shard + n), shard = ceil(P / world) rounded up to 128 elements (256-byte
  * aligned bf16 blocks), n clipped at P; its fp32 masters and Adam moments hold just that, and
  * the bf16 weights and the gradient are padded to world*shard for the all-gather and the
- * reduce-scatter. */
+ * reduce-scatter, both in place. */
 typedef struct {
     int world, rank, sharded;
     size_t P, shard, lo, n;     /* n: the elements this rank owns (0 for a rank past the end) */
@@ -80,11 +80,11 @@ typedef struct {
 } GpuShard;
 void gpu_shard(const ModelConfig *c, const BackendConfig *bc, int rank, GpuShard *s);
 
-/* The parameter arena carved (gpu_arena_sizes' params bytes at base): pointers as GpuShard
- * says; grad_shard and w_send NULL unless sharded. */
+/* The parameter arena carved (gpu_arena_sizes' params bytes at base): w and grad padded,
+ * master, m and v this rank's shard (GpuShard). */
 typedef struct {
-    gbf16 *w, *w_send;
-    float *master, *m, *v, *grad, *grad_shard;
+    gbf16 *w;
+    float *master, *m, *v, *grad;
 } GpuParams;
 void gpu_params_carve(const ModelConfig *c, const BackendConfig *bc, void *base, GpuParams *p);
 
