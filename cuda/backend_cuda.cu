@@ -29,9 +29,11 @@
 #include "norm.cuh"
 #include "wkv7.cuh"
 #include "xent.cuh"
+#include "comm_nccl.cuh"
 
 extern "C" {
 #include "backend.h"
+#include "comm.h"
 #include "gpu_decode.h"
 #include "gpuplan.h"
 #include "model.h"
@@ -70,6 +72,13 @@ struct Cuda {
     GpuWork W;
     float *host_loss;              // B*T row losses
     uint64_t peak_used;
+    // data parallel (BackendConfig.comm): host for the small sums and the state, dev for the
+    // gradient and the weights (NCCL on a GPU; the host communicator itself under the
+    // emulation, whose device memory is host memory)
+    GpuShard sh;
+    Comm *host_comm, *dev_comm;
+    int dev_comm_owned;
+    float *grad_shard;             // this rank's reduced gradient: its block of grad (in place)
 };
 
 // --------------------------------------------------------------------------- errors
@@ -384,7 +393,7 @@ int forward_backward(Cuda *c, const int32_t *x, const int32_t *yv, float *loss, 
         if (x[i] < 0 || x[i] >= V || yv[i] < 0 || yv[i] >= V) { *loss = NAN; return 0; }
     CK(cudaMemcpyAsync(W->tokens, x, BT * sizeof(int32_t), cudaMemcpyHostToDevice, c->s));
     CK(cudaMemcpyAsync(W->tokens + BT, yv, BT * sizeof(int32_t), cudaMemcpyHostToDevice, c->s));
-    CK(cudaMemsetAsync(c->grad, 0, c->P * sizeof(float), c->s));
+    CK(cudaMemsetAsync(c->grad, 0, c->sh.padded * sizeof(float), c->s));   // the padding too: it is reduce-scattered
     if (forward_blocks(c, NULL, e) || head_loss(c, e)) return -1;
     CK(cudaMemsetAsync(W->dvfirst, 0, BT * C * sizeof(bf16), c->s));
     for (int l = L - 1; l >= 0; l--) {
@@ -419,9 +428,13 @@ void note_memory(Cuda *c) {
 
 // --------------------------------------------------------------------------- Backend
 
-// FusedAdam over the parameters (only parameter `only` when >= 0), each with its group's LR and
-// decay (lib/optim.c adam_step); with `bad`, the check that writes nothing and counts.
+// FusedAdam over the parameters this rank updates (all of them, or its shard; only parameter
+// `only` when >= 0), each with its group's LR and decay (lib/optim.c adam_step); with `bad`,
+// the check that writes nothing and counts.  Masters, moments and the gradient hold elements
+// [lo, lo + n) of the flat vector (the whole of it unless sharded); the bf16 copy all of them.
 int adam_all(Cuda *c, const StepArgs *a, unsigned long long *bad, int only, Error *e) {
+    const size_t lo = c->sh.sharded ? c->sh.lo : 0, hi = lo + c->sh.n;
+    const float *g = c->sh.sharded ? c->grad_shard : c->grad;
     const AdamConfig *ac = &c->cfg.adam;
     const float beta1 = (float)ac->beta1, beta2 = (float)ac->beta2, eps = (float)ac->eps;
     const float bc1 = (float)(1.0 - pow((double)beta1, (double)a->adam_step));
@@ -432,12 +445,14 @@ int adam_all(Cuda *c, const StepArgs *a, unsigned long long *bad, int only, Erro
         ParamGroup grp = param_group(p, ac->weight_decay);
         const float lr_g = (float)(a->lr * param_group_lr_scale(grp));
         const float wd = grp == GROUP_DECAY ? (float)ac->weight_decay : 0.0f;
-        size_t o = p->offset;
+        size_t a0 = p->offset > lo ? p->offset : lo, a1 = p->offset + p->numel < hi ? p->offset + p->numel : hi;
+        if (a0 >= a1) continue;
+        size_t o = a0 - lo, n = a1 - a0;
         if (bad)
-            CK(adam_check_devscale_cuda(bad, c->master + o, c->m + o, c->v + o, c->grad + o, p->numel, c->W.clip_scale,
+            CK(adam_check_devscale_cuda(bad, c->master + o, c->m + o, c->v + o, g + o, n, c->W.clip_scale,
                                         lr_g, beta1, beta2, eps, bc1, bc2, wd, adamw, c->s));
         else
-            CK(adam_update_devscale_cuda(c->master + o, c->m + o, c->v + o, c->w + o, c->grad + o, p->numel,
+            CK(adam_update_devscale_cuda(c->master + o, c->m + o, c->v + o, c->w + a0, g + o, n,
                                          c->W.clip_scale, lr_g, beta1, beta2, eps, bc1, bc2, wd, adamw, c->s));
     }
     return 0;
@@ -461,6 +476,62 @@ int name_refused(Cuda *c, const StepArgs *a, char *out, size_t n, Error *e) {
     return 0;
 }
 
+// Several ranks (lib/backend.h: collective, the same result on every rank): the gradient
+// summed over ranks (all-reduce, or reduce-scatter in place to each rank's shard), the loss and the
+// norm's sum of squares summed on the host communicator, this rank's part updated, then
+// (sharded) the bf16 weights all-gathered.  The clip scale also divides by the world size: the
+// update uses the mean gradient, as one rank with micro_bsz x W would.  Every rank makes every
+// collective, whatever its own loss, so that none waits for a call another skipped.
+int step_dp(Cuda *c, const StepArgs *a, StepResult *r, double t1, Error *e) {
+    GpuWork *W = &c->W;
+    cudaStream_t s = c->s;
+    const GpuShard *sh = &c->sh;
+    const double world = sh->world;
+    if (a->poison) {
+        const float nan = NAN;
+        CK(cudaMemcpyAsync(c->grad + c->P / 2, &nan, sizeof nan, cudaMemcpyHostToDevice, s));
+    }
+    CK(cudaStreamSynchronize(s));   // the collectives start from finished buffers
+    if (sh->sharded ? comm_reduce_scatter(c->dev_comm, c->grad, c->grad_shard, sh->shard, COMM_F32, e)
+                    : comm_all_reduce(c->dev_comm, c->grad, sh->P, COMM_F32, e))
+        return -1;
+    double sums[2] = { r->loss, 0.0 };   // loss, sum of squares of the summed gradient
+    CK(cudaMemsetAsync(W->sumsq, 0, sizeof(double), s));
+    if (sh->n) CK(sumsq_acc_cuda(W->sumsq, W->sumsq_scratch, sh->sharded ? c->grad_shard : c->grad, sh->n, s));
+    CK(cudaMemcpyAsync(&sums[1], W->sumsq, sizeof(double), cudaMemcpyDeviceToHost, s));
+    CK(cudaStreamSynchronize(s));
+    if (!sh->sharded && sh->rank != 0) sums[1] = 0;   // ddp: every rank has the whole sum; count it once
+    if (comm_all_reduce(c->host_comm, sums, 2, COMM_F64, e)) return -1;
+    r->loss = (float)(sums[0] / world);
+    if (!std::isfinite(r->loss)) { r->t_update = now_seconds() - t1; return 0; }
+    r->grad_norm = std::sqrt(sums[1]) / world;
+    if (!std::isfinite(r->grad_norm)) { r->t_update = now_seconds() - t1; return 0; }
+    const float scale = (float)(grad_clip_scale(r->grad_norm, c->cfg.adam.grad_clip) / world);
+    CK(cudaMemcpyAsync(W->clip_scale, &scale, sizeof scale, cudaMemcpyHostToDevice, s));
+    CK(cudaMemsetAsync(W->update_bad, 0, 3 * sizeof(unsigned long long), s));
+    if (adam_all(c, a, W->update_bad, -1, e)) return -1;
+    unsigned long long bad[3] = {0, 0, 0};
+    CK(cudaMemcpyAsync(bad, W->update_bad, sizeof bad, cudaMemcpyDeviceToHost, s));
+    CK(cudaStreamSynchronize(s));
+    double nbad[3] = { (double)bad[0], (double)bad[1], (double)bad[2] };
+    if (comm_all_reduce(c->host_comm, nbad, 3, COMM_F64, e)) return -1;
+    if (nbad[0] || nbad[1] || nbad[2]) {   // named where this rank's part holds it
+        if (name_refused(c, a, r->refused, sizeof r->refused, e)) return -1;
+        r->t_update = now_seconds() - t1;
+        return 0;
+    }
+    if (adam_all(c, a, NULL, -1, e)) return -1;
+    if (sh->sharded) {   // in place: this rank's block of the weights to every rank
+        CK(cudaStreamSynchronize(s));
+        if (comm_all_gather(c->dev_comm, c->w + sh->lo, c->w, sh->shard * sizeof(bf16), e)) return -1;
+    }
+    CK(cudaStreamSynchronize(s));
+    note_memory(c);
+    r->applied = 1;
+    r->t_update = now_seconds() - t1;
+    return 0;
+}
+
 int cuda_step(Backend *b, const int32_t *x, const int32_t *y, const StepArgs *a, StepResult *r, Error *e) {
     Cuda *c = (Cuda *)b->impl;
     GpuWork *W = &c->W;
@@ -472,6 +543,7 @@ int cuda_step(Backend *b, const int32_t *x, const int32_t *y, const StepArgs *a,
     r->applied = 0;
     r->grad_norm = NAN;
     r->refused[0] = 0;
+    if (c->sh.world > 1) return step_dp(c, a, r, t1, e);
     if (!std::isfinite(r->loss)) { r->t_update = 0; return 0; }
     if (a->poison) {
         const float nan = NAN;
@@ -504,8 +576,50 @@ int cuda_step(Backend *b, const int32_t *x, const int32_t *y, const StepArgs *a,
     return 0;
 }
 
+// Sharded: each rank's part of masters, m and v through the host, all-gathered on the host
+// communicator (all three, whatever this rank asked for: the calls are collective).
+int get_state_sharded(Cuda *c, float *w, float *m, float *v, Error *e) {
+    const GpuShard *sh = &c->sh;
+    size_t sb = sh->shard * sizeof(float);
+    float *mine = (float *)calloc(sh->shard, sizeof(float)), *all = (float *)malloc(sb * sh->world);
+    int rc = mine && all ? 0 : fail(e, "out of memory for the training state (%zu MiB)", sb * sh->world >> 20);
+    float *dst[3] = { w, m, v };
+    const float *src[3] = { c->master, c->m, c->v };
+    for (int i = 0; i < 3 && !rc; i++) {
+        cudaError_t err = sh->n ? cudaMemcpyAsync(mine, src[i], sh->n * sizeof(float), cudaMemcpyDeviceToHost, c->s)
+                                : cudaSuccess;
+        if (err == cudaSuccess) err = cudaStreamSynchronize(c->s);
+        if (err != cudaSuccess) rc = cuda_fail(e, err, "cudaMemcpyAsync (state shard)", __FILE__, __LINE__);
+        else if (comm_all_gather(c->host_comm, mine, all, sb, e)) rc = -1;
+        else if (dst[i]) memcpy(dst[i], all, c->P * sizeof(float));
+    }
+    free(mine);
+    free(all);
+    return rc;
+}
+
+// Sharded: the whole fp32 weights staged through the (padded, whole) gradient buffer to make
+// the bf16 copies of all of them; this rank keeps its part of the masters and moments.
+int set_state_sharded(Cuda *c, const float *w, const float *m, const float *v, Error *e) {
+    const GpuShard *sh = &c->sh;
+    if (w) {
+        CK(cudaMemcpyAsync(c->grad, w, c->P * sizeof(float), cudaMemcpyHostToDevice, c->s));
+        CK(round_bf16_cuda(c->w, c->grad, c->P, c->s));
+        if (sh->n) CK(cudaMemcpyAsync(c->master, c->grad + sh->lo, sh->n * sizeof(float), cudaMemcpyDeviceToDevice, c->s));
+    }
+    float *dst[2] = { c->m, c->v };
+    const float *src[2] = { m, v };
+    for (int i = 0; i < 2 && sh->n; i++) {
+        if (src[i]) CK(cudaMemcpyAsync(dst[i], src[i] + sh->lo, sh->n * sizeof(float), cudaMemcpyHostToDevice, c->s));
+        else CK(cudaMemsetAsync(dst[i], 0, sh->n * sizeof(float), c->s));
+    }
+    CK(cudaStreamSynchronize(c->s));
+    return 0;
+}
+
 int cuda_get_state(Backend *b, float *w, float *m, float *v, Error *e) {
     Cuda *c = (Cuda *)b->impl;
+    if (c->sh.sharded) return get_state_sharded(c, w, m, v, e);
     size_t bytes = c->P * sizeof(float);
     // every transfer on the backend's stream: it is non-blocking, so it does not wait for the
     // legacy default stream that plain cudaMemcpy/cudaMemset would use
@@ -518,6 +632,7 @@ int cuda_get_state(Backend *b, float *w, float *m, float *v, Error *e) {
 
 int cuda_set_state(Backend *b, const float *w, const float *m, const float *v, Error *e) {
     Cuda *c = (Cuda *)b->impl;
+    if (c->sh.sharded) return set_state_sharded(c, w, m, v, e);
     size_t bytes = c->P * sizeof(float);
     if (w) CK(cudaMemcpyAsync(c->master, w, bytes, cudaMemcpyHostToDevice, c->s));
     if (m) CK(cudaMemcpyAsync(c->m, m, bytes, cudaMemcpyHostToDevice, c->s));
@@ -533,6 +648,7 @@ void cuda_free(Backend *b) {
     if (!b) return;
     Cuda *c = (Cuda *)b->impl;
     if (c) {
+        if (c->dev_comm_owned) comm_close(c->dev_comm);
         if (c->gemm) gemm_destroy(c->gemm);
         cudaFree(c->params);
         cudaFree(c->acts);
@@ -555,7 +671,20 @@ int open_device(Cuda *c, const float *w0, Error *e) {
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess || count == 0)
         return fail(e, "--accelerator gpu: no CUDA device (%s)", err != cudaSuccess ? cudaGetErrorString(err) : "none found");
-    CK(cudaSetDevice(0));
+    // one device per rank on its machine: the launcher's local rank picks it
+    int local = c->host_comm ? comm_local_rank(c->host_comm) : 0;
+    if (local < 0) local = c->host_comm ? comm_rank(c->host_comm) : 0;
+    if (CUDA_EMU) local = 0;   // each process emulates a device of its own
+    if (local >= count)
+        return fail(e, "--accelerator gpu: rank %d is local rank %d on its machine, which has %d CUDA device%s "
+                       "(--devices is per machine and must not exceed them)",
+                    c->host_comm ? comm_rank(c->host_comm) : 0, local, count, count == 1 ? "" : "s");
+    c->dev = local;
+    CK(cudaSetDevice(local));
+    if (c->sh.sharded && !bc->bf16)
+        return fail(e, "--strategy %s with --precision fp32/tf32: the CUDA backend shards bf16 runs only "
+                       "(use --strategy ddp, or --precision bf16)",
+                    bc->strategy == DP_STAGE1 ? "deepspeed_stage_1" : "deepspeed_stage_2");
     if (!bc->bf16)
         return fail(e, "--precision fp32/tf32: the CUDA backend computes in bf16 with fp32 masters, as the reference's "
                        "x070 kernels do (use --precision bf16, or --accelerator cpu for fp32)");
@@ -582,18 +711,25 @@ int open_device(Cuda *c, const float *w0, Error *e) {
     CK(cudaMalloc(&c->acts, sz.acts));
     CK(cudaMalloc(&c->work, sz.work));
     if (gpu_work_carve(&c->W, &c->mc, bc, c->acts, c->work, e)) return -1;
-    // the parameter arena in gpuplan.c's order: bf16 weights, masters, m, v, gradient (256-aligned)
-    size_t P = c->P, step_bf = (P * 2 + 255) / 256 * 256, step_f = (P * 4 + 255) / 256 * 256;
-    char *base = (char *)c->params;
-    c->w = (bf16 *)base;
-    c->master = (float *)(base + step_bf);
-    c->m = (float *)(base + step_bf + step_f);
-    c->v = (float *)(base + step_bf + 2 * step_f);
-    c->grad = (float *)(base + step_bf + 3 * step_f);
+    // the parameter arena in gpuplan.c's order (sharded: this rank's masters and moments)
+    GpuParams gp;
+    gpu_params_carve(&c->mc, bc, c->params, &gp);
+    c->w = (bf16 *)gp.w;
+    c->master = gp.master;
+    c->m = gp.m;
+    c->v = gp.v;
+    c->grad = gp.grad;
+    c->grad_shard = gp.grad + c->sh.lo;
+    size_t P = c->P;
     c->host_loss = (float *)malloc((size_t)bc->B * bc->T * sizeof(float));
     if (!c->host_loss) return fail(e, "out of memory");
     err = gemm_create(&c->gemm);
     if (err != cudaSuccess) return cuda_fail(e, err, "gemm_create", __FILE__, __LINE__);
+    if (c->sh.sharded) {
+        if (set_state_sharded(c, w0, NULL, NULL, e)) return -1;
+        note_memory(c);
+        return 0;
+    }
     // on c->s, ordered before the rounding below (see cuda_get_state)
     CK(cudaMemcpyAsync(c->master, w0, P * sizeof(float), cudaMemcpyHostToDevice, c->s));
     CK(cudaMemsetAsync(c->m, 0, P * sizeof(float), c->s));
@@ -602,6 +738,31 @@ int open_device(Cuda *c, const float *w0, Error *e) {
     CK(cudaStreamSynchronize(c->s));
     note_memory(c);
     return 0;
+}
+
+// The gradient's and the weights' communicator: NCCL between the devices, its id from rank 0
+// over the host communicator; under the emulation the host communicator itself (the
+// "device" buffers are host memory there, and NCCL needs a GPU).
+int open_device_comm(Cuda *c, Error *e) {
+#if CUDA_EMU
+    (void)e;
+    c->dev_comm = c->host_comm;
+    return 0;
+#else
+    // the id and, last, whether rank 0 could make one: the others then stop instead of waiting
+    unsigned char id[COMM_NCCL_ID_BYTES + 1] = {0};
+    int rank = comm_rank(c->host_comm);
+    Error idfail = {};
+    if (rank == 0 && comm_nccl_unique_id(id, &idfail)) id[COMM_NCCL_ID_BYTES] = 1;
+    if (comm_broadcast(c->host_comm, id, sizeof id, 0, e)) return -1;
+    if (id[COMM_NCCL_ID_BYTES])
+        return rank == 0 ? fail(e, "%s", idfail.msg) : fail(e, "rank 0 could not make the NCCL id");
+    c->dev_comm = comm_nccl_open(rank, comm_size(c->host_comm), comm_local_rank(c->host_comm), c->dev, id,
+                                 c->host_comm->timeout, c->s, e);
+    if (!c->dev_comm) return -1;
+    c->dev_comm_owned = 1;
+    return 0;
+#endif
 }
 
 // --------------------------------------------------------------------------- decoding
@@ -768,7 +929,13 @@ extern "C" int backend_cuda_open(const ModelConfig *mc, const float *w, const Ba
     }
     if (layout_build(mc, &c->layout, e)) { free(c); free(b); return -1; }
     c->P = c->layout.total;
-    if (offsets_build(c, e) || open_device(c, w, e)) { cuda_free(b); return -1; }
+    c->host_comm = bc->comm;
+    c->cfg.world = bc->comm ? comm_size(bc->comm) : 1;
+    gpu_shard(mc, &c->cfg, bc->comm ? comm_rank(bc->comm) : 0, &c->sh);
+    if (offsets_build(c, e) || open_device(c, w, e) || (c->sh.world > 1 && open_device_comm(c, e))) {
+        cuda_free(b);
+        return -1;
+    }
     *out = b;
     return 0;
 }

@@ -68,9 +68,11 @@ void  comm_set_abort_check(Comm *c, int (*check)(void *arg, Error *e), void *arg
 
 /* buf[0..count) = the element-wise sum over ranks, on every rank. */
 int   comm_all_reduce(Comm *c, void *buf, size_t count, CommType t, Error *e);
-/* send holds size*count elements; recv[0..count) = the sum over ranks of block `rank` of send. */
+/* send holds size*count elements; recv[0..count) = the sum over ranks of block `rank` of send.
+ * In place (as NCCL allows): recv may be block `rank` of send. */
 int   comm_reduce_scatter(Comm *c, const void *send, void *recv, size_t count, CommType t, Error *e);
-/* recv holds size*bytes: block r is rank r's send[0..bytes). */
+/* recv holds size*bytes: block r is rank r's send[0..bytes).  In place: send may be block
+ * `rank` of recv. */
 int   comm_all_gather(Comm *c, const void *send, void *recv, size_t bytes, Error *e);
 /* buf[0..bytes) of rank root, on every rank. */
 int   comm_broadcast(Comm *c, void *buf, size_t bytes, int root, Error *e);

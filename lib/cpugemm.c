@@ -1,4 +1,4 @@
-/* cpugemm.c: the CPU models' matrix products and threads (cpugemm.h). */
+/* cpugemm.c: the CPU models' matrix products, threads and output head (cpugemm.h). */
 #include "cpugemm.h"
 
 #include <cblas.h>
@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "matvec.h"
+#include "ops.h"
 
 /* Threads.  OpenBLAS's own threads and OpenMP's spin-waiting threads fight
  * over the cores (5-10x slower, measured on 2 shared cores), so BLAS runs
@@ -134,4 +135,27 @@ void cpu_fill_rows(float *out, const float *vec, size_t rows, int C)
 {
 #pragma omp parallel for schedule(static)
     for (size_t n = 0; n < rows; n++) memcpy(out + n * C, vec, (size_t)C * sizeof *out);
+}
+
+float cpu_head_loss(const CpuHead *h, const int32_t *y, const CpuHeadGrad *g)
+{
+    size_t BT = h->BT;
+    int C = h->C, V = h->V;
+    layernorm_fwd(h->hf, h->ln_mean, h->ln_rstd, h->x, h->ln_w, h->ln_b, BT, C, 1e-5f);
+    for (size_t r0 = 0; r0 < BT; r0 += h->head_rows) {
+        int rows = BT - r0 < (size_t)h->head_rows ? (int)(BT - r0) : h->head_rows;
+        cpu_gemm_nt(rows, V, C, h->hf + r0 * C, h->head, h->logits, 0);
+        if (g) {
+            xent_l2wrap_fwdbwd(h->logits, h->row_loss + r0, y + r0, rows, BT, V);   /* logits -> d logits */
+            cpu_gemm_tn(V, C, rows, h->logits, h->hf + r0 * C, g->g_head, 1);
+            cpu_gemm_nn(rows, C, V, h->logits, h->head, g->dh + r0 * C, 0);
+        } else {
+            xent_l2wrap_fwd(h->row_loss + r0, h->logits, y + r0, rows, V);
+        }
+    }
+    if (g)
+        layernorm_bwd(g->dx, g->g_ln_w, g->g_ln_b, g->tmp, g->dh, h->x, h->ln_w, h->ln_mean, h->ln_rstd, BT, C, 0);
+    double loss = 0;
+    for (size_t n = 0; n < BT; n++) loss += h->row_loss[n];
+    return (float)(loss / (double)BT);
 }

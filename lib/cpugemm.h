@@ -1,9 +1,10 @@
-/* cpugemm.h: the CPU models' matrix products and their thread set-up, shared by lib/model.c
- * (x070) and lib/model6.c (x060).  Row-major, BLAS (OpenBLAS) single-threaded inside our OpenMP
+/* cpugemm.h: the CPU models' matrix products, their thread set-up and the chunked output
+ * head + loss, shared by lib/model.c (x070) and lib/model6.c (x060).  Row-major, BLAS (OpenBLAS) single-threaded inside our OpenMP
  * threads; results do not depend on the thread count. */
 #ifndef RWKV7C_CPUGEMM_H
 #define RWKV7C_CPUGEMM_H
 #include <stddef.h>
+#include <stdint.h>
 
 /* The threads a work area should use: the cores other processes leave free (see cpugemm.c),
  * or OpenMP's own choice when OMP_NUM_THREADS, OMP_DYNAMIC or OMP_WAIT_POLICY is set. */
@@ -28,4 +29,20 @@ void cpu_gemm_tn(int M, int N, int K, const float *A, const float *B, float *C, 
 
 /* out[n][c] = vec[c] for every row (a bias broadcast before a beta = 1 GEMM). */
 void cpu_fill_rows(float *out, const float *vec, size_t rows, int C);
+
+/* The output head and its loss over BT rows: hf = ln_out(x), then, head_rows rows at a time
+ * (so the logits never need BT*V floats), logits = hf head^T and cross-entropy + L2Wrap per
+ * row into row_loss. */
+typedef struct {
+    const float *x, *ln_w, *ln_b, *head;                  /* last block output [BT,C], ln_out, head [V,C] */
+    float *hf, *ln_mean, *ln_rstd, *logits;               /* work: hf [BT,C], logits [head_rows,V] */
+    double *row_loss;                                     /* [BT] */
+    size_t BT;
+    int C, V, head_rows;
+} CpuHead;
+/* With the gradient: head.weight and ln_out gradients accumulated (+=), d(loss)/d(x) into dx;
+ * dh [BT,C] and tmp are scratch. */
+typedef struct { float *dx, *dh, *tmp, *g_head, *g_ln_w, *g_ln_b; } CpuHeadGrad;
+/* Returns the mean loss; g NULL: the loss only. */
+float cpu_head_loss(const CpuHead *h, const int32_t *y, const CpuHeadGrad *g);
 #endif

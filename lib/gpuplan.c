@@ -103,13 +103,60 @@ void gpu_work_free_host(GpuWork *w)
     w->xin = NULL;
 }
 
-static size_t params_bytes(const ModelConfig *c)
+void gpu_shard(const ModelConfig *c, const BackendConfig *bc, int rank, GpuShard *s)
 {
-    size_t P = (size_t)config_param_count(c);
+    memset(s, 0, sizeof *s);
+    s->P = (size_t)config_param_count(c);
+    s->world = bc->world > 1 ? bc->world : 1;
+    s->rank = rank;
+    s->sharded = s->world > 1 && bc->strategy != DP_DDP;
+    if (!s->sharded) {
+        s->shard = s->n = s->padded = s->P;
+        return;
+    }
+    s->shard = ((s->P + (size_t)s->world - 1) / (size_t)s->world + 127) / 128 * 128;
+    s->padded = s->shard * (size_t)s->world;
+    s->lo = s->shard * (size_t)rank;
+    s->n = s->lo >= s->P ? 0 : s->P - s->lo < s->shard ? s->P - s->lo : s->shard;
+}
+
+/* The parameter arena in the backend's order: bf16 weights (padded), then fp32 masters, m and
+ * v (this rank's shard), the gradient (padded).  The collectives work in place (comm.h): the
+ * reduced shard is the rank's block of the gradient, the all-gather sends its block of the
+ * weights.  Returns the arena's size. */
+enum { PA_W, PA_MASTER, PA_M, PA_V, PA_GRAD, PA_N };
+static size_t params_carve(const ModelConfig *c, const BackendConfig *bc, size_t off[PA_N], size_t bytes[PA_N])
+{
+    GpuShard sh;
+    gpu_shard(c, bc, 0, &sh);
+    size_t own = sh.sharded ? sh.shard : sh.P;
+    size_t b[PA_N] = { sh.padded * 2, own * 4, own * 4, own * 4, sh.padded * 4 };
     Carver cv = { NULL, 0 };
-    take(&cv, P * 2);                               /* bf16 weights */
-    for (int i = 0; i < 4; i++) take(&cv, P * 4);   /* masters, m, v, gradient */
+    for (int i = 0; i < PA_N; i++) {
+        off[i] = cv.used;
+        bytes[i] = b[i];
+        take(&cv, b[i]);
+    }
     return cv.used;
+}
+
+static size_t params_bytes(const ModelConfig *c, const BackendConfig *bc)
+{
+    size_t off[PA_N], bytes[PA_N];
+    return params_carve(c, bc, off, bytes);
+}
+
+void gpu_params_carve(const ModelConfig *c, const BackendConfig *bc, void *base, GpuParams *p)
+{
+    size_t off[PA_N], bytes[PA_N];
+    params_carve(c, bc, off, bytes);
+    void *at[PA_N];
+    for (int i = 0; i < PA_N; i++) at[i] = bytes[i] ? (char *)base + off[i] : NULL;
+    p->w = at[PA_W];
+    p->master = at[PA_MASTER];
+    p->m = at[PA_M];
+    p->v = at[PA_V];
+    p->grad = at[PA_GRAD];
 }
 
 void gpu_arena_sizes(const ModelConfig *c, const BackendConfig *bc, GpuArenaSizes *s)
@@ -121,7 +168,7 @@ void gpu_arena_sizes(const ModelConfig *c, const BackendConfig *bc, GpuArenaSize
     if (host_arrays(&w, c, bc)) { gpu_work_free_host(&w); return; }
     carve(&w, c, bc, &acts, &work, &head_off);
     gpu_work_free_host(&w);
-    s->params = params_bytes(c);
+    s->params = params_bytes(c, bc);
     s->acts = acts.used;
     s->work = work.used;
 }
@@ -138,22 +185,25 @@ int gpu_work_carve(GpuWork *w, const ModelConfig *c, const BackendConfig *bc, vo
 void gpu_plan(const ModelConfig *c, const BackendConfig *bc, GpuPlan *p)
 {
     memset(p, 0, sizeof *p);
-    uint64_t P = config_param_count(c);
     GpuWork w;
     Carver acts = { NULL, 0 }, work = { NULL, 0 };
     size_t head_off = 0;
     if (!host_arrays(&w, c, bc)) carve(&w, c, bc, &acts, &work, &head_off);
     p->head_rows = w.head_rows;
     gpu_work_free_host(&w);
-    p->weights = P * 2;
-    p->masters = P * 4;
-    p->moments = P * 8;
-    p->gradients = P * 4;
+    size_t off[PA_N], bytes[PA_N];
+    params_carve(c, bc, off, bytes);
+    p->weights = bytes[PA_W];
+    p->masters = bytes[PA_MASTER];
+    p->moments = bytes[PA_M] + bytes[PA_V];
+    p->gradients = bytes[PA_GRAD];
+    p->world = bc->world > 1 ? bc->world : 1;
+    p->strategy = bc->strategy;
     p->activations = head_off;
     p->head = acts.used - head_off;
     p->workspace = GPU_GEMM_WORKSPACE_BYTES;
     p->scratch = work.used - GPU_GEMM_WORKSPACE_BYTES;
-    p->total = params_bytes(c) + acts.used + work.used;
+    p->total = params_bytes(c, bc) + acts.used + work.used;
     /* The CUDA context, cuBLASLt's handle and module images: a few hundred MiB on
      * current GPUs (measured figures in cuda/README.md when a GPU was lent). */
     p->context = (uint64_t)600 << 20;
@@ -162,11 +212,22 @@ void gpu_plan(const ModelConfig *c, const BackendConfig *bc, GpuPlan *p)
 void gpu_plan_print(const GpuPlan *p, FILE *fp, uint64_t free_bytes, uint64_t total_bytes)
 {
     const double MiB = 1048576.0;
-    fprintf(fp, "device memory plan (CUDA backend)\n");
-    fprintf(fp, "  weights      %10.1f MiB  bf16 copies used by forward and backward\n", p->weights / MiB);
-    fprintf(fp, "  masters      %10.1f MiB  fp32\n", p->masters / MiB);
-    fprintf(fp, "  moments      %10.1f MiB  Adam m and v, fp32\n", p->moments / MiB);
-    fprintf(fp, "  gradients    %10.1f MiB  fp32\n", p->gradients / MiB);
+    static const char *strategy[] = { "ddp", "deepspeed_stage_1", "deepspeed_stage_2" };
+    int sharded = p->world > 1 && p->strategy != DP_DDP;
+    if (p->world > 1)
+        fprintf(fp, "device memory plan (CUDA backend), per device: %d ranks, %s\n", p->world,
+                p->strategy >= 0 && p->strategy <= DP_STAGE2 ? strategy[p->strategy] : "?");
+    else
+        fprintf(fp, "device memory plan (CUDA backend)\n");
+    fprintf(fp, "  weights      %10.1f MiB  bf16 copies used by forward and backward%s\n", p->weights / MiB,
+            sharded ? " (all of them, gathered)" : "");
+    fprintf(fp, "  masters      %10.1f MiB  fp32%s\n", p->masters / MiB, sharded ? ", this rank's shard" : "");
+    fprintf(fp, "  moments      %10.1f MiB  Adam m and v, fp32%s\n", p->moments / MiB, sharded ? ", this rank's shard" : "");
+    fprintf(fp, "  gradients    %10.1f MiB  fp32%s\n", p->gradients / MiB,
+            sharded ? ", the whole (this rank's part reduced in place)" : "");
+    if (p->world > 1 && p->strategy == DP_STAGE2)
+        fprintf(fp, "  (deepspeed_stage_2 shards as stage 1 does on the CUDA backend: the whole gradient is\n"
+                    "   kept until the reduce-scatter after the backward)\n");
     fprintf(fp, "  activations  %10.1f MiB  kept for the backward\n", p->activations / MiB);
     fprintf(fp, "  head chunk   %10.1f MiB  %d rows of bf16 logits at a time, row losses\n", p->head / MiB, p->head_rows);
     fprintf(fp, "  scratch      %10.1f MiB  backward buffers, WKV backward scratch, tokens\n", p->scratch / MiB);

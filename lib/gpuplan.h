@@ -64,9 +64,31 @@ typedef struct {
     uint64_t total;
     uint64_t context;       /* not allocated by us: the CUDA context and cuBLASLt's own, an estimate */
     int head_rows;
+    int world, strategy;    /* as bc: the plan is one rank's */
 } GpuPlan;
 
-/* The plan for c and bc (sizes only). */
+/* Data parallel (BackendConfig.world, .strategy): which part of the flat parameter vector
+ * (Layout order) a rank updates.  ddp: all of it, on every rank.  The sharded strategies: rank r
+ * owns [r*shard, r*shard + n), shard = ceil(P / world) rounded up to 128 elements (256-byte
+ * aligned bf16 blocks), n clipped at P; its fp32 masters and Adam moments hold just that, and
+ * the bf16 weights and the gradient are padded to world*shard for the all-gather and the
+ * reduce-scatter, both in place. */
+typedef struct {
+    int world, rank, sharded;
+    size_t P, shard, lo, n;     /* n: the elements this rank owns (0 for a rank past the end) */
+    size_t padded;              /* world*shard when sharded, else P */
+} GpuShard;
+void gpu_shard(const ModelConfig *c, const BackendConfig *bc, int rank, GpuShard *s);
+
+/* The parameter arena carved (gpu_arena_sizes' params bytes at base): w and grad padded,
+ * master, m and v this rank's shard (GpuShard). */
+typedef struct {
+    gbf16 *w;
+    float *master, *m, *v, *grad;
+} GpuParams;
+void gpu_params_carve(const ModelConfig *c, const BackendConfig *bc, void *base, GpuParams *p);
+
+/* The plan for c and bc (sizes only; rank 0's share when sharded). */
 void gpu_plan(const ModelConfig *c, const BackendConfig *bc, GpuPlan *p);
 /* Sizes of the three arenas the backend allocates: params (weights + masters + moments +
  * gradients), acts (activations + head), work (scratch + workspace). */

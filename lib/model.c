@@ -428,26 +428,13 @@ static void head_forward(const Model *m, ModelWork *W, int B, int T, float *logi
  * d(loss)/d(last block output) into W->dx.  Returns the mean loss. */
 static float head_loss(const Model *m, ModelWork *W, const int32_t *y, float *G)
 {
-    int C = m->cfg.n_embd, V = m->cfg.vocab_size, L = m->cfg.n_layer;
-    size_t BT = (size_t)W->B * W->T;
-    const float *head = m->w + W->off.head;
-    layernorm_fwd(W->hf, W->lnf_mean, W->lnf_rstd, W->xin[L], m->w + W->off.lnout_w, m->w + W->off.lnout_b, BT, C, 1e-5f);
-    for (size_t r0 = 0; r0 < BT; r0 += W->head_rows) {
-        int rows = BT - r0 < (size_t)W->head_rows ? (int)(BT - r0) : W->head_rows;
-        gemm_nt(rows, V, C, W->hf + r0 * C, head, W->logits, 0);
-        if (G) xent_l2wrap_fwdbwd(W->logits, W->row_loss + r0, y + r0, rows, BT, V);   /* logits -> d logits */
-        else   xent_l2wrap_fwd(W->row_loss + r0, W->logits, y + r0, rows, V);
-        if (G) {
-            gemm_tn(V, C, rows, W->logits, W->hf + r0 * C, G + W->off.head, 1);
-            gemm_nn(rows, C, V, W->logits, head, W->dh + r0 * C, 0);
-        }
-    }
-    if (G)
-        layernorm_bwd(W->dx, G + W->off.lnout_w, G + W->off.lnout_b, W->tmp, W->dh, W->xin[L], m->w + W->off.lnout_w,
-                      W->lnf_mean, W->lnf_rstd, BT, C, 0);
-    double loss = 0;
-    for (size_t n = 0; n < BT; n++) loss += W->row_loss[n];
-    return (float)(loss / (double)BT);
+    int L = m->cfg.n_layer;
+    CpuHead h = { W->xin[L], m->w + W->off.lnout_w, m->w + W->off.lnout_b, m->w + W->off.head,
+                  W->hf, W->lnf_mean, W->lnf_rstd, W->logits, W->row_loss,
+                  (size_t)W->B * W->T, m->cfg.n_embd, m->cfg.vocab_size, W->head_rows };
+    if (!G) return cpu_head_loss(&h, y, NULL);
+    CpuHeadGrad g = { W->dx, W->dh, W->tmp, G + W->off.head, G + W->off.lnout_w, G + W->off.lnout_b };
+    return cpu_head_loss(&h, y, &g);
 }
 
 static int tokens_ok(const int32_t *x, size_t n, int V)

@@ -15,9 +15,10 @@ MPI_LIBS   := $(filter -L% -l%,$(MPI_SHOW))
 $(B)/obj/lib/comm_mpi.o: ALL_CFLAGS += $(MPI_CFLAGS)
 $(B)/bin/% $(B)/tests/% $(B)/helpers/% $(B)/bench/% $(B)/examples/%: \
     LDLIBS += -Wl,--as-needed $(MPI_LIBS) -Wl,--no-as-needed
-# rwkv-train opens its ranks' communicator (lib/launch.c), so its CUDA builds link MPI too.
-$(B)/cuda-emu/bin/rwkv-train: CUDA_TEST_LIBS += $(MPI_LIBS)
-$(B)/cuda/bin/rwkv-train: CUDA_GPU_LIBS += $(MPI_LIBS)
+# The CUDA programs (nvcc or the emulation's g++ links them with CUDA_TEST_LIBS): the trainer
+# opens its communicator through lib/launch.c.  The GPU bundle builds with MPICC=none.
+$(B)/cuda/bin/% $(B)/cuda/tests/% $(B)/cuda/bench/% $(B)/cuda-emu/bin/% $(B)/cuda-emu/tests/% \
+    $(B)/cuda-emu/bench/% $(B)/cuda-emu/asan/%: CUDA_TEST_LIBS += $(MPI_LIBS)
 endif
 # A flag change (MPI appearing or going) must rebuild comm_mpi.o.
 $(B)/obj/lib/comm_mpi.o: $(B)/comm-mpi-flags
