@@ -327,9 +327,8 @@ int main(int argc, char **argv)
     LaunchChildren *kids = NULL;
     Comm *comm = NULL;
     if (!o.dry_run && (spawn == 1 || le.size > 1)) {
-        if (backend_is_gpu(o.accelerator))   /* the CUDA backend's ranks: not yet */
-            return usage_error("--accelerator %s with %d ranks: the CUDA backend trains on one device for now (data "
-                               "parallel runs on --accelerator cpu)", o.accelerator, devices * nodes);
+        /* before any rank starts: an accelerator this build lacks fails once, here */
+        if (backend_check(o.accelerator, &e)) return report(&e);
         /* early: the other ranks inherit no descriptors this run opens */
         if (spawn == 1 && (!(kids = launch_spawn(devices, argv, &e)) || launch_from_env(&le, &e)))
             { launch_children_free(kids); return report(&e); }
@@ -340,7 +339,7 @@ int main(int argc, char **argv)
         if (o.rank) o.progress = NULL;   /* rank 0 shows the progress */
     } else if (o.dry_run && le.rank != 0)
         return 0;   /* under a launcher, rank 0 prints the plan */
-    (void)init_file;   /* the NCCL rendezvous (GPU backend) reads it; the CPU ranks connect by comm.h */
+    o.init_file = init_file;   /* the NCCL id's rendezvous (GPU backend); the host ranks connect by comm.h */
     Trainer *tr;
     if (trainer_open(&o, &tr, &e)) {
         trainer_close(tr);

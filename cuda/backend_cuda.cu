@@ -36,6 +36,7 @@ extern "C" {
 #include "comm.h"
 #include "gpu_decode.h"
 #include "gpuplan.h"
+#include "launch.h"
 #include "model.h"
 #include "optim.h"
 #include "tensors.h"
@@ -741,8 +742,9 @@ int open_device(Cuda *c, const float *w0, Error *e) {
 }
 
 // The gradient's and the weights' communicator: NCCL between the devices, its id from rank 0
-// over the host communicator; under the emulation the host communicator itself (the
-// "device" buffers are host memory there, and NCCL needs a GPU).
+// through --init_file (a shared file system) or over the host communicator; under the
+// emulation the host communicator itself (the "device" buffers are host memory there, and
+// NCCL needs a GPU).
 int open_device_comm(Cuda *c, Error *e) {
 #if CUDA_EMU
     (void)e;
@@ -754,7 +756,10 @@ int open_device_comm(Cuda *c, Error *e) {
     int rank = comm_rank(c->host_comm);
     Error idfail = {};
     if (rank == 0 && comm_nccl_unique_id(id, &idfail)) id[COMM_NCCL_ID_BYTES] = 1;
-    if (comm_broadcast(c->host_comm, id, sizeof id, 0, e)) return -1;
+    if (c->cfg.init_file ? launch_share_id_file(c->cfg.init_file, rank, comm_size(c->host_comm), id, sizeof id,
+                                                c->host_comm->timeout, e)
+                         : comm_broadcast(c->host_comm, id, sizeof id, 0, e))
+        return -1;
     if (id[COMM_NCCL_ID_BYTES])
         return rank == 0 ? fail(e, "%s", idfail.msg) : fail(e, "rank 0 could not make the NCCL id");
     c->dev_comm = comm_nccl_open(rank, comm_size(c->host_comm), comm_local_rank(c->host_comm), c->dev, id,

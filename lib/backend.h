@@ -40,6 +40,8 @@ typedef struct {
     int world;           /* ranks: comm_size(comm), or the planned count when comm is NULL (--dry-run); 0 = 1 */
     int strategy;        /* DpStrategy */
     size_t bucket_bytes; /* --ds_bucket_mb, DP_STAGE2 */
+    const char *init_file; /* --init_file: the GPU backend's NCCL id through this file on a shared
+                            * file system; NULL: over comm */
 } BackendConfig;
 
 typedef struct {

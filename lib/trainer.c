@@ -717,6 +717,7 @@ static int derive_schedule(Trainer *tr, Error *e)
     tr->bc = (BackendConfig){ .B = (int)a->micro_bsz, .T = (int)a->ctx_len, .grad_cp = a->grad_cp,
                              .bf16 = !strcmp(tr->precision, "bf16"), .tf32 = !strcmp(tr->precision, "tf32"), .adam = tr->adam,
                              .comm = a->comm, .world = (int)tr->world, .strategy = a->strategy,
+                             .init_file = a->init_file,
                              .bucket_bytes = (size_t)a->bucket_bytes };
     return 0;
 }
@@ -787,8 +788,7 @@ int trainer_open(TrainOptions *a, Trainer **out, Error *e)
 }
 
 /* -1 with the reason in why when this build cannot run the configuration:
- * the accelerator as backend_check sees it, and one device (no backend
- * trains on several yet). */
+ * the accelerator as backend_check sees it, and the model types it trains. */
 static int cannot_run(const Trainer *tr, Error *why)
 {
     const TrainOptions *a = tr->o;
@@ -796,9 +796,6 @@ static int cannot_run(const Trainer *tr, Error *why)
     if (backend_is_gpu(a->accelerator) && config_is_x060(&tr->cfg))
         return fail(why, "--accelerator %s: x060 (RWKV-6) models train on the CPU only for now (use --accelerator cpu)",
                     a->accelerator);
-    if (tr->world != 1 && backend_is_gpu(a->accelerator))
-        return fail(why, "--devices %" PRIu64 " --num_nodes %" PRIu64 ": the CUDA backend trains on one device for now "
-                    "(data parallel runs on --accelerator cpu)", a->devices, a->num_nodes);
     return 0;
 }
 
@@ -820,16 +817,20 @@ void trainer_print_plan(const Trainer *tr, FILE *fp)
         int sharded = a->strategy != DP_DDP;
         fprintf(fp, "parallel     %" PRIu64 " ranks (--devices %" PRIu64 " x --num_nodes %" PRIu64 "), --strategy %s%s, "
                 "real_bsz %" PRIu64 " = micro_bsz %" PRIu64 " x %" PRIu64 "\n", W, a->devices, a->num_nodes,
-                dp_strategy_name(a->strategy), a->strategy == DP_STAGE2 ? " (gradient reduce-scattered in buckets)" : "",
+                dp_strategy_name(a->strategy),
+                a->strategy != DP_STAGE2 ? "" : backend_is_gpu(a->accelerator) ? " (sharded as stage 1 on the GPU)"
+                                                                              : " (gradient reduce-scattered in buckets)",
                 tr->smp.real_bsz, a->micro_bsz, W);
-        if (!sharded)
+        if (backend_is_gpu(a->accelerator))
+            fprintf(fp, "each rank    one GPU (its local rank on its machine); the device memory plan below is one rank's\n");
+        else if (!sharded)
             fprintf(fp, "each rank    the whole fp32 weights, gradient and Adam moments (%" PRIu64 " parameters each); the "
                     "gradient all-reduced\n", P);
         else
             fprintf(fp, "each rank    the whole fp32 weights and gradient; Adam moments of its shard of about %" PRIu64
                     " parameters (%.1f MiB of moments instead of %.1f); the gradient reduce-scattered, the weights all-gathered\n",
                     shard, shard * 8 / 1048576.0, P * 8 / 1048576.0);
-        for (uint64_t r = 0; sharded && r < W && r < 16; r++) {
+        for (uint64_t r = 0; sharded && !backend_is_gpu(a->accelerator) && r < W && r < 16; r++) {
             uint64_t lo = r * shard < P ? r * shard : P, hi = lo + shard < P ? lo + shard : P;
             fprintf(fp, "rank %-7" PRIu64 " Adam moments of parameters [%" PRIu64 ", %" PRIu64 ") in Layout order\n", r, lo, hi);
         }

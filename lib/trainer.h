@@ -61,6 +61,7 @@ typedef struct {
     struct Comm *comm;
     int rank, strategy;
     uint64_t bucket_bytes;
+    const char *init_file;           /* --init_file: the GPU backend's NCCL id rendezvous (NULL: over comm) */
     FILE *progress;                  /* progress line ("\r..."), or NULL */
     void (*message)(const char *line);   /* warnings and notes, or NULL */
 } TrainOptions;

@@ -5,7 +5,7 @@
 # ranks at the same step with the state saved (exit 75); a 2-rank state resumed on 1 rank
 # (micro_bsz 4 inherited) continues the same data order; a real_bsz change is refused without
 # --force; --devices/--num_nodes against the launcher's world, deepspeed_stage_3, offload and
-# --accelerator gpu with several ranks are refused; errors of rank 1 say "rank 1:"; non-finite
+# --accelerator gpu in a build without CUDA are refused; errors of rank 1 say "rank 1:"; non-finite
 # steps (a gradient poisoned on one rank, an update that would overflow on a shard) and a failed
 # log write on rank 0 stop or skip on every rank together.
 . "$TOP/tests/lib.sh"
@@ -164,7 +164,7 @@ expect_fail "offload refused" "--strategy deepspeed_stage_2_offload is out of sc
 eq "... exit status 2" "$(rwkv-train --proj_dir a $two --strategy deepspeed_stage_3 2>/dev/null; echo $?)" 2
 expect_fail "an unknown strategy" "invalid value 'fsdp' for --strategy (want ddp, deepspeed_stage_1 or deepspeed_stage_2)" \
     rwkv-train --proj_dir a $two --strategy fsdp
-expect_fail "--accelerator gpu with 2 ranks refused" "the CUDA backend trains on one device for now" \
+expect_fail "--accelerator gpu with 2 ranks refused in a CPU build" "this build has no CUDA backend" \
     rwkv-train --proj_dir a $two --accelerator gpu
 expect_fail "an error on rank 1 says rank 1" "rwkv-train: rank 1: " \
     $MPIRUN -np 2 rwkv-train --proj_dir a $two --data_file nosuch

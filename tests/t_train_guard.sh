@@ -3,7 +3,8 @@
 # or past the exit step (--epoch_begin), a second trainer on a locked project
 # directory; a resumed run that is already complete says so.  The reference's
 # own --dim_ffn is accepted (x070 ignores it), and a --dry-run plan for a
-# configuration this build cannot run (--accelerator gpu) says so; gpu with 2 ranks is refused.
+# configuration this build cannot run (--accelerator gpu) says so; gpu with 2 ranks is refused
+# before any rank starts (t_train_dp_cuda_emu.sh runs them in the emulated CUDA build).
 . "$TOP/tests/lib.sh"
 U="$PYTHON $TOP/tests/train_util.py"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
@@ -69,7 +70,7 @@ check "... the plan says it cannot run" grep -q 'status       CANNOT RUN with th
 check "... and a warning on stderr" grep -q 'warning: the plan is for a configuration this build cannot run' err.txt
 $T --devices 2 --dry-run >plan.txt 2>/dev/null
 check "--dry-run --devices 2 (data parallel on the CPU) has no status line" test "$(grep -c '^status' plan.txt)" -eq 0
-expect_fail "--accelerator gpu --devices 2 is refused" "the CUDA backend trains on one device" $T --accelerator gpu --devices 2
+expect_fail "--accelerator gpu --devices 2 is refused in this build" "this build has no CUDA backend" $T --accelerator gpu --devices 2
 $T --dry-run >plan.txt 2>err.txt
 check "a runnable plan has no status line" test "$(grep -c '^status' plan.txt)" -eq 0
 finish
