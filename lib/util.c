@@ -483,19 +483,24 @@ void tool_init(const char *name)
 }
 
 /* "tool: message" on stderr, without the newline: the one prefix of every message. */
-static void vwarn(const char *fmt, va_list ap)
+/* "tool: message" (and end) in one write: processes sharing a stderr (the ranks of a
+ * data-parallel run) must not interleave inside a line. */
+static void vwarn_end(const char *fmt, va_list ap, const char *end)
 {
-    fprintf(stderr, "%s: ", tool_name);
-    vfprintf(stderr, fmt, ap);
+    char line[2048];
+    int n = snprintf(line, sizeof line, "%s: ", tool_name);
+    if (n < (int)sizeof line) n += vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    if (n < (int)sizeof line) n += snprintf(line + n, sizeof line - (size_t)n, "%s", end);
+    fputs(line, stderr);
+    if (n >= (int)sizeof line) fputs(end, stderr);   /* truncated: still end the line */
 }
 
 void tool_warn(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vwarn(fmt, ap);
+    vwarn_end(fmt, ap, "\n");
     va_end(ap);
-    fputc('\n', stderr);
 }
 
 int open_regular(const char *path, Error *e)
@@ -529,9 +534,9 @@ int usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vwarn(fmt, ap);
+    vwarn_end(fmt, ap, "\n");
     va_end(ap);
-    fprintf(stderr, "\nTry '%s --help' for more information.\n", tool_name);
+    fprintf(stderr, "Try '%s --help' for more information.\n", tool_name);
     return 2;
 }
 
