@@ -6,6 +6,7 @@
  * Weights are random (speed does not depend on their values).  Each figure
  * is the best and the median of REPEATS runs of TOKENS tokens (after 4
  * warm-up tokens), since the machine is shared. */
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include "matvec.h"
 #include "model.h"
+#include "tensors.h"
 
 #define BW_BYTES (512u << 20)       /* per array: well beyond the caches' share */
 
@@ -28,15 +30,57 @@ static void best_median(double *v, int n, double *best, double *median)
     *median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* GB/s of a = b (2 x BW_BYTES moved) and of summing b (BW_BYTES read), nt threads */
-static void bandwidth(int nt, int repeats, double *copy, double *read)
+/* bf16 sum of w[lo..hi) read as four streams a quarter apart, with the loads,
+ * conversions and prefetch distance of the AVX-512 matvec: the most a
+ * one-thread decode could stream */
+#ifdef __AVX512BW__
+static float sum_quarters(const uint16_t *w, size_t lo, size_t hi)
 {
-    size_t n = BW_BYTES / sizeof(float);
+    size_t q = (hi - lo) / 4;
+    const __m512i odd = _mm512_set1_epi32((int)0xffff0000);
+    __m512 acc[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
+    for (size_t i = 0; i + 32 <= q; i += 32)
+        for (int k = 0; k < 4; k++) {
+            const uint16_t *p = w + lo + (size_t)k * q + i;
+            _mm_prefetch((const char *)(p + 2048), _MM_HINT_T0);
+            __m512i v = _mm512_loadu_si512(p);
+            acc[k] = _mm512_add_ps(acc[k], _mm512_add_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v, 16)),
+                                                         _mm512_castsi512_ps(_mm512_and_si512(v, odd))));
+        }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+}
+#else
+static float sum_quarters(const uint16_t *w, size_t lo, size_t hi)
+{
+    size_t q = (hi - lo) / 4;
+    const uint16_t *a = w + lo, *b = a + q, *c = b + q, *d = c + q;
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+    for (size_t i = 0; i < q; i++) {
+        s0 += bf16_to_f32(a[i]);
+        s1 += bf16_to_f32(b[i]);
+        s2 += bf16_to_f32(c[i]);
+        s3 += bf16_to_f32(d[i]);
+    }
+    return s0 + s1 + s2 + s3;
+}
+#endif
+
+/* GB/s, best of repeats, nt threads: copy a = b (2 x BW_BYTES moved, malloc'd
+ * arrays: the reference figure), a read of b (fp32 sum), and a read of a bf16
+ * array in 4 streams per thread, in ordinary pages (malloc) and in huge pages
+ * (matvec_weights_alloc, as the decode weights) */
+static void bandwidth(int nt, int repeats, double *copy, double *read, double *read16, double *read16_huge)
+{
+    size_t n = BW_BYTES / sizeof(float), n16 = BW_BYTES / sizeof(uint16_t);
     float *a = malloc(BW_BYTES), *b = malloc(BW_BYTES);
-    double cv[16], rv[16], sink = 0, med;
+    uint16_t *h = matvec_weights_alloc(BW_BYTES);
+    double cv[16], rv[16], hv[16], pv[16], sink = 0, med;
     if (repeats > 16) repeats = 16;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (size_t i = 0; i < n; i++) { a[i] = 0; b[i] = (float)(i & 255); }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < n16; i++) h[i] = (uint16_t)(0x3f80 + (i & 63));
     for (int r = 0; r < repeats; r++) {
         double t0 = now_seconds();
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -47,13 +91,26 @@ static void bandwidth(int nt, int repeats, double *copy, double *read)
 #pragma omp parallel for simd num_threads(nt) schedule(static) reduction(+ : s)
         for (size_t i = 0; i < n; i++) s += b[i];
         rv[r] = BW_BYTES / (now_seconds() - t0) / 1e9;
+        for (int huge = 0; huge <= 1; huge++) {
+            const uint16_t *w = huge ? h : (const uint16_t *)b;
+            t0 = now_seconds();
+#pragma omp parallel num_threads(nt) reduction(+ : s)
+            {
+                size_t per = n16 / (size_t)omp_get_num_threads(), lo = per * (size_t)omp_get_thread_num();
+                s += sum_quarters(w, lo, lo + per);
+            }
+            (huge ? hv : pv)[r] = BW_BYTES / (now_seconds() - t0) / 1e9;
+        }
         sink += s + a[r];
     }
     best_median(cv, repeats, copy, &med);
     best_median(rv, repeats, read, &med);
+    best_median(pv, repeats, read16, &med);
+    best_median(hv, repeats, read16_huge, &med);
     if (sink == -1) printf("%g", sink);   /* keeps the loops */
     free(a);
     free(b);
+    free(h);
 }
 
 int main(int argc, char **argv)
@@ -67,7 +124,7 @@ int main(int argc, char **argv)
     Model m;
     memset(&m, 0, sizeof m);
     if (config_default(&m.cfg, L, C, V, 64, &e) || layout_build(&m.cfg, &m.layout, &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }
-    m.w = malloc(m.layout.total * 4);
+    m.w = matvec_weights_alloc(m.layout.total * 4);   /* as model_alloc */
     uint64_t s = 1;
     for (size_t i = 0; i < m.layout.total; i++) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
@@ -89,9 +146,10 @@ int main(int argc, char **argv)
     float *logits = malloc((size_t)V * sizeof *logits);
     for (char *tok = strtok(argv[5], ","); tok; tok = strtok(NULL, ",")) {
         int nt = atoi(tok);
-        double copy, read;
-        bandwidth(nt, repeats, &copy, &read);
-        printf("%d thread(s): copy %.1f GB/s, read %.1f GB/s (best of %d)\n", nt, copy, read, repeats);
+        double copy, read, read16, read16_huge;
+        bandwidth(nt, repeats, &copy, &read, &read16, &read16_huge);
+        printf("%d thread(s): copy %.1f GB/s, read %.1f GB/s; bf16 read in 4 streams %.1f GB/s, in huge pages %.1f GB/s"
+               " (best of %d)\n", nt, copy, read, read16, read16_huge, repeats);
         for (int bf16 = 0; bf16 <= 1; bf16++) {
             if (model_use_bf16(&m, bf16, &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }
             omp_set_num_threads(nt);
@@ -110,9 +168,9 @@ int main(int argc, char **argv)
             }
             best_median(tps, repeats, &best, &median);
             double bytes = bf16 ? bytes16 : bytes32;
-            printf("  %s: %.1f tokens/s best, %.1f median; %.1f GB/s of weights = %.0f%% of copy, %.0f%% of read\n",
+            printf("  %s: %.1f tokens/s best, %.1f median; %.1f GB/s of weights = %.0f%% of copy, %.0f%% of the huge-page read\n",
                    bf16 ? "bf16" : "fp32", best, median, best * bytes / 1e9, 100 * best * bytes / 1e9 / copy,
-                   100 * best * bytes / 1e9 / read);
+                   100 * best * bytes / 1e9 / read16_huge);
             model_state_free(st);
         }
     }

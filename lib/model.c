@@ -106,7 +106,9 @@ int model_alloc(Model *m, const ModelConfig *c, Error *e)
     memset(m, 0, sizeof *m);
     if (layout_build(c, &m->layout, e)) return -1;
     m->cfg = *c;
-    m->w = calloc(m->layout.total ? m->layout.total : 1, sizeof *m->w);
+    size_t bytes = (m->layout.total ? m->layout.total : 1) * sizeof *m->w;
+    m->w = matvec_weights_alloc(bytes);   /* huge pages: the fp32 decode streams them */
+    if (m->w) memset(m->w, 0, bytes);
     if (!m->w) {
         size_t total = m->layout.total;
         layout_free(&m->layout);
@@ -136,7 +138,7 @@ int model_use_bf16(Model *m, int on, Error *e)
     m->w_bf16 = NULL;
     if (!on) return 0;
     size_t n = m->layout.total;
-    m->w_bf16 = malloc((n ? n : 1) * sizeof *m->w_bf16);
+    m->w_bf16 = matvec_weights_alloc((n ? n : 1) * sizeof *m->w_bf16);
     if (!m->w_bf16) return fail(e, "out of memory for the bf16 copy of %zu parameters", n);
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) m->w_bf16[i] = f32_to_bf16(m->w[i]);

@@ -8,7 +8,8 @@
  *   u = 2^-24;
  * the bf16 product is exactly the fp32 product of the bf16-rounded weights,
  * and within 2^-8 sum|W x| (bf16's relative rounding, 2^-9, plus the sums)
- * of the fp32-weight reference. */
+ * of the fp32-weight reference.  The weights allocator (matvec_weights_alloc)
+ * gives 2 MiB-aligned huge pages and the same products. */
 #define CHECK_VERBOSE
 #include <math.h>
 #include <omp.h>
@@ -88,11 +89,55 @@ static void one_shape(size_t rows, size_t cols, MatvecIsa best)
     free(W); free(x); free(y0); free(Wb); free(want); free(got); free(Wh);
 }
 
+/* kB of AnonHugePages in the mapping that holds p (/proc/self/smaps), -1 if not found */
+static long huge_kb_at(const void *p)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[512];
+    long kb = -1;
+    int in = 0;
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, v;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (in && sscanf(line, "AnonHugePages: %lu kB", &v) == 1) kb = (long)v;
+    }
+    fclose(f);
+    return kb;
+}
+
+/* matvec_weights_alloc: 2 MiB-aligned, backed by huge pages when THP is not
+ * "never", and a product over it has the same bits as over malloc'd weights */
+static void weights_alloc(void)
+{
+    size_t rows = 4096, cols = 768, bytes = rows * cols * sizeof(uint16_t);   /* 6 MiB */
+    uint16_t *h = matvec_weights_alloc(bytes), *p = malloc(bytes);
+    float *x = malloc(cols * sizeof *x), *yh = malloc(rows * sizeof *yh), *yp = malloc(rows * sizeof *yp);
+    CHECK(h && !((uintptr_t)h & ((2u << 20) - 1)), "weights buffer 2 MiB-aligned");
+    for (size_t i = 0; i < rows * cols; i++) h[i] = p[i] = f32_to_bf16(uni());
+    for (size_t c = 0; c < cols; c++) x[c] = uni();
+    matvec_set_isa(MATVEC_AUTO);
+    matvec_bf16(yh, h, x, rows, cols, 0);
+    matvec_bf16(yp, p, x, rows, cols, 0);
+    CHECK(!memcmp(yh, yp, rows * sizeof *yh), "product over the huge-page buffer = over malloc'd weights");
+    char mode[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (f) { if (!fgets(mode, sizeof mode, f)) mode[0] = 0; fclose(f); }
+    if (!mode[0] || strstr(mode, "[never]")) printf("transparent huge pages off here (%s): backing not checked\n", mode[0] ? "never" : "no sysfs");
+    else {
+        long kb = huge_kb_at(h);
+        CHECK(kb >= 2048, "weights buffer backed by huge pages: AnonHugePages %ld kB of its mapping (THP %.*s)", kb,
+              (int)strcspn(mode, "\n"), mode);
+    }
+    free(h); free(p); free(x); free(yh); free(yp);
+}
+
 int main(void)
 {
     MatvecIsa best = matvec_set_isa(MATVEC_AUTO);
     printf("best variant on this CPU: %s\n", matvec_isa_name(best));
     static const size_t shapes[][2] = { { 1, 1 }, { 3, 7 }, { 5, 16 }, { 7, 33 }, { 130, 768 }, { 257, 100 }, { 64, 3072 } };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) one_shape(shapes[i][0], shapes[i][1], best);
+    weights_alloc();
     return check_done();
 }
