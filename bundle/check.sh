@@ -103,7 +103,8 @@ if [ -z "${CHECK_SKIP_RUN:-}" ]; then
     tab="$out/table.md"
     for r in '| a. GPU, libraries |' '| b. kernel twin tests |' '| c. t_backend' '| d. WKV7 T=16 B=1 H=1 ' \
         '| f. rwkv-init L2-D64 | ok |' '| f. train L2-D64 ctx 64 micro_bsz 1 (cpu) | ok | 3 steps, ' \
-        '| f. train L2-D64 ctx 64 micro_bsz 2 (cpu) | ok | 3 steps, '; do
+        '| f. train L2-D64 ctx 64 micro_bsz 2 (cpu) | ok | 3 steps, ' \
+        '| f. train L2-D64 ctx 64 micro_bsz 1 (cpu, tf32) | ok | 3 steps, '; do
         grep -qF -- "$r" "$tab" 2>/dev/null && ok "table row $r" || bad "table lacks $r"
     done
     grep -q '^| e\. ' "$tab" 2>/dev/null && ok "table has a GEMM row" || bad "table lacks a GEMM row"

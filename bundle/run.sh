@@ -3,11 +3,13 @@
 # NVIDIA GPU, the driver and the CUDA 13 runtime libraries:
 #   a. nvidia-smi, the libraries found (cuBLASLt, NCCL, the driver's libcuda), ldd of every program
 #   b. the kernel twin tests (tests/t_*) on the device
-#   c. t_backend: the whole CUDA backend against the CPU backend
+#   c. t_backend: the whole CUDA backend against the CPU backend (bf16 against its bf16 mode,
+#      fp32 and tf32 against its fp32 mode)
 #   d. the WKV7 forward+backward timing sweep at T = 4096 over B*H in {12, 32, 96, 256, 512}
 #   e. gemm_rates: cuBLASLt's TFLOP/s at L12-D768's matrix products
 #   f. rwkv-init L12-D768, then 20 steps of rwkv-train --accelerator gpu at ctx 4096, micro_bsz 1
-#      and 8: tokens/s, the device memory high-water mark (the trainer's, nvidia-smi's peak)
+#      and 8 in bf16, and micro_bsz 1 in tf32 (TRAIN_TF32_BSZ): tokens/s, the device memory
+#      high-water mark (the trainer's, nvidia-smi's peak)
 #   g. the single-GPU NCCL smoke test, when the bundle has one
 # Every part has its own time limit, all within RUN_BUDGET_S; a part that fails or times out is
 # marked and the rest go on.  Results: $OUT (else ./out): table.md (also printed last), log.txt
@@ -24,6 +26,7 @@ TRAIN_LAYERS=${TRAIN_LAYERS:-12}
 TRAIN_EMBD=${TRAIN_EMBD:-768}
 TRAIN_CTX=${TRAIN_CTX:-4096}
 TRAIN_BSZ=${TRAIN_BSZ:-1 8}
+TRAIN_TF32_BSZ=${TRAIN_TF32_BSZ-1}   # the same runs with --precision tf32 (empty: none)
 TRAIN_STEPS=${TRAIN_STEPS:-20}
 SWEEP=${SWEEP:-1x12 1x32 8x12 8x32 8x64}   # B x H; H 12 is L12-D768's, 32 the 1.5B's
 SWEEP_T=${SWEEP_T:-4096}
@@ -232,39 +235,50 @@ metrics_summary() {
 }
 
 ran_train=0
-for mb in $TRAIN_BSZ; do
-    proj="$work/train-b$mb"
+runs=
+for mb in $TRAIN_BSZ; do runs="$runs $mb:bf16"; done
+for mb in $TRAIN_TF32_BSZ; do runs="$runs $mb:tf32"; done
+left_runs=$(echo $runs | wc -w)   # each later run keeps 75 s of the budget
+for run in $runs; do
+    mb=${run%:*} prec=${run#*:}
+    tag=b$mb
+    [ "$prec" = bf16 ] || tag="b$mb-$prec"
+    proj="$work/train-$tag"
     tokens=$((TRAIN_STEPS * TRAIN_CTX * mb))
     set -- "$here/bin/rwkv-train" --accelerator "$ACCEL" --proj_dir "$proj" --data_file "$here/data/demo" \
         --load_model "$model" --ctx_len "$TRAIN_CTX" --micro_bsz "$mb" --my_exit_tokens "$tokens" --allow_repeat \
-        --save_minutes 0 --timing
+        --save_minutes 0 --timing --precision "$prec"
     label="f. train L$TRAIN_LAYERS-D$TRAIN_EMBD ctx $TRAIN_CTX micro_bsz $mb ($ACCEL)"
+    [ "$prec" = bf16 ] || label="f. train L$TRAIN_LAYERS-D$TRAIN_EMBD ctx $TRAIN_CTX micro_bsz $mb ($ACCEL, $prec)"
     if [ ! -f "$model" ]; then
         row "$label" "not run" "no initial model (rwkv-init failed or did not run)"
         continue
     fi
-    part "f-plan-b$mb" "$(limit 30 100)" "$@" --dry-run
+    part "f-plan-$tag" "$(limit 30 100)" "$@" --dry-run
     plan=$(sed -n 's/^ *total *\([0-9.]*\) MiB.*/\1 MiB/p' "$log" | head -n 1)
     [ -n "$plan" ] || plan=$(sed -n 's/^memory *about \(.*\) per device.*/\1/p' "$log" | head -n 1)
-    smi="$work/logs/f-smi-b$mb.txt"
+    smi="$work/logs/f-smi-$tag.txt"
     base=
     if [ $gpu = 1 ]; then
         base=$(nvidia-smi -i 0 --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -n 1)
         nvidia-smi -i 0 --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$smi" 2>&1 &
         smi_pid=$!
     fi
-    part "f-train-b$mb" "$(limit 150 $((mb == 1 ? 150 : 10)))" "$@"
+    left_runs=$((left_runs - 1))
+    part "f-train-$tag" "$(limit 150 $((left_runs > 0 ? 75 * left_runs : 10)))" "$@"
     st=$(status)
     [ -n "$smi_pid" ] && { kill $smi_pid 2>/dev/null; wait $smi_pid 2>/dev/null; smi_pid=; }
-    cp "$proj/metrics.jsonl" "$work/logs/f-metrics-b$mb.jsonl" 2>/dev/null
+    cp "$proj/metrics.jsonl" "$work/logs/f-metrics-$tag.jsonl" 2>/dev/null
     hw=$(sed -n 's/.*device memory high-water \([0-9]*\) MiB.*/\1/p' "$log" | tail -n 1)
     peak=
     [ -s "$smi" ] && peak=$(awk -v b="${base:-0}" '$1 ~ /^[0-9]+$/ && $1 > m { m = $1 } END { if (m) printf "%d MiB (%d over the %d before)", m, m - b, b }' "$smi")
     summary=$(metrics_summary "$proj/metrics.jsonl" 2>/dev/null)
     tps=$(echo "$summary" | sed -n 's/.*, \([0-9]*\) tokens\/s.*/\1/p')
     mfu=
+    peak_tf=989.4   # H100/H200 SXM dense tensor-core TFLOP/s: bf16, and tf32 half of it
+    [ "$prec" = tf32 ] && peak_tf=494.7
     [ -n "$tps" ] && [ "$TRAIN_LAYERS-$TRAIN_EMBD" = 12-768 ] &&
-        mfu=$(awk -v t="$tps" 'BEGIN { printf ", MFU %.1f%% (0.862 GFLOP/token, 989.4 TFLOP/s)", 100 * t * 0.862e9 / 989.4e12 }')
+        mfu=$(awk -v t="$tps" -v p="$peak_tf" 'BEGIN { printf ", MFU %.1f%% (0.862 GFLOP/token, %s TFLOP/s)", 100 * t * 0.862e9 / (p * 1e12), p }')
     why=
     [ "$st" = ok ] || why="$(grep -v '^\$ ' "$log" | tail -n 1 | cut -c1-160); "
     row "$label" "$st" "$why${summary:-no metrics}$mfu; high-water ${hw:+$hw MiB}${hw:-not reported}, plan ${plan:-?}, nvidia-smi peak ${peak:--}; $secs s"

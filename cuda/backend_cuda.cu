@@ -2,9 +2,12 @@
 // kernels of cuda/*.cuh in the block order of lib/model.c (RWKV-LM-V7 src/model.py): the same
 // steps, each CPU op replaced by its `_cuda` twin and each BLAS call by gemm_cuda.
 //
-// Numerics as the reference's bf16 trainer: activations and their gradients bf16, statistics,
-// scratch and parameter gradients fp32, fp32 masters and Adam moments (DeepSpeed FusedAdam), the
-// bf16 weight copy rounded to nearest-even in the same pass as the update.  Every kernel sums in
+// Numerics with --precision bf16 as the reference's bf16 trainer: activations and their gradients
+// bf16, statistics, scratch and parameter gradients fp32, fp32 masters and Adam moments (DeepSpeed
+// FusedAdam), the bf16 weight copy rounded to nearest-even in the same pass as the update.  With
+// fp32/tf32 the same steps are instantiated on float (template parameter Act): activations and
+// their gradients fp32, the forward and backward reading the fp32 masters (no bf16 copy), GEMMs
+// in fp32, or TF32 on the tensor cores, as lib/backend_cpu.c's fp32 mode.  Every kernel sums in
 // a fixed order and every GEMM key keeps its algorithm (gemm.cuh), so a step repeats bit for bit:
 // a resumed run equals an uninterrupted one.
 //
@@ -144,12 +147,25 @@ int offsets_build(Cuda *c, Error *e) {
 
 // --------------------------------------------------------------------------- GEMM
 
+// The activations' type decides the product: bf16 inputs (bf16 or fp32 output), or fp32 inputs and
+// output with fp32 or, with --precision tf32, TF32 compute (gemm.cuh).
+cudaError_t run_gemm(Cuda *c, int ta, int tb, int M, int N, int K, const bf16 *A, const bf16 *B, bf16 *D, float beta) {
+    return gemm_cuda(c->gemm, ta, tb, M, N, K, A, B, D, beta, c->W.gemm_workspace, GPU_GEMM_WORKSPACE_BYTES, c->s);
+}
+cudaError_t run_gemm(Cuda *c, int ta, int tb, int M, int N, int K, const bf16 *A, const bf16 *B, float *D, float beta) {
+    return gemm_cuda(c->gemm, ta, tb, M, N, K, A, B, D, beta, c->W.gemm_workspace, GPU_GEMM_WORKSPACE_BYTES, c->s);
+}
+cudaError_t run_gemm(Cuda *c, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *D,
+                     float beta) {
+    return gemm_cuda(c->gemm, ta, tb, M, N, K, A, B, D, beta, c->cfg.tf32, c->W.gemm_workspace,
+                     GPU_GEMM_WORKSPACE_BYTES, c->s);
+}
+
 // D = op(A) op(B) + beta D, as lib/model.c's gemm (gemm.cuh); a failure names the cuBLASLt call.
-template <class TD>
-int gemm(Cuda *c, int ta, int tb, int M, int N, int K, const bf16 *A, const bf16 *B, TD *D, float beta, Error *e,
+template <class TI, class TD>
+int gemm(Cuda *c, int ta, int tb, int M, int N, int K, const TI *A, const TI *B, TD *D, float beta, Error *e,
          int line) {
-    cudaError_t err = gemm_cuda(c->gemm, ta, tb, M, N, K, A, B, D, beta, c->W.gemm_workspace,
-                                GPU_GEMM_WORKSPACE_BYTES, c->s);
+    cudaError_t err = run_gemm(c, ta, tb, M, N, K, A, B, D, beta);
     if (err == cudaSuccess) return 0;
     return fail(e, "%s:%d: gemm_cuda(%d, %d, M=%d, N=%d, K=%d): %s (%s)", __FILE__, line, ta, tb, M, N, K,
                 cudaGetErrorString(err), gemm_error(c->gemm));
@@ -159,37 +175,45 @@ int gemm(Cuda *c, int ta, int tb, int M, int N, int K, const bf16 *A, const bf16
         if (gemm(c, ta, tb, M, N, K, A, B, D, beta, e, __LINE__)) return -1;   \
     } while (0)
 
+// What the forward and backward read as the weights: the bf16 copies, or in fp32/tf32 the fp32
+// masters themselves (lib/backend_cpu.c does the same).
+template <class Act> const Act *weights(const Cuda *c);
+template <> const bf16 *weights<bf16>(const Cuda *c) { return c->w; }
+template <> const float *weights<float>(const Cuda *c) { return c->master; }
+
 // --------------------------------------------------------------------------- forward
 
 // The recurrent state of one layer (B == 1): the token-shift inputs and the WKV state, read as
 // the starting point and replaced by the final one (lib/model.c ModelState); NULL in training.
-struct LayerState {
-    bf16 *att_shift, *ffn_shift;   // C each
+template <class Act> struct LayerStateT {
+    Act *att_shift, *ffn_shift;    // C each
     float *wkv;                    // H * 64 * 64
 };
+typedef LayerStateT<bf16> LayerState;   // decoding runs in bf16
 
 // xout = xin + TimeMix(LN1 xin), then + ChannelMix(LN2 .)   (lib/model.c block_forward)
-int block_forward(Cuda *c, int l, GpuLayerAct *A, const bf16 *xin, bf16 *xout, const LayerState *st, Error *e) {
+template <class Act>
+int block_forward(Cuda *c, int l, GpuLayerAct *A, const Act *xin, Act *xout, const LayerStateT<Act> *st, Error *e) {
     const ModelConfig *mc = &c->mc;
     const LayerOff *o = &c->off[l];
-    const bf16 *P = c->w;
+    const Act *P = weights<Act>(c);
     GpuWork *W = &c->W;
     cudaStream_t s = c->s;
     int B = c->cfg.B, T = c->cfg.T, C = mc->n_embd, H = mc->n_head, BTi = B * T;
     size_t BT = (size_t)B * T;
     int Dw = mc->d_decay, Da = mc->d_aaa, Dv = mc->d_mv, Dg = mc->d_gate;
-    bf16 *mix[NMIX];
-    const bf16 *mu[NMIX];
-    for (int i = 0; i < NMIX; i++) { mix[i] = (bf16 *)A->mix[i]; mu[i] = P + o->mix[i]; }
-    bf16 *h1 = (bf16 *)A->h1, *r = (bf16 *)A->r, *k = (bf16 *)A->k, *v = (bf16 *)A->v, *tw = (bf16 *)A->tw;
-    bf16 *w = (bf16 *)A->w, *vh = (bf16 *)A->vh, *ah = (bf16 *)A->ah, *a = (bf16 *)A->a, *gh = (bf16 *)A->gh;
-    bf16 *g = (bf16 *)A->g, *kk = (bf16 *)A->kk, *kp = (bf16 *)A->kp, *vm = (bf16 *)A->vm, *y = (bf16 *)A->y;
-    bf16 *out = (bf16 *)A->out, *xmid = (bf16 *)A->xmid, *h2 = (bf16 *)A->h2, *cmix = (bf16 *)A->cmix;
-    bf16 *act = (bf16 *)A->act, *vfirst = (bf16 *)W->vfirst;
+    Act *mix[NMIX];
+    const Act *mu[NMIX];
+    for (int i = 0; i < NMIX; i++) { mix[i] = (Act *)A->mix[i]; mu[i] = P + o->mix[i]; }
+    Act *h1 = (Act *)A->h1, *r = (Act *)A->r, *k = (Act *)A->k, *v = (Act *)A->v, *tw = (Act *)A->tw;
+    Act *w = (Act *)A->w, *vh = (Act *)A->vh, *ah = (Act *)A->ah, *a = (Act *)A->a, *gh = (Act *)A->gh;
+    Act *g = (Act *)A->g, *kk = (Act *)A->kk, *kp = (Act *)A->kp, *vm = (Act *)A->vm, *y = (Act *)A->y;
+    Act *out = (Act *)A->out, *xmid = (Act *)A->xmid, *h2 = (Act *)A->h2, *cmix = (Act *)A->cmix;
+    Act *act = (Act *)A->act, *vfirst = (Act *)W->vfirst;
 
     CK(layernorm_fwd_cuda(h1, A->ln1_mean, A->ln1_rstd, xin, P + o->ln1_w, P + o->ln1_b, BT, C, 1e-5f, s));
     CK(shift_mix_fwd_cuda(mix, h1, st ? st->att_shift : NULL, mu, NMIX, B, T, C, s));
-    if (st) CK(cudaMemcpyAsync(st->att_shift, h1 + (size_t)(T - 1) * C, C * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
+    if (st) CK(cudaMemcpyAsync(st->att_shift, h1 + (size_t)(T - 1) * C, C * sizeof(Act), cudaMemcpyDeviceToDevice, s));
     GEMM(0, 1, BTi, C, C, mix[MIX_R], P + o->Wr, r, 0.0f);
     GEMM(0, 1, BTi, C, C, mix[MIX_K], P + o->Wk, k, 0.0f);
     GEMM(0, 1, BTi, C, C, mix[MIX_V], P + o->Wv, v, 0.0f);
@@ -200,8 +224,8 @@ int block_forward(Cuda *c, int l, GpuLayerAct *A, const bf16 *xin, bf16 *xout, c
     GEMM(0, 0, BTi, C, Dw, tw, P + o->w2, w, 1.0f);
     // value residual
     if (l == 0) {
-        CK(cudaMemcpyAsync(vfirst, v, BT * C * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
-        CK(cudaMemcpyAsync(vm, v, BT * C * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
+        CK(cudaMemcpyAsync(vfirst, v, BT * C * sizeof(Act), cudaMemcpyDeviceToDevice, s));
+        CK(cudaMemcpyAsync(vm, v, BT * C * sizeof(Act), cudaMemcpyDeviceToDevice, s));
     } else {
         GEMM(0, 0, BTi, Dv, C, mix[MIX_V], P + o->v1, vh, 0.0f);
         CK(fill_rows_cuda(A->vgate, P + o->v0, BT, C, s));     // pre-activation summed in fp32
@@ -222,17 +246,17 @@ int block_forward(Cuda *c, int l, GpuLayerAct *A, const bf16 *xin, bf16 *xout, c
     CK(gn_bonus_gate_fwd_cuda(out, A->gn_mean, A->gn_rstd, A->bonus, y, r, kp, vm, g, P + o->lnx_w, P + o->lnx_b,
                               P + o->r_k, BT, H, s));
     // xmid = x + out Wo^T (one rounding of the fp32 sum)
-    CK(cudaMemcpyAsync(xmid, xin, BT * C * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
+    CK(cudaMemcpyAsync(xmid, xin, BT * C * sizeof(Act), cudaMemcpyDeviceToDevice, s));
     GEMM(0, 1, BTi, C, C, out, P + o->Wo, xmid, 1.0f);
     // ChannelMix
     CK(layernorm_fwd_cuda(h2, A->ln2_mean, A->ln2_rstd, xmid, P + o->ln2_w, P + o->ln2_b, BT, C, 1e-5f, s));
-    bf16 *fout[1] = {cmix};
-    const bf16 *fmu[1] = {P + o->fx_k};
+    Act *fout[1] = {cmix};
+    const Act *fmu[1] = {P + o->fx_k};
     CK(shift_mix_fwd_cuda(fout, h2, st ? st->ffn_shift : NULL, fmu, 1, B, T, C, s));
-    if (st) CK(cudaMemcpyAsync(st->ffn_shift, h2 + (size_t)(T - 1) * C, C * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
+    if (st) CK(cudaMemcpyAsync(st->ffn_shift, h2 + (size_t)(T - 1) * C, C * sizeof(Act), cudaMemcpyDeviceToDevice, s));
     GEMM(0, 1, BTi, 4 * C, C, cmix, P + o->Fk, act, 0.0f);
     CK(relu_sq_fwd_cuda(act, BT * 4 * C, s));
-    CK(cudaMemcpyAsync(xout, xmid, BT * C * sizeof(bf16), cudaMemcpyDeviceToDevice, s));
+    CK(cudaMemcpyAsync(xout, xmid, BT * C * sizeof(Act), cudaMemcpyDeviceToDevice, s));
     GEMM(0, 1, BTi, C, 4 * C, act, P + o->Fv, xout, 1.0f);
     return 0;
 }
@@ -240,31 +264,33 @@ int block_forward(Cuda *c, int l, GpuLayerAct *A, const bf16 *xin, bf16 *xout, c
 GpuLayerAct *layer_act(Cuda *c, int l) { return &c->W.act[c->W.nact == 1 ? 0 : l]; }
 
 // st: n_layer states (inference), or NULL.
-int forward_blocks(Cuda *c, const LayerState *st, Error *e) {
+template <class Act>
+int forward_blocks(Cuda *c, const LayerStateT<Act> *st, Error *e) {
     GpuWork *W = &c->W;
     size_t BT = (size_t)c->cfg.B * c->cfg.T;
     int C = c->mc.n_embd;
     const LayerOff *o0 = &c->off[0];
-    CK(embedding_fwd_cuda((bf16 *)W->x_emb, W->tokens, c->w + c->emb, BT, C, c->s));
-    CK(layernorm_fwd_cuda((bf16 *)W->xin[0], W->ln0_mean, W->ln0_rstd, (bf16 *)W->x_emb, c->w + o0->ln0_w,
-                          c->w + o0->ln0_b, BT, C, 1e-5f, c->s));
+    CK(embedding_fwd_cuda((Act *)W->x_emb, W->tokens, weights<Act>(c) + c->emb, BT, C, c->s));
+    CK(layernorm_fwd_cuda((Act *)W->xin[0], W->ln0_mean, W->ln0_rstd, (Act *)W->x_emb, weights<Act>(c) + o0->ln0_w,
+                          weights<Act>(c) + o0->ln0_b, BT, C, 1e-5f, c->s));
     for (int l = 0; l < c->mc.n_layer; l++)
-        if (block_forward(c, l, layer_act(c, l), (bf16 *)W->xin[l], (bf16 *)W->xin[l + 1], st ? &st[l] : NULL, e))
+        if (block_forward<Act>(c, l, layer_act(c, l), (Act *)W->xin[l], (Act *)W->xin[l + 1], st ? &st[l] : NULL, e))
             return -1;
     return 0;
 }
 
 // ln_out, the head in row chunks, the fused CE + L2Wrap: head and ln_out gradients into c->grad,
 // d(loss)/d(last block output) into W->dx; row losses left in W->row_loss.
+template <class Act>
 int head_loss(Cuda *c, Error *e) {
     GpuWork *W = &c->W;
     cudaStream_t s = c->s;
     int C = c->mc.n_embd, V = c->mc.vocab_size, L = c->mc.n_layer;
     size_t BT = (size_t)c->cfg.B * c->cfg.T;
-    const bf16 *head = c->w + c->head;
-    bf16 *hf = (bf16 *)W->hf, *logits = (bf16 *)W->logits, *dh = (bf16 *)W->dh;
+    const Act *head = weights<Act>(c) + c->head;
+    Act *hf = (Act *)W->hf, *logits = (Act *)W->logits, *dh = (Act *)W->dh;
     const int32_t *y = W->tokens + BT;
-    CK(layernorm_fwd_cuda(hf, W->lnf_mean, W->lnf_rstd, (bf16 *)W->xin[L], c->w + c->lnout_w, c->w + c->lnout_b, BT,
+    CK(layernorm_fwd_cuda(hf, W->lnf_mean, W->lnf_rstd, (Act *)W->xin[L], weights<Act>(c) + c->lnout_w, weights<Act>(c) + c->lnout_b, BT,
                           C, 1e-5f, s));
     for (size_t r0 = 0; r0 < BT; r0 += W->head_rows) {
         int rows = BT - r0 < (size_t)W->head_rows ? (int)(BT - r0) : W->head_rows;
@@ -273,45 +299,46 @@ int head_loss(Cuda *c, Error *e) {
         GEMM(1, 0, V, C, rows, logits, hf + r0 * C, c->grad + c->head, 1.0f);             // fp32 head gradient
         GEMM(0, 0, rows, C, V, logits, head, dh + r0 * C, 0.0f);
     }
-    CK(layernorm_bwd_cuda((bf16 *)W->dx, c->grad + c->lnout_w, c->grad + c->lnout_b, W->tmp, dh, (bf16 *)W->xin[L],
-                          c->w + c->lnout_w, W->lnf_mean, W->lnf_rstd, BT, C, 0, s));
+    CK(layernorm_bwd_cuda((Act *)W->dx, c->grad + c->lnout_w, c->grad + c->lnout_b, W->tmp, dh, (Act *)W->xin[L],
+                          weights<Act>(c) + c->lnout_w, W->lnf_mean, W->lnf_rstd, BT, C, 0, s));
     return 0;
 }
 
 // --------------------------------------------------------------------------- backward
 
 // On entry W->dx = d(loss)/d(block output); on return d(loss)/d(block input).  (model.c block_backward)
-int block_backward(Cuda *c, int l, const GpuLayerAct *A, const bf16 *xin, Error *e) {
+template <class Act>
+int block_backward(Cuda *c, int l, const GpuLayerAct *A, const Act *xin, Error *e) {
     const ModelConfig *mc = &c->mc;
     const LayerOff *o = &c->off[l];
-    const bf16 *P = c->w;
+    const Act *P = weights<Act>(c);
     float *G = c->grad;
     GpuWork *W = &c->W;
     cudaStream_t s = c->s;
     int B = c->cfg.B, T = c->cfg.T, C = mc->n_embd, H = mc->n_head, BTi = B * T;
     size_t BT = (size_t)B * T;
     int Dw = mc->d_decay, Da = mc->d_aaa, Dv = mc->d_mv, Dg = mc->d_gate;
-    bf16 *dx = (bf16 *)W->dx, *dh = (bf16 *)W->dh, *dy = (bf16 *)W->dy, *dact = (bf16 *)W->dact;
-    bf16 *dout = (bf16 *)W->dout, *dr = (bf16 *)W->dr, *dkp = (bf16 *)W->dkp, *dvm = (bf16 *)W->dvm;
-    bf16 *dg = (bf16 *)W->dg, *dw = (bf16 *)W->dw, *dkk = (bf16 *)W->dkk, *da = (bf16 *)W->da, *dk = (bf16 *)W->dk;
-    bf16 *dv = (bf16 *)W->dv, *dlora = (bf16 *)W->dlora, *dpre = (bf16 *)W->dpre, *dvfirst = (bf16 *)W->dvfirst;
-    const bf16 *act = (const bf16 *)A->act, *cmix = (const bf16 *)A->cmix, *h2 = (const bf16 *)A->h2;
-    const bf16 *xmid = (const bf16 *)A->xmid, *out = (const bf16 *)A->out, *y = (const bf16 *)A->y;
-    const bf16 *r = (const bf16 *)A->r, *kp = (const bf16 *)A->kp, *vm = (const bf16 *)A->vm, *g = (const bf16 *)A->g;
-    const bf16 *w = (const bf16 *)A->w, *kk = (const bf16 *)A->kk, *a = (const bf16 *)A->a, *k = (const bf16 *)A->k;
-    const bf16 *v = (const bf16 *)A->v, *vh = (const bf16 *)A->vh, *tw = (const bf16 *)A->tw;
-    const bf16 *ah = (const bf16 *)A->ah, *gh = (const bf16 *)A->gh, *h1 = (const bf16 *)A->h1;
-    const bf16 *vfirst = (const bf16 *)W->vfirst;
-    const bf16 *mix[NMIX], *mu[NMIX];
-    bf16 *dmix[NMIX];
+    Act *dx = (Act *)W->dx, *dh = (Act *)W->dh, *dy = (Act *)W->dy, *dact = (Act *)W->dact;
+    Act *dout = (Act *)W->dout, *dr = (Act *)W->dr, *dkp = (Act *)W->dkp, *dvm = (Act *)W->dvm;
+    Act *dg = (Act *)W->dg, *dw = (Act *)W->dw, *dkk = (Act *)W->dkk, *da = (Act *)W->da, *dk = (Act *)W->dk;
+    Act *dv = (Act *)W->dv, *dlora = (Act *)W->dlora, *dpre = (Act *)W->dpre, *dvfirst = (Act *)W->dvfirst;
+    const Act *act = (const Act *)A->act, *cmix = (const Act *)A->cmix, *h2 = (const Act *)A->h2;
+    const Act *xmid = (const Act *)A->xmid, *out = (const Act *)A->out, *y = (const Act *)A->y;
+    const Act *r = (const Act *)A->r, *kp = (const Act *)A->kp, *vm = (const Act *)A->vm, *g = (const Act *)A->g;
+    const Act *w = (const Act *)A->w, *kk = (const Act *)A->kk, *a = (const Act *)A->a, *k = (const Act *)A->k;
+    const Act *v = (const Act *)A->v, *vh = (const Act *)A->vh, *tw = (const Act *)A->tw;
+    const Act *ah = (const Act *)A->ah, *gh = (const Act *)A->gh, *h1 = (const Act *)A->h1;
+    const Act *vfirst = (const Act *)W->vfirst;
+    const Act *mix[NMIX], *mu[NMIX];
+    Act *dmix[NMIX];
     float *gmu[NMIX];
     for (int i = 0; i < NMIX; i++) {
-        mix[i] = (const bf16 *)A->mix[i];
+        mix[i] = (const Act *)A->mix[i];
         mu[i] = P + o->mix[i];
-        dmix[i] = (bf16 *)W->dmix[i];
+        dmix[i] = (Act *)W->dmix[i];
         gmu[i] = G + o->mix[i];
     }
-    const bf16 *no_bf16 = NULL;
+    const Act *no_act = NULL;
 
     // ChannelMix: xout = xmid + relu(cmix Kw^T)^2 Vw^T
     GEMM(1, 0, C, 4 * C, BTi, dx, act, G + o->Fv, 1.0f);
@@ -320,8 +347,8 @@ int block_backward(Cuda *c, int l, const GpuLayerAct *A, const bf16 *xin, Error 
     GEMM(1, 0, 4 * C, C, BTi, dact, cmix, G + o->Fk, 1.0f);
     GEMM(0, 0, BTi, C, 4 * C, dact, P + o->Fk, dh, 0.0f);   // d cmix
     {
-        const bf16 *fmu[1] = {P + o->fx_k};
-        const bf16 *dcm[1] = {dh};
+        const Act *fmu[1] = {P + o->fx_k};
+        const Act *dcm[1] = {dh};
         float *fg[1] = {G + o->fx_k};
         CK(shift_mix_bwd_cuda(dy, fg, W->tmp, dcm, h2, fmu, 1, B, T, C, s));   // dy = d h2
     }
@@ -338,7 +365,7 @@ int block_backward(Cuda *c, int l, const GpuLayerAct *A, const bf16 *xin, Error 
                         P + o->k_a, BT, H, s));
     // a = sigmoid(a0 + xa a1 a2)
     CK(sigmoid_bwd_cuda(da, a, BT * C, s));
-    CK(colsum_acc_cuda(G + o->a0, da, no_bf16, BT, C, s));
+    CK(colsum_acc_cuda(G + o->a0, da, no_act, BT, C, s));
     GEMM(1, 0, Da, C, BTi, ah, da, G + o->a2, 1.0f);
     GEMM(0, 1, BTi, Da, C, da, P + o->a2, dlora, 0.0f);
     GEMM(1, 0, C, Da, BTi, mix[MIX_A], dlora, G + o->a1, 1.0f);
@@ -347,7 +374,7 @@ int block_backward(Cuda *c, int l, const GpuLayerAct *A, const bf16 *xin, Error 
     float vbeta = 0;
     if (l > 0) {
         CK(value_residual_bwd_cuda(dv, dvfirst, dpre, dvm, A->vgate, v, vfirst, BT * C, s));
-        CK(colsum_acc_cuda(G + o->v0, dpre, no_bf16, BT, C, s));
+        CK(colsum_acc_cuda(G + o->v0, dpre, no_act, BT, C, s));
         GEMM(1, 0, Dv, C, BTi, vh, dpre, G + o->v2, 1.0f);
         GEMM(0, 1, BTi, Dv, C, dpre, P + o->v2, dlora, 0.0f);
         GEMM(1, 0, C, Dv, BTi, mix[MIX_V], dlora, G + o->v1, 1.0f);
@@ -357,7 +384,7 @@ int block_backward(Cuda *c, int l, const GpuLayerAct *A, const bf16 *xin, Error 
         CK(value_first_bwd_cuda(dv, dvm, dvfirst, BT * C, s));
     }
     // decay w = w0 + tanh(xw w1) w2
-    CK(colsum_acc_cuda(G + o->w0, dw, no_bf16, BT, C, s));
+    CK(colsum_acc_cuda(G + o->w0, dw, no_act, BT, C, s));
     GEMM(1, 0, Dw, C, BTi, tw, dw, G + o->w2, 1.0f);
     GEMM(0, 1, BTi, Dw, C, dw, P + o->w2, dlora, 0.0f);
     CK(tanh_bwd_cuda(dlora, tw, BT * Dw, s));
@@ -377,7 +404,7 @@ int block_backward(Cuda *c, int l, const GpuLayerAct *A, const bf16 *xin, Error 
     GEMM(1, 0, C, C, BTi, dv, mix[MIX_V], G + o->Wv, 1.0f);
     GEMM(0, 0, BTi, C, C, dv, P + o->Wv, dmix[MIX_V], vbeta);
     // token shift + lerps, then LN1: dx += d xin
-    const bf16 *cdmix[NMIX];
+    const Act *cdmix[NMIX];
     for (int i = 0; i < NMIX; i++) cdmix[i] = dmix[i];
     CK(shift_mix_bwd_cuda(dh, gmu, W->tmp, cdmix, h1, mu, NMIX, B, T, C, s));
     CK(layernorm_bwd_cuda(dx, G + o->ln1_w, G + o->ln1_b, W->tmp, dh, xin, P + o->ln1_w, A->ln1_mean, A->ln1_rstd, BT,
@@ -386,6 +413,7 @@ int block_backward(Cuda *c, int l, const GpuLayerAct *A, const bf16 *xin, Error 
 }
 
 // Forward, loss, backward: c->grad = d(loss)/d(w); *loss = mean over B*T (NaN for bad tokens).
+template <class Act>
 int forward_backward(Cuda *c, const int32_t *x, const int32_t *yv, float *loss, Error *e) {
     GpuWork *W = &c->W;
     size_t BT = (size_t)c->cfg.B * c->cfg.T;
@@ -395,17 +423,17 @@ int forward_backward(Cuda *c, const int32_t *x, const int32_t *yv, float *loss, 
     CK(cudaMemcpyAsync(W->tokens, x, BT * sizeof(int32_t), cudaMemcpyHostToDevice, c->s));
     CK(cudaMemcpyAsync(W->tokens + BT, yv, BT * sizeof(int32_t), cudaMemcpyHostToDevice, c->s));
     CK(cudaMemsetAsync(c->grad, 0, c->sh.padded * sizeof(float), c->s));   // the padding too: it is reduce-scattered
-    if (forward_blocks(c, NULL, e) || head_loss(c, e)) return -1;
-    CK(cudaMemsetAsync(W->dvfirst, 0, BT * C * sizeof(bf16), c->s));
+    if (forward_blocks<Act>(c, NULL, e) || head_loss<Act>(c, e)) return -1;
+    CK(cudaMemsetAsync(W->dvfirst, 0, BT * C * sizeof(Act), c->s));
     for (int l = L - 1; l >= 0; l--) {
         GpuLayerAct *A = layer_act(c, l);
-        if (c->cfg.grad_cp && block_forward(c, l, A, (bf16 *)W->xin[l], (bf16 *)W->xin[l + 1], NULL, e)) return -1;
-        if (block_backward(c, l, A, (bf16 *)W->xin[l], e)) return -1;
+        if (c->cfg.grad_cp && block_forward<Act>(c, l, A, (Act *)W->xin[l], (Act *)W->xin[l + 1], NULL, e)) return -1;
+        if (block_backward<Act>(c, l, A, (Act *)W->xin[l], e)) return -1;
     }
     const LayerOff *o0 = &c->off[0];
-    CK(layernorm_bwd_cuda((bf16 *)W->dh, c->grad + o0->ln0_w, c->grad + o0->ln0_b, W->tmp, (bf16 *)W->dx,
-                          (bf16 *)W->x_emb, c->w + o0->ln0_w, W->ln0_mean, W->ln0_rstd, BT, C, 0, c->s));
-    CK(embedding_bwd_cuda(c->grad + c->emb, (bf16 *)W->dh, W->tokens, BT, C, c->s));
+    CK(layernorm_bwd_cuda((Act *)W->dh, c->grad + o0->ln0_w, c->grad + o0->ln0_b, W->tmp, (Act *)W->dx,
+                          (Act *)W->x_emb, weights<Act>(c) + o0->ln0_w, W->ln0_mean, W->ln0_rstd, BT, C, 0, c->s));
+    CK(embedding_bwd_cuda(c->grad + c->emb, (Act *)W->dh, W->tokens, BT, C, c->s));
     CK(cudaMemcpyAsync(c->host_loss, W->row_loss, BT * sizeof(float), cudaMemcpyDeviceToHost, c->s));
     CK(cudaStreamSynchronize(c->s));
     double sum = 0;
@@ -453,7 +481,7 @@ int adam_all(Cuda *c, const StepArgs *a, unsigned long long *bad, int only, Erro
             CK(adam_check_devscale_cuda(bad, c->master + o, c->m + o, c->v + o, g + o, n, c->W.clip_scale,
                                         lr_g, beta1, beta2, eps, bc1, bc2, wd, adamw, c->s));
         else
-            CK(adam_update_devscale_cuda(c->master + o, c->m + o, c->v + o, c->w + a0, g + o, n,
+            CK(adam_update_devscale_cuda(c->master + o, c->m + o, c->v + o, c->w ? c->w + a0 : NULL, g + o, n,
                                          c->W.clip_scale, lr_g, beta1, beta2, eps, bc1, bc2, wd, adamw, c->s));
     }
     return 0;
@@ -538,7 +566,8 @@ int cuda_step(Backend *b, const int32_t *x, const int32_t *y, const StepArgs *a,
     GpuWork *W = &c->W;
     cudaStream_t s = c->s;
     double t0 = now_seconds();
-    if (forward_backward(c, x, y, &r->loss, e)) return -1;
+    if (c->cfg.bf16 ? forward_backward<bf16>(c, x, y, &r->loss, e) : forward_backward<float>(c, x, y, &r->loss, e))
+        return -1;
     double t1 = now_seconds();
     r->t_model = t1 - t0;
     r->applied = 0;
@@ -640,7 +669,7 @@ int cuda_set_state(Backend *b, const float *w, const float *m, const float *v, E
     else CK(cudaMemsetAsync(c->m, 0, bytes, c->s));
     if (v) CK(cudaMemcpyAsync(c->v, v, bytes, cudaMemcpyHostToDevice, c->s));
     else CK(cudaMemsetAsync(c->v, 0, bytes, c->s));
-    CK(round_bf16_cuda(c->w, c->master, c->P, c->s));
+    if (c->w) CK(round_bf16_cuda(c->w, c->master, c->P, c->s));
     CK(cudaStreamSynchronize(c->s));
     return 0;
 }
@@ -686,9 +715,6 @@ int open_device(Cuda *c, const float *w0, Error *e) {
         return fail(e, "--strategy %s with --precision fp32/tf32: the CUDA backend shards bf16 runs only "
                        "(use --strategy ddp, or --precision bf16)",
                     bc->strategy == DP_STAGE1 ? "deepspeed_stage_1" : "deepspeed_stage_2");
-    if (!bc->bf16)
-        return fail(e, "--precision fp32/tf32: the CUDA backend computes in bf16 with fp32 masters, as the reference's "
-                       "x070 kernels do (use --precision bf16, or --accelerator cpu for fp32)");
     if (bc->T % WKV7_CHUNK)
         return fail(e, "--ctx_len %d: the CUDA WKV kernel needs a multiple of %d (as the reference's CHUNK_LEN)", bc->T,
                     WKV7_CHUNK);
@@ -715,7 +741,7 @@ int open_device(Cuda *c, const float *w0, Error *e) {
     // the parameter arena in gpuplan.c's order (sharded: this rank's masters and moments)
     GpuParams gp;
     gpu_params_carve(&c->mc, bc, c->params, &gp);
-    c->w = (bf16 *)gp.w;
+    c->w = (bf16 *)gp.w;   // NULL in fp32/tf32: the kernels read the masters
     c->master = gp.master;
     c->m = gp.m;
     c->v = gp.v;
@@ -735,7 +761,7 @@ int open_device(Cuda *c, const float *w0, Error *e) {
     CK(cudaMemcpyAsync(c->master, w0, P * sizeof(float), cudaMemcpyHostToDevice, c->s));
     CK(cudaMemsetAsync(c->m, 0, P * sizeof(float), c->s));
     CK(cudaMemsetAsync(c->v, 0, P * sizeof(float), c->s));
-    CK(round_bf16_cuda(c->w, c->master, P, c->s));
+    if (c->w) CK(round_bf16_cuda(c->w, c->master, P, c->s));
     CK(cudaStreamSynchronize(c->s));
     note_memory(c);
     return 0;
@@ -858,7 +884,7 @@ int decoder_feed(Decoder *d, const int32_t *tokens, int n, float *logits, Error 
         int T = n - done < DECODE_CHUNK ? n - done : DECODE_CHUNK;
         c->cfg.T = T;
         CK(cudaMemcpyAsync(W->tokens, tokens + done, T * sizeof(int32_t), cudaMemcpyHostToDevice, c->s));
-        if (forward_blocks(c, d->st, e)) return -1;
+        if (forward_blocks<bf16>(c, d->st, e)) return -1;
         done += T;
         if (done == n && logits) {   // ln_out and the head on the last row only, logits in fp32
             bf16 *last = (bf16 *)W->xin[L] + (size_t)(T - 1) * C;

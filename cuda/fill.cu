@@ -15,6 +15,9 @@ __global__ void __launch_bounds__(THREADS) fill_rows_bf16_kernel(bf16 *out, cons
 __global__ void __launch_bounds__(THREADS) fill_rows_f32_kernel(float *out, const bf16 *vec, int C, size_t n) {
     FOR_EACH(i, n) out[i] = __bfloat162float(vec[i % C]);
 }
+__global__ void __launch_bounds__(THREADS) fill_rows_f32_f32_kernel(float *out, const float *vec, int C, size_t n) {
+    FOR_EACH(i, n) out[i] = vec[i % C];
+}
 __global__ void __launch_bounds__(THREADS) round_bf16_kernel(bf16 *out, const float *in, size_t n) {
     FOR_EACH(i, n) out[i] = __float2bfloat16_rn(in[i]);
 }
@@ -44,6 +47,13 @@ cudaError_t fill_rows_cuda(float *out, const bf16 *vec, size_t rows, int C, cuda
     size_t n = rows * (size_t)C;
     if (n == 0) return cudaSuccess;
     LAUNCH(fill_rows_f32_kernel, blocks_for(n), THREADS, 0, stream)(out, vec, C, n);
+    return cudaGetLastError();
+}
+cudaError_t fill_rows_cuda(float *out, const float *vec, size_t rows, int C, cudaStream_t stream) {
+    if (C < 1) return cudaErrorInvalidValue;
+    size_t n = rows * (size_t)C;
+    if (n == 0) return cudaSuccess;
+    LAUNCH(fill_rows_f32_f32_kernel, blocks_for(n), THREADS, 0, stream)(out, vec, C, n);
     return cudaGetLastError();
 }
 cudaError_t round_bf16_cuda(bf16 *out, const float *in, size_t n, cudaStream_t stream) {

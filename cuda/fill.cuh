@@ -11,6 +11,8 @@
 cudaError_t fill_rows_cuda(__nv_bfloat16 *out, const __nv_bfloat16 *vec, size_t rows, int C, cudaStream_t stream);
 // The same into fp32 rows (the value gate's pre-activation is summed in fp32).
 cudaError_t fill_rows_cuda(float *out, const __nv_bfloat16 *vec, size_t rows, int C, cudaStream_t stream);
+// fp32 rows from an fp32 vector (--precision fp32/tf32: the masters are the weights).
+cudaError_t fill_rows_cuda(float *out, const float *vec, size_t rows, int C, cudaStream_t stream);
 // out = in rounded to the nearest bf16, ties to even (the bf16 copies of the fp32 masters).
 cudaError_t round_bf16_cuda(__nv_bfloat16 *out, const float *in, size_t n, cudaStream_t stream);
 // *count += the number of elements of x that are not finite (NaN or +-inf).

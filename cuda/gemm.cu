@@ -20,12 +20,14 @@ namespace {
 // chosen for 256-byte aligned pointers or a larger workspace may not run with less.
 struct GemmKey {
     int ta, tb, M, N, K, d_f32;
+    int in_f32, tf32;   // fp32 A and B (then D is fp32 too); with tf32, CUBLAS_COMPUTE_32F_FAST_TF32
     unsigned align_a, align_b, align_d;
     size_t workspace_bytes;
 };
 
 bool same_key(const GemmKey &x, const GemmKey &y) {
     return x.ta == y.ta && x.tb == y.tb && x.M == y.M && x.N == y.N && x.K == y.K && x.d_f32 == y.d_f32 &&
+           x.in_f32 == y.in_f32 && x.tf32 == y.tf32 &&
            x.align_a == y.align_a && x.align_b == y.align_b && x.align_d == y.align_d &&
            x.workspace_bytes == y.workspace_bytes;
 }
@@ -76,8 +78,9 @@ cudaError_t to_cuda_error(cublasStatus_t s) {
 
 // Records which call failed with which status (gemm_error) and returns its cudaError_t.
 cudaError_t failed(GemmContext *ctx, const char *call, cublasStatus_t s, const GemmKey &k) {
-    snprintf(ctx->error, sizeof ctx->error, "%s: %s (M=%d N=%d K=%d ta=%d tb=%d %s output)", call,
-             cublasLtGetStatusString(s), k.M, k.N, k.K, k.ta, k.tb, k.d_f32 ? "fp32" : "bf16");
+    snprintf(ctx->error, sizeof ctx->error, "%s: %s (M=%d N=%d K=%d ta=%d tb=%d %s inputs, %s output)", call,
+             cublasLtGetStatusString(s), k.M, k.N, k.K, k.ta, k.tb, k.in_f32 ? (k.tf32 ? "tf32" : "fp32") : "bf16",
+             k.d_f32 ? "fp32" : "bf16");
     return to_cuda_error(s);
 }
 
@@ -102,14 +105,14 @@ void release(GemmEntry &e) {
 cudaError_t build(GemmContext *ctx, GemmEntry &e) {
     const GemmKey &k = e.key;
     cublasOperation_t opa = k.tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = k.ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cudaDataType_t dtype = k.d_f32 ? CUDA_R_32F : CUDA_R_16BF;
-    LT(cublasLtMatmulDescCreate(&e.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cudaDataType_t dtype = k.d_f32 ? CUDA_R_32F : CUDA_R_16BF, itype = k.in_f32 ? CUDA_R_32F : CUDA_R_16BF;
+    LT(cublasLtMatmulDescCreate(&e.op, k.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F));
     LT(cublasLtMatmulDescSetAttribute(e.op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
     LT(cublasLtMatmulDescSetAttribute(e.op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
     // first operand: B as stored, column-major [N,K] (tb = 0, ld N) or [K,N] (tb = 1, ld K)
-    LT(cublasLtMatrixLayoutCreate(&e.a, CUDA_R_16BF, k.tb ? k.K : k.N, k.tb ? k.N : k.K, k.tb ? k.K : k.N));
+    LT(cublasLtMatrixLayoutCreate(&e.a, itype, k.tb ? k.K : k.N, k.tb ? k.N : k.K, k.tb ? k.K : k.N));
     // second: A as stored, column-major [K,M] (ta = 0, ld K) or [M,K] (ta = 1, ld M)
-    LT(cublasLtMatrixLayoutCreate(&e.b, CUDA_R_16BF, k.ta ? k.M : k.K, k.ta ? k.K : k.M, k.ta ? k.M : k.K));
+    LT(cublasLtMatrixLayoutCreate(&e.b, itype, k.ta ? k.M : k.K, k.ta ? k.K : k.M, k.ta ? k.M : k.K));
     LT(cublasLtMatrixLayoutCreate(&e.d, dtype, k.N, k.M, k.N));
 
     cublasLtMatmulPreference_t pref = NULL;
@@ -220,8 +223,33 @@ cudaError_t lookup(GemmContext *ctx, const GemmKey &key, GemmEntry **out) {
     return cudaSuccess;
 }
 
-cudaError_t gemm(GemmContext *ctx, int ta, int tb, int M, int N, int K, const bf16 *A, const bf16 *B, void *D,
-                 int d_f32, float beta, void *workspace, size_t workspace_bytes, cudaStream_t stream) {
+#if CUDA_EMU
+// x rounded to TF32 (8 exponent bits, 10 explicit mantissa bits), to nearest, ties to even; NaN
+// and infinities unchanged.  The emulation's model of what the tensor cores read under
+// CUBLAS_COMPUTE_32F_FAST_TF32.  The cuBLAS documentation says only that this compute type
+// "allows the library to use Tensor Cores with TF32 compute" for 32-bit inputs and outputs; it
+// does not say how inputs are reduced to TF32.  The instruction it would use, PTX's
+// cvt.rna.tf32.f32, rounds to nearest with ties away from zero, and a kernel may also feed fp32
+// bits whose low 13 the tensor core ignores (truncation; PyTorch's note: "only the first 10 bits
+// of the input mantissa are read").  Either differs from this rounding by at most one TF32 ulp
+// on an input, within the tolerances the tests give tf32.
+float round_tf32(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) == 0x7f800000u) return x;
+    u += 0x0fffu + ((u >> 13) & 1u);
+    u &= 0xffffe000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+float widen(bf16 x, int) { return __bfloat162float(x); }
+float widen(float x, int tf32) { return tf32 ? round_tf32(x) : x; }
+#endif
+
+template <class TI>
+cudaError_t gemm(GemmContext *ctx, int ta, int tb, int M, int N, int K, const TI *A, const TI *B, void *D,
+                 int d_f32, int tf32, float beta, void *workspace, size_t workspace_bytes, cudaStream_t stream) {
+    const int in_f32 = sizeof(TI) == sizeof(float);
     if (!ctx) return cudaErrorInvalidValue;
     ctx->error[0] = 0;
     if (M <= 0 || N <= 0 || K <= 0 || !A || !B || !D || (ta != 0 && ta != 1) || (tb != 0 && tb != 1) ||
@@ -230,7 +258,7 @@ cudaError_t gemm(GemmContext *ctx, int ta, int tb, int M, int N, int K, const bf
                  ta, tb);
         return cudaErrorInvalidValue;
     }
-    GemmKey key = {ta, tb, M, N, K, d_f32, alignment(A), alignment(B), alignment(D), workspace_bytes};
+    GemmKey key = {ta, tb, M, N, K, d_f32, in_f32, tf32, alignment(A), alignment(B), alignment(D), workspace_bytes};
     GemmEntry *e;
     cudaError_t err = lookup(ctx, key, &e);
     if (err != cudaSuccess) return err;
@@ -242,13 +270,15 @@ cudaError_t gemm(GemmContext *ctx, int ta, int tb, int M, int N, int K, const bf
     return cudaGetLastError();
 #else
     (void)e;
+    (void)in_f32;
     // a stream that is no stream, or a device that has faulted, fails here as on a GPU
     if ((err = cudaStreamQuery(stream)) != cudaSuccess) return err;
-    // The same bf16 values widened to fp32 (exact), one fp32 sgemm, rounded to nearest-even
-    // where D is bf16: what the GPU computes, up to the order of the fp32 sums.
+    // The same bf16 values widened to fp32 (exact), or the fp32 values (rounded to TF32 with tf32),
+    // one fp32 sgemm, rounded to nearest-even where D is bf16: what the GPU computes, up to the
+    // order of the fp32 sums.
     std::vector<float> a((size_t)M * K), b((size_t)K * N);
-    for (size_t i = 0; i < a.size(); i++) a[i] = __bfloat162float(A[i]);
-    for (size_t i = 0; i < b.size(); i++) b[i] = __bfloat162float(B[i]);
+    for (size_t i = 0; i < a.size(); i++) a[i] = widen(A[i], tf32);
+    for (size_t i = 0; i < b.size(); i++) b[i] = widen(B[i], tf32);
     size_t nd = (size_t)M * N;
     std::vector<float> d_wide;
     float *d = d_f32 ? (float *)D : (d_wide.resize(nd), d_wide.data());
@@ -292,12 +322,17 @@ void gemm_destroy(GemmContext *ctx) {
 
 cudaError_t gemm_cuda(GemmContext *ctx, int ta, int tb, int M, int N, int K, const bf16 *A, const bf16 *B, bf16 *D,
                       float beta, void *workspace, size_t workspace_bytes, cudaStream_t stream) {
-    return gemm(ctx, ta, tb, M, N, K, A, B, D, 0, beta, workspace, workspace_bytes, stream);
+    return gemm(ctx, ta, tb, M, N, K, A, B, D, 0, 0, beta, workspace, workspace_bytes, stream);
 }
 
 cudaError_t gemm_cuda(GemmContext *ctx, int ta, int tb, int M, int N, int K, const bf16 *A, const bf16 *B, float *D,
                       float beta, void *workspace, size_t workspace_bytes, cudaStream_t stream) {
-    return gemm(ctx, ta, tb, M, N, K, A, B, D, 1, beta, workspace, workspace_bytes, stream);
+    return gemm(ctx, ta, tb, M, N, K, A, B, D, 1, 0, beta, workspace, workspace_bytes, stream);
+}
+
+cudaError_t gemm_cuda(GemmContext *ctx, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *D,
+                      float beta, int tf32, void *workspace, size_t workspace_bytes, cudaStream_t stream) {
+    return gemm(ctx, ta, tb, M, N, K, A, B, D, 1, tf32 ? 1 : 0, beta, workspace, workspace_bytes, stream);
 }
 
 const char *gemm_error(const GemmContext *ctx) { return ctx ? ctx->error : "no gemm context"; }

@@ -1,5 +1,6 @@
 // cuda/gemm.cuh: every matrix product of the model through one wrapper, tested in
-// tests/cuda/t_gemm.cu.  On the GPU it is cuBLASLt (bf16 A and B, fp32 compute, bf16 or fp32 D);
+// tests/cuda/t_gemm.cu.  On the GPU it is cuBLASLt (bf16 A and B, fp32 compute, bf16 or fp32 D;
+// or fp32 A, B and D with fp32 or TF32 compute);
 // under the emulation (CUDA_EMU) OpenBLAS's cblas_sgemm on fp32 copies of the same bf16 inputs,
 // the output rounded to nearest-even where it is bf16, so the backend runs on the CPU.
 //
@@ -49,6 +50,11 @@ cudaError_t gemm_cuda(GemmContext *ctx, int ta, int tb, int M, int N, int K, con
 cudaError_t gemm_cuda(GemmContext *ctx, int ta, int tb, int M, int N, int K, const __nv_bfloat16 *A,
                       const __nv_bfloat16 *B, float *D, float beta, void *workspace, size_t workspace_bytes,
                       cudaStream_t stream);
+// fp32 A, B and D (--precision fp32/tf32): compute CUBLAS_COMPUTE_32F, or with tf32
+// CUBLAS_COMPUTE_32F_FAST_TF32 (tensor cores on inputs reduced to TF32's 10-bit mantissa; the
+// emulation rounds them to nearest-even); split-K only as for an fp32 output above.
+cudaError_t gemm_cuda(GemmContext *ctx, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *D,
+                      float beta, int tf32, void *workspace, size_t workspace_bytes, cudaStream_t stream);
 
 // The last failure, e.g. "cublasLtMatmul: CUBLAS_STATUS_EXECUTION_FAILED (M=48 N=64 K=64)"; "" if none.
 const char *gemm_error(const GemmContext *ctx);

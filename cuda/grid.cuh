@@ -31,6 +31,24 @@ static __device__ __forceinline__ float tof(float x) { return x; }
 static __device__ __forceinline__ float tof(__nv_bfloat16 x) { return __bfloat162float(x); }
 static __device__ __forceinline__ __nv_bfloat16 tobf(float x) { return __float2bfloat16_rn(x); }
 
+// Kernels templated on their activation type A (__nv_bfloat16 for --precision bf16, float for
+// fp32/tf32): put(dst, x) stores fp32 math into an activation, rounding once where it is bf16;
+// hadd/hsub/hmul are the official kernels' bf16 arithmetic (each result rounded) and plain fp32
+// operations on floats.
+static __device__ __forceinline__ void put(__nv_bfloat16 &dst, float x) { dst = __float2bfloat16_rn(x); }
+static __device__ __forceinline__ void put(float &dst, float x) { dst = x; }
+static __device__ __forceinline__ __nv_bfloat16 hadd(__nv_bfloat16 a, __nv_bfloat16 b) { return __hadd_rn(a, b); }
+static __device__ __forceinline__ __nv_bfloat16 hsub(__nv_bfloat16 a, __nv_bfloat16 b) { return __hsub_rn(a, b); }
+static __device__ __forceinline__ __nv_bfloat16 hmul(__nv_bfloat16 a, __nv_bfloat16 b) { return __hmul_rn(a, b); }
+static __device__ __forceinline__ float hadd(float a, float b) { return a + b; }
+static __device__ __forceinline__ float hsub(float a, float b) { return a - b; }
+static __device__ __forceinline__ float hmul(float a, float b) { return a * b; }
+template <class A> static __device__ __forceinline__ A stored(float x) {
+    A r;
+    put(r, x);
+    return r;
+}
+
 static __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

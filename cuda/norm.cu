@@ -50,15 +50,16 @@ cudaError_t colsum(float *dvec, const TA *a, const TB *b, size_t N, int C, cudaS
 
 unsigned row_blocks(size_t rows) { return (unsigned)((rows + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK); }
 
+template <class A>
 __global__ void __launch_bounds__(ROWS_PER_BLOCK * 32)
-    layernorm_fwd_kernel(bf16 *resid_out, bf16 *out, float *mean, float *rstd, const bf16 *inp, const bf16 *branch,
-                         const bf16 *weight, const bf16 *bias, size_t N, int C, float eps) {
+    layernorm_fwd_kernel(A *resid_out, A *out, float *mean, float *rstd, const A *inp, const A *branch,
+                         const A *weight, const A *bias, size_t N, int C, float eps) {
     size_t row = (size_t)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (row >= N) return;   // the whole warp: no barrier below
-    const bf16 *x = inp + row * C;
+    const A *x = inp + row * C;
     if (branch) {   // each lane reads back only the columns it wrote: no barrier needed
-        for (int c = lane; c < C; c += 32) resid_out[row * C + c] = __hadd_rn(x[c], branch[row * C + c]);
+        for (int c = lane; c < C; c += 32) resid_out[row * C + c] = hadd(x[c], branch[row * C + c]);
         x = resid_out + row * C;
     }
     float s = 0.0f;
@@ -75,16 +76,17 @@ __global__ void __launch_bounds__(ROWS_PER_BLOCK * 32)
         rstd[row] = rs;
     }
     for (int c = lane; c < C; c += 32)
-        out[row * C + c] = __float2bfloat16_rn((tof(x[c]) - m) * rs * tof(weight[c]) + tof(bias[c]));
+        put(out[row * C + c], (tof(x[c]) - m) * rs * tof(weight[c]) + tof(bias[c]));
 }
 
+template <class A>
 __global__ void __launch_bounds__(ROWS_PER_BLOCK * 32)
-    layernorm_bwd_kernel(bf16 *dinp, float *scratch, const bf16 *dout, const bf16 *inp, const bf16 *weight,
+    layernorm_bwd_kernel(A *dinp, float *scratch, const A *dout, const A *inp, const A *weight,
                          const float *mean, const float *rstd, size_t N, int C, int accumulate) {
     size_t row = (size_t)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (row >= N) return;
-    const bf16 *x = inp + row * C, *dy = dout + row * C;
+    const A *x = inp + row * C, *dy = dout + row * C;
     float m = mean[row], rs = rstd[row], m1 = 0.0f, m2 = 0.0f;
     for (int c = lane; c < C; c += 32) {
         float xh = (tof(x[c]) - m) * rs, dxh = tof(dy[c]) * tof(weight[c]);
@@ -96,15 +98,16 @@ __global__ void __launch_bounds__(ROWS_PER_BLOCK * 32)
     for (int c = lane; c < C; c += 32) {
         float xh = (tof(x[c]) - m) * rs, dxh = tof(dy[c]) * tof(weight[c]);
         float v = (dxh - f1 - xh * f2) * rs;
-        bf16 *d = dinp + row * C + c;
-        *d = __float2bfloat16_rn(accumulate ? tof(*d) + v : v);
+        A *d = dinp + row * C + c;
+        put(*d, accumulate ? tof(*d) + v : v);
     }
 }
 
 // One warp per (token, head); lane l holds channels l and l + 32 of the head.
+template <class A>
 __global__ void __launch_bounds__(ROWS_PER_BLOCK * 32)
-    gn_fwd_kernel(bf16 *out, float *mean, float *rstd, float *bonus, const bf16 *y, const bf16 *r, const bf16 *kp,
-                  const bf16 *vm, const bf16 *g, const bf16 *lnx_w, const bf16 *lnx_b, const bf16 *r_k, size_t NH,
+    gn_fwd_kernel(A *out, float *mean, float *rstd, float *bonus, const A *y, const A *r, const A *kp,
+                  const A *vm, const A *g, const A *lnx_w, const A *lnx_b, const A *r_k, size_t NH,
                   int H) {
     size_t nh = (size_t)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
@@ -130,15 +133,16 @@ __global__ void __launch_bounds__(ROWS_PER_BLOCK * 32)
         int j = lane + 32 * k;
         size_t i = base + j;
         float o = ((yv[k] - mu) * rs * tof(lnx_w[c0 + j]) + tof(lnx_b[c0 + j]) + s * tof(vm[i])) * tof(g[i]);
-        out[i] = __float2bfloat16_rn(o);
+        put(out[i], o);
     }
 }
 
+template <class A>
 __global__ void __launch_bounds__(ROWS_PER_BLOCK * 32)
-    gn_bwd_kernel(bf16 *dy, bf16 *dr, bf16 *dkp, bf16 *dvm, bf16 *dg, const bf16 *dout, float *scratch1,
-                  float *scratch2, const bf16 *y, const bf16 *r, const bf16 *kp, const bf16 *vm, const bf16 *g,
-                  const float *mean, const float *rstd, const float *bonus, const bf16 *lnx_w, const bf16 *lnx_b,
-                  const bf16 *r_k, size_t NH, int H) {
+    gn_bwd_kernel(A *dy, A *dr, A *dkp, A *dvm, A *dg, const A *dout, float *scratch1,
+                  float *scratch2, const A *y, const A *r, const A *kp, const A *vm, const A *g,
+                  const float *mean, const float *rstd, const float *bonus, const A *lnx_w, const A *lnx_b,
+                  const A *r_k, size_t NH, int H) {
     size_t nh = (size_t)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (nh >= NH) return;
@@ -152,7 +156,7 @@ __global__ void __launch_bounds__(ROWS_PER_BLOCK * 32)
         float dO = tof(dout[i]), w = tof(lnx_w[c0 + j]), v = tof(vm[i]);
         xh[k] = (tof(y[i]) - fm) * rs;
         gy[k] = dO * tof(g[i]);
-        dg[i] = __float2bfloat16_rn(dO * (xh[k] * w + tof(lnx_b[c0 + j]) + s * v));
+        put(dg[i], dO * (xh[k] * w + tof(lnx_b[c0 + j]) + s * v));
         scratch1[i] = gy[k] * xh[k];
         float dxh = gy[k] * w;
         m1 += dxh;
@@ -165,10 +169,10 @@ __global__ void __launch_bounds__(ROWS_PER_BLOCK * 32)
         int j = lane + 32 * k;
         size_t i = base + j;
         float rv = tof(r[i]), kv = tof(kp[i]), rk = tof(r_k[c0 + j]);
-        dy[i] = __float2bfloat16_rn((gy[k] * tof(lnx_w[c0 + j]) - f1 - xh[k] * f2) * rs);
-        dvm[i] = __float2bfloat16_rn(gy[k] * s);
-        dr[i] = __float2bfloat16_rn(q * kv * rk);
-        dkp[i] = __float2bfloat16_rn(q * rv * rk);
+        put(dy[i], (gy[k] * tof(lnx_w[c0 + j]) - f1 - xh[k] * f2) * rs);
+        put(dvm[i], gy[k] * s);
+        put(dr[i], q * kv * rk);
+        put(dkp[i], q * rv * rk);
         scratch2[i] = q * rv * kv;
     }
 }
@@ -185,57 +189,62 @@ cudaError_t colsum_acc_cuda(float *dvec, const bf16 *a, const float *b, size_t N
     return colsum(dvec, a, b, N, C, stream);
 }
 
-cudaError_t layernorm_fwd_cuda(bf16 *out, float *mean, float *rstd, const bf16 *inp, const bf16 *weight,
-                               const bf16 *bias, size_t N, int C, float eps, cudaStream_t stream) {
+template <class A>
+cudaError_t layernorm_fwd_cuda(A *out, float *mean, float *rstd, const A *inp, const A *weight,
+                               const A *bias, size_t N, int C, float eps, cudaStream_t stream) {
     if (C <= 0) return cudaErrorInvalidValue;
     if (N == 0) return cudaSuccess;
-    LAUNCH(layernorm_fwd_kernel, row_blocks(N), ROWS_PER_BLOCK * 32, 0, stream)
+    LAUNCH(layernorm_fwd_kernel<A>, row_blocks(N), ROWS_PER_BLOCK * 32, 0, stream)
     (nullptr, out, mean, rstd, inp, nullptr, weight, bias, N, C, eps);
     return cudaGetLastError();
 }
 
-cudaError_t residual_layernorm_fwd_cuda(bf16 *resid_out, bf16 *out, float *mean, float *rstd, const bf16 *resid,
-                                        const bf16 *branch, const bf16 *weight, const bf16 *bias, size_t N, int C,
+template <class A>
+cudaError_t residual_layernorm_fwd_cuda(A *resid_out, A *out, float *mean, float *rstd, const A *resid,
+                                        const typename NoDeduce<A>::type *branch, const A *weight, const A *bias, size_t N, int C,
                                         float eps, cudaStream_t stream) {
     if (C <= 0 || !branch || !resid_out) return cudaErrorInvalidValue;
     if (N == 0) return cudaSuccess;
-    LAUNCH(layernorm_fwd_kernel, row_blocks(N), ROWS_PER_BLOCK * 32, 0, stream)
+    LAUNCH(layernorm_fwd_kernel<A>, row_blocks(N), ROWS_PER_BLOCK * 32, 0, stream)
     (resid_out, out, mean, rstd, resid, branch, weight, bias, N, C, eps);
     return cudaGetLastError();
 }
 
-cudaError_t layernorm_bwd_cuda(bf16 *dinp, float *dweight, float *dbias, float *scratch, const bf16 *dout,
-                               const bf16 *inp, const bf16 *weight, const float *mean, const float *rstd, size_t N,
+template <class A>
+cudaError_t layernorm_bwd_cuda(A *dinp, float *dweight, float *dbias, float *scratch, const A *dout,
+                               const A *inp, const A *weight, const float *mean, const float *rstd, size_t N,
                                int C, int accumulate, cudaStream_t stream) {
     if (C <= 0) return cudaErrorInvalidValue;
     if (N == 0) return cudaSuccess;
-    LAUNCH(layernorm_bwd_kernel, row_blocks(N), ROWS_PER_BLOCK * 32, 0, stream)
+    LAUNCH(layernorm_bwd_kernel<A>, row_blocks(N), ROWS_PER_BLOCK * 32, 0, stream)
     (dinp, scratch, dout, inp, weight, mean, rstd, N, C, accumulate);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess) e = colsum(dweight, scratch, (const float *)nullptr, N, C, stream);
-    if (e == cudaSuccess) e = colsum(dbias, dout, (const bf16 *)nullptr, N, C, stream);
+    if (e == cudaSuccess) e = colsum(dbias, dout, (const A *)nullptr, N, C, stream);
     return e;
 }
 
-cudaError_t gn_bonus_gate_fwd_cuda(bf16 *out, float *mean, float *rstd, float *bonus, const bf16 *y, const bf16 *r,
-                                   const bf16 *kp, const bf16 *vm, const bf16 *g, const bf16 *lnx_w,
-                                   const bf16 *lnx_b, const bf16 *r_k, size_t N, int H, cudaStream_t stream) {
+template <class A>
+cudaError_t gn_bonus_gate_fwd_cuda(A *out, float *mean, float *rstd, float *bonus, const A *y, const A *r,
+                                   const A *kp, const A *vm, const A *g, const A *lnx_w,
+                                   const A *lnx_b, const A *r_k, size_t N, int H, cudaStream_t stream) {
     if (H <= 0) return cudaErrorInvalidValue;
     if (N == 0) return cudaSuccess;
-    LAUNCH(gn_fwd_kernel, row_blocks(N * H), ROWS_PER_BLOCK * 32, 0, stream)
+    LAUNCH(gn_fwd_kernel<A>, row_blocks(N * H), ROWS_PER_BLOCK * 32, 0, stream)
     (out, mean, rstd, bonus, y, r, kp, vm, g, lnx_w, lnx_b, r_k, N * H, H);
     return cudaGetLastError();
 }
 
-cudaError_t gn_bonus_gate_bwd_cuda(bf16 *dy, bf16 *dr, bf16 *dkp, bf16 *dvm, bf16 *dg, float *dlnx_w, float *dlnx_b,
-                                   float *dr_k, const bf16 *dout, float *scratch1, float *scratch2, const bf16 *y,
-                                   const bf16 *r, const bf16 *kp, const bf16 *vm, const bf16 *g, const float *mean,
-                                   const float *rstd, const float *bonus, const bf16 *lnx_w, const bf16 *lnx_b,
-                                   const bf16 *r_k, size_t N, int H, cudaStream_t stream) {
+template <class A>
+cudaError_t gn_bonus_gate_bwd_cuda(A *dy, A *dr, A *dkp, A *dvm, A *dg, float *dlnx_w, float *dlnx_b,
+                                   float *dr_k, const A *dout, float *scratch1, float *scratch2, const A *y,
+                                   const A *r, const A *kp, const A *vm, const A *g, const float *mean,
+                                   const float *rstd, const float *bonus, const A *lnx_w, const A *lnx_b,
+                                   const A *r_k, size_t N, int H, cudaStream_t stream) {
     if (H <= 0) return cudaErrorInvalidValue;
     if (N == 0) return cudaSuccess;
     int C = H * HS;
-    LAUNCH(gn_bwd_kernel, row_blocks(N * H), ROWS_PER_BLOCK * 32, 0, stream)
+    LAUNCH(gn_bwd_kernel<A>, row_blocks(N * H), ROWS_PER_BLOCK * 32, 0, stream)
     (dy, dr, dkp, dvm, dg, dout, scratch1, scratch2, y, r, kp, vm, g, mean, rstd, bonus, lnx_w, lnx_b, r_k, N * H, H);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess) e = colsum(dlnx_w, scratch1, (const float *)nullptr, N, C, stream);
@@ -243,3 +252,21 @@ cudaError_t gn_bonus_gate_bwd_cuda(bf16 *dy, bf16 *dr, bf16 *dkp, bf16 *dvm, bf1
     if (e == cudaSuccess) e = colsum(dr_k, scratch2, (const float *)nullptr, N, C, stream);
     return e;
 }
+
+// The two activation types the backend runs with (norm.cuh).
+#define INSTANTIATE(A)                                                                                             \
+    template cudaError_t layernorm_fwd_cuda(A *, float *, float *, const A *, const A *, const A *, size_t, int,   \
+                                            float, cudaStream_t);                                                  \
+    template cudaError_t residual_layernorm_fwd_cuda(A *, A *, float *, float *, const A *, const A *, const A *,  \
+                                                     const A *, size_t, int, float, cudaStream_t);                 \
+    template cudaError_t layernorm_bwd_cuda(A *, float *, float *, float *, const A *, const A *, const A *,       \
+                                            const float *, const float *, size_t, int, int, cudaStream_t);         \
+    template cudaError_t gn_bonus_gate_fwd_cuda(A *, float *, float *, float *, const A *, const A *, const A *,   \
+                                                const A *, const A *, const A *, const A *, const A *, size_t,     \
+                                                int, cudaStream_t);                                                \
+    template cudaError_t gn_bonus_gate_bwd_cuda(A *, A *, A *, A *, A *, float *, float *, float *, const A *,     \
+                                                float *, float *, const A *, const A *, const A *, const A *,      \
+                                                const A *, const float *, const float *, const float *, const A *, \
+                                                const A *, const A *, size_t, int, cudaStream_t);
+INSTANTIATE(bf16)
+INSTANTIATE(float)

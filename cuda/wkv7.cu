@@ -8,13 +8,14 @@
 // checkpoint, where this one (as the official kernel) divides by the decay.
 #include "emu.h"
 #include "wkv7.cuh"
+#include <cuda_bf16.h>
+#include "grid.cuh"
 
 typedef __nv_bfloat16 bf16;
 static constexpr int N = OPS_HEAD_SIZE;
 static constexpr int CHUNK = WKV7_CHUNK;
 static constexpr float W_SCALE = -0.6065306597f; // -exp(-0.5): decay in [0.545, 1), the clamp
 
-static __device__ __forceinline__ float to_float(bf16 x) { return __bfloat162float(x); }
 // Approximate divisions (2 ulp), as the official kernels' --use_fast_math makes theirs: an IEEE
 // division or reciprocal has a called slow path, around which a kernel that holds its state in
 // registers spills.
@@ -50,10 +51,11 @@ static __device__ __forceinline__ float dot_half(const float (&part)[N / 2], con
 
 // The state before every CHUNK-th step goes to ckpt (row i by thread i) for the backward; with
 // state_io (B == 1) the state starts from and ends in it.
+template <class A>
 __global__ void __launch_bounds__(N, 2)
-wkv7_forward(int T, int H, const bf16 *__restrict__ r_, const bf16 *__restrict__ w_, const bf16 *__restrict__ k_,
-             const bf16 *__restrict__ v_, const bf16 *__restrict__ kk_, const bf16 *__restrict__ a_,
-             bf16 *__restrict__ y_, float *__restrict__ ckpt, float *__restrict__ state_io) {
+wkv7_forward(int T, int H, const A *__restrict__ r_, const A *__restrict__ w_, const A *__restrict__ k_,
+             const A *__restrict__ v_, const A *__restrict__ kk_, const A *__restrict__ a_,
+             A *__restrict__ y_, float *__restrict__ ckpt, float *__restrict__ state_io) {
     SHARED(float, r, [N]);
     SHARED(float, d, [N]);
     SHARED(float, k, [N]);
@@ -71,14 +73,14 @@ wkv7_forward(int T, int H, const bf16 *__restrict__ r_, const bf16 *__restrict__
         if (ckpt && t % CHUNK == 0) store_row(ckpt + ((bh * nch + t / CHUNK) * N + i) * N, state);
         const size_t idx = ((size_t)bi * T + t) * C + (size_t)h * N + i;
         __syncthreads(); // everyone is done with the previous step's r, d, k, a, b
-        r[i] = to_float(r_[idx]);
-        d[i] = decay_of(to_float(w_[idx]));
-        k[i] = to_float(k_[idx]);
-        const float kki = to_float(kk_[idx]);
+        r[i] = tof(r_[idx]);
+        d[i] = decay_of(tof(w_[idx]));
+        k[i] = tof(k_[idx]);
+        const float kki = tof(kk_[idx]);
         a[i] = -kki;                       // the official kernel's a = -kk, b = kk * a_gate
-        b[i] = kki * to_float(a_[idx]);
+        b[i] = kki * tof(a_[idx]);
         __syncthreads();
-        const float vi = to_float(v_[idx]);
+        const float vi = tof(v_[idx]);
         float sa = 0.0f, y = 0.0f;
 #pragma unroll
         for (int j = 0; j < N; j++) sa += state[j] * a[j];
@@ -88,7 +90,7 @@ wkv7_forward(int T, int H, const bf16 *__restrict__ r_, const bf16 *__restrict__
             y += s * r[j];
             state[j] = s;
         }
-        y_[idx] = __float2bfloat16_rn(y);
+        put(y_[idx], y);
     }
     if (state_io) store_row(state_io + ((size_t)h * N + i) * N, state);
 }
@@ -97,9 +99,10 @@ wkv7_forward(int T, int H, const bf16 *__restrict__ r_, const bf16 *__restrict__
 // chunk's 16 steps forward again, as wkv7_forward without y, saving each step's S a (what the
 // official forward saves as `sa`; the twin's interface has no room for it), and after the last
 // chunk the final state, which no checkpoint holds.
+template <class A>
 __global__ void __launch_bounds__(N, 2)
-wkv7_backward_sa(int T, int H, const bf16 *__restrict__ w_, const bf16 *__restrict__ k_, const bf16 *__restrict__ v_,
-                 const bf16 *__restrict__ kk_, const bf16 *__restrict__ a_, const float *__restrict__ ckpt,
+wkv7_backward_sa(int T, int H, const A *__restrict__ w_, const A *__restrict__ k_, const A *__restrict__ v_,
+                 const A *__restrict__ kk_, const A *__restrict__ a_, const float *__restrict__ ckpt,
                  float *__restrict__ sa_, float *__restrict__ final_state) {
     SHARED(float, d, [N]);
     SHARED(float, k, [N]);
@@ -112,13 +115,13 @@ wkv7_backward_sa(int T, int H, const bf16 *__restrict__ w_, const bf16 *__restri
     for (int t = c * CHUNK; t < (c + 1) * CHUNK; t++) {
         const size_t idx = ((size_t)bi * T + t) * C + (size_t)h * N + i;
         __syncthreads();
-        d[i] = decay_of(to_float(w_[idx]));
-        k[i] = to_float(k_[idx]);
-        const float kki = to_float(kk_[idx]);
+        d[i] = decay_of(tof(w_[idx]));
+        k[i] = tof(k_[idx]);
+        const float kki = tof(kk_[idx]);
         a[i] = -kki;
-        b[i] = kki * to_float(a_[idx]);
+        b[i] = kki * tof(a_[idx]);
         __syncthreads();
-        const float vi = to_float(v_[idx]);
+        const float vi = tof(v_[idx]);
         float sa = 0.0f;
 #pragma unroll
         for (int j = 0; j < N; j++) sa += state[j] * a[j];
@@ -143,12 +146,13 @@ constexpr int BWD_THREADS = 2 * N, HALF = N / 2;
 
 static __device__ __forceinline__ float pair_sum(float part) { return part + __shfl_xor_sync(0xffffffffu, part, 1); }
 
+template <class A>
 __global__ void __launch_bounds__(BWD_THREADS, 3)
-wkv7_backward(int T, int H, const bf16 *__restrict__ dy_, const bf16 *__restrict__ r_, const bf16 *__restrict__ w_,
-              const bf16 *__restrict__ k_, const bf16 *__restrict__ v_, const bf16 *__restrict__ kk_,
-              const bf16 *__restrict__ a_, const float *__restrict__ ckpt, const float *__restrict__ sa_,
-              const float *__restrict__ final_state, bf16 *__restrict__ dr_, bf16 *__restrict__ dw_,
-              bf16 *__restrict__ dk_, bf16 *__restrict__ dv_, bf16 *__restrict__ dkk_, bf16 *__restrict__ da_) {
+wkv7_backward(int T, int H, const A *__restrict__ dy_, const A *__restrict__ r_, const A *__restrict__ w_,
+              const A *__restrict__ k_, const A *__restrict__ v_, const A *__restrict__ kk_,
+              const A *__restrict__ a_, const float *__restrict__ ckpt, const float *__restrict__ sa_,
+              const float *__restrict__ final_state, A *__restrict__ dr_, A *__restrict__ dw_,
+              A *__restrict__ dk_, A *__restrict__ dv_, A *__restrict__ dkk_, A *__restrict__ da_) {
     SHARED(float, r, [CHUNK][N]);
     SHARED(float, d, [CHUNK][N]);
     SHARED(float, sig, [CHUNK][N]); // sigmoid(w), for dw
@@ -175,17 +179,17 @@ wkv7_backward(int T, int H, const bf16 *__restrict__ dy_, const bf16 *__restrict
         for (int e = tid; e < CHUNK * N; e += BWD_THREADS) {
             const int tt = e / N, col = e % N;
             const size_t idx = ((size_t)bi * T + t0 + tt) * C + (size_t)h * N + col;
-            r[tt][col] = to_float(r_[idx]);
-            const float s = sigmoid_of(to_float(w_[idx]));
+            r[tt][col] = tof(r_[idx]);
+            const float s = sigmoid_of(tof(w_[idx]));
             sig[tt][col] = s;
             d[tt][col] = __expf(W_SCALE * s);
-            k[tt][col] = to_float(k_[idx]);
-            v[tt][col] = to_float(v_[idx]);
-            const float kkv = to_float(kk_[idx]), g = to_float(a_[idx]);
+            k[tt][col] = tof(k_[idx]);
+            v[tt][col] = tof(v_[idx]);
+            const float kkv = tof(kk_[idx]), g = tof(a_[idx]);
             a[tt][col] = -kkv;
             b[tt][col] = kkv * g;
             gate[tt][col] = g;
-            dy[tt][col] = to_float(dy_[idx]);
+            dy[tt][col] = tof(dy_[idx]);
             sa[tt][col] = sa_[idx];
         }
         __syncthreads();
@@ -229,12 +233,12 @@ wkv7_backward(int T, int H, const bf16 *__restrict__ dy_, const bf16 *__restrict
             if (!odd) {
                 const size_t idx = ((size_t)bi * T + t0 + tt) * C + (size_t)h * N + i;
                 const float s = sig[tt][i];
-                dr_[idx] = __float2bfloat16_rn(to_float(dr_[idx]) + g_r);
-                dk_[idx] = __float2bfloat16_rn(to_float(dk_[idx]) + g_k);
-                dv_[idx] = __float2bfloat16_rn(to_float(dv_[idx]) + g_v);
-                dw_[idx] = __float2bfloat16_rn(g_d * d[tt][i] * W_SCALE * s * (1.0f - s));
-                dkk_[idx] = __float2bfloat16_rn(-g_a + g_b * gate[tt][i]);
-                da_[idx] = __float2bfloat16_rn(-g_b * a[tt][i]); // g_b * kk
+                put(dr_[idx], tof(dr_[idx]) + g_r);
+                put(dk_[idx], tof(dk_[idx]) + g_k);
+                put(dv_[idx], tof(dv_[idx]) + g_v);
+                put(dw_[idx], g_d * d[tt][i] * W_SCALE * s * (1.0f - s));
+                put(dkk_[idx], -g_a + g_b * gate[tt][i]);
+                put(da_[idx], -g_b * a[tt][i]); // g_b * kk
             }
         }
     }
@@ -242,13 +246,14 @@ wkv7_backward(int T, int H, const bf16 *__restrict__ dy_, const bf16 *__restrict
 
 static bool bad_shape(int B, int T, int H) { return B < 1 || H < 1 || T < CHUNK || T % CHUNK != 0; }
 
-cudaError_t wkv7_fwd_cuda(bf16 *y, float *ckpt, float *state, const bf16 *r, const bf16 *w, const bf16 *k,
-                          const bf16 *v, const bf16 *kk, const bf16 *a, int B, int T, int H, cudaStream_t stream) {
+template <class A>
+cudaError_t wkv7_fwd_cuda(typename NoDeduce<A>::type *y, float *ckpt, float *state, const A *r, const A *w, const A *k,
+                          const A *v, const A *kk, const A *a, int B, int T, int H, cudaStream_t stream) {
     // without checkpoints (inference) any T: one token at a time when decoding
     bool bad = ckpt ? bad_shape(B, T, H) : B < 1 || H < 1 || T < 1;
     if (bad || !y || !r || !w || !k || !v || !kk || !a || (state && B != 1))
         return cudaErrorInvalidValue;
-    LAUNCH(wkv7_forward, dim3(H, B), N, 0, stream)(T, H, r, w, k, v, kk, a, y, ckpt, state);
+    LAUNCH(wkv7_forward<A>, dim3(H, B), N, 0, stream)(T, H, r, w, k, v, kk, a, y, ckpt, state);
     return cudaGetLastError();
 }
 
@@ -256,18 +261,29 @@ size_t wkv7_bwd_cuda_scratch_floats(int B, int T, int H) {
     return (size_t)B * T * H * N + (size_t)B * H * N * N; // sa, then the final states
 }
 
-cudaError_t wkv7_bwd_cuda(bf16 *dr, bf16 *dw, bf16 *dk, bf16 *dv, bf16 *dkk, bf16 *da, float *scratch,
-                          const bf16 *dy, const bf16 *r, const bf16 *w, const bf16 *k, const bf16 *v,
-                          const bf16 *kk, const bf16 *a, const float *ckpt, int B, int T, int H,
+template <class A>
+cudaError_t wkv7_bwd_cuda(A *dr, A *dw, A *dk, A *dv, A *dkk, A *da, float *scratch,
+                          const A *dy, const A *r, const A *w, const A *k, const A *v,
+                          const A *kk, const A *a, const float *ckpt, int B, int T, int H,
                           cudaStream_t stream) {
     if (bad_shape(B, T, H) || !dr || !dw || !dk || !dv || !dkk || !da || !scratch || !dy || !r || !w || !k ||
         !v || !kk || !a || !ckpt)
         return cudaErrorInvalidValue;
     float *sa = scratch, *final_state = scratch + (size_t)B * T * H * N;
-    LAUNCH(wkv7_backward_sa, dim3(H, B, T / CHUNK), N, 0, stream)(T, H, w, k, v, kk, a, ckpt, sa, final_state);
+    LAUNCH(wkv7_backward_sa<A>, dim3(H, B, T / CHUNK), N, 0, stream)(T, H, w, k, v, kk, a, ckpt, sa, final_state);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
-    LAUNCH(wkv7_backward, dim3(H, B), BWD_THREADS, 0, stream)(T, H, dy, r, w, k, v, kk, a, ckpt, sa, final_state, dr, dw,
+    LAUNCH(wkv7_backward<A>, dim3(H, B), BWD_THREADS, 0, stream)(T, H, dy, r, w, k, v, kk, a, ckpt, sa, final_state, dr, dw,
                                                      dk, dv, dkk, da);
     return cudaGetLastError();
 }
+
+// bf16 activations (--precision bf16) and fp32 (fp32/tf32).
+#define INSTANTIATE(A)                                                                                         \
+    template cudaError_t wkv7_fwd_cuda(A *, float *, float *, const A *, const A *, const A *, const A *,       \
+                                       const A *, const A *, int, int, int, cudaStream_t);                     \
+    template cudaError_t wkv7_bwd_cuda(A *, A *, A *, A *, A *, A *, float *, const A *, const A *, const A *,  \
+                                       const A *, const A *, const A *, const A *, const float *, int, int, int, \
+                                       cudaStream_t);
+INSTANTIATE(bf16)
+INSTANTIATE(float)

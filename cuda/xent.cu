@@ -14,6 +14,9 @@ const int WARPS = THREADS / 32;
 const unsigned FULL = 0xffffffffu;
 
 __device__ __forceinline__ float tof(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float tof(float x) { return x; }
+__device__ __forceinline__ void put(bf16 &dst, float x) { dst = __float2bfloat16_rn(x); }
+__device__ __forceinline__ void put(float &dst, float x) { dst = x; }
 
 // (m, i) beats (m2, i2) when larger, or equal at a lower index: a total order on the non-NaN
 // values, so every lane of a butterfly ends with the same winner.
@@ -24,13 +27,13 @@ __device__ __forceinline__ void argmax_merge(float &m, int &i, float m2, int i2)
     }
 }
 
-template <bool GRAD>
+template <bool GRAD, class L>
 __global__ void __launch_bounds__(THREADS)
-    xent_kernel(bf16 *logits, float *row_loss, const int32_t *targets, int V, float inv_r) {
+    xent_kernel(L *logits, float *row_loss, const int32_t *targets, int V, float inv_r) {
     SHARED(float, warp_max, [WARPS]);
     SHARED(int, warp_arg, [WARPS]);
     SHARED(float, warp_sum, [WARPS]);
-    bf16 *z = logits + (size_t)blockIdx.x * V;
+    L *z = logits + (size_t)blockIdx.x * V;
     int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
     int target = targets[blockIdx.x];
     float zt = tof(z[target]);   // before any thread writes its gradient
@@ -63,26 +66,34 @@ __global__ void __launch_bounds__(THREADS)
         float g = __expf(tof(z[c]) - lse) * inv_r;
         if (c == target) g -= inv_r;
         if (c == am) g += l2;
-        z[c] = __float2bfloat16_rn(g);
+        put(z[c], g);
     }
 }
 
 } // namespace
 
-cudaError_t xent_l2wrap_fwd_cuda(float *row_loss, const bf16 *logits, const int32_t *targets, size_t N, int V,
+template <class L>
+cudaError_t xent_l2wrap_fwd_cuda(float *row_loss, const L *logits, const int32_t *targets, size_t N, int V,
                                  cudaStream_t stream) {
     if (V < 1 || N > 0x7fffffffu) return cudaErrorInvalidValue;
     if (N == 0) return cudaSuccess;
-    auto *k = xent_kernel<false>;   // reads only: the cast lets one kernel serve both
-    LAUNCH(k, (unsigned)N, THREADS, 0, stream)(const_cast<bf16 *>(logits), row_loss, targets, V, 0.0f);
+    auto *k = xent_kernel<false, L>;   // reads only: the cast lets one kernel serve both
+    LAUNCH(k, (unsigned)N, THREADS, 0, stream)(const_cast<L *>(logits), row_loss, targets, V, 0.0f);
     return cudaGetLastError();
 }
 
-cudaError_t xent_l2wrap_fwdbwd_cuda(bf16 *logits, float *row_loss, const int32_t *targets, size_t N, size_t R, int V,
+template <class L>
+cudaError_t xent_l2wrap_fwdbwd_cuda(L *logits, float *row_loss, const int32_t *targets, size_t N, size_t R, int V,
                                     cudaStream_t stream) {
     if (V < 1 || R < N || R == 0 || N > 0x7fffffffu) return cudaErrorInvalidValue;
     if (N == 0) return cudaSuccess;
-    auto *k = xent_kernel<true>;
+    auto *k = xent_kernel<true, L>;
     LAUNCH(k, (unsigned)N, THREADS, 0, stream)(logits, row_loss, targets, V, (float)(1.0 / (double)R));
     return cudaGetLastError();
 }
+
+// bf16 logits (--precision bf16) and fp32 (fp32/tf32).
+template cudaError_t xent_l2wrap_fwd_cuda(float *, const bf16 *, const int32_t *, size_t, int, cudaStream_t);
+template cudaError_t xent_l2wrap_fwd_cuda(float *, const float *, const int32_t *, size_t, int, cudaStream_t);
+template cudaError_t xent_l2wrap_fwdbwd_cuda(bf16 *, float *, const int32_t *, size_t, size_t, int, cudaStream_t);
+template cudaError_t xent_l2wrap_fwdbwd_cuda(float *, float *, const int32_t *, size_t, size_t, int, cudaStream_t);

@@ -8,6 +8,7 @@
 //   bf(exp(z - lse)/R - [target]/R + [argmax] max 1e-4/R).
 // Returns cudaSuccess, cudaErrorInvalidValue for V < 1 or R < N, or the launch's error.
 // targets must lie in [0, V).  A NaN logit makes the row's loss (and gradient) NaN.
+// L is __nv_bfloat16, or float for --precision fp32/tf32 (the gradient then not rounded).
 #ifndef RWKV7C_CUDA_XENT_CUH
 #define RWKV7C_CUDA_XENT_CUH
 #include "emu.h"
@@ -15,8 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-cudaError_t xent_l2wrap_fwd_cuda(float *row_loss, const __nv_bfloat16 *logits, const int32_t *targets, size_t N, int V,
+template <class L>
+cudaError_t xent_l2wrap_fwd_cuda(float *row_loss, const L *logits, const int32_t *targets, size_t N, int V,
                                  cudaStream_t stream);
-cudaError_t xent_l2wrap_fwdbwd_cuda(__nv_bfloat16 *logits, float *row_loss, const int32_t *targets, size_t N, size_t R,
+template <class L>
+cudaError_t xent_l2wrap_fwdbwd_cuda(L *logits, float *row_loss, const int32_t *targets, size_t N, size_t R,
                                     int V, cudaStream_t stream);
 #endif

@@ -15,7 +15,7 @@ static void *take(Carver *cv, size_t bytes)
     cv->used += (bytes + ALIGN - 1) / ALIGN * ALIGN;
     return p;
 }
-#define TAKE_BF(cv, n) ((gbf16 *)take(cv, (size_t)(n) * 2))
+#define TAKE_A(cv, n)  take(cv, (size_t)(n) * ab)   /* an activation buffer: ab bytes each */
 #define TAKE_F(cv, n)  ((float *)take(cv, (size_t)(n) * 4))
 
 static int max_rank(const ModelConfig *c)
@@ -27,10 +27,12 @@ static int max_rank(const ModelConfig *c)
     return d;
 }
 
+size_t gpu_act_bytes(const BackendConfig *bc) { return bc->bf16 ? 2 : 4; }
+
 static int head_rows_for(const ModelConfig *c, const BackendConfig *bc)
 {
     size_t BT = (size_t)bc->B * bc->T;
-    size_t rows = GPU_HEAD_CHUNK_BYTES / ((size_t)c->vocab_size * 2) / 16 * 16;
+    size_t rows = GPU_HEAD_CHUNK_BYTES / ((size_t)c->vocab_size * gpu_act_bytes(bc)) / 16 * 16;
     if (rows < 16) rows = 16;
     if (rows > BT) rows = BT;
     return (int)rows;
@@ -41,40 +43,40 @@ static int head_rows_for(const ModelConfig *c, const BackendConfig *bc)
 static void carve(GpuWork *w, const ModelConfig *c, const BackendConfig *bc, Carver *acts, Carver *work,
                   size_t *head_off)
 {
-    size_t BT = (size_t)bc->B * bc->T, C = (size_t)c->n_embd, H = (size_t)c->n_head;
+    size_t BT = (size_t)bc->B * bc->T, C = (size_t)c->n_embd, H = (size_t)c->n_head, ab = gpu_act_bytes(bc);
     for (int l = 0; l < w->nact; l++) {
         GpuLayerAct *A = &w->act[l];
-        A->ln1_mean = TAKE_F(acts, BT); A->ln1_rstd = TAKE_F(acts, BT); A->h1 = TAKE_BF(acts, BT * C);
-        for (int i = 0; i < GPU_NMIX; i++) A->mix[i] = TAKE_BF(acts, BT * C);
-        A->r = TAKE_BF(acts, BT * C); A->k = TAKE_BF(acts, BT * C); A->v = TAKE_BF(acts, BT * C);
-        A->tw = TAKE_BF(acts, BT * c->d_decay); A->w = TAKE_BF(acts, BT * C);
-        A->vh = TAKE_BF(acts, BT * c->d_mv); A->vgate = TAKE_F(acts, BT * C);
-        A->ah = TAKE_BF(acts, BT * c->d_aaa); A->a = TAKE_BF(acts, BT * C);
-        A->gh = TAKE_BF(acts, BT * c->d_gate); A->g = TAKE_BF(acts, BT * C);
-        A->kk = TAKE_BF(acts, BT * C); A->inv = TAKE_F(acts, BT * H); A->kp = TAKE_BF(acts, BT * C);
-        A->vm = TAKE_BF(acts, BT * C);
+        A->ln1_mean = TAKE_F(acts, BT); A->ln1_rstd = TAKE_F(acts, BT); A->h1 = TAKE_A(acts, BT * C);
+        for (int i = 0; i < GPU_NMIX; i++) A->mix[i] = TAKE_A(acts, BT * C);
+        A->r = TAKE_A(acts, BT * C); A->k = TAKE_A(acts, BT * C); A->v = TAKE_A(acts, BT * C);
+        A->tw = TAKE_A(acts, BT * c->d_decay); A->w = TAKE_A(acts, BT * C);
+        A->vh = TAKE_A(acts, BT * c->d_mv); A->vgate = TAKE_F(acts, BT * C);
+        A->ah = TAKE_A(acts, BT * c->d_aaa); A->a = TAKE_A(acts, BT * C);
+        A->gh = TAKE_A(acts, BT * c->d_gate); A->g = TAKE_A(acts, BT * C);
+        A->kk = TAKE_A(acts, BT * C); A->inv = TAKE_F(acts, BT * H); A->kp = TAKE_A(acts, BT * C);
+        A->vm = TAKE_A(acts, BT * C);
         A->ckpt = TAKE_F(acts, wkv7_ckpt_floats(bc->B, bc->T, (int)H));
-        A->y = TAKE_BF(acts, BT * C); A->gn_mean = TAKE_F(acts, BT * H); A->gn_rstd = TAKE_F(acts, BT * H);
-        A->bonus = TAKE_F(acts, BT * H); A->out = TAKE_BF(acts, BT * C);
-        A->xmid = TAKE_BF(acts, BT * C); A->ln2_mean = TAKE_F(acts, BT); A->ln2_rstd = TAKE_F(acts, BT);
-        A->h2 = TAKE_BF(acts, BT * C); A->cmix = TAKE_BF(acts, BT * C); A->act = TAKE_BF(acts, BT * 4 * C);
+        A->y = TAKE_A(acts, BT * C); A->gn_mean = TAKE_F(acts, BT * H); A->gn_rstd = TAKE_F(acts, BT * H);
+        A->bonus = TAKE_F(acts, BT * H); A->out = TAKE_A(acts, BT * C);
+        A->xmid = TAKE_A(acts, BT * C); A->ln2_mean = TAKE_F(acts, BT); A->ln2_rstd = TAKE_F(acts, BT);
+        A->h2 = TAKE_A(acts, BT * C); A->cmix = TAKE_A(acts, BT * C); A->act = TAKE_A(acts, BT * 4 * C);
     }
-    w->x_emb = TAKE_BF(acts, BT * C); w->ln0_mean = TAKE_F(acts, BT); w->ln0_rstd = TAKE_F(acts, BT);
-    for (int l = 0; l <= c->n_layer; l++) w->xin[l] = TAKE_BF(acts, BT * C);
-    w->vfirst = TAKE_BF(acts, BT * C);
-    w->lnf_mean = TAKE_F(acts, BT); w->lnf_rstd = TAKE_F(acts, BT); w->hf = TAKE_BF(acts, BT * C);
+    w->x_emb = TAKE_A(acts, BT * C); w->ln0_mean = TAKE_F(acts, BT); w->ln0_rstd = TAKE_F(acts, BT);
+    for (int l = 0; l <= c->n_layer; l++) w->xin[l] = TAKE_A(acts, BT * C);
+    w->vfirst = TAKE_A(acts, BT * C);
+    w->lnf_mean = TAKE_F(acts, BT); w->lnf_rstd = TAKE_F(acts, BT); w->hf = TAKE_A(acts, BT * C);
     *head_off = acts->used;
     w->head_rows = head_rows_for(c, bc);
-    w->logits = TAKE_BF(acts, (size_t)w->head_rows * c->vocab_size);
+    w->logits = TAKE_A(acts, (size_t)w->head_rows * c->vocab_size);
     w->row_loss = TAKE_F(acts, BT);
 
     w->tokens = (int32_t *)take(work, 2 * BT * sizeof(int32_t));
-    gbf16 **bufs[] = { &w->dx, &w->dh, &w->dr, &w->dk, &w->dv, &w->dw, &w->da, &w->dg, &w->dkk, &w->dkp,
+    gact **bufs[] = { &w->dx, &w->dh, &w->dr, &w->dk, &w->dv, &w->dw, &w->da, &w->dg, &w->dkk, &w->dkp,
                        &w->dvm, &w->dy, &w->dout, &w->dvfirst, &w->dpre };
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) *bufs[i] = TAKE_BF(work, BT * C);
-    for (int i = 0; i < GPU_NMIX; i++) w->dmix[i] = TAKE_BF(work, BT * C);
-    w->dlora = TAKE_BF(work, BT * (size_t)max_rank(c));
-    w->dact = TAKE_BF(work, BT * 4 * C);
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) *bufs[i] = TAKE_A(work, BT * C);
+    for (int i = 0; i < GPU_NMIX; i++) w->dmix[i] = TAKE_A(work, BT * C);
+    w->dlora = TAKE_A(work, BT * (size_t)max_rank(c));
+    w->dact = TAKE_A(work, BT * 4 * C);
     w->tmp = TAKE_F(work, BT * C); w->tmp2 = TAKE_F(work, BT * C);
     /* cuda/wkv7.cuh wkv7_bwd_cuda_scratch_floats: B*T*H*64 + B*H*64*64 (the backend checks) */
     w->wkv_scratch = TAKE_F(work, BT * H * 64 + (size_t)bc->B * H * 64 * 64);
@@ -130,7 +132,8 @@ static size_t params_carve(const ModelConfig *c, const BackendConfig *bc, size_t
     GpuShard sh;
     gpu_shard(c, bc, 0, &sh);
     size_t own = sh.sharded ? sh.shard : sh.P;
-    size_t b[PA_N] = { sh.padded * 2, own * 4, own * 4, own * 4, sh.padded * 4 };
+    /* fp32/tf32 keep no bf16 copies: the kernels read the masters */
+    size_t b[PA_N] = { bc->bf16 ? sh.padded * 2 : 0, own * 4, own * 4, own * 4, sh.padded * 4 };
     Carver cv = { NULL, 0 };
     for (int i = 0; i < PA_N; i++) {
         off[i] = cv.used;
@@ -199,6 +202,7 @@ void gpu_plan(const ModelConfig *c, const BackendConfig *bc, GpuPlan *p)
     p->gradients = bytes[PA_GRAD];
     p->world = bc->world > 1 ? bc->world : 1;
     p->strategy = bc->strategy;
+    p->act_bytes = (int)gpu_act_bytes(bc);
     p->activations = head_off;
     p->head = acts.used - head_off;
     p->workspace = GPU_GEMM_WORKSPACE_BYTES;
@@ -214,13 +218,17 @@ void gpu_plan_print(const GpuPlan *p, FILE *fp, uint64_t free_bytes, uint64_t to
     const double MiB = 1048576.0;
     static const char *strategy[] = { "ddp", "deepspeed_stage_1", "deepspeed_stage_2" };
     int sharded = p->world > 1 && p->strategy != DP_DDP;
+    const char *act = p->act_bytes == 2 ? "bf16" : "fp32";
     if (p->world > 1)
         fprintf(fp, "device memory plan (CUDA backend), per device: %d ranks, %s\n", p->world,
                 p->strategy >= 0 && p->strategy <= DP_STAGE2 ? strategy[p->strategy] : "?");
     else
         fprintf(fp, "device memory plan (CUDA backend)\n");
-    fprintf(fp, "  weights      %10.1f MiB  bf16 copies used by forward and backward%s\n", p->weights / MiB,
-            sharded ? " (all of them, gathered)" : "");
+    if (p->act_bytes == 2)
+        fprintf(fp, "  weights      %10.1f MiB  bf16 copies used by forward and backward%s\n", p->weights / MiB,
+                sharded ? " (all of them, gathered)" : "");
+    else
+        fprintf(fp, "  weights      %10.1f MiB  none: fp32 forward and backward read the masters\n", p->weights / MiB);
     fprintf(fp, "  masters      %10.1f MiB  fp32%s\n", p->masters / MiB, sharded ? ", this rank's shard" : "");
     fprintf(fp, "  moments      %10.1f MiB  Adam m and v, fp32%s\n", p->moments / MiB, sharded ? ", this rank's shard" : "");
     fprintf(fp, "  gradients    %10.1f MiB  fp32%s\n", p->gradients / MiB,
@@ -228,8 +236,8 @@ void gpu_plan_print(const GpuPlan *p, FILE *fp, uint64_t free_bytes, uint64_t to
     if (p->world > 1 && p->strategy == DP_STAGE2)
         fprintf(fp, "  (deepspeed_stage_2 shards as stage 1 does on the CUDA backend: the whole gradient is\n"
                     "   kept until the reduce-scatter after the backward)\n");
-    fprintf(fp, "  activations  %10.1f MiB  kept for the backward\n", p->activations / MiB);
-    fprintf(fp, "  head chunk   %10.1f MiB  %d rows of bf16 logits at a time, row losses\n", p->head / MiB, p->head_rows);
+    fprintf(fp, "  activations  %10.1f MiB  kept for the backward, %s\n", p->activations / MiB, act);
+    fprintf(fp, "  head chunk   %10.1f MiB  %d rows of %s logits at a time, row losses\n", p->head / MiB, p->head_rows, act);
     fprintf(fp, "  scratch      %10.1f MiB  backward buffers, WKV backward scratch, tokens\n", p->scratch / MiB);
     fprintf(fp, "  workspace    %10.1f MiB  cuBLASLt\n", p->workspace / MiB);
     fprintf(fp, "  total        %10.1f MiB  (%.2f GB), plus about %.0f MiB for the CUDA context and libraries\n",

@@ -7,6 +7,10 @@
 #    weights of a step as well);
 #  - SIGKILL mid-run and resume: the final train state and rwkv-final bit-identical to an
 #    uninterrupted emulated GPU run;
+#  - --precision fp32 on the emulated GPU (fp32 activations, the forward and backward on the fp32
+#    masters): 10 steps, every loss within 1e-4 of the CPU backend in fp32 (the same fp32 math
+#    in another order: measured below 1e-5, where bf16 needs 2e-2), and SIGKILL + resume
+#    bit-identical; --precision tf32 (GEMM inputs rounded to TF32): within 2e-2 of CPU fp32;
 #  - a train state moved CPU -> emulated GPU -> CPU continues: the step count runs on, and the
 #    losses stay within bf16 noise of a run that stayed on the CPU;
 #  - updates that would overflow are refused on the device (no host copy per step), a poisoned
@@ -69,6 +73,37 @@ check "the resumed GPU run finishes" "$gpu" --proj_dir k $common --accelerator g
 final=$(printf 'train-state-%08d.safetensors' 30)
 check "final state bit-identical after SIGKILL (GPU)" $U cmpstate "g/$final" "k/$final"
 check "rwkv-final bit-identical after SIGKILL (GPU)" cmp g/rwkv-final.safetensors k/rwkv-final.safetensors
+
+# --- --precision fp32 and tf32 on the emulated GPU: the first 10 steps of the same schedule
+fresh g32; fresh gt; fresh k32
+t0=$(date +%s)
+check "emulated GPU fp32, 10 steps" "$gpu" --proj_dir g32 $common --accelerator gpu --precision fp32 --exit_after_steps 10 2>g32.err
+run32=$(( $(date +%s) - t0 ))
+echo "emulated GPU fp32 run: $run32 s"
+check "... logged as fp32" grep -q "'precision': 'fp32'" g32/train_log.txt
+check "emulated GPU tf32, 10 steps" "$gpu" --proj_dir gt $common --accelerator gpu --precision tf32 --exit_after_steps 10 2>gt.err
+head -n 10 l32.txt >l32h.txt
+losses g32 >lg32.txt
+losses gt >lgt.txt
+paste l32h.txt lg32.txt | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d } END { printf "per-step |loss gpu fp32 - loss cpu fp32|: max %.2e\n", m }'
+paste l32h.txt lgt.txt | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d } END { printf "per-step |loss gpu tf32 - loss cpu fp32|: max %.2e\n", m }'
+check "10 steps logged in fp32 and tf32" test "$(wc -l <lg32.txt)" -eq 10 -a "$(wc -l <lgt.txt)" -eq 10
+check "fp32: every step's loss within 1e-4 of the CPU in fp32" sh -c "paste l32h.txt lg32.txt | awk '{ d = \$1 - \$2; if (d < 0) d = -d; if (!(d <= 1e-4)) exit 1 }'"
+check "tf32: every step's loss within 2e-2 of the CPU in fp32" sh -c "paste l32h.txt lgt.txt | awk '{ d = \$1 - \$2; if (d < 0) d = -d; if (!(d <= 0.02)) exit 1 }'"
+check "tf32 is not fp32 (the TF32 rounding is applied)" sh -c "! cmp -s lg32.txt lgt.txt"
+"$gpu" --proj_dir k32 $common --accelerator gpu --precision fp32 --exit_after_steps 10 --save_steps 3 2>k32.err &
+pid=$!
+sleep "$(awk -v t="$run32" 'BEGIN { printf "%.2f", t * 0.6 }')"
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+eq "fp32: a run was killed mid-run" $? 137
+# --exit_after_steps counts this run's steps: the resumed run takes the rest of the 10
+saved=$(ls k32 | sed -n 's/^train-state-0*\([0-9][0-9]*\)\.safetensors$/\1/p' | sort -n | tail -n 1)
+check "fp32: the killed run left a saved state" test -n "$saved"
+check "fp32: the killed run resumes and finishes" "$gpu" --proj_dir k32 $common --accelerator gpu --precision fp32 --exit_after_steps $((10 - ${saved:-0})) --save_steps 3 2>>k32.err
+check "... from its last saved state" grep -q "resuming from k32/train-state-0*${saved:-x}.safetensors" k32.err
+final=$(printf 'train-state-%08d.safetensors' 10)
+check "fp32: the state after step 10 bit-identical after SIGKILL" $U cmpstate "g32/$final" "k32/$final"
 
 # --- CPU -> GPU -> CPU: 10 steps each, against 30 steps that stayed on the CPU (bf16 mode)
 fresh cc; fresh m
@@ -138,6 +173,15 @@ check "... and its plan says it cannot run (no GPU plan printed)" sh -c "grep -q
 check "--dry-run prints the device memory plan" grep -q 'device memory plan (CUDA backend)' plan.txt
 for part in weights masters moments gradients activations 'head chunk' scratch workspace total; do
     check "... with its $part" grep -q "^  $part " plan.txt
+done
+# fp32: no bf16 copies, and activations twice bf16's (the model: 2 layers of C 64, V 65536, B 2, T 32)
+"$gpu" --proj_dir g $common --accelerator gpu --precision fp32 --dry-run >plan32.txt 2>&1
+mib() { sed -n "s/^  $2 *\([0-9.]*\) MiB.*/\1/p" "$1"; }
+check "fp32 plan: the weights line is 0, the forward reads the masters" grep -q '^  weights  *0.0 MiB  none: fp32' plan32.txt
+check "fp32 plan: fp32 activations and logits" sh -c "grep -q 'kept for the backward, fp32' plan32.txt && grep -q 'rows of fp32 logits' plan32.txt"
+check "fp32 plan: the activations twice bf16's" awk -v a="$(mib plan.txt activations)" -v b="$(mib plan32.txt activations)" 'BEGIN { d = b / a - 2; exit !(d < 0.05 && d > -0.05) }'
+for part in masters moments gradients; do
+    check "fp32 plan: the $part as bf16's" test "$(mib plan.txt $part)" = "$(mib plan32.txt $part)"
 done
 # the emulation can play a smaller device (CUDA_EMU_DEVICE_MIB): 64 MiB cannot hold this model
 fresh small

@@ -119,9 +119,9 @@ int main() {
     run_case("V=65536, 256 rows of 4096", make_rows(256, 4096, 65536, 150), true);
 #endif
     float *d_loss = dev_alloc<float>(4);
-    CHECK(xent_l2wrap_fwdbwd_cuda(nullptr, d_loss, nullptr, 4, 3, 10, 0) == cudaErrorInvalidValue, "R < N accepted");
-    CHECK(xent_l2wrap_fwdbwd_cuda(nullptr, d_loss, nullptr, 4, 4, 0, 0) == cudaErrorInvalidValue, "V = 0 accepted");
-    CHECK(xent_l2wrap_fwd_cuda(d_loss, nullptr, nullptr, 0, 10, 0) == cudaSuccess, "N = 0 refused");
+    CHECK(xent_l2wrap_fwdbwd_cuda((bf16 *)nullptr, d_loss, nullptr, 4, 3, 10, 0) == cudaErrorInvalidValue, "R < N accepted");
+    CHECK(xent_l2wrap_fwdbwd_cuda((bf16 *)nullptr, d_loss, nullptr, 4, 4, 0, 0) == cudaErrorInvalidValue, "V = 0 accepted");
+    CHECK(xent_l2wrap_fwd_cuda(d_loss, (const bf16 *)nullptr, nullptr, 0, 10, 0) == cudaSuccess, "N = 0 refused");
     cudaFree(d_loss);
     return check_finish("t_xent");
 }
