@@ -1,12 +1,13 @@
 // The CUDA backend's data-parallel step (cuda/backend_cuda.cu step_dp, BackendConfig.comm) on 2
 // ranks against one rank with the whole batch, for ddp, deepspeed_stage_1 and
-// deepspeed_stage_2: each rank takes half of the 4 samples (micro_bsz 2), the reference all 4
-// (micro_bsz 4), both on the CUDA backend in bf16, for 3 steps:
+// deepspeed_stage_2 in bf16 and ddp in fp32: each rank takes half of the 4 samples (micro_bsz 2),
+// the reference all 4 (micro_bsz 4), both on the CUDA backend in the same precision, for 3 steps:
 //  - the loss (the mean over ranks) and the gradient norm per step agree within fp32 noise: the
 //    gradient is the same sum in another order (per rank, then across ranks);
 //  - the updated masters and moments (get_state, gathered from the shards) agree with the
 //    reference's, and the strategies agree with each other;
-//  - set_state then get_state gives back the same bits (the shards split and gathered again).
+//  - set_state then get_state gives back the same bits (the shards split and gathered again);
+//  - a sharded strategy in fp32 is refused, on every rank, before any collective.
 // The ranks: this program started without arguments runs itself once per strategy ("dp NAME");
 // that process starts its second rank with launch_spawn (as rwkv-train --devices 2) and they
 // talk over TCP (lib/comm_tcp.c); under the emulation the device buffers are host memory and
@@ -31,7 +32,9 @@ extern "C" {
 }
 
 static const int L = 2, C = 64, V = 97, T = 16, STEPS = 3;
-static const char *NAMES[] = {"ddp", "deepspeed_stage_1", "deepspeed_stage_2"};
+// the strategies, then ddp in fp32 (the sharded ones keep bf16 weights: fp32 refuses them)
+static const char *NAMES[] = {"ddp", "deepspeed_stage_1", "deepspeed_stage_2", "ddp_fp32"};
+static const int NRUNS = 4;
 
 struct Run {
     std::vector<float> loss, norm, w, m, v;
@@ -40,11 +43,11 @@ struct Run {
 static double rel(double a, double b) { return fabs(a - b) / fmax(fabs(b), 1e-30); }
 
 // STEPS steps on samples [first, first + B) of the 4; the state gathered at the end.
-static int train(const ModelConfig *mc, const float *w0, int B, int first, Comm *comm, int strategy,
+static int train(const ModelConfig *mc, const float *w0, int B, int first, Comm *comm, int strategy, int bf16,
                  const std::vector<int32_t> &x, const std::vector<int32_t> &y, Run *out) {
     Error e;
     BackendConfig bc = {};
-    bc.B = B; bc.T = T; bc.bf16 = 1;
+    bc.B = B; bc.T = T; bc.bf16 = bf16;
     bc.adam = {0.9, 0.99, 1e-18, 0.01, 1.0};
     bc.comm = comm;
     bc.world = comm ? comm_size(comm) : 1;
@@ -101,7 +104,8 @@ static double max_rel_diff(const std::vector<float> &a, const std::vector<float>
     return num / fmax(den, 1e-300);
 }
 
-static int run_strategy(int strategy, char **argv) {
+static int run_strategy(int run, char **argv) {
+    const int strategy = run == 3 ? DP_DDP : run, bf16 = run != 3;
     Error e;
     LaunchEnv env;
     LaunchChildren *kids = NULL;
@@ -122,13 +126,20 @@ static int run_strategy(int strategy, char **argv) {
     }
     Run ref, dp;
     // rank 0 first trains alone on all 4 samples (before the others need it in a collective)
-    if (env.rank == 0 && train(&mc, m.w, 4, 0, NULL, DP_DDP, x, y, &ref)) return 1;
+    if (env.rank == 0 && train(&mc, m.w, 4, 0, NULL, DP_DDP, bf16, x, y, &ref)) return 1;
     Comm *comm = launch_open_comm(&env, kids, 120.0, &e);
     if (!comm) { printf("FAIL rank %d: launch_open_comm: %s\n", env.rank, e.msg); return 1; }
-    int rc = train(&mc, m.w, 2, 2 * env.rank, comm, strategy, x, y, &dp);
+    if (!bf16) {   // every rank refuses a sharded fp32 run by itself: none waits in a collective
+        BackendConfig bc = {};
+        bc.B = 2; bc.T = T; bc.comm = comm; bc.world = 2; bc.strategy = DP_STAGE1;
+        Backend *b = NULL;
+        CHECK(backend_cuda_open(&mc, m.w, &bc, &b, &e) && !b && strstr(e.msg, "shards bf16 runs only"),
+              "deepspeed_stage_1 in fp32 refused: %s", e.msg);
+    }
+    int rc = train(&mc, m.w, 2, 2 * env.rank, comm, strategy, bf16, x, y, &dp);
     comm_close(comm);
     if (env.rank == 0 && !rc) {
-        printf("%s, 2 ranks x micro_bsz 2 vs 1 rank x micro_bsz 4:\n", NAMES[strategy]);
+        printf("%s, 2 ranks x micro_bsz 2 vs 1 rank x micro_bsz 4:\n", NAMES[run]);
         double worst_loss = 0, worst_norm = 0;
         for (int s = 0; s < STEPS; s++) {
             printf("  step %d: loss %.7f vs %.7f, norm %.6g vs %.6g\n", s + 1, dp.loss[s], ref.loss[s], dp.norm[s],
@@ -148,7 +159,7 @@ static int run_strategy(int strategy, char **argv) {
         CHECK(dm < 1e-3 && dv < 1e-3, "moments agree (%.2e, %.2e < 1e-3 of the largest)", dm, dv);
         // the whole state, for the comparison across strategies (the parent reads it)
         char path[64];
-        snprintf(path, sizeof path, "t_backend_dp.%s.state", NAMES[strategy]);
+        snprintf(path, sizeof path, "t_backend_dp.%s.state", NAMES[run]);
         FILE *f = fopen(path, "wb");
         if (!f || fwrite(dp.w.data(), 4, dp.w.size(), f) != dp.w.size()) CHECK(0, "cannot write %s", path);
         if (f) fclose(f);
@@ -158,7 +169,7 @@ static int run_strategy(int strategy, char **argv) {
         launch_children_free(kids);
     }
     model_free(&m);
-    return rc ? 1 : check_finish(NAMES[strategy]);
+    return rc ? 1 : check_finish(NAMES[run]);
 }
 
 int main(int argc, char **argv) {
@@ -171,13 +182,13 @@ int main(int argc, char **argv) {
     }
 #endif
     if (argc == 3 && !strcmp(argv[1], "dp")) {
-        for (int s = 0; s < 3; s++)
+        for (int s = 0; s < NRUNS; s++)
             if (!strcmp(argv[2], NAMES[s])) return run_strategy(s, argv);
         return 2;
     }
     // each strategy in a process of its own (launch_spawn sets this process's environment)
-    std::vector<std::vector<float>> w(3);
-    for (int s = 0; s < 3; s++) {
+    std::vector<std::vector<float>> w(NRUNS);
+    for (int s = 0; s < NRUNS; s++) {
         std::string cmd = std::string("'") + argv[0] + "' dp " + NAMES[s];
         fflush(stdout);
         CHECK(system(cmd.c_str()) == 0, "%s: 2 ranks against 1", NAMES[s]);
