@@ -13,18 +13,26 @@
 # the argmax, greedy with no penalties, one thread; its tokens/s are timed from
 # its output stream (one byte per token), its own decode loop (a qsort of the
 # logits per token included) as it runs it.
+# Prefill: model_prefill (rwkv-generate's prompt path: parallel mode in chunks)
+# over a prompt of PREFILL_TOKENS tokens (default 512) from a fresh state, fp32
+# and bf16, at 1 and 2 threads, beside the pip package's forward of the whole
+# prompt at once (its forward_seq, cpu fp32) in the same run, with the ratios.
 # Best and median of DECODE_REPEATS runs (default 5): the machine may be shared.
-# Usage: bench/b_decode.sh   (DECODE_BENCH_QUICK=1: L2-D256 V8192, no pip, no rwkv7.c)
+# Usage: bench/b_decode.sh   (DECODE_BENCH_QUICK=1: L2-D256 V8192, 64-token prefill, no pip, no rwkv7.c)
 top=${TOP:-$(cd "$(dirname "$0")/.." && pwd)}
 db="$top/build/bench/decode_bench"
 [ -x "$db" ] || { echo "build first: make bench"; exit 1; }
 reps=${DECODE_REPEATS:-5}
+npre=${PREFILL_TOKENS:-512}
 echo "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -n "${DECODE_BENCH_QUICK:-}" ]; then
-    "$db" 2 256 8192 16 1 "$reps"
+    "$db" 2 256 8192 16 1 "$reps" 64
     exit
 fi
-"$db" 12 768 65536 64 1,2 "$reps" || exit 1
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/b_decode.XXXXXX") && trap 'rm -rf "$tmp"' EXIT INT TERM || exit 1
+# kept for the ratios against pip; the exit status through the pipe by a file (sh has no pipefail)
+{ "$db" 12 768 65536 64 1,2 "$reps" "$npre"; echo $? >"$tmp/rc"; } | tee "$tmp/ours"
+[ "$(cat "$tmp/rc")" = 0 ] || exit 1
 peer=${RWKV7C_PEER_RWKV7C:-}
 py=${PYTHON:-/usr/bin/python3}
 if [ -n "$peer" ] && [ -x "$peer" ]; then
@@ -82,10 +90,9 @@ elif [ -n "$peer" ]; then
 fi
 pip=${RWKV_PIP_DIR:-$top/build/pip}
 if [ -d "$pip/rwkv" ] && "$py" -c 'import torch' 2>/dev/null; then
-    tmp=$(mktemp -d "${TMPDIR:-/tmp}/b_decode.XXXXXX") && trap 'rm -rf "$tmp"' EXIT INT TERM
     "$top/build/bin/rwkv-init" -q -L 12 -C 768 -s 1 -o "$tmp/m.st" && "$top/build/bin/pth-convert" "$tmp/m.st" "$tmp/m.pth" >/dev/null || exit 1
     for nt in 1 2; do
-        PYTHONPATH="$pip" RWKV_V7_ON=1 "$py" - "$tmp/m" "$nt" "$reps" <<'PY' | grep '^rwkv pip'
+        PYTHONPATH="$pip" RWKV_V7_ON=1 "$py" - "$tmp/m" "$nt" "$reps" "$npre" <<'PY' | grep '^rwkv pip' | tee "$tmp/pip"
 import inspect, os, statistics, sys, time
 import torch
 if "mmap" not in inspect.signature(torch.load).parameters:   # torch 1.13 (as tests/ref/rwkv_pip_logits.py)
@@ -104,7 +111,30 @@ for r in range(int(sys.argv[3])):
 print("rwkv pip %s (torch %s, cpu fp32), %s thread(s): %.1f tokens/s best, %.1f median"
       % (__import__("rwkv").__version__ if hasattr(__import__("rwkv"), "__version__") else "0.8.32",
          torch.__version__, sys.argv[2], max(rates), statistics.median(rates)))
+n, t = int(sys.argv[4]), 1
+prompt = []
+for i in range(n):   # decode_bench's prompt
+    prompt.append(t)
+    t = (t * 7919 + 13) % 65536
+rates = []
+for r in range(-1, int(sys.argv[3])):   # r = -1: warm-up, as decode_bench
+    t0 = time.perf_counter()
+    out, st = m.forward(prompt, None)   # the whole prompt at once: forward_seq, last position's logits
+    if r >= 0: rates.append(n / (time.perf_counter() - t0))
+print("rwkv pip prefill %d tokens, %s thread(s): %.1f tokens/s best, %.1f median"
+      % (n, sys.argv[2], max(rates), statistics.median(rates)))
 PY
+        # ours / pip, best against best, from this run's lines
+        awk -v nt="$nt" '
+            FNR == NR && /^[0-9]+ thread\(s\):/ { cur = $1 + 0; next }
+            FNR == NR && cur == nt && /^  (fp32|bf16):/ { dec[substr($1, 1, 4)] = $2; next }
+            FNR == NR && cur == nt && /^  prefill/ { pre[substr($4, 1, 4)] = $5; n = $2; next }
+            FNR == NR { next }
+            /^rwkv pip/ { for (i = 1; i < NF; i++) if ($(i + 1) == "tokens/s") { if ($3 == "prefill") pp = $i; else pd = $i } }
+            END {
+                if (pd > 0) printf "%d thread(s), decode: ours / pip %.2fx fp32, %.2fx bf16\n", nt, dec["fp32"] / pd, dec["bf16"] / pd
+                if (pp > 0) printf "%d thread(s), prefill %d tokens: ours / pip %.2fx fp32, %.2fx bf16\n", nt, n, pre["fp32"] / pp, pre["bf16"] / pp
+            }' "$tmp/ours" "$tmp/pip"
     done
 else
     echo "rwkv pip package not found (make deps, or RWKV_PIP_DIR): no side-by-side figure"

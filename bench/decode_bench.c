@@ -1,11 +1,15 @@
 /* decode_bench: tokens/s of the recurrent decode (model_step with logits) of
  * lib/model.c, fp32 and bf16 weights (model_use_bf16), and the weight bytes
  * read per second, beside this machine's copy and read bandwidth measured in
- * the same run (STREAM-like: copy counts the bytes read plus written).
- *   decode_bench L C V TOKENS THREADS1[,THREADS2..] [REPEATS]
+ * the same run (STREAM-like: copy counts the bytes read plus written); with
+ * PREFILL > 0, also the tokens/s of model_prefill over a prompt of PREFILL
+ * tokens from a fresh state with the last position's logits (what
+ * rwkv-generate does with its prompt).
+ *   decode_bench L C V TOKENS THREADS1[,THREADS2..] [REPEATS [PREFILL]]
  * Weights are random (speed does not depend on their values).  Each figure
  * is the best and the median of REPEATS runs of TOKENS tokens (after 4
- * warm-up tokens), since the machine is shared. */
+ * warm-up tokens; a prefill after one warm-up prefill), since the machine is
+ * shared. */
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
@@ -113,12 +117,34 @@ static void bandwidth(int nt, int repeats, double *copy, double *read, double *r
     free(h);
 }
 
+/* Prefill of more than one token multiplies by the fp32 weights whatever
+ * model_use_bf16 says; with bf16 only the head of the last position (one
+ * row: lib/model.c's linear) reads the bf16 copy, so both are timed. */
+static int prefill_rate(Model *m, int bf16, int nt, const int32_t *prompt, int n, float *logits, int repeats, Error *e)
+{
+    if (model_use_bf16(m, bf16, e)) return -1;
+    omp_set_num_threads(nt);
+    ModelState *st = model_state_new(m, e);
+    if (!st) return -1;
+    double tps[64], best, median;
+    for (int r = -1; r < repeats; r++) {   /* r = -1: warm-up (first touch of the work buffers) */
+        model_state_reset(st);
+        double t0 = now_seconds();
+        if (model_prefill(m, st, prompt, n, logits, e)) { model_state_free(st); return -1; }
+        if (r >= 0) tps[r] = n / (now_seconds() - t0);
+    }
+    best_median(tps, repeats, &best, &median);
+    printf("  prefill %d tokens, %s: %.1f tokens/s best, %.1f median\n", n, bf16 ? "bf16" : "fp32", best, median);
+    model_state_free(st);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 6) { fprintf(stderr, "usage: decode_bench L C V TOKENS THREADS1[,THREADS2..] [REPEATS]\n"); return 2; }
+    if (argc < 6) { fprintf(stderr, "usage: decode_bench L C V TOKENS THREADS1[,THREADS2..] [REPEATS [PREFILL]]\n"); return 2; }
     int L = atoi(argv[1]), C = atoi(argv[2]), V = atoi(argv[3]), ntok = atoi(argv[4]);
-    int repeats = argc > 6 ? atoi(argv[6]) : 5;
-    if (repeats < 1 || repeats > 64 || ntok < 1) { fprintf(stderr, "bad TOKENS or REPEATS\n"); return 2; }
+    int repeats = argc > 6 ? atoi(argv[6]) : 5, nprefill = argc > 7 ? atoi(argv[7]) : 0;
+    if (repeats < 1 || repeats > 64 || ntok < 1 || nprefill < 0) { fprintf(stderr, "bad TOKENS, REPEATS or PREFILL\n"); return 2; }
     setenv("OMP_NUM_THREADS", "1", 0);   /* the model then takes omp_set_num_threads's count as given */
     Error e;
     Model m;
@@ -144,6 +170,8 @@ int main(int argc, char **argv)
     printf("decode L%d-D%d V%d: %.1f M params; weights read per token: fp32 %.0f MB, bf16 %.0f MB; matvec %s\n",
            L, C, V, m.layout.total / 1e6, bytes32 / 1e6, bytes16 / 1e6, matvec_isa_name(matvec_set_isa(MATVEC_AUTO)));
     float *logits = malloc((size_t)V * sizeof *logits);
+    int32_t *prompt = malloc((size_t)(nprefill ? nprefill : 1) * sizeof *prompt);
+    for (int i = 0, t = 1; i < nprefill; i++, t = (int)(((int64_t)t * 7919 + 13) % V)) prompt[i] = t;   /* as b_decode.sh's pip run */
     for (char *tok = strtok(argv[5], ","); tok; tok = strtok(NULL, ",")) {
         int nt = atoi(tok);
         double copy, read, read16, read16_huge;
@@ -173,7 +201,10 @@ int main(int argc, char **argv)
                    100 * best * bytes / 1e9 / read16_huge);
             model_state_free(st);
         }
+        for (int bf16 = 0; nprefill && bf16 <= 1; bf16++)
+            if (prefill_rate(&m, bf16, nt, prompt, nprefill, logits, repeats, &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }
     }
+    free(prompt);
     free(logits);
     model_free(&m);
     return 0;
