@@ -83,6 +83,7 @@ struct Cuda {
     Comm *host_comm, *dev_comm;
     int dev_comm_owned;
     float *grad_shard;             // this rank's reduced gradient: its block of grad (in place)
+    float *state_mine, *state_all; // host staging of get_state_sharded: 3 shards, then world shards
 };
 
 // --------------------------------------------------------------------------- errors
@@ -561,8 +562,7 @@ int step_dp(Cuda *c, const StepArgs *a, StepResult *r, double t1, Error *e) {
     return 0;
 }
 
-int cuda_step(Backend *b, const int32_t *x, const int32_t *y, const StepArgs *a, StepResult *r, Error *e) {
-    Cuda *c = (Cuda *)b->impl;
+int cuda_step_once(Cuda *c, const int32_t *x, const int32_t *y, const StepArgs *a, StepResult *r, Error *e) {
     GpuWork *W = &c->W;
     cudaStream_t s = c->s;
     double t0 = now_seconds();
@@ -606,26 +606,40 @@ int cuda_step(Backend *b, const int32_t *x, const int32_t *y, const StepArgs *a,
     return 0;
 }
 
+// A step that failed on this rank leaves its peers in, or on their way to, a collective: the
+// device communicator is then broken, so that freeing it aborts instead of finalizing in an
+// orderly way (which would wait for them until the timeout).
+int cuda_step(Backend *b, const int32_t *x, const int32_t *y, const StepArgs *a, StepResult *r, Error *e) {
+    Cuda *c = (Cuda *)b->impl;
+    int rc = cuda_step_once(c, x, y, a, r, e);
+    if (rc && c->dev_comm_owned) c->dev_comm->broken = 1;
+    return rc;
+}
+
 // Sharded: each rank's part of masters, m and v through the host, all-gathered on the host
-// communicator (all three, whatever this rank asked for: the calls are collective).
+// communicator.  Every rank makes every call whatever it asked for or what failed on it: a
+// failed copy is agreed on first (one all-reduce), so that all ranks fail the save together and
+// none is left in a gather the others skipped.  The staging buffers are allocated at open.
 int get_state_sharded(Cuda *c, float *w, float *m, float *v, Error *e) {
     const GpuShard *sh = &c->sh;
-    size_t sb = sh->shard * sizeof(float);
-    float *mine = (float *)calloc(sh->shard, sizeof(float)), *all = (float *)malloc(sb * sh->world);
-    int rc = mine && all ? 0 : fail(e, "out of memory for the training state (%zu MiB)", sb * sh->world >> 20);
     float *dst[3] = { w, m, v };
     const float *src[3] = { c->master, c->m, c->v };
-    for (int i = 0; i < 3 && !rc; i++) {
-        cudaError_t err = sh->n ? cudaMemcpyAsync(mine, src[i], sh->n * sizeof(float), cudaMemcpyDeviceToHost, c->s)
-                                : cudaSuccess;
-        if (err == cudaSuccess) err = cudaStreamSynchronize(c->s);
-        if (err != cudaSuccess) rc = cuda_fail(e, err, "cudaMemcpyAsync (state shard)", __FILE__, __LINE__);
-        else if (comm_all_gather(c->host_comm, mine, all, sb, e)) rc = -1;
-        else if (dst[i]) memcpy(dst[i], all, c->P * sizeof(float));
+    cudaError_t err = cudaSuccess;
+    for (int i = 0; i < 3 && sh->n && err == cudaSuccess; i++)
+        err = cudaMemcpyAsync(c->state_mine + (size_t)i * sh->shard, src[i], sh->n * sizeof(float),
+                              cudaMemcpyDeviceToHost, c->s);
+    if (err == cudaSuccess) err = cudaStreamSynchronize(c->s);
+    double failed = err != cudaSuccess;
+    if (comm_all_reduce(c->host_comm, &failed, 1, COMM_F64, e)) return -1;
+    if (err != cudaSuccess) return cuda_fail(e, err, "cudaMemcpyAsync (state shard)", __FILE__, __LINE__);
+    if (failed) return fail(e, "another rank could not copy its part of the training state");
+    for (int i = 0; i < 3; i++) {
+        if (comm_all_gather(c->host_comm, c->state_mine + (size_t)i * sh->shard, c->state_all,
+                            sh->shard * sizeof(float), e))
+            return -1;
+        if (dst[i]) memcpy(dst[i], c->state_all, c->P * sizeof(float));
     }
-    free(mine);
-    free(all);
-    return rc;
+    return 0;
 }
 
 // Sharded: the whole fp32 weights staged through the (padded, whole) gradient buffer to make
@@ -686,6 +700,8 @@ void cuda_free(Backend *b) {
         if (c->s) cudaStreamDestroy(c->s);
         gpu_work_free_host(&c->W);
         free(c->host_loss);
+        free(c->state_mine);
+        free(c->state_all);
         free(c->off);
         layout_free(&c->layout);
         free(c);
@@ -704,7 +720,7 @@ int open_device(Cuda *c, const float *w0, Error *e) {
     // one device per rank on its machine: the launcher's local rank picks it
     int local = c->host_comm ? comm_local_rank(c->host_comm) : 0;
     if (local < 0) local = c->host_comm ? comm_rank(c->host_comm) : 0;
-    if (CUDA_EMU) local = 0;   // each process emulates a device of its own
+    if (CUDA_EMU || count == 1) local = 0;   // a device of its own (emulated, or the one a scheduler left visible)
     if (local >= count)
         return fail(e, "--accelerator gpu: rank %d is local rank %d on its machine, which has %d CUDA device%s "
                        "(--devices is per machine and must not exceed them)",
@@ -750,6 +766,13 @@ int open_device(Cuda *c, const float *w0, Error *e) {
     size_t P = c->P;
     c->host_loss = (float *)malloc((size_t)bc->B * bc->T * sizeof(float));
     if (!c->host_loss) return fail(e, "out of memory");
+    if (c->sh.sharded) {   // tail of a short last shard: zeros, gathered into the padding
+        c->state_mine = (float *)calloc(3 * c->sh.shard, sizeof(float));
+        c->state_all = (float *)malloc(c->sh.padded * sizeof(float));
+        if (!c->state_mine || !c->state_all)
+            return fail(e, "out of memory for the host staging of the sharded training state (%.1f MiB)",
+                        (3 * c->sh.shard + c->sh.padded) * 4 / 1048576.0);
+    }
     err = gemm_create(&c->gemm);
     if (err != cudaSuccess) return cuda_fail(e, err, "gemm_create", __FILE__, __LINE__);
     if (c->sh.sharded) {
@@ -792,6 +815,8 @@ int open_device_comm(Cuda *c, Error *e) {
                                  c->host_comm->timeout, c->s, e);
     if (!c->dev_comm) return -1;
     c->dev_comm_owned = 1;
+    // a dead rank of --devices N ends NCCL's waits too, not only the host's
+    comm_set_abort_check(c->dev_comm, c->host_comm->abort_check, c->host_comm->abort_arg);
     return 0;
 #endif
 }
@@ -969,12 +994,6 @@ extern "C" int backend_cuda_open(const ModelConfig *mc, const float *w, const Ba
     }
     *out = b;
     return 0;
-}
-
-extern "C" uint64_t backend_cuda_memory_estimate(const ModelConfig *mc, const BackendConfig *bc) {
-    GpuPlan p;
-    gpu_plan(mc, bc, &p);
-    return p.total + p.context;
 }
 
 extern "C" int backend_cuda_device_memory(uint64_t *free_bytes, uint64_t *total_bytes) {

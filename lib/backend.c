@@ -2,6 +2,7 @@
  * is compiled in only with RWKV7C_CUDA (make cuda, make cuda-emu); elsewhere
  * "gpu" and "cuda" are known names that this build cannot open. */
 #include "backend.h"
+#include "gpuplan.h"
 
 #include <string.h>
 
@@ -37,10 +38,11 @@ int backend_open(const char *accelerator, const ModelConfig *c, const float *w, 
 
 uint64_t backend_memory_estimate(const char *accelerator, const ModelConfig *c, const BackendConfig *bc)
 {
-#ifdef RWKV7C_CUDA
-    if (is_gpu(accelerator)) return backend_cuda_memory_estimate(c, bc);
-#endif
-    /* otherwise the CPU figure (backend.h) */
+    if (is_gpu(accelerator)) {   /* the device plan, in any build (a --dry-run for another machine) */
+        GpuPlan p;
+        gpu_plan(c, bc, &p);
+        return p.total + p.context;
+    }
     return backend_cpu_memory_estimate(c, bc);
 }
 

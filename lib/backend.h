@@ -89,9 +89,9 @@ int backend_check(const char *accelerator, Error *e);
 /* w: initial fp32 weights in Layout order; moments start at zero. */
 int backend_open(const char *accelerator, const ModelConfig *c, const float *w, const BackendConfig *bc,
                  Backend **out, Error *e);
-/* Bytes one device needs (weights, masters, moments, gradients, activations),
- * plus the host's fp32 staging copies used for saving.  An accelerator this
- * build lacks gets the CPU backend's figure (backend_check says why it cannot run). */
+/* Bytes one device needs (weights, masters, moments, gradients, activations): for the CPU
+ * also the host's fp32 staging copies used for saving; for a GPU (in any build: backend_check
+ * says why a build cannot run it) lib/gpuplan.c's plan and the CUDA context. */
 uint64_t backend_memory_estimate(const char *accelerator, const ModelConfig *c, const BackendConfig *bc);
 /* 1 for the names of the CUDA backend ("gpu", "cuda"), built or not. */
 int backend_is_gpu(const char *accelerator);
@@ -105,7 +105,6 @@ uint64_t backend_cpu_memory_estimate(const ModelConfig *c, const BackendConfig *
 #ifdef RWKV7C_CUDA
 /* cuda/backend_cuda.cu */
 int backend_cuda_open(const ModelConfig *c, const float *w, const BackendConfig *bc, Backend **out, Error *e);
-uint64_t backend_cuda_memory_estimate(const ModelConfig *c, const BackendConfig *bc);
 int backend_cuda_device_memory(uint64_t *free_bytes, uint64_t *total_bytes);
 #endif
 #endif

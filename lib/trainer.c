@@ -796,6 +796,9 @@ static int cannot_run(const Trainer *tr, Error *why)
     if (backend_is_gpu(a->accelerator) && config_is_x060(&tr->cfg))
         return fail(why, "--accelerator %s: x060 (RWKV-6) models train on the CPU only for now (use --accelerator cpu)",
                     a->accelerator);
+    if (backend_is_gpu(a->accelerator) && tr->world > 1 && a->strategy != DP_DDP && strcmp(tr->precision, "bf16"))
+        return fail(why, "--strategy %s with --precision %s: the CUDA backend shards bf16 runs only (use --strategy ddp, "
+                    "or --precision bf16)", dp_strategy_name(a->strategy), tr->precision);
     return 0;
 }
 
@@ -893,7 +896,7 @@ static int too_big_for_memory(const Trainer *tr, Error *e)
 }
 
 /* Every rank must start from the same point: they read proj_dir each for itself (on nodes
- * that may not share it).  Compares the start step and the file's size and name hash. */
+ * that may not share it).  Compares the start step and a hash of the start file's path. */
 static int check_same_start(Trainer *tr, Error *e)
 {
     uint64_t mine[2] = { tr->c.step, 1469598103934665603ull }, *all = calloc(2 * tr->world, sizeof *all);

@@ -8,7 +8,8 @@
 # bit-identical: the same rank-order sums); a
 # stage-1 run stopped and resumed bit-identical to an uninterrupted one (the sharded moments
 # gathered into the state and split again); that 2-rank state resumed on 1 rank of micro_bsz 4
-# continues the same data; --dry-run prints one rank's device memory plan.
+# continues the same data; a poisoned gradient is skipped on both ranks; deepspeed_stage_1 in fp32
+# is refused (ddp runs); --dry-run prints one rank's device memory plan.
 . "$TOP/tests/lib.sh"
 U="$PYTHON $TOP/tests/train_util.py"
 gpu="$TOP/build/cuda-emu/bin/rwkv-train"
@@ -42,6 +43,19 @@ rm -rf w1; mkdir w1; cp r/train-state-00000004.safetensors r/metrics.jsonl w1/
 check "1 rank of micro_bsz 4 resumes the 2-rank state" "$gpu" --proj_dir w1 $common --exit_after_steps 4 2>w1.err
 check "... resumed at step 4 with micro_bsz 4" grep -q 'resuming from w1/train-state-00000004.safetensors (step 4' w1.err
 check "... steps 5-8 within 1e-3 of the 2-rank run (the same windows)" $U nearloss deepspeed_stage_1/metrics.jsonl w1/metrics.jsonl 1e-3 8
+
+# a poisoned gradient (both ranks) is skipped on both; a sharded fp32 run is refused before any
+# rank starts, and its plan says it cannot run
+fresh pz
+RWKV7C_TRAIN_POISON=2 "$gpu" --proj_dir pz $common --micro_bsz 2 --devices 2 --strategy deepspeed_stage_1 --exit_after_steps 4 2>pz.err
+eq "2 ranks, a poisoned gradient: the run goes on" $? 0
+check "... the step is skipped as non-finite" grep -q 'step 2: non-finite gradient norm' pz.err
+check "... and the state after it is finite" $U finite pz/train-state-00000004.safetensors
+fresh f32
+expect_fail "stage 1 in fp32 refused" "the CUDA backend shards bf16 runs only" \
+    "$gpu" --proj_dir f32 $common --micro_bsz 2 --devices 2 --precision fp32 --exit_after_steps 1
+check "... its plan says CANNOT RUN" sh -c "'$gpu' --proj_dir f32 $common --micro_bsz 2 --devices 2 --precision fp32 --dry-run 2>/dev/null | grep -q 'CANNOT RUN.*shards bf16 runs only'"
+check "... ddp in fp32 runs" "$gpu" --proj_dir f32 $common --micro_bsz 2 --devices 2 --precision fp32 --strategy ddp --exit_after_steps 2
 
 fresh p
 "$gpu" --proj_dir p $common --micro_bsz 2 --devices 4 --strategy deepspeed_stage_1 --dry-run >plan.txt 2>plan.err
