@@ -15,3 +15,13 @@ eq() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: got '$2', want '$3'"; fi;
 need_torch() { "$PYTHON" -c 'import torch' 2>/dev/null || { echo "python3-torch missing under $PYTHON"; exit 77; }; }
 need_shared() { [ -d "$SHARED" ] || { echo "no shared/ beside the checkout"; exit 77; }; }
 finish() { if [ $fails -eq 0 ]; then echo "all ok"; exit 0; else echo "$fails failure(s)"; exit 1; fi; }
+# need_mpirun: skip without mpirun; sets MPIRUN (OpenMPI: as root in CI containers, more ranks
+# than cores, no CMA: ptrace is often denied in containers)
+need_mpirun() {
+    command -v mpirun >/dev/null || { echo "mpirun missing (apt-get install openmpi-bin libopenmpi-dev)"; exit 77; }
+    MPIRUN=mpirun
+    if mpirun --version 2>/dev/null | grep -q 'Open MPI'; then
+        export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+        MPIRUN="mpirun --oversubscribe"
+    fi
+}

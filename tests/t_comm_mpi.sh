@@ -7,14 +7,8 @@
 # seconds.  Skips without mpirun or when built without MPI.
 . "$TOP/tests/lib.sh"
 H=$BIN/../helpers/comm_check
-command -v mpirun >/dev/null || { echo "mpirun missing (apt-get install openmpi-bin libopenmpi-dev)"; exit 77; }
+need_mpirun
 "$H" mpi-built || { echo "built without MPI (mpicc missing at build time)"; exit 77; }
-MPIRUN=mpirun
-if mpirun --version 2>/dev/null | grep -q 'Open MPI'; then
-    # root in CI containers; more ranks than cores; no CMA (ptrace is often denied in containers)
-    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-    MPIRUN="mpirun --oversubscribe"
-fi
 export OMP_NUM_THREADS=1
 
 for np in 2 3; do

@@ -8,12 +8,7 @@
 # prints world, strategy, real_bsz and each rank's shard.  Skips without mpirun.
 . "$TOP/tests/lib.sh"
 U="$PYTHON $TOP/tests/train_util.py"
-command -v mpirun >/dev/null || { echo "mpirun missing (apt-get install openmpi-bin libopenmpi-dev)"; exit 77; }
-MPIRUN=mpirun
-if mpirun --version 2>/dev/null | grep -q 'Open MPI'; then
-    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-    MPIRUN="mpirun --oversubscribe"
-fi
+need_mpirun
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 $U copy data 300 7 || exit 1
 rwkv-init -L 2 -C 64 --vocab-size 16 -s 3 -q -o init.safetensors || exit 1

@@ -10,12 +10,7 @@
 # log write on rank 0 stop or skip on every rank together.
 . "$TOP/tests/lib.sh"
 U="$PYTHON $TOP/tests/train_util.py"
-command -v mpirun >/dev/null || { echo "mpirun missing (apt-get install openmpi-bin libopenmpi-dev)"; exit 77; }
-MPIRUN=mpirun
-if mpirun --version 2>/dev/null | grep -q 'Open MPI'; then
-    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-    MPIRUN="mpirun --oversubscribe"
-fi
+need_mpirun
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 # ~33k tokens: 258 steps of 2 x 2 x 32 tokens, a few seconds
 $U copy data 3000 7 || exit 1
