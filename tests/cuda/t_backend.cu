@@ -57,6 +57,18 @@ static int step(Backend *b, const std::vector<int32_t> &x, const std::vector<int
     return 0;
 }
 
+// The same seeded tokens for every case's runs: x and y of B*T ids below V.
+static void random_tokens(const Case &k, std::vector<int32_t> *x, std::vector<int32_t> *y) {
+    size_t BT = (size_t)k.B * k.T;
+    x->resize(BT);
+    y->resize(BT);
+    unsigned seed = 11;
+    for (size_t i = 0; i < BT; i++) {
+        (*x)[i] = (int32_t)((check_random(&seed) + 1) * 0.5f * k.V) % k.V;
+        (*y)[i] = (int32_t)((check_random(&seed) + 1) * 0.5f * k.V) % k.V;
+    }
+}
+
 static void run_case(const Case &k) {
     printf("%s: L=%d C=%d V=%d B=%d T=%d\n", k.name, k.L, k.C, k.V, k.B, k.T);
     Error e;
@@ -65,13 +77,9 @@ static void run_case(const Case &k) {
     Model m;
     if (model_alloc(&m, &mc, &e)) { CHECK(0, "model: %s", e.msg); return; }
     tm_randomize(&m, 7);
-    size_t P = m.layout.total, BT = (size_t)k.B * k.T;
-    std::vector<int32_t> x(BT), y(BT);
-    unsigned seed = 11;
-    for (size_t i = 0; i < BT; i++) {
-        x[i] = (int32_t)((check_random(&seed) + 1) * 0.5f * k.V) % k.V;
-        y[i] = (int32_t)((check_random(&seed) + 1) * 0.5f * k.V) % k.V;
-    }
+    size_t P = m.layout.total;
+    std::vector<int32_t> x, y;
+    random_tokens(k, &x, &y);
     const double lr = 1e-3;
     BackendConfig bc = {};
     bc.B = k.B; bc.T = k.T; bc.bf16 = 1; bc.grad_cp = 0;
@@ -217,13 +225,9 @@ static void fp32_vs_cpu(const Case &k, int tf32) {
     Model m;
     if (model_alloc(&m, &mc, &e)) { CHECK(0, "model: %s", e.msg); return; }
     tm_randomize(&m, 7);
-    size_t P = m.layout.total, BT = (size_t)k.B * k.T;
-    std::vector<int32_t> x(BT), y(BT);
-    unsigned seed = 11;
-    for (size_t i = 0; i < BT; i++) {
-        x[i] = (int32_t)((check_random(&seed) + 1) * 0.5f * k.V) % k.V;
-        y[i] = (int32_t)((check_random(&seed) + 1) * 0.5f * k.V) % k.V;
-    }
+    size_t P = m.layout.total;
+    std::vector<int32_t> x, y;
+    random_tokens(k, &x, &y);
     // lr 1: the change of a weight is then well above its fp32 ulp, which the difference
     // new - old would otherwise add to the comparison (at lr 1e-3, 1e-3 relative)
     const double lr = 1.0;
